@@ -1,0 +1,69 @@
+"""The one exception tree of tidings.
+
+TidingsError
+├── ConfigError            user misconfiguration (exit code 2)
+├── UsageError             a bad argument the user gave (exit code 2)
+├── StoreError             the database is locked, missing or corrupt
+├── SourceError            something we were asked to collect is bad
+│   ├── FetchError(url, reason)          network or file fetch failed
+│   └── ImportFormatError(file, line, reason)   an import file is malformed
+├── ExtractError(url, reason)            a page has no article
+└── LLMError               (later issues)
+
+Every per-item error carries a stable ``reason`` code (``http_404``, ``timeout``,
+``private_host``, ``too_large``, ``no_article`` ...) that the store records on the item.
+"""
+
+from __future__ import annotations
+
+
+class TidingsError(Exception):
+    """Root of every error tidings raises on purpose; the CLI shows its message, never a traceback."""
+
+    exit_code = 1
+
+
+class ConfigError(TidingsError):
+    exit_code = 2
+
+
+class UsageError(TidingsError):
+    exit_code = 2
+
+
+class StoreError(TidingsError):
+    pass
+
+
+class SourceError(TidingsError):
+    pass
+
+
+class FetchError(SourceError):
+    """A URL or file could not be fetched. ``transient`` errors are retried on a re-run."""
+
+    def __init__(self, url: str, reason: str, message: str = "", *, transient: bool = False) -> None:
+        self.url = url
+        self.reason = reason
+        self.transient = transient
+        super().__init__(f"{url}: {message or reason}")
+
+
+class ImportFormatError(SourceError):
+    def __init__(self, file: str, line: int | None, reason: str) -> None:
+        self.file = file
+        self.line = line
+        self.reason = reason
+        where = f"{file}:{line}" if line else file
+        super().__init__(f"{where}: {reason}")
+
+
+class ExtractError(TidingsError):
+    def __init__(self, url: str, reason: str, message: str = "") -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"{url}: {message or reason}")
+
+
+class LLMError(TidingsError):
+    pass
