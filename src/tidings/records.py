@@ -42,3 +42,12 @@ class Extracted:
     published_at: datetime | None = None
     language: str | None = None
     site_name: str | None = None
+
+
+@dataclass
+class ParseResult:
+    """What an importer's parser returns: the valid items, plus one error per rejected part."""
+
+    items: list[ItemRecord] = field(default_factory=list)
+    errors: list[Exception] = field(default_factory=list)  # ImportFormatError instances
+    format: str | None = None
