@@ -1,0 +1,358 @@
+"""The store: SQLAlchemy 2.x models over SQLite (PostgreSQL later), migrated by Alembic on open.
+
+Only portable column types are used in the model layer (no SQLite-only constructs), so the same
+models will run on PostgreSQL. SQLite specifics (WAL, busy_timeout, foreign keys) are set per
+connection in one event listener."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+from .errors import StoreError
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, datetime: DateTime(timezone=True)}
+
+
+class Source(Base):
+    """Where items came from: a file import, a CLI add, or a subscribed feed (kind "feed")."""
+
+    __tablename__ = "sources"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    locator: Mapped[str] = mapped_column(String(2048))
+    title: Mapped[str | None] = mapped_column(Text)
+    html_url: Mapped[str | None] = mapped_column(String(2048))
+    folder: Mapped[str | None] = mapped_column(String(512))
+    etag: Mapped[str | None] = mapped_column(String(512))
+    last_modified: Mapped[str | None] = mapped_column(String(128))
+    last_success_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None]
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_failure_at: Mapped[datetime | None]
+    dead: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    __table_args__ = (UniqueConstraint("kind", "locator"),)
+
+
+class Item(Base):
+    __tablename__ = "items"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048), unique=True)
+    """Canonical URL (or a stable ``post:``/``note:``/``blog:`` identifier)."""
+    kind: Mapped[str] = mapped_column(String(16), default="article")
+    title: Mapped[str | None] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(String(512))
+    author_handle: Mapped[str | None] = mapped_column(String(256))
+    published_at: Mapped[datetime | None]
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    language: Mapped[str | None] = mapped_column(String(16))
+    text: Mapped[str | None] = mapped_column(Text)
+    content_hash: Mapped[str | None] = mapped_column(String(80), index=True)
+    fingerprint: Mapped[bytes | None] = mapped_column(LargeBinary)
+    summary: Mapped[str | None] = mapped_column(Text)
+    summary_origin: Mapped[str | None] = mapped_column(String(128))
+    section: Mapped[str | None] = mapped_column(String(256))
+    section_confidence: Mapped[float | None] = mapped_column(Float)
+    section_origin: Mapped[str | None] = mapped_column(String(64))
+    category: Mapped[str | None] = mapped_column(String(512))
+    note: Mapped[str | None] = mapped_column(Text)
+    guid: Mapped[str | None] = mapped_column(String(2048), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    """pending → fetched → extracted (or error); items with their own text start at extracted."""
+    error: Mapped[str | None] = mapped_column(Text)
+    error_reason: Mapped[str | None] = mapped_column(String(64))
+    error_transient: Mapped[bool] = mapped_column(Boolean, default=False)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    raw_content_type: Mapped[str | None] = mapped_column(String(256))
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"))
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    urls: Mapped[list[ItemUrl]] = relationship(back_populates="item", cascade="all, delete-orphan", order_by="ItemUrl.id")
+    tag_rows: Mapped[list[ItemTag]] = relationship(cascade="all, delete-orphan", order_by="ItemTag.id")
+    link_rows: Mapped[list[ItemLink]] = relationship(cascade="all, delete-orphan", order_by="ItemLink.id")
+
+    @property
+    def tags(self) -> list[str]:
+        return [t.tag for t in self.tag_rows]
+
+    @property
+    def links(self) -> list[str]:
+        return [link.url for link in self.link_rows]
+
+
+class ItemUrl(Base):
+    """Every original URL an item was seen under (the canonical one is ``Item.url``)."""
+
+    __tablename__ = "item_urls"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(2048), unique=True)
+    item: Mapped[Item] = relationship(back_populates="urls")
+
+
+class ItemTag(Base):
+    __tablename__ = "item_tags"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    tag: Mapped[str] = mapped_column(String(256), index=True)
+    __table_args__ = (UniqueConstraint("item_id", "tag"),)
+
+
+class ItemLink(Base):
+    """An outgoing link found in an item's body (a post's 原文 link, say)."""
+
+    __tablename__ = "item_links"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    __table_args__ = (UniqueConstraint("item_id", "url"),)
+
+
+class ItemSource(Base):
+    __tablename__ = "item_sources"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"), index=True)
+    __table_args__ = (UniqueConstraint("item_id", "source_id"),)
+
+
+class Digest(Base):
+    __tablename__ = "digests"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    week: Mapped[date] = mapped_column(Date, unique=True)
+    slug: Mapped[str | None] = mapped_column(String(512))
+    title: Mapped[str | None] = mapped_column(Text)
+    authors: Mapped[list[str]] = mapped_column(default=list)
+    tags: Mapped[list[str]] = mapped_column(default=list)
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Every front-matter key, parsed."""
+    front_matter_raw: Mapped[str | None] = mapped_column(Text)
+    """The front matter exactly as imported; None for digests tidings created."""
+    cover_image: Mapped[str | None] = mapped_column(String(1024))
+    cover_alt: Mapped[str | None] = mapped_column(Text)
+    cover_label: Mapped[str | None] = mapped_column(String(32))
+    cover_caption: Mapped[str | None] = mapped_column(Text)
+    sections: Mapped[list[str]] = mapped_column(default=list)
+    status: Mapped[str] = mapped_column(String(16), default="draft")  # draft | imported | published
+    source_path: Mapped[str | None] = mapped_column(String(2048))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    entries: Mapped[list[DigestEntryRow]] = relationship(
+        back_populates="digest", cascade="all, delete-orphan", order_by="DigestEntryRow.position"
+    )
+    blocks: Mapped[list[DigestBlock]] = relationship(cascade="all, delete-orphan", order_by="DigestBlock.position")
+
+
+class DigestEntryRow(Base):
+    """An item as one digest shows it. Entries and blocks of a digest share one position space."""
+
+    __tablename__ = "digest_entries"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"), index=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="SET NULL"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    section: Mapped[str | None] = mapped_column(String(256))
+    marker: Mapped[str | None] = mapped_column(String(16))
+    url_raw: Mapped[str | None] = mapped_column(String(2048))
+    title_raw: Mapped[str | None] = mapped_column(Text)
+    separator: Mapped[str | None] = mapped_column(String(32))
+    summary_raw: Mapped[str | None] = mapped_column(Text)
+    verbatim: Mapped[str | None] = mapped_column(Text)
+    title_override: Mapped[str | None] = mapped_column(Text)
+    summary_override: Mapped[str | None] = mapped_column(Text)
+    edited: Mapped[bool] = mapped_column(Boolean, default=False)
+    kept: Mapped[bool] = mapped_column(Boolean, default=True)
+    digest: Mapped[Digest] = relationship(back_populates="entries")
+    item: Mapped[Item | None] = relationship()
+
+
+class DigestBlock(Base):
+    """Verbatim text of an imported digest that is not an entry: headings, prose, code, images."""
+
+    __tablename__ = "digest_blocks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(32), default="text")
+    section: Mapped[str | None] = mapped_column(String(256))
+    text: Mapped[str] = mapped_column(Text)
+
+
+class Edit(Base):
+    """History of user edits to items and entries."""
+
+    __tablename__ = "edits"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("digest_entries.id", ondelete="SET NULL"))
+    field: Mapped[str] = mapped_column(String(64))
+    old: Mapped[str | None] = mapped_column(Text)
+    new: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Correction(Base):
+    """A user moved an item to another section: training signal for the learned classifier."""
+
+    __tablename__ = "corrections"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    digest_id: Mapped[int | None] = mapped_column(ForeignKey("digests.id", ondelete="SET NULL"))
+    from_section: Mapped[str | None] = mapped_column(String(256))
+    to_section: Mapped[str] = mapped_column(String(256))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LLMCall(Base):
+    """Cache and ledger of model calls, keyed by (task, prompt version, model, params, input hash)."""
+
+    __tablename__ = "llm_calls"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), unique=True)
+    task: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(256))
+    prompt_version: Mapped[str] = mapped_column(String(32))
+    output: Mapped[str | None] = mapped_column(Text)
+    tokens_in: Mapped[int] = mapped_column(Integer, default=0)
+    tokens_out: Mapped[int] = mapped_column(Integer, default=0)
+    ms: Mapped[int] = mapped_column(Integer, default=0)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Embedding(Base):
+    __tablename__ = "embeddings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    model: Mapped[str] = mapped_column(String(256))
+    content_hash: Mapped[str] = mapped_column(String(80))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    __table_args__ = (UniqueConstraint("item_id", "model"),)
+
+
+class ClassifierModel(Base):
+    """A trained classifier, versioned."""
+
+    __tablename__ = "classifier_models"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # section | tags
+    version: Mapped[int] = mapped_column(Integer)
+    blob: Mapped[bytes] = mapped_column(LargeBinary)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # The CLI and the web server may write at once: wait instead of failing with "database is locked".
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url_or_path: str | Path) -> Engine:
+    text = str(url_or_path)
+    url = text if "://" in text else f"sqlite:///{text}"
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision; the one place migrations run."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+
+
+class Store:
+    """An open store: ``with store.session() as s: ...`` commits on success, rolls back on error."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except OperationalError as exc:
+            session.rollback()
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreError("the store is busy (another tidings process is writing); try again") from exc
+            raise StoreError(f"database error: {exc.orig}") from exc
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_store(path: str | Path) -> Store:
+    if str(path) != ":memory:" and "://" not in str(path):
+        parent = Path(path).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise StoreError(f"cannot create the store {path}: directory {parent} does not exist")
+    try:
+        engine = make_engine(path)
+        migrate(engine)
+    except OperationalError as exc:
+        raise StoreError(f"cannot open the store {path}: {exc.orig}") from exc
+    return Store(engine)
+
+
+def get_or_create_source(session: Session, kind: str, locator: str, **fields: Any) -> Source:
+    source = session.scalar(select(Source).where(Source.kind == kind, Source.locator == locator))
+    if source is None:
+        source = Source(kind=kind, locator=locator, **fields)
+        session.add(source)
+        session.flush()
+    return source
