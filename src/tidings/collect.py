@@ -1,0 +1,263 @@
+"""Collect: turn files, URLs and feeds into stored items. Parsers are pure; this is their I/O edge."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from .config import Config
+from .curate import assign_to_week, save_imported_digest
+from .errors import FetchError, ImportFormatError, UsageError
+from .pipeline import Progress, StageReport, _silent, ingest
+from .records import ItemRecord
+from .sources import detect, read_text, walk
+from .sources.http import FetchPolicy
+from .sources.links import parse_links, resolve_local
+from .store import ItemSource, Source, Store, utcnow
+
+log = logging.getLogger("tidings")
+
+DEAD_AFTER_FAILURES = 5
+DEAD_AFTER_SPAN = timedelta(days=3)
+
+
+def as_url(target: str) -> str:
+    """A CLI argument as a URL: local paths become ``file://`` URIs, URLs pass through."""
+    if "://" in target or target.startswith(("post:", "note:", "blog:")):
+        return target
+    if ":" in target.split("/", 1)[0] and not Path(target).exists():
+        return target  # ``mailto:x`` and friends: the fetcher refuses the scheme with a reason
+    return resolve_local(target)
+
+
+def add_urls(store: Store, targets: Iterable[str]) -> StageReport:
+    records = [ItemRecord(url=as_url(t)) for t in targets]
+    return ingest(store, records, source_kind="cli", locator="tidings add", total=len(records))
+
+
+@dataclass
+class FileOutcome:
+    path: Path
+    format: str | None
+    why: str
+    skipped: str | None = None
+
+
+def import_paths(
+    store: Store,
+    paths: list[str],
+    fmt: str,
+    config: Config,
+    *,
+    week: date | None = None,
+    follow_links: bool = False,
+    progress: Progress = _silent,
+    on_file: Progress = _silent,
+) -> tuple[StageReport, list[FileOutcome]]:
+    from .sources import blog, feeds, notes, social
+
+    report = StageReport("import")
+    outcomes: list[FileOutcome] = []
+    files = list(walk(paths, fmt)) if paths != ["-"] else [(Path("-"), None)]
+    for number, (path, skip) in enumerate(files, start=1):
+        on_file(number, len(files), str(path))
+        if skip:
+            outcomes.append(FileOutcome(path, None, "", skipped=skip))
+            continue
+        content = _read_stdin() if str(path) == "-" else path.read_bytes()
+        chosen, why = (fmt, "as asked") if fmt != "auto" else detect(path, content, config.section_names)
+        outcomes.append(FileOutcome(path, chosen, why))
+        where = str(path)
+        text = content.decode("utf-8-sig", errors="replace") if str(path) == "-" else read_text(path)
+        try:
+            if chosen == "digest":
+                _import_digest(store, text, where, config, week, report)
+                continue
+            if chosen == "opml":
+                subscribe_opml(store, content, where, report)
+                continue
+            if chosen == "links":
+                result = parse_links(text, file=where)
+                base = path.parent if str(path) != "-" else Path.cwd()
+                for record in result.items:
+                    record.url = resolve_local(record.url, base) if record.url else record.url
+            elif chosen == "social":
+                result = social.parse_social(text, file=where)
+            elif chosen == "notes":
+                result = notes.parse_notes(text, file=where)
+            elif chosen == "blog":
+                result = blog.parse_blog_post(text, file=where)
+            elif chosen == "feed":
+                parsed = feeds.parse_feed(content, file=where)
+                result_items, result_errors = parsed.items, parsed.errors
+                ingest(store, result_items, source_kind="file", locator=where, report=report, progress=progress)
+                _reject(report, result_errors)
+                continue
+            else:
+                raise UsageError(f"unknown format {chosen!r}")
+        except ImportFormatError as exc:
+            _reject(report, [exc])
+            continue
+        first = len(report.item_ids)
+        ingest(store, result.items, source_kind="file", locator=where, report=report, progress=progress,
+               total=len(result.items))
+        _reject(report, result.errors)
+        if chosen == "links" and week is not None:
+            assign_to_week(store, report.item_ids[first:], week, config)
+        if follow_links:
+            queued = [ItemRecord(url=link, extra={"followed": True}) for rec in result.items for link in rec.links]
+            ingest(store, queued, source_kind="follow", locator=where, report=StageReport("follow"))
+    return report, outcomes
+
+
+def _read_stdin() -> bytes:
+    import sys
+
+    return sys.stdin.buffer.read()
+
+
+def _reject(report: StageReport, errors: Iterable[Exception]) -> None:
+    for error in errors:
+        report.fail(str(error), getattr(error, "reason", "invalid"))
+
+
+def _import_digest(store: Store, text: str, where: str, config: Config, week: date | None, report: StageReport) -> None:
+    from .sources.digest import infer_week, parse_digest
+
+    doc = parse_digest(text, path=where)
+    found, guessed = infer_week(where, doc.meta, week)
+    if found is None:
+        raise ImportFormatError(where, None, "no week date: pass --week, or put YYYY-MM-DD in the path")
+    if guessed:
+        log.warning("%s: the year of %s was guessed from the slug; pass --week to set it", where, found)
+    state, _entries = save_imported_digest(store, doc, week=found, path=where, source_text=text, config=config)
+    setattr(report, state, getattr(report, state) + 1)
+    report.done += 1
+
+
+# --- feeds ---------------------------------------------------------------------------------
+
+
+def subscribe(store: Store, url: str, *, title: str | None = None, folder: str | None = None,
+              html_url: str | None = None) -> bool:
+    with store.session() as session:
+        exists = session.scalar(select(Source).where(Source.kind == "feed", Source.locator == url))
+        if exists:
+            return False
+        session.add(Source(kind="feed", locator=url, title=title, folder=folder, html_url=html_url))
+        return True
+
+
+def subscribe_opml(store: Store, content: bytes, where: str, report: StageReport) -> None:
+    from .sources.opml import parse_opml
+
+    for feed in parse_opml(content, file=where):
+        if subscribe(store, feed.url, title=feed.title, folder=feed.folder, html_url=feed.html_url):
+            report.new += 1
+        else:
+            report.unchanged += 1
+        report.done += 1
+
+
+def feed_rows(store: Store) -> list[tuple[Source, int]]:
+    with store.session() as session:
+        counts = dict(
+            session.execute(
+                select(ItemSource.source_id, func.count(ItemSource.id)).group_by(ItemSource.source_id)
+            ).all()
+        )
+        feeds = session.scalars(select(Source).where(Source.kind == "feed").order_by(Source.folder, Source.id)).all()
+        return [(feed, counts.get(feed.id, 0)) for feed in feeds]
+
+
+def export_feeds(store: Store) -> str:
+    from .sources.opml import FeedRecord, export_opml
+
+    return export_opml(
+        FeedRecord(url=f.locator, title=f.title, html_url=f.html_url, folder=f.folder) for f, _ in feed_rows(store)
+    )
+
+
+def remove_feed(store: Store, url: str) -> bool:
+    with store.session() as session:
+        feed = session.scalar(select(Source).where(Source.kind == "feed", Source.locator == url))
+        if feed is None:
+            return False
+        session.delete(feed)
+        return True
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+def poll_feeds(store: Store, policy: FetchPolicy, *, include_dead: bool = False,
+               progress: Progress = _silent) -> StageReport:
+    """Poll every live feed concurrently; a broken feed records its error and the others go on."""
+    from .sources.feeds import poll_feed
+
+    report = StageReport("feeds")
+    with store.session() as session:
+        query = select(Source).where(Source.kind == "feed")
+        if not include_dead:
+            query = query.where(Source.dead.is_(False))
+        feeds = [(f.id, f.locator, f.etag, f.last_modified) for f in session.scalars(query)]
+
+    def poll(job: tuple[int, str, str | None, str | None]) -> tuple[int, object]:
+        feed_id, url, etag, modified = job
+        try:
+            return feed_id, poll_feed(url, policy, etag=etag, last_modified=modified)
+        except FetchError as exc:
+            return feed_id, exc
+
+    with ThreadPoolExecutor(max_workers=max(1, policy.concurrency)) as pool:
+        for number, (feed_id, outcome) in enumerate(pool.map(poll, feeds), start=1):
+            _store_poll(store, feed_id, outcome, report)
+            progress(number, len(feeds), str(feed_id))
+    return report
+
+
+def _store_poll(store: Store, feed_id: int, outcome: object, report: StageReport) -> None:
+    now = utcnow()
+    with store.session() as session:
+        feed = session.get(Source, feed_id)
+        assert feed is not None
+        if isinstance(outcome, FetchError):
+            reason = outcome.reason
+            feed.last_error, feed.last_error_at = str(outcome), now
+            feed.consecutive_failures = (feed.consecutive_failures or 0) + 1
+            feed.first_failure_at = feed.first_failure_at or now
+            span = now - (_aware(feed.first_failure_at) or now)
+            if feed.consecutive_failures >= DEAD_AFTER_FAILURES and span >= DEAD_AFTER_SPAN:
+                feed.dead = True
+            report.fail(feed.locator, reason)
+            return
+        feed.last_success_at = now
+        feed.consecutive_failures, feed.first_failure_at, feed.dead = 0, None, False
+        feed.etag = outcome.etag or feed.etag  # type: ignore[attr-defined]
+        feed.last_modified = outcome.last_modified or feed.last_modified  # type: ignore[attr-defined]
+        parsed = outcome.feed  # type: ignore[attr-defined]
+        if parsed is None:
+            report.skipped += 1  # 304 Not Modified
+            return
+        if parsed.title and not feed.title:
+            feed.title = parsed.title
+        locator = feed.locator
+        records = parsed.items
+        errors = parsed.errors
+    if errors and not records:
+        with store.session() as session:
+            feed = session.get(Source, feed_id)
+            assert feed is not None
+            feed.last_error, feed.last_error_at = "; ".join(str(e) for e in errors)[:2000], now
+        report.fail(locator, "unparseable")
+        return
+    ingest(store, records, source_kind="feed", locator=locator, report=report)

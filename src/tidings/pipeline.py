@@ -1,0 +1,393 @@
+"""The run loop: records from sources go into the store, then each stage advances items.
+
+Every stage selects the items that still need it, does the work one item at a time and commits
+per item, so a killed run loses at most the item in flight and a re-run resumes where it stopped.
+Stages never repeat work on unchanged items: that is what makes every command idempotent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from . import dedupe, extract, summarize
+from .classify import Classifier, KeywordClassifier
+from .config import Config
+from .errors import ExtractError, FetchError
+from .records import ItemRecord
+from .sources.http import FetchPolicy, fetch_many
+from .store import (
+    DigestEntryRow,
+    Item,
+    ItemLink,
+    ItemSource,
+    ItemTag,
+    ItemUrl,
+    Source,
+    Store,
+    utcnow,
+)
+
+Progress = Callable[[int, int, str], None]
+"""``progress(done, total, label)``: stages report through this and never import Rich."""
+
+
+def _silent(_done: int, _total: int, _label: str) -> None:
+    pass
+
+
+@dataclass
+class StageReport:
+    stage: str
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    item_ids: list[int] = field(default_factory=list)
+
+    def fail(self, what: str, reason: str) -> None:
+        self.failed += 1
+        self.failures.append((what, reason))
+
+
+# --- ingest: records → items -------------------------------------------------------------
+
+
+def identity_url(record: ItemRecord) -> str:
+    return dedupe.canonicalize_url(record.url) if record.url else ""
+
+
+def find_item(session: Session, record: ItemRecord, canonical: str) -> Item | None:
+    item = session.scalar(select(Item).where(Item.url == canonical))
+    if item is None and record.url:
+        row = session.scalar(select(ItemUrl).where(ItemUrl.url == record.url))
+        item = row.item if row else None
+    if item is None and record.guid:
+        item = session.scalar(select(Item).where(Item.guid == record.guid))
+    while item is not None and item.duplicate_of_id is not None:
+        item = session.get(Item, item.duplicate_of_id)
+    return item
+
+
+_COPIED = ("kind", "title", "author", "author_handle", "published_at", "language", "category", "note", "guid")
+
+
+def upsert_record(session: Session, record: ItemRecord, source: Source | None) -> tuple[Item, str]:
+    """Store one record; returns the item and ``new`` / ``updated`` / ``unchanged``.
+
+    Fields already known are kept: a re-import never clobbers extraction results or user edits,
+    and a human summary is never overwritten by a machine one."""
+    canonical = identity_url(record)
+    item = find_item(session, record, canonical)
+    changed = False
+    if item is None:
+        item = Item(url=canonical, kind=record.kind, status="pending", extra={})
+        session.add(item)
+        state = "new"
+    else:
+        state = "unchanged"
+    for name in _COPIED:
+        value = getattr(record, name)
+        if value is not None and getattr(item, name) in (None, "") and value != getattr(item, name):
+            setattr(item, name, value)
+            changed = True
+    if record.text and not item.text:
+        item.text = record.text
+        item.content_hash = dedupe.content_hash(record.text)
+        item.status = "extracted"
+        changed = True
+    if record.summary and (item.summary_origin != "human" or not item.summary):
+        if item.summary != record.summary or item.summary_origin != (record.summary_origin or "human"):
+            item.summary = record.summary
+            item.summary_origin = record.summary_origin or "human"
+            changed = True
+    if record.section and not item.section:
+        item.section, item.section_origin, item.section_confidence = record.section, "human", 1.0
+        changed = True
+    if record.extra:
+        merged = {**record.extra, **(item.extra or {})}
+        if merged != item.extra:
+            item.extra = merged
+            changed = True
+    session.flush()
+    if record.url and record.url not in {u.url for u in item.urls}:
+        if session.scalar(select(ItemUrl).where(ItemUrl.url == record.url)) is None:
+            item.urls.append(ItemUrl(url=record.url))
+            changed = True
+    for tag in record.tags:
+        if tag and tag not in item.tags:
+            item.tag_rows.append(ItemTag(tag=tag))
+            changed = True
+    for link in record.links:
+        if link and link not in item.links:
+            item.link_rows.append(ItemLink(url=link))
+            changed = True
+    if source is not None:
+        exists = session.scalar(
+            select(ItemSource).where(ItemSource.item_id == item.id, ItemSource.source_id == source.id)
+        )
+        if exists is None:
+            session.add(ItemSource(item_id=item.id, source_id=source.id))
+    if changed and state == "unchanged":
+        state = "updated"
+    return item, state
+
+
+def ingest(
+    store: Store,
+    records: Iterable[ItemRecord],
+    *,
+    source_kind: str,
+    locator: str,
+    report: StageReport | None = None,
+    progress: Progress = _silent,
+    total: int = 0,
+) -> StageReport:
+    from .store import get_or_create_source
+
+    report = report or StageReport("import")
+    for number, record in enumerate(records, start=1):
+        with store.session() as session:
+            source = get_or_create_source(session, source_kind, locator)
+            item, state = upsert_record(session, record, source)
+            report.item_ids.append(item.id)
+        setattr(report, state, getattr(report, state) + 1)
+        report.done += 1
+        progress(number, total, record.url or "")
+    return report
+
+
+# --- fetch + extract -----------------------------------------------------------------------
+
+
+def _fetchable(url: str) -> bool:
+    return "://" in url and not url.startswith(("post:", "note:", "blog:"))
+
+
+def pending_fetch(session: Session, *, retry_failed: bool = False) -> list[Item]:
+    """Items still to fetch: new ones, and those whose last failure was transient (a re-run retries them)."""
+    retry = and_(Item.status == "error", Item.error_transient.is_(True))
+    if retry_failed:
+        retry = Item.status == "error"
+    query = select(Item).where(
+        Item.duplicate_of_id.is_(None), Item.kind == "article", or_(Item.status == "pending", retry)
+    )
+    return list(session.scalars(query.order_by(Item.id)))
+
+
+def fetch_url_of(item: Item) -> str:
+    """Fetch the first URL as the user gave it: canonicalization may drop what a server needs."""
+    return item.urls[0].url if item.urls else item.url
+
+
+def apply_extracted(item: Item, content: bytes, content_type: str | None) -> None:
+    page = extract.extract(content, url=fetch_url_of(item), content_type=content_type)
+    if not item.title and page.title:
+        item.title = page.title
+    item.author = item.author or page.author
+    item.published_at = item.published_at or page.published_at
+    item.language = page.language or item.language
+    item.text = page.text
+    item.content_hash = dedupe.content_hash(page.text)
+    item.status = "extracted"
+    item.error = item.error_reason = None
+    item.error_transient = False
+
+
+def record_failure(item: Item, reason: str, message: str, *, transient: bool) -> None:
+    item.status = "error"
+    item.error_reason = reason
+    item.error = message
+    item.error_transient = transient
+
+
+def fetch_and_extract(
+    store: Store, policy: FetchPolicy, *, retry_failed: bool = False, progress: Progress = _silent
+) -> StageReport:
+    report = StageReport("fetch")
+    with store.session() as session:
+        todo = {fetch_url_of(item): item.id for item in pending_fetch(session, retry_failed=retry_failed)}
+    total = len(todo)
+    progress(0, total, "")
+    for number, (url, outcome) in enumerate(fetch_many(list(todo), policy), start=1):
+        with store.session() as session:
+            item = session.get(Item, todo[url])
+            assert item is not None
+            if isinstance(outcome, FetchError):
+                record_failure(item, outcome.reason, str(outcome), transient=outcome.transient)
+                report.fail(url, outcome.reason)
+            else:
+                item.raw = outcome.content[: policy.max_bytes]
+                item.raw_content_type = outcome.content_type
+                try:
+                    apply_extracted(item, outcome.content, outcome.content_type)
+                    report.done += 1
+                except ExtractError as exc:
+                    record_failure(item, exc.reason, str(exc), transient=False)
+                    report.fail(url, exc.reason)
+        progress(number, total, url)
+    return report
+
+
+# --- dedupe ----------------------------------------------------------------------------------
+
+
+def _digests_of(session: Session, item_ids: Iterable[int]) -> dict[int, set[int]]:
+    rows = session.execute(
+        select(DigestEntryRow.item_id, DigestEntryRow.digest_id).where(DigestEntryRow.item_id.in_(list(item_ids)))
+    )
+    found: dict[int, set[int]] = {}
+    for item_id, digest_id in rows:
+        found.setdefault(item_id, set()).add(digest_id)
+    return found
+
+
+def merge_items(session: Session, duplicate: Item, keep: Item) -> None:
+    """Fold ``duplicate`` into ``keep``: URLs, tags, links, sources and digest entries move over."""
+    for url_row in list(duplicate.urls):
+        url_row.item_id = keep.id
+    for tag in duplicate.tags:
+        if tag not in keep.tags:
+            keep.tag_rows.append(ItemTag(tag=tag))
+    for link in duplicate.links:
+        if link not in keep.links:
+            keep.link_rows.append(ItemLink(url=link))
+    for row in session.scalars(select(ItemSource).where(ItemSource.item_id == duplicate.id)):
+        if session.scalar(
+            select(ItemSource).where(ItemSource.item_id == keep.id, ItemSource.source_id == row.source_id)
+        ) is None:
+            row.item_id = keep.id
+    for entry in session.scalars(select(DigestEntryRow).where(DigestEntryRow.item_id == duplicate.id)):
+        entry.item_id = keep.id
+    if duplicate.summary_origin == "human" and keep.summary_origin != "human":
+        keep.summary, keep.summary_origin = duplicate.summary, "human"
+    duplicate.duplicate_of_id = keep.id
+    duplicate.status = "duplicate"
+
+
+def dedupe_items(store: Store, *, threshold: float = 0.8, progress: Progress = _silent) -> StageReport:
+    report = StageReport("dedupe")
+    with store.session() as session:
+        missing = session.scalars(
+            select(Item).where(Item.fingerprint.is_(None), Item.text.is_not(None), Item.duplicate_of_id.is_(None))
+        ).all()
+        for item in missing:
+            fp = dedupe.fingerprint(item.text)
+            if fp is not None:
+                item.fingerprint = dedupe.minhash_to_bytes(fp)
+    with store.session() as session:
+        rows = session.execute(
+            select(Item.id, Item.fingerprint).where(Item.fingerprint.is_not(None), Item.duplicate_of_id.is_(None))
+        ).all()
+        prints = {item_id: dedupe.minhash_from_bytes(blob) for item_id, blob in rows}
+        in_digest = _digests_of(session, prints)
+        pairs = dedupe.find_near_duplicates_in_fingerprints(prints.items(), threshold)
+    total = len(pairs)
+    for number, (dup_id, keep_id) in enumerate(pairs, start=1):
+        # Two entries of the same digest are never merged: the curator listed them apart on purpose.
+        if in_digest.get(dup_id, set()) & in_digest.get(keep_id, set()):
+            report.skipped += 1
+            continue
+        with store.session() as session:
+            duplicate, keep = session.get(Item, dup_id), session.get(Item, keep_id)
+            if duplicate is None or keep is None or duplicate.duplicate_of_id or keep.duplicate_of_id:
+                continue
+            merge_items(session, duplicate, keep)
+        report.done += 1
+        progress(number, total, str(dup_id))
+    return report
+
+
+# --- summarize and classify ----------------------------------------------------------------
+
+
+def summarize_items(store: Store, config: Config, *, progress: Progress = _silent) -> StageReport:
+    report = StageReport("summarize")
+    with store.session() as session:
+        ids = session.scalars(
+            select(Item.id).where(
+                Item.duplicate_of_id.is_(None), Item.text.is_not(None), Item.summary.is_(None)
+            )
+        ).all()
+    cfg = config.summarize
+    for number, item_id in enumerate(ids, start=1):
+        with store.session() as session:
+            item = session.get(Item, item_id)
+            assert item is not None
+            text = summarize.summarize(
+                item.text or "",
+                title=item.title,
+                min_chars=cfg.min_chars,
+                max_chars=cfg.max_chars,
+                english_sentences=cfg.english_sentences,
+            )
+            if text:
+                item.summary, item.summary_origin = text, "extractive"
+                report.done += 1
+            else:
+                report.skipped += 1
+        progress(number, len(ids), str(item_id))
+    return report
+
+
+def default_classifier(store: Store, config: Config) -> Classifier:
+    """The learned classifier when one has been trained, else the keyword rules (cold start)."""
+    return KeywordClassifier(config.sections, config.fallback_section)
+
+
+def classify_items(
+    store: Store, config: Config, *, classifier: Classifier | None = None, progress: Progress = _silent
+) -> StageReport:
+    report = StageReport("classify")
+    classifier = classifier or default_classifier(store, config)
+    with store.session() as session:
+        ids = session.scalars(
+            select(Item.id).where(Item.duplicate_of_id.is_(None), Item.section.is_(None), Item.kind == "article")
+        ).all()
+    for number, item_id in enumerate(ids, start=1):
+        with store.session() as session:
+            item = session.get(Item, item_id)
+            assert item is not None
+            prediction = classifier.predict(item.title, item.summary, item.text, fetch_url_of(item))
+            item.section = prediction.section
+            item.section_confidence = prediction.confidence
+            item.section_origin = prediction.method
+            report.done += 1
+        progress(number, len(ids), str(item_id))
+    return report
+
+
+def item_json(item: Item, *, with_text: bool = True) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "url": item.url,
+        "urls": [u.url for u in item.urls],
+        "title": item.title,
+        "summary": item.summary,
+        "summary_origin": item.summary_origin,
+        "section": item.section,
+        "tags": item.tags,
+        "kind": item.kind,
+        "author": item.author,
+        "author_handle": item.author_handle,
+        "category": item.category,
+        "note": item.note,
+        "links": item.links,
+        "language": item.language,
+        "published_at": item.published_at.isoformat() if item.published_at else None,
+        "seen_at": item.seen_at.isoformat() if item.seen_at else None,
+        "status": item.status,
+        "error": item.error,
+        "error_reason": item.error_reason,
+        "text": item.text if with_text else None,
+    }
+
+
+def touch_seen(item: Item) -> None:
+    item.seen_at = utcnow()
