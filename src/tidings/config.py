@@ -20,6 +20,8 @@ DEFAULT_SECTIONS: list[dict[str, Any]] = [
             "Mixtral", "OpenAI", "Claude", "Gemini", "prompt", "提示词", "微调", "向量", "embedding", "推理",
             "训练", "多模态", "Diffusion", "机器学习", "深度学习", "神经网络", "LoRA", "ChatGPT", "AIGC",
             "智能体", "Copilot", "Sora", "token", "量化", "对齐", "RLHF", "MoE", "Hugging",
+            "Coze", "扣子", "Ollama", "Anthropic", "Kimi", "Grok", "Mistral", "Stable Diffusion", "文生图", "NLP",
+            "知识图谱", "AGI", "论文",
         ],
     },
     {
@@ -27,6 +29,8 @@ DEFAULT_SECTIONS: list[dict[str, Any]] = [
         "keywords": [
             "Go", "Golang", "goroutine", "Rust", "Kubernetes", "k8s", "云原生", "Docker", "容器", "gRPC",
             "Istio", "eBPF", "etcd", "Helm", "Cargo", "channel", "GC", "泛型", "cloud native", "Service Mesh",
+            "Gin", "Prometheus", "Grafana", "OpenTelemetry", "可观测", "Skywalking", "Ingress", "运维", "SRE", "Pod",
+            "金丝雀", "灰度", "滚动发布", "Actix", "Axum", "Tokio", "pprof", "DevOps", "Serverless", "Envoy", "Wasm",
         ],
     },
     {
@@ -34,6 +38,9 @@ DEFAULT_SECTIONS: list[dict[str, Any]] = [
         "keywords": [
             "MySQL", "Redis", "Kafka", "数据库", "分布式", "微服务", "Java", "Spring", "后端", "缓存", "消息队列",
             "PostgreSQL", "SQL", "架构", "高并发", "性能", "Linux", "网络", "TCP", "HTTP", "JVM", "系统设计",
+            "RocketMQ", "Elasticsearch", "Nacos", "ZooKeeper", "Raft", "Paxos", "Netty", "HBase", "分库分表", "索引",
+            "面试", "网关", "链路追踪", "高可用", "共识", "一致性", "Dubbo", "RPC", "MongoDB", "ClickHouse", "限流",
+            "熔断", "DDD",
         ],
     },
     {
@@ -41,6 +48,8 @@ DEFAULT_SECTIONS: list[dict[str, Any]] = [
         "keywords": [
             "前端", "JavaScript", "TypeScript", "React", "Vue", "CSS", "HTML", "浏览器", "Node", "Webpack",
             "Vite", "Next.js", "Svelte", "Chrome", "DOM", "npm", "组件", "小程序", "Flutter", "WebAssembly",
+            "Tailwind", "VSCode", "Astro", "Taro", "鸿蒙", "Electron", "Tauri", "Deno", "Bun", "Rspack", "esbuild",
+            "SSR", "Hooks", "Nuxt", "Canvas", "WebGL", "SVG",
         ],
     },
 ]

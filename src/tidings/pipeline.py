@@ -286,14 +286,15 @@ def dedupe_items(store: Store, *, threshold: float = 0.8, progress: Progress = _
             select(Item.id, Item.fingerprint).where(Item.fingerprint.is_not(None), Item.duplicate_of_id.is_(None))
         ).all()
         prints = {item_id: dedupe.minhash_from_bytes(blob) for item_id, blob in rows}
-        in_digest = _digests_of(session, prints)
-        pairs = dedupe.find_near_duplicates_in_fingerprints(prints.items(), threshold)
+        # Two entries of the same digest are never merged: the curator listed them apart on purpose.
+        by_digest: dict[int, list[int]] = {}
+        for item_id, digest_ids in _digests_of(session, prints).items():
+            for digest_id in digest_ids:
+                by_digest.setdefault(digest_id, []).append(item_id)
+        never = {frozenset((a, b)) for ids in by_digest.values() for a in ids for b in ids if a < b}
+        pairs = dedupe.find_near_duplicates_in_fingerprints(prints.items(), threshold, never_merge=never)
     total = len(pairs)
     for number, (dup_id, keep_id) in enumerate(pairs, start=1):
-        # Two entries of the same digest are never merged: the curator listed them apart on purpose.
-        if in_digest.get(dup_id, set()) & in_digest.get(keep_id, set()):
-            report.skipped += 1
-            continue
         with store.session() as session:
             duplicate, keep = session.get(Item, dup_id), session.get(Item, keep_id)
             if duplicate is None or keep is None or duplicate.duplicate_of_id or keep.duplicate_of_id:

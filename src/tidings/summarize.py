@@ -1,0 +1,386 @@
+"""Offline extractive summaries: sentence splitting for Chinese and English, TextRank scoring,
+redundancy removal and a length budget.
+
+The summary is made of sentences copied verbatim from the text, in their original order. Only when
+the single best sentence is longer than the budget is it cut, at a clause boundary, ending in ``…``.
+Whether a summary may be replaced at all (a human one never is) is the pipeline's decision.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .textutil import CJK_CHAR_RE, is_chinese, is_word_char, normalize_text, normalize_whitespace, tokenize
+
+__all__ = ["split_sentences", "summarize"]
+
+# ------------------------------------------------------------------------------------------
+# Sentence splitting
+# ------------------------------------------------------------------------------------------
+
+# Chinese / full-width terminators end a sentence wherever they stand. ASCII ! and ? do too unless
+# glued to a word character (`!=`, `a?b`); the ASCII full stop is the hard case and is decided in
+# _dot_ends_sentence. Semicolons end "sentences" only in their full-width form: an ASCII ; in
+# English prose joins clauses, and in code it is everywhere.
+_CJK_TERMINATORS = "。！？；．｡︒﹒﹔﹖﹗"
+_TERMINATOR_RUN_RE = re.compile(f"(?:[{_CJK_TERMINATORS}!?]|…+|\\.+)+")
+# Closing quotes and brackets that belong to the sentence they close: 他说：“好。”
+_CLOSERS = "\"'”’」』）)]】》〉〗﹂﹄"
+# Words whose full stop is (almost) never a sentence end. "etc." and "Inc." are left out: they end
+# sentences more often than they precede a capitalised name.
+_ABBREVIATIONS = frozenset(
+    """mr mrs ms dr prof sr jr st vs al e.g i.e cf fig figs eq eqs no nos vol vols pp approx ca
+    dept est jan feb mar apr jun jul aug sep sept oct nov dec u.s u.k e.u a.m p.m ph.d""".split()
+)
+_WORD_BEFORE_DOT_RE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
+
+
+def _dot_ends_sentence(line: str, start: int, end: int) -> bool:
+    """Whether the run of full stops at line[start:end] ends a sentence."""
+    nxt = end
+    while nxt < len(line) and line[nxt] in _CLOSERS:
+        nxt += 1
+    if nxt >= len(line):
+        return True
+    if not line[nxt].isspace():
+        # URLs, decimals, file names, versions, "Node.js": no space after the dot.
+        return False
+    rest = line[nxt:].lstrip()
+    if not rest:
+        return True
+    following = rest[0]
+    if not (following.isupper() or following.isdigit() or following in "\"'“‘([" or CJK_CHAR_RE.match(following)):
+        return False
+    if end - start >= 2:  # an ellipsis followed by a capital starts a new sentence
+        return True
+    m = _WORD_BEFORE_DOT_RE.search(line[:start])
+    if m:
+        word = m.group(1).lower()
+        if word in _ABBREVIATIONS or (len(word) == 1 and line[start - 1].isupper()):
+            return False  # "Dr. Smith", "e.g. This", "J. R. R. Tolkien"
+    return True
+
+
+def _split_line(line: str) -> list[str]:
+    out: list[str] = []
+    begin = 0
+    for m in _TERMINATOR_RUN_RE.finditer(line):
+        start, end = m.span()
+        run = m.group()
+        if set(run) <= {"."}:
+            if not _dot_ends_sentence(line, start, end):
+                continue
+        elif not any(c in _CJK_TERMINATORS or c == "…" for c in run):
+            # ASCII ! or ? (maybe mixed with dots): a boundary unless glued to code or words.
+            after = line[end] if end < len(line) else " "
+            before = line[start - 1] if start > 0 else ""
+            if after not in _CLOSERS and is_word_char(after) and not CJK_CHAR_RE.match(after):
+                continue  # "a?b", "Yes!No"
+            if before and not (is_word_char(before) or before in _CLOSERS):
+                continue  # "!=" style operators and "(!x)"
+        while end < len(line) and line[end] in _CLOSERS:
+            end += 1
+        piece = line[begin:end].strip()
+        if piece:
+            out.append(piece)
+        begin = end
+    tail = line[begin:].strip()
+    if tail:
+        out.append(tail)
+    return out
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of Chinese and/or English text, each stripped, none empty.
+
+    Boundaries: line breaks (a paragraph or list item never runs into the next; a hard-wrapped
+    English line that continues in lower case on the next line is re-joined), ``。！？；`` and
+    their full-width/small-form variants, ``…``/``……``, ASCII ``!``/``?``, and a full stop followed by
+    white space and a capital, digit, quote or CJK character — except after common abbreviations
+    (``e.g.``, ``Dr.``, ``vs.``) and initials. Closing quotes and brackets stay with their sentence.
+    Decimals, versions, URLs and file names are never split because their dots have no space after.
+    """
+    sentences: list[str] = []
+    for line in _unwrap(text.splitlines()):
+        if line.strip():
+            sentences.extend(_split_line(line))
+    return sentences
+
+
+_CONTINUES_RE = re.compile(r"[A-Za-z0-9,)'’]$")
+
+
+def _unwrap(lines: list[str]) -> list[str]:
+    """Re-join hard-wrapped English lines: a line that stops mid-sentence (ends in a word or a
+    comma) followed directly by one starting in lower case is the same sentence. Chinese lines are
+    left alone: a line without closing punctuation there is far more often a heading."""
+    out: list[str] = []
+    for line in lines:
+        stripped = line.strip()
+        if (
+            out
+            and stripped
+            and stripped[0].isascii()
+            and stripped[0].islower()
+            and out[-1].strip()
+            and _CONTINUES_RE.search(out[-1].rstrip())
+        ):
+            out[-1] = out[-1].rstrip() + " " + stripped
+        else:
+            out.append(line)
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Sentence selection
+# ------------------------------------------------------------------------------------------
+
+_URL_RE = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+_CODE_HINT_RE = re.compile(
+    r"^\s*(?:\$ |>>> |# |#include|import |from \S+ import|package |func |def |class |const |let |var |"
+    r"return\b|public |private |SELECT |INSERT |//|/\*|<\w+[^>]*>)"
+)
+# A line that starts like a shell command. Case-sensitive on purpose: prose starts with a capital
+# ("Go is …", "Make sure …"), commands don't.
+_SHELL_RE = re.compile(
+    r"^(?:sudo\s+)?(?:docker|podman|kubectl|helm|git|npm|npx|yarn|pnpm|pip3?|go|cargo|rustup|curl|wget|"
+    r"apt(?:-get)?|yum|dnf|brew|make|cd|ls|cat|echo|export|mkdir|rm|cp|mv|chmod|chown|systemctl|"
+    r"python3?|node|java|mvn|gradle)\s+[-\w./~$]"
+)
+_CODE_CHARS = set("{}[]();=<>|&`\\")
+_CODE_TOKEN_RE = re.compile(r"&&|\|\||=>|->|::|\s--?[a-z]|\w\(|\)\s*\{|\w\.\w+\(|;\s*$|[{(\\]\s*$|^\s*[})\]]")
+_LIST_MARKER_RE = re.compile(r"^(?:[-*+•·>]|\d{1,2}[.)、]|[（(]\d{1,2}[)）])\s+")
+_CLAUSE_MARKS = "，、：,;；:"
+_CJK_JOIN_END = _CJK_TERMINATORS + "…」』）】》〉〗”’"
+
+# English carries about a third of the information per character that Chinese does; this bounds
+# English fallbacks and sentence lengths in terms of the one configured budget.
+_ENGLISH_LENGTH_FACTOR = 3
+_MAX_SENTENCES = 600  # the graph is quadratic; later sentences of a very long text rarely win
+_DAMPING = 0.85
+_REDUNDANT = 0.6  # cosine similarity above which a sentence repeats one already picked
+_LEAD_BONUS = 0.3
+_TITLE_BONUS = 0.5
+
+
+@dataclass
+class _Candidate:
+    index: int
+    text: str
+    tokens: list[str]
+    weight: float = 1.0
+
+
+def _weight(sentence: str, chinese: bool) -> float:
+    """Down-weights for sentences that are probably not prose."""
+    if chinese and sentence[-1] not in _CJK_JOIN_END and sentence[-1] not in "!?.":
+        return 0.5  # no closing punctuation: a heading, caption or label
+    if not chinese and sentence[0].islower():
+        return 0.5  # usually the tail of a sentence whose link text the extractor dropped
+    return 1.0
+
+
+def _looks_like_code(sentence: str) -> bool:
+    if _CODE_HINT_RE.match(sentence) or _SHELL_RE.match(sentence):
+        return True
+    if len(_CODE_TOKEN_RE.findall(sentence)) >= 2 or re.search(r"[{(\\]\s*$", sentence):
+        return True  # pipelines, calls, an unclosed brace or a line continuation at the end
+    code = sum(1 for c in sentence if c in _CODE_CHARS)
+    return code >= 4 and code > 0.08 * len(sentence)
+
+
+def _is_junk(sentence: str, chinese: bool, max_len: int) -> bool:
+    if len(sentence) > max_len:
+        return True  # no prose sentence is this long: a code listing or a run-together table
+    visible = _URL_RE.sub("", sentence)
+    words = sum(1 for c in visible if is_word_char(c))
+    if chinese:
+        cjk = len(CJK_CHAR_RE.findall(visible))
+        if cjk < 6 and words < 20:
+            return True
+    elif len(visible.split()) < 5:
+        return True
+    if words < 0.5 * len(sentence.replace(" ", "")):
+        return True  # mostly punctuation, symbols or URL
+    return _looks_like_code(sentence)
+
+
+def _similarity_matrix(token_lists: Sequence[list[str]]) -> np.ndarray:
+    """Cosine similarity of log-scaled term-frequency vectors."""
+    vocab: dict[str, int] = {}
+    for toks in token_lists:
+        for t in toks:
+            vocab.setdefault(t, len(vocab))
+    n = len(token_lists)
+    if not vocab:
+        return np.zeros((n, n))
+    tf = np.zeros((n, len(vocab)))
+    for i, toks in enumerate(token_lists):
+        for t in toks:
+            tf[i, vocab[t]] += 1.0
+    tf = np.log1p(tf)
+    norms = np.linalg.norm(tf, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    unit = tf / norms
+    sim = unit @ unit.T
+    np.fill_diagonal(sim, 0.0)
+    return np.clip(sim, 0.0, 1.0)
+
+
+def _pagerank(weights: np.ndarray, personalization: np.ndarray, iterations: int = 100) -> np.ndarray:
+    n = weights.shape[0]
+    p = personalization / personalization.sum()
+    out = weights.sum(axis=1)
+    dangling = out == 0
+    transition = np.divide(weights, out[:, None], out=np.zeros_like(weights), where=~dangling[:, None])
+    rank = np.full(n, 1.0 / n)
+    for _ in range(iterations):
+        new = _DAMPING * (rank @ transition + rank[dangling].sum() * p) + (1 - _DAMPING) * p
+        if np.abs(new - rank).sum() < 1e-9:
+            return new
+        rank = new
+    return rank
+
+
+def _cosine(a: list[str], b: list[str]) -> float:
+    if not a or not b:
+        return 0.0
+    ca: dict[str, int] = {}
+    for t in a:
+        ca[t] = ca.get(t, 0) + 1
+    cb: dict[str, int] = {}
+    for t in b:
+        cb[t] = cb.get(t, 0) + 1
+    dot = sum(v * cb.get(k, 0) for k, v in ca.items())
+    na = math.sqrt(sum(v * v for v in ca.values()))
+    nb = math.sqrt(sum(v * v for v in cb.values()))
+    return dot / (na * nb)
+
+
+def _rank(cands: list[_Candidate], title: str | None) -> list[int]:
+    """Candidate positions, best first."""
+    sim = _similarity_matrix([c.tokens for c in cands])
+    n = len(cands)
+    personalization = np.ones(n)
+    scores = _pagerank(sim, personalization) * n  # ~1.0 on average, so the bonuses below are relative
+    title_tokens = tokenize(title, drop_stopwords=True) if title else []
+    for i, c in enumerate(cands):
+        # A small lead bias: the opening of an article usually states its point.
+        bonus = _LEAD_BONUS / (1 + i)
+        if title_tokens:
+            bonus += _TITLE_BONUS * _cosine(c.tokens, title_tokens)
+        scores[i] *= (1 + bonus) * c.weight
+    return sorted(range(n), key=lambda i: (-scores[i], i))
+
+
+def _cut_at_clause(sentence: str, max_chars: int) -> str:
+    """The longest clause-bounded prefix that fits in ``max_chars`` with a trailing ``…``."""
+    limit = max_chars - 1
+    if limit <= 0:
+        return "…"[:max_chars]
+    head = sentence[:limit + 1]
+    cut = max((head.rfind(m, 0, limit + 1) for m in _CLAUSE_MARKS), default=-1)
+    if cut >= max(1, limit // 3):
+        prefix = sentence[:cut]
+    else:
+        # No clause mark early enough: cut at a word boundary for Latin text, anywhere for CJK.
+        prefix = sentence[:limit]
+        space = prefix.rfind(" ")
+        if not CJK_CHAR_RE.search(prefix) and space > limit // 2:
+            prefix = prefix[:space]
+    return prefix.rstrip(" ，、：,;；:。.") + "…"
+
+
+def _join(sentences: list[str]) -> str:
+    # Chinese sentences abut; anything else (a heading-like line, an English sentence) gets a space
+    # so that two sentences never fuse into one word.
+    out = ""
+    for s in sentences:
+        if out and out[-1] not in _CJK_JOIN_END:
+            out += " "
+        out += s
+    return out
+
+
+def _fallback(text: str, limit: int) -> str:
+    flat = normalize_whitespace(text)
+    return flat if len(flat) <= limit else _cut_at_clause(flat, limit)
+
+
+def summarize(
+    text: str,
+    *,
+    title: str | None = None,
+    min_chars: int = 80,
+    max_chars: int = 200,
+    english_sentences: int = 3,
+) -> str:
+    """An extractive summary of ``text``.
+
+    Chinese text: whole sentences, best first, until the summary reaches ``min_chars``, never beyond
+    ``max_chars`` (sentences that would overflow are passed over for shorter ones); if even the best
+    sentence is too long, it is cut at a clause boundary and ends in ``…``. English text: the
+    ``english_sentences`` best sentences. Either way the result keeps the text's order, skips
+    junk (fragments, URLs, code) and near-repeats of already chosen sentences, and is deterministic.
+    Text that is already short enough comes back whitespace-collapsed; empty text gives ``""``.
+    """
+    if not text or not text.strip():
+        return ""
+    sentences = split_sentences(text)
+    # Decide the language on the prose only: a Chinese post that is mostly shell commands and
+    # config listings is still a Chinese post.
+    prose = [s for s in sentences if not _looks_like_code(s)]
+    chinese = is_chinese("\n".join(prose) if prose else text)
+    limit = max_chars if chinese else _ENGLISH_LENGTH_FACTOR * max_chars
+    flat = normalize_whitespace(text)
+    if len(flat) <= limit and (chinese or len(sentences) <= english_sentences):
+        return flat
+
+    title_key = normalize_text(title).rstrip("。.!?！？") if title else None
+    cands: list[_Candidate] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(sentences[:_MAX_SENTENCES]):
+        s = _LIST_MARKER_RE.sub("", raw, count=1) or raw
+        key = normalize_text(s)
+        if key in seen or (title_key and key.rstrip("。.!?！？") == title_key) or _is_junk(s, chinese, _ENGLISH_LENGTH_FACTOR * max_chars):
+            continue
+        seen.add(key)  # an exact repeat keeps only its first occurrence
+        tokens = tokenize(s, drop_stopwords=True)
+        if tokens:
+            cands.append(_Candidate(i, s, tokens, _weight(s, chinese)))
+    if not cands:
+        return _fallback(text, limit)
+
+    order = _rank(cands, title)
+    picked: list[_Candidate] = []
+
+    def redundant(c: _Candidate) -> bool:
+        return any(_cosine(c.tokens, p.tokens) >= _REDUNDANT for p in picked)
+
+    if chinese:
+        result = ""
+        for pos in order:
+            c = cands[pos]
+            if len(c.text) > max_chars or redundant(c):
+                continue
+            trial = _join([p.text for p in sorted([*picked, c], key=lambda p: p.index)])
+            if len(trial) > max_chars:
+                continue  # a shorter, lower-ranked sentence may still fit
+            picked.append(c)
+            result = trial
+            if len(result) >= min_chars:
+                break
+        return result or _cut_at_clause(cands[order[0]].text, max_chars)
+
+    for pos in order:
+        c = cands[pos]
+        if not redundant(c):
+            picked.append(c)
+            if len(picked) >= english_sentences:
+                break
+    return " ".join(p.text for p in sorted(picked, key=lambda p: p.index))

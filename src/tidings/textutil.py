@@ -1,0 +1,185 @@
+"""Text helpers shared by dedupe, summarize and classify: CJK detection, normalisation and tokenisation.
+
+jieba is loaded lazily, once, into a private tokenizer with its console logging silenced: importing
+this module costs nothing, and the first call that needs Chinese word segmentation pays the ~1 s
+dictionary load. Words from ``Config.user_dictionary`` are added with :func:`add_user_words`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import unicodedata
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import jieba
+
+# Han ideographs (basic, extension A, compatibility) plus kana and hangul: all are written without
+# spaces, so they get character-based treatment rather than whitespace word splitting.
+_CJK_RANGES = (
+    "\u3400-\u4dbf"  # CJK extension A
+    "\u4e00-\u9fff"  # CJK unified ideographs
+    "\uf900-\ufaff"  # CJK compatibility ideographs
+    "\u3040-\u30ff"  # hiragana, katakana
+    "\uac00-\ud7af"  # hangul syllables
+)
+CJK_CHAR_RE = re.compile(f"[{_CJK_RANGES}]")
+CJK_RUN_RE = re.compile(f"[{_CJK_RANGES}]+")
+# A "word" outside CJK: letters/digits joined by the connectors that keep tech terms whole
+# (C++, C#, Node.js, gpt-4o, k8s, v1.2.3, __biz).
+LATIN_WORD_RE = re.compile(r"[A-Za-z0-9_\u00c0-\u024f]+(?:[.+#'\-][A-Za-z0-9_\u00c0-\u024f]+)*[+#]*")
+_WS_RE = re.compile(r"\s+")
+_LATIN_LETTER_RE = re.compile(r"[A-Za-z\u00c0-\u024f]")
+_TOKEN_SPLIT_RE = re.compile(f"([{_CJK_RANGES}]+)")
+_COMPOUND_RE = re.compile(r"[.+#'\-]")
+
+# Function words that carry no topic. Kept short on purpose: TextRank and MinHash only need the
+# commonest glue words removed, and an over-long list would drop real terms.
+ENGLISH_STOPWORDS: frozenset[str] = frozenset(
+    """a an the and or but if then else of to in on at by for with from as into onto over under about
+    is are was were be been being am do does did doing have has had having can could will would shall
+    should may might must this that these those it its it's they them their there here we us our you your
+    i me my he him his she her not no nor so than too very just also only such what which who whom whose
+    when where why how all any both each few more most other some own same s t don't doesn't isn't
+    aren't wasn't weren't let's via""".split()
+)
+CHINESE_STOPWORDS: frozenset[str] = frozenset(
+    """的 了 和 是 就 都 而 及 与 着 或 一个 没有 我们 你们 他们 它们 这 那 这个 那个 这些 那些 在 也 有 对
+    为 以 于 上 下 中 之 被 把 让 从 到 等 个 并 但 又 还 很 更 最 所 其 该 此 将 会 能 可以 可 要 已 已经
+    如果 因为 所以 但是 然后 而且 以及 通过 进行 使用 我 你 他 她 它 吗 呢 吧 啊 么 什么 怎么 如何 自己
+    本文 文章 一些 一种 这种 那种 不 没""".split()
+)
+STOPWORDS: frozenset[str] = ENGLISH_STOPWORDS | CHINESE_STOPWORDS
+
+_lock = threading.Lock()
+_tokenizer: jieba.Tokenizer | None = None
+_user_words: set[str] = set()
+
+
+def _get_tokenizer() -> jieba.Tokenizer:
+    global _tokenizer
+    if _tokenizer is None:
+        with _lock:
+            if _tokenizer is None:
+                import jieba
+
+                # jieba prints "Building prefix dict ..." at DEBUG through its own stderr handler;
+                # raising its logger's level keeps CLI output clean without touching the root logger.
+                jieba.setLogLevel(logging.WARNING)
+                logging.getLogger("jieba").setLevel(logging.WARNING)
+                tok = jieba.Tokenizer()
+                tok.initialize()
+                for word in sorted(_user_words):
+                    tok.add_word(word)
+                _tokenizer = tok
+    return _tokenizer
+
+
+def add_user_words(words: Iterable[str]) -> None:
+    """Teach the segmenter words it must keep whole (product names, jargon). Idempotent.
+
+    Words are remembered, so calling this before the dictionary is loaded is cheap and still applies.
+    """
+    new = {w.strip() for w in words if w and w.strip()} - _user_words
+    if not new:
+        return
+    with _lock:
+        _user_words.update(new)
+        tok = _tokenizer
+    if tok is not None:
+        for word in sorted(new):
+            tok.add_word(word)
+
+
+def is_cjk_char(ch: str) -> bool:
+    return bool(CJK_CHAR_RE.fullmatch(ch))
+
+
+def has_cjk(text: str) -> bool:
+    return CJK_CHAR_RE.search(text) is not None
+
+
+def cjk_ratio(text: str) -> float:
+    """CJK characters as a share of CJK characters plus Latin letters (digits, spaces and
+    punctuation count for neither, so code snippets and numbers don't tip the balance)."""
+    cjk = len(CJK_CHAR_RE.findall(text))
+    latin = len(_LATIN_LETTER_RE.findall(text))
+    total = cjk + latin
+    return cjk / total if total else 0.0
+
+
+def is_chinese(text: str, threshold: float = 0.2) -> bool:
+    """Whether ``text`` reads as Chinese (or another CJK language).
+
+    The threshold is low because Chinese tech writing is full of English terms: a Chinese sentence
+    about "LLaMA Factory 的 Agent Tuning" still has a minority of Han characters by letter count.
+    """
+    return cjk_ratio(text) >= threshold
+
+
+def normalize_whitespace(text: str) -> str:
+    return _WS_RE.sub(" ", text).strip()
+
+
+def normalize_text(text: str) -> str:
+    """NFKC (full-width Latin and digits become ASCII, compatibility forms fold) and collapsed
+    whitespace: the form in which two copies of the same text compare equal."""
+    return normalize_whitespace(unicodedata.normalize("NFKC", text))
+
+
+def is_word_char(ch: str) -> bool:
+    """Letters, digits and CJK; everything else (punctuation, symbols, spaces) is a separator."""
+    return ch.isalnum() or is_cjk_char(ch)
+
+
+def _is_token(tok: str) -> bool:
+    return any(is_word_char(c) for c in tok)
+
+
+def tokenize(text: str, *, lowercase: bool = True, drop_stopwords: bool = False) -> list[str]:
+    """Words of mixed Chinese/English text. Punctuation and whitespace are dropped.
+
+    Text with CJK goes through jieba as a whole, so that user words mixing scripts ("大模型Agent")
+    are found, except compound tech terms ("Node.js", "C++", "gpt-4o"), which jieba would split
+    at the punctuation and are kept whole instead. Text without CJK never loads jieba.
+    """
+    if not text:
+        return []
+    text = unicodedata.normalize("NFKC", text)
+    tokens: list[str] = []
+    if has_cjk(text):
+        tok = _get_tokenizer()
+        pos = 0
+        for m in LATIN_WORD_RE.finditer(text):
+            if not _COMPOUND_RE.search(m.group()):
+                continue
+            tokens.extend(w for w in tok.lcut(text[pos : m.start()]) if _is_token(w))
+            tokens.append(m.group())
+            pos = m.end()
+        tokens.extend(w for w in tok.lcut(text[pos:]) if _is_token(w))
+    else:
+        tokens = LATIN_WORD_RE.findall(text)
+    if lowercase:
+        tokens = [t.lower() for t in tokens]
+    if drop_stopwords:
+        tokens = [t for t in tokens if t.lower() not in STOPWORDS]
+    return tokens
+
+
+def shingle_units(text: str) -> list[str]:
+    """The unit stream near-duplicate shingles are built from: every CJK character on its own,
+    every Latin word lower-cased; whitespace and punctuation vanish so that re-wrapping, spacing
+    and full-/half-width punctuation differences between sites don't matter."""
+    text = unicodedata.normalize("NFKC", text)
+    units: list[str] = []
+    for i, part in enumerate(_TOKEN_SPLIT_RE.split(text)):
+        if not part:
+            continue
+        if i % 2 == 1:
+            units.extend(part)
+        else:
+            units.extend(w.lower() for w in LATIN_WORD_RE.findall(part))
+    return units

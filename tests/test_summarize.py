@@ -1,0 +1,269 @@
+"""Sentence splitting and extractive summaries, on real Chinese and English corpus articles."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import trafilatura
+
+from tidings.summarize import split_sentences, summarize
+
+CHINESE_PAGES = [
+    "wechat_fragment_js-content-inner_mdnice.html",
+    "wechat_rendered-dom_python-defer_2020.html",
+    "wechat_rendered-dom_csdn-hongmeng_2024_huge-inline-scripts.html",
+    "juejin_fragment_article-content_mdnice.html",
+    "juejin_post_vue3-effect-computed.html",
+    "zhihu_fragment_post-richtext_mdnice.html",
+    "zhihu_zhuanlan_rl-ppo-basics.html",
+    "cnblogs_post_good-looking-hk.html",
+    "csdn_blog_js-tips_2020.html",
+    "gbk-bytes_declared-utf8_alipay-blog.html",
+]
+ENGLISH_PAGES = [
+    "godev-blog_defer-panic-and-recover_from-gz.html",
+    "golang-blog_godoc-documenting-go-code.html",
+    "en-blog_stackoverflow_rust.html",
+    "en-blog_dropbox_atf.html",
+    "en-blog_lemire_simdjson-vs-json.html",
+]
+
+
+@pytest.fixture(scope="module")
+def pages(corpus_dir: Path) -> dict[str, str]:
+    out = {}
+    for name in CHINESE_PAGES + ENGLISH_PAGES:
+        text = trafilatura.extract((corpus_dir / "html" / name).read_bytes())
+        assert text, name
+        out[name] = text
+    return out
+
+
+def _from_text(summary: str, text: str) -> bool:
+    """Whether the summary is a run of the text's own sentences, in the text's order, joined by
+    nothing or a space (list markers such as "- " may be dropped from a sentence's start)."""
+    rest = summary
+    for sentence in split_sentences(text):
+        for form in (sentence, re.sub(r"^(?:[-*+•·>]|\d{1,2}[.)、])\s+", "", sentence)):
+            if rest.startswith(form):
+                rest = rest[len(form) :].lstrip(" ")
+                break
+        if not rest:
+            return True
+    return False
+
+
+# --- split_sentences -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("第一句。第二句！第三句？", ["第一句。", "第二句！", "第三句？"]),
+        ("他说：“好的。”然后走了。", ["他说：“好的。”", "然后走了。"]),
+        ("先这样；再那样。", ["先这样；", "再那样。"]),
+        ("真的吗？！当然。", ["真的吗？！", "当然。"]),
+        ("然后……就没有然后了。好吧", ["然后……", "就没有然后了。", "好吧"]),
+        ("标题一行\n正文第一句。正文第二句。", ["标题一行", "正文第一句。", "正文第二句。"]),
+        ("（见附录。）下一句。", ["（见附录。）", "下一句。"]),
+        ("Go 1.22 发布了!新特性很多。", ["Go 1.22 发布了!", "新特性很多。"]),
+        ("使用 Node.js 和 Vue.js 开发。版本是 v3.4.1。", ["使用 Node.js 和 Vue.js 开发。", "版本是 v3.4.1。"]),
+        ("It costs 3.14 dollars. That is cheap.", ["It costs 3.14 dollars.", "That is cheap."]),
+        ("See https://go.dev/blog/intro. It explains a lot.", ["See https://go.dev/blog/intro.", "It explains a lot."]),
+        ("Use tools, e.g. Go and Rust. They work.", ["Use tools, e.g. Go and Rust.", "They work."]),
+        ("Dr. Smith met Mr. Jones. They talked.", ["Dr. Smith met Mr. Jones.", "They talked."]),
+        ("Written by J. R. R. Tolkien. A classic.", ["Written by J. R. R. Tolkien.", "A classic."]),
+        ("Is it? Yes! It is.", ["Is it?", "Yes!", "It is."]),
+        ('He said "stop." Then he left.', ['He said "stop."', "Then he left."]),
+        ("if (!done && x != y) return", ["if (!done && x != y) return"]),
+        ("Wait... What happened?", ["Wait...", "What happened?"]),
+        ("lowercase after dot. continues here", ["lowercase after dot. continues here"]),
+        ("", []),
+        ("  \n\n  ", []),
+    ],
+)
+def test_split_sentences(text: str, expected: list[str]) -> None:
+    assert split_sentences(text) == expected
+
+
+def test_split_sentences_keeps_all_text(pages: dict[str, str]) -> None:
+    for name, text in pages.items():
+        sentences = split_sentences(text)
+        assert sentences, name
+        joined = "".join("".join(s.split()) for s in sentences)
+        assert joined == "".join(text.split()), name
+
+
+# --- summarize: real articles ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CHINESE_PAGES)
+def test_chinese_summary_length_and_verbatim(pages: dict[str, str], name: str) -> None:
+    text = pages[name]
+    summary = summarize(text)
+    assert 80 <= len(summary) <= 200, (name, len(summary), summary)
+    assert _from_text(summary, text), (name, summary)
+
+
+@pytest.mark.parametrize("name", ENGLISH_PAGES)
+def test_english_summary_has_three_sentences_from_the_text(pages: dict[str, str], name: str) -> None:
+    text = pages[name]
+    summary = summarize(text)
+    assert 1 <= len(split_sentences(summary)) <= 3, (name, summary)
+    assert _from_text(summary, text), (name, summary)  # verbatim, and in the text's order
+
+
+def test_english_sentence_count_follows_the_option(pages: dict[str, str]) -> None:
+    text = pages["en-blog_stackoverflow_rust.html"]
+    assert len(split_sentences(summarize(text, english_sentences=1))) == 1
+    assert len(split_sentences(summarize(text, english_sentences=5))) == 5
+
+
+def test_summaries_are_deterministic(pages: dict[str, str]) -> None:
+    for text in pages.values():
+        assert summarize(text) == summarize(text)
+
+
+def test_custom_budget(pages: dict[str, str]) -> None:
+    text = pages["zhihu_zhuanlan_rl-ppo-basics.html"]
+    summary = summarize(text, min_chars=30, max_chars=60)
+    assert 0 < len(summary) <= 60
+    long = summarize(text, min_chars=250, max_chars=400)
+    assert 250 <= len(long) <= 400
+
+
+def test_title_sentence_is_not_repeated(pages: dict[str, str]) -> None:
+    title = "一日一技：在 Python 中实现延迟调用"
+    text = title + "\n" + pages["wechat_rendered-dom_python-defer_2020.html"]
+    assert title not in summarize(text, title=title)
+
+
+def test_code_and_urls_are_skipped(pages: dict[str, str]) -> None:
+    summary = summarize(pages["cnblogs_post_good-looking-hk.html"])  # a post full of docker commands
+    assert "docker run" not in summary and "&&" not in summary
+    text = (
+        "https://example.com/a/b/c/d/e/f/g/h/i/j/k/l/m/n\n"
+        "$ go tool pprof -seconds 30 https://example.com/debug/pprof/profile\n"
+        "func main() { fmt.Println(\"hello\") }\n"
+        "性能分析是后端工程师的基本功，pprof 能告诉我们 CPU 时间花在了哪里。"
+        "火焰图把调用栈按耗时展开，宽度越大的函数越值得优化。"
+        "内存分配过多会让垃圾回收占用大量 CPU，这时应该先减少临时对象。"
+        "最后，每次优化之后都要重新压测，用数据确认改进确实有效，而不是凭感觉判断。"
+    )
+    summary = summarize(text)
+    assert "pprof -seconds" not in summary and "func main" not in summary and "https://" not in summary
+    assert 80 <= len(summary) <= 200
+
+
+# --- summarize: constructed cases ------------------------------------------------------------
+
+
+def test_repeated_sentence_appears_once() -> None:
+    repeated = "微服务拆分的关键是按业务边界划分，而不是按技术分层。"
+    text = "\n".join(
+        [
+            repeated,
+            "很多团队在拆分时只看代码结构，结果服务之间调用链过长，一次请求要经过十几个服务。",
+            repeated,
+            "数据库也应该随服务拆分，共享数据库会让服务重新耦合在一起。",
+            repeated,
+            "监控和链路追踪是微服务的基础设施，没有它们就无法定位跨服务的问题。",
+            repeated,
+        ]
+    )
+    summary = summarize(text, min_chars=120, max_chars=200)
+    assert summary.count(repeated) == 1
+    assert len(summary) <= 200
+
+
+def test_near_repeat_is_skipped() -> None:
+    text = (
+        "Rust guarantees memory safety without a garbage collector through its ownership model. "
+        "Rust guarantees memory safety without any garbage collector thanks to its ownership model. "
+        "Cargo makes building, testing and publishing crates simple for every Rust developer. "
+        "The borrow checker rejects programs with data races at compile time, not at run time. "
+        "Many companies now use Rust for infrastructure where performance and safety both matter."
+    )
+    summary = summarize(text, english_sentences=3)
+    assert not ("without a garbage" in summary and "without any garbage" in summary)
+    assert len(split_sentences(summary)) == 3
+
+
+def test_single_long_sentence_is_cut_at_a_clause() -> None:
+    sentence = (
+        "这是一个非常长的句子，它描述了分布式系统中的一致性问题，包括副本之间如何同步数据，"
+        "网络分区发生时系统应该如何取舍，领导者选举需要多少轮投票，日志复制如何保证顺序，"
+        "快照如何压缩历史，成员变更如何安全进行，读请求如何避免读到旧数据，客户端如何重试，"
+        "以及在实践中工程师如何通过测试和形式化验证来确认这些性质都真的成立，"
+        "还包括时钟漂移、消息乱序、磁盘故障和慢节点这些在生产环境里每天都会遇到的麻烦事，"
+        "所以这类系统的设计文档往往比代码本身还要长。"
+    )
+    assert len(sentence) > 200
+    text = sentence + "\n" + sentence  # too long for the budget, so not "short input"
+    summary = summarize(text)
+    assert len(summary) <= 200
+    assert summary.endswith("…")
+    assert summary[:-1] in sentence
+    assert summary[-2] not in "，、"
+
+
+def test_sentences_that_overflow_are_passed_over() -> None:
+    long = "长句" * 100 + "。"
+    shorts = [
+        "缓存穿透是指查询根本不存在的数据，请求每次都落到数据库上。",
+        "布隆过滤器可以在访问存储之前挡住大部分不存在的键。",
+        "缓存击穿发生在热点键过期的瞬间，大量并发请求同时重建缓存。",
+        "互斥锁或者逻辑过期能让只有一个请求去回源加载数据。",
+        "雪崩则是大量键同时失效，给过期时间加上随机抖动就能缓解。",
+    ]
+    text = long + "".join(shorts)
+    summary = summarize(text, min_chars=80, max_chars=200)
+    assert long not in summary
+    assert 80 <= len(summary) <= 200
+
+
+def test_empty_and_short_input() -> None:
+    assert summarize("") == ""
+    assert summarize("   \n ") == ""
+    assert summarize("  Go 1.22 发布了。\n 新增 range over int。 ") == "Go 1.22 发布了。 新增 range over int。"
+    assert summarize("Just one sentence here.") == "Just one sentence here."
+
+
+# --- the shared text helpers summaries are built on ---------------------------------------------
+
+
+def test_tokenize_mixed_text() -> None:
+    from tidings.textutil import tokenize
+
+    tokens = tokenize("使用Go1.22的新特性，Node.js 和 C++ 以及 gpt-4o！")
+    assert {"go1.22", "node.js", "c++", "gpt-4o", "使用", "特性"} <= set(tokens)
+    assert "，" not in tokens and "！" not in tokens
+    assert tokenize("The quick fox, and the dog.", drop_stopwords=True) == ["quick", "fox", "dog"]
+    assert tokenize("") == []
+
+
+def test_user_words_stay_whole() -> None:
+    from tidings.textutil import add_user_words, tokenize
+
+    assert "鸿蒙next" not in tokenize("我们在鸿蒙NEXT上开发")
+    add_user_words(["鸿蒙NEXT", "  "])
+    assert "鸿蒙next" in tokenize("我们在鸿蒙NEXT上开发")
+
+
+def test_language_detection() -> None:
+    from tidings.textutil import is_chinese
+
+    assert is_chinese("本文作者介绍了如何使用LLaMA Factory的Agent Tuning功能训练一个定制的LLM Agent。")
+    assert not is_chinese("Rust has been the most loved language for four years in a row.")
+    assert not is_chinese("")
+
+
+def test_jieba_loads_quietly() -> None:
+    import subprocess
+    import sys
+
+    code = "from tidings.textutil import tokenize; assert tokenize('结巴分词不应该打印日志')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stderr == "" and result.stdout == ""
