@@ -64,8 +64,8 @@ def import_paths(
 
     report = StageReport("import")
     outcomes: list[FileOutcome] = []
-    files = list(walk(paths, fmt)) if paths != ["-"] else [(Path("-"), None)]
-    for number, (path, skip) in enumerate(files, start=1):
+    files = list(walk(paths, fmt)) if paths != ["-"] else [(Path("-"), None, Path.cwd())]
+    for number, (path, skip, root) in enumerate(files, start=1):
         on_file(number, len(files), str(path))
         if skip:
             outcomes.append(FileOutcome(path, None, "", skipped=skip))
@@ -92,7 +92,7 @@ def import_paths(
             elif chosen == "notes":
                 result = notes.parse_notes(text, file=where)
             elif chosen == "blog":
-                result = blog.parse_blog_post(text, file=where)
+                result = blog.parse_blog_post(text, file=where, root=str(root))
             elif chosen == "feed":
                 parsed = feeds.parse_feed(content, file=where)
                 result_items, result_errors = parsed.items, parsed.errors

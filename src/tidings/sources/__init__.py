@@ -47,23 +47,24 @@ def detect(path: Path, content: bytes, section_names: list[str]) -> tuple[str, s
     return "links", "plain text: one link per line"
 
 
-def walk(paths: list[str], fmt: str) -> Iterator[tuple[Path, str | None]]:
-    """Files to import; a directory recurses. Yields ``(path, skip_reason)``."""
+def walk(paths: list[str], fmt: str) -> Iterator[tuple[Path, str | None, Path]]:
+    """Files to import; a directory recurses. Yields ``(path, skip_reason, root)``: root is the
+    argument the file was found under, which blog imports need for stable ids."""
     for raw in paths:
         path = Path(raw).expanduser()
         if not path.exists():
             raise UsageError(f"no such file or directory: {raw}")
         if path.is_file():
-            yield path, None
+            yield path, None, path.parent
             continue
         for child in sorted(p for p in path.rglob("*") if p.is_file()):
             if any(part.startswith(".") for part in child.relative_to(path).parts):
                 continue
             if child.name.lower() in SKIPPED_NAMES or child.suffix.lower() == ".tsv":
-                yield child, "README and .tsv files are documentation, not content"
+                yield child, "README and .tsv files are documentation, not content", path
             elif fmt in ("digest", "social", "notes", "blog") and child.suffix.lower() not in TEXT_SUFFIXES:
-                yield child, f"not a Markdown file ({fmt} imports take .md, .markdown, .mdx)"
+                yield child, f"not a Markdown file ({fmt} imports take .md, .markdown, .mdx)", path
             elif fmt == "auto" and child.suffix.lower() not in TEXT_SUFFIXES | {".xml", ".rss", ".atom", ".opml"}:
-                yield child, "not a text, Markdown, feed or OPML file"
+                yield child, "not a text, Markdown, feed or OPML file", path
             else:
-                yield child, None
+                yield child, None, path
