@@ -1,0 +1,592 @@
+"""Bytes of a page -> text, then the article in it: title, author, date, body text, language.
+
+Decoding trusts evidence over declarations: many saved Chinese pages carry a charset label that
+does not match their bytes. Extraction is trafilatura plus a few table-driven site adapters for the
+sites our users read, where trafilatura picks the wrong title or misses the body."""
+
+from __future__ import annotations
+
+import codecs
+import copy
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from html import unescape
+from typing import Any
+from urllib.parse import urlsplit
+
+import charset_normalizer
+from lxml import etree
+from lxml.html import HtmlElement, tostring
+from trafilatura import bare_extraction, load_html
+
+from .errors import ExtractError
+from .records import Extracted
+
+# Labels that name GB2312 or GBK are decoded as GB18030: it is a strict superset, and pages labelled
+# GB2312 routinely use GBK-only characters (and browsers do the same).
+_GB_LABELS = {"gb2312", "gb_2312", "gb_2312-80", "gbk", "x-gbk", "cp936", "ms936", "windows-936",
+              "csgb2312", "euc-cn", "x-euc-cn", "chinese", "iso-ir-58", "gb18030"}
+# WHATWG: a page labelled Latin-1 or ASCII is really windows-1252.
+_CP1252_LABELS = {"iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "ascii", "us-ascii", "cp819",
+                  "ibm819", "iso_8859-1", "windows-1252"}
+
+_SNIFF_BYTES = 8192
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.I)
+_HEADER_CHARSET = re.compile(r"""charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.I)
+_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+         (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+
+
+def _codec(label: str | None) -> str | None:
+    """A Python codec name for a charset label, or None when the label is unknown."""
+    if not label:
+        return None
+    label = label.strip().strip("\"'").lower()
+    if label in _GB_LABELS:
+        return "gb18030"
+    if label in _CP1252_LABELS:
+        return "cp1252"
+    try:
+        return codecs.lookup(label).name
+    except LookupError:
+        return None
+
+
+def _declared_charsets(content: bytes, content_type: str | None) -> list[str]:
+    found: list[str] = []
+    if content_type:
+        header = _HEADER_CHARSET.search(content_type)
+        if header and (codec := _codec(header.group(1))):
+            found.append(codec)
+    for meta in _META_CHARSET.finditer(content[:_SNIFF_BYTES]):
+        codec = _codec(meta.group(1).decode("ascii", "ignore"))
+        if codec and codec not in found:
+            found.append(codec)
+    return found
+
+
+def _utf8_or_none(content: bytes) -> str | None:
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A body cut short by a size cap or a broken save may end inside a character: still UTF-8.
+        if exc.start >= len(content) - 3 and exc.reason == "unexpected end of data":
+            return content[: exc.start].decode("utf-8", "strict")
+        return None
+
+
+def decode_html(content: bytes, content_type: str | None = None) -> str:
+    """Decode a page: BOM, then valid UTF-8, then the declared charset, then detection."""
+    for bom, codec in _BOMS:
+        if content.startswith(bom):
+            return content[len(bom):].decode(codec, "replace")
+    text = _utf8_or_none(content)
+    if text is not None:
+        # Valid UTF-8 beats any label: non-UTF-8 text of any length almost never validates as UTF-8.
+        return text
+    declared = _declared_charsets(content, content_type)
+    for codec in declared:
+        if codec == "utf-8":
+            continue  # already proven wrong above
+        try:
+            return content.decode(codec)
+        except UnicodeDecodeError:
+            continue
+    best = charset_normalizer.from_bytes(content).best()
+    if best is not None and best.encoding:
+        codec = _codec(best.encoding) or best.encoding
+        return content.decode(codec, "replace")
+    if "utf-8" in declared or not declared:
+        return content.decode("utf-8", "replace")
+    return content.decode(declared[0], "replace")
+
+
+# ----------------------------------------------------------------------------------------------
+# Extraction
+# ----------------------------------------------------------------------------------------------
+
+# Types that are never a page, whatever the bytes look like.
+_BINARY_TYPES = ("image/", "audio/", "video/", "font/", "application/pdf", "application/zip",
+                 "application/gzip", "application/x-gzip", "application/msword", "application/vnd.",
+                 "application/x-tar", "application/x-7z", "application/x-rar", "application/wasm")
+_BINARY_MAGIC = (b"%PDF", b"\x89PNG", b"GIF87a", b"GIF89a", b"\xff\xd8\xff", b"PK\x03\x04", b"\x1f\x8b",
+                 b"OggS", b"fLaC", b"wOFF", b"wOF2", b"\x7fELF", b"7z\xbc\xaf", b"Rar!")
+_PLAIN_TYPES = ("text/plain", "text/markdown", "text/x-markdown")
+
+
+class NoArticleError(ExtractError):
+    """The page is readable but holds no article (an error page, a home page, a list of links).
+
+    Carries what the page calls itself, so a caller can still show "稀土掘金" with the reason."""
+
+    def __init__(self, url: str, message: str, *, title: str | None = None,
+                 site_name: str | None = None) -> None:
+        super().__init__(url, "no_article", message)
+        self.title = title
+        self.site_name = site_name
+
+
+def _looks_binary(content: bytes, content_type: str | None) -> bool:
+    mime = (content_type or "").split(";", 1)[0].strip().lower()
+    if mime.startswith(_BINARY_TYPES) and not mime.startswith("image/svg"):
+        return True
+    head = content[:16]
+    if head.startswith(_BINARY_MAGIC) or head[4:8] == b"ftyp" or (
+        head[:4] == b"RIFF" and head[8:12] in (b"WEBP", b"WAVE", b"AVI ")
+    ):
+        return True
+    # NUL never occurs in HTML text; UTF-16 pages (full of NULs) carry a BOM and are decoded as such.
+    return b"\x00" in content[:8192] and not content.startswith(
+        (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
+    )
+
+
+# --- small lxml helpers -------------------------------------------------------------------------
+
+_WS = re.compile(r"\s+")
+_BLOCK_TAGS = {"p", "div", "section", "article", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "pre",
+               "blockquote", "table", "tr", "hr", "figure", "figcaption", "dd", "dt", "dl", "header", "footer",
+               "main", "aside", "nav", "address", "details", "summary"}
+_NOISE_XPATH = "//script|//style|//noscript|//template|//svg|//iframe"
+# Line-number gutters of code highlighters (SyntaxHighlighter, highlight.js, Prism, CSDN): as text
+# they are a run of "1 2 3 ... 127" in front of the code.
+_GUTTER_XPATH = ("//td[contains(concat(' ', @class, ' '), ' gutter ')] | //*[contains(@class,'line-numbers-rows')]"
+                 " | //*[contains(@class,'hljs-ln-numbers')] | //ul[contains(@class,'pre-numbering')]")
+
+
+def _clean(text: str | None) -> str:
+    return _WS.sub(" ", text or "").strip()
+
+
+def _norm(text: str | None) -> str:
+    """The comparison form of a title: NFKC, no whitespace, lower case (as the acceptance check does)."""
+    return "".join(unicodedata.normalize("NFKC", text or "").split()).lower()
+
+
+def _xpath_values(tree: HtmlElement, expr: str) -> list[str]:
+    try:
+        found = tree.xpath(expr)
+    except etree.XPathError:
+        return []
+    if not isinstance(found, list):
+        found = [found]
+    values = []
+    for item in found:
+        value = item.text_content() if isinstance(item, HtmlElement) else str(item)
+        if value := _clean(value):
+            values.append(value)
+    return values
+
+
+def _first(tree: HtmlElement, html: str, rules: tuple[str, ...]) -> str | None:
+    """The first non-empty value of an ordered list of rules: XPaths, or ``re:`` patterns over the raw
+    HTML (inline-script variables) whose group ``v`` is the value."""
+    for rule in rules:
+        if rule.startswith("re:"):
+            match = re.search(rule[3:], html)
+            value = _clean(unescape(match.group("v"))) if match else ""
+        else:
+            values = _xpath_values(tree, rule)
+            value = values[0] if values else ""
+        if value:
+            return value
+    return None
+
+
+def _block_text(element: HtmlElement) -> str:
+    """Plain text of an element, one line per block, for bodies trafilatura trims too hard."""
+    element = copy.deepcopy(element)
+    for noise in element.xpath("." + _NOISE_XPATH.replace("|//", "|.//")):
+        noise.drop_tree()
+    for el in element.iter():
+        if not isinstance(el.tag, str):
+            continue
+        if el.tag in _BLOCK_TAGS or el.tag == "br":
+            el.tail = "\n" + (el.tail or "")
+            if el.tag != "br":
+                el.text = "\n" + (el.text or "")
+    lines = (re.sub(r"[ \t\u3000\xa0]+", " ", line).strip() for line in element.text_content().splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def _link_density(tree: HtmlElement) -> tuple[float, int]:
+    """Share of the visible body text that sits inside links, and the length of that text."""
+    body = tree.find(".//body")
+    body = copy.deepcopy(body if body is not None else tree)
+    for noise in body.xpath("." + _NOISE_XPATH.replace("|//", "|.//")):
+        noise.drop_tree()
+    total = len(_norm(body.text_content()))
+    linked = sum(len(_norm(a.text_content())) for a in body.iter("a"))
+    return (linked / total if total else 0.0), total
+
+
+def _linked_share(text: str, tree: HtmlElement) -> float:
+    """Share of an extracted text made of lines that are the text of some link on the page."""
+    links = {_norm(a.text_content()) for a in tree.iter("a")}
+    lines = [n for n in (_norm(line).lstrip("-*") for line in text.splitlines()) if n]
+    total = sum(len(n) for n in lines)
+    return sum(len(n) for n in lines if n in links) / total if total else 0.0
+
+
+def _parse(html: str) -> HtmlElement | None:
+    # trafilatura's loader rejects bare fragments ("a div of an article"): give them a document.
+    if not re.search(r"<(?:html|head|body)[\s>]", html[:20000], re.I):
+        html = f"<html><body>{html}</body></html>"
+    return load_html(html)
+
+
+# --- site adapters -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Site:
+    """Where one site keeps its article. Rules are tried in order; the first value found wins."""
+
+    name: str
+    hosts: tuple[str, ...]  # the host, or any parent domain of it
+    marks: str  # XPath that recognises the site by its markup alone (saved files have no host)
+    title: tuple[str, ...] = ()
+    author: tuple[str, ...] = ()
+    date: tuple[str, ...] = ()
+    body: tuple[str, ...] = ()  # XPaths; the first that matches is the body (all its matches, in order)
+    site_name: str | None = None
+    body_required: bool = False  # a page of this site without a body is an error page, not an article
+    no_body_message: tuple[str, ...] = ()  # where such an error page says what is wrong
+
+
+_Q = r"""(?P<q>['"])(?P<v>.+?)(?P=q)"""  # a quoted JavaScript string literal
+
+SITES: tuple[_Site, ...] = (
+    _Site(
+        name="wechat",
+        hosts=("mp.weixin.qq.com",),
+        marks="//*[@id='js_content'] | //meta[@property='og:site_name'][@content='微信公众平台']"
+        " | //link[contains(@href,'res.wx.qq.com/mmbizwap')] | //script[contains(@src,'res.wx.qq.com/mmbizwap')]",
+        # <title> is empty in the served page: JavaScript fills it in from msg_title.
+        title=("//meta[@property='og:title']/@content", r"re:var msg_title = " + _Q,
+               "//*[@id='activity-name']"),
+        author=("//*[@id='js_name']", "//*[@id='post-user']", "//*[contains(@class,'profile_nickname')]",
+                r"re:var nickname = (?:htmlDecode\()?" + _Q),
+        date=(r're:var ct = "(?P<v>\d{9,11})"', r're:var publish_time = "(?P<v>\d{4}-\d\d-\d\d)"'),
+        body=("//*[@id='js_content']",),
+        site_name="微信公众平台",
+        body_required=True,
+        no_body_message=("//*[contains(@class,'weui-msg__title')]", "//*[contains(@class,'weui-msg__desc')]"),
+    ),
+    _Site(
+        name="juejin",
+        hosts=("juejin.cn", "juejin.im"),
+        marks="//meta[@itemprop='name'][@content='掘金'] | //*[contains(@class,'article-viewer')]"
+        " | //meta[@name='apple-mobile-web-app-title'][@content='掘金']",
+        # <title> glues the title and the start of the summary together.
+        title=("//h1[contains(@class,'article-title')]", "//meta[@itemprop='headline']/@content"),
+        author=("//*[contains(@class,'author-name')]//*[contains(@class,'name')]",
+                "//*[@itemprop='author']/meta[@itemprop='name']/@content"),
+        date=("//meta[@itemprop='datePublished']/@content",),
+        body=("//*[contains(@class,'article-viewer')]", "//*[@itemprop='articleBody']"),
+        site_name="稀土掘金",
+    ),
+    _Site(
+        name="csdn",
+        hosts=("csdn.net",),
+        marks="//*[@id='content_views'] | //h1[contains(@class,'title-article')]",
+        # <title> may be an older or SEO title ("Kruskal+LCA算法详解-CSDN博客"): the heading is what readers see.
+        title=("//h1[contains(@class,'title-article')]", r"re:var articleTitle\s*=\s*" + _Q),
+        author=(r"re:var nickName\s*=\s*" + _Q, "//*[contains(@class,'follow-nickName')]"),
+        body=("//*[@id='content_views']",),
+        site_name="CSDN",
+    ),
+    _Site(
+        name="cnblogs",
+        hosts=("cnblogs.com",),
+        marks="//*[@id='cnblogs_post_body'] | //a[@id='cb_post_title_url']",
+        # The blog's name is an earlier <h1>; the post title is this link.
+        title=("//a[@id='cb_post_title_url']", "//*[contains(@class,'postTitle')]"),
+        author=("//a[@id='Header1_HeaderTitle']",),
+        body=("//*[@id='cnblogs_post_body']",),
+        site_name="博客园",
+    ),
+    _Site(
+        name="zhihu",
+        hosts=("zhihu.com",),
+        marks="//h1[contains(@class,'Post-Title') or contains(@class,'QuestionHeader-title')]"
+        " | //meta[@property='og:site_name'][starts-with(@content,'知乎')]",
+        title=("//h1[contains(@class,'Post-Title')]", "//h1[contains(@class,'QuestionHeader-title')]",
+               "//meta[@property='og:title']/@content"),
+        author=("//*[contains(@class,'Post-Author')]//meta[@itemprop='name']/@content",
+                "//*[contains(@class,'AuthorInfo')]//meta[@itemprop='name']/@content"),
+        body=("//div[contains(@class,'Post-RichText')]", "//div[contains(@class,'RichContent-inner')]"),
+        site_name="知乎",
+    ),
+)
+
+
+def _host(url: str | None) -> str:
+    if not url or "://" not in url:
+        return ""
+    return (urlsplit(url).hostname or "").lower().rstrip(".")
+
+
+def _page_url(url: str | None, tree: HtmlElement, html: str) -> str | None:
+    """The page's web address: the one given, else what a saved file says about itself."""
+    if _host(url):
+        return url
+    hints = _xpath_values(tree, "//link[@rel='canonical']/@href") + _xpath_values(
+        tree, "//meta[@property='og:url']/@content")
+    # Browsers' "save page" and some archivers leave <!-- saved from url=(0018)https://juejin.cn/ -->.
+    saved = re.search(r"<!--\s*(?:saved from url=\(\d+\))?\s*(https?://[^\s>]+?)\s*-->", html[:2048])
+    if saved:
+        hints.append(saved.group(1))
+    return next((h for h in hints if _host(h)), None)
+
+
+def _site_for(host: str, tree: HtmlElement) -> _Site | None:
+    for site in SITES:
+        if any(host == h or host.endswith("." + h) for h in site.hosts):
+            return site
+    for site in SITES:
+        if tree.xpath(site.marks):
+            return site
+    return None
+
+
+def _site_body(site: _Site, tree: HtmlElement) -> list[HtmlElement]:
+    for rule in site.body:
+        found = [el for el in tree.xpath(rule) if isinstance(el, HtmlElement)]
+        # Keep outermost matches only, so nested matches are not read twice.
+        outer = [el for el in found if not any(anc in found for anc in el.iterancestors())]
+        if outer:
+            return outer
+    return []
+
+
+# --- title, date, text ---------------------------------------------------------------------------
+
+_BYLINE = re.compile(r"^(?:view all posts by|posts by|posted by|written by|by|作者\s*[:：]?)\s+", re.I)
+_TITLE_SEP = re.compile(r"\s+[-–—|·»]\s+|\s*[|｜]\s*|\s*_\s*")
+
+
+def _title_parts(title: str) -> list[str]:
+    return [p for p in (_clean(x) for x in _TITLE_SEP.split(title)) if p]
+
+
+def _site_part(parts: list[str], site_names: set[str]) -> int | None:
+    """Which end of a split <title> names the site: one that matches a known site name, else the last
+    ("Title - Site" is by far the commonest order)."""
+    if len(parts) < 2:
+        return None
+    return 0 if _norm(parts[0]) in site_names and _norm(parts[-1]) not in site_names else -1
+
+
+def _generic_title(found: str | None, tree: HtmlElement, site_names: set[str]) -> str | None:
+    """Correct trafilatura's title with what the page shows: its <title> and its headings."""
+    page_title = _first(tree, "", ("//head/title", "//title"))
+    og_title = _first(tree, "", ("//meta[@property='og:title']/@content", "//meta[@name='twitter:title']/@content"))
+    h1s = _xpath_values(tree, "//body//h1")
+    if not (page_title or og_title or h1s or _xpath_values(tree, "//*[@itemprop='headline']")):
+        # A fragment (no head, no h1): its first sub-heading is a section, not the title.
+        return None
+    if not page_title:
+        return found or og_title or h1s[0]
+    parts = _title_parts(page_title)
+    site = _site_part(parts, site_names)
+    main_parts = parts if site is None else (parts[1:] if site == 0 else parts[:-1])
+    main = _norm("".join(main_parts))
+    # A heading that says what <title> says, less the site's name, is the title the reader sees
+    # (og:title and JSON-LD are often an editor's variant of it; a lone <h1> is often the site's name).
+    headings = [h for h in h1s + _xpath_values(tree, "//body//h2") + _xpath_values(tree, "//body//h3")
+                if len(h) <= 300]
+    for heading in headings:
+        h = _norm(heading)
+        if h and (h == main or (h in main and len(h) >= 0.6 * len(main))
+                  or (main in h and len(main) >= 0.6 * len(h))):
+            return heading
+    if found and site is not None and _norm(found) == _norm(parts[site]):
+        return " - ".join(main_parts)  # trafilatura took the site's name
+    return found or og_title or page_title
+
+
+def _strip_site_suffix(title: str, names: set[str]) -> str:
+    """Drop a trailing or leading " - Site Name" when it names the site."""
+    parts = _title_parts(title)
+    if len(parts) > 1 and names:
+        if _norm(parts[-1]) in names:
+            return _TITLE_SEP.split(title)[0] if len(parts) == 2 else title[: title.rfind(parts[-1])].rstrip(" -–—|_·»｜")
+        if _norm(parts[0]) in names:
+            return title[title.find(parts[0]) + len(parts[0]):].lstrip(" -–—|_·»｜")
+    return title
+
+
+def _parse_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        if value.isdigit():
+            return datetime.fromtimestamp(int(value), tz=UTC)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        return None
+    # Dates without a zone are taken as UTC, so that every published_at compares with every other.
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _traf(tree: HtmlElement, url: str | None, *, recall: bool = False) -> Any:
+    try:
+        return bare_extraction(
+            copy.deepcopy(tree), url=url, with_metadata=True, include_comments=False, include_tables=True,
+            favor_recall=recall, deduplicate=False,
+            # htmldate's extensive search runs dateparser over the whole page: seconds per page, and
+            # mostly guesses (a fragment "dated" 2015-01-01). Meta tags and visible dates suffice.
+            date_extraction_params={"original_date": True, "extensive_search": False,
+                                    "max_date": datetime.now(UTC).strftime("%Y-%m-%d")},
+        )
+    except (ValueError, TypeError, etree.LxmlError):
+        return None
+
+
+def _body_text(elements: list[HtmlElement], url: str | None) -> str:
+    """Text of the adapter's body: trafilatura's cleaning when it keeps most of it, else every block."""
+    texts = []
+    for element in elements:
+        raw = _block_text(element)
+        doc = _traf(load_html(f"<html><body>{tostring(element, encoding='unicode')}</body></html>"), url,
+                    recall=True)
+        cleaned = (doc.text or "") if doc is not None else ""
+        # trafilatura drops short lines, captions and hidden blocks, which in WeChat posts can be most
+        # of the article, and flattens code laid out in table cells into one line; then the plain block
+        # text is the better record.
+        lost_text = len(_norm(cleaned)) < 0.6 * len(_norm(raw))
+        lost_lines = cleaned.count("\n") < 0.5 * raw.count("\n")
+        texts.append(raw if lost_text or lost_lines else cleaned)
+    return "\n\n".join(t for t in texts if t.strip())
+
+
+def _plain_text(text: str, url: str) -> Extracted:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise ExtractError(url, "empty", "the file holds no text")
+    first = lines[0].lstrip("#").strip()
+    title = first if len(first) <= 200 else None
+    return Extracted(title=title, text=text.strip(), language=detect_language(text))
+
+
+def extract(content: bytes | str, url: str | None = None, content_type: str | None = None) -> Extracted:
+    """Find the article in a page. Raises ExtractError: ``empty``, ``binary`` or ``no_article``
+    (the last as NoArticleError, which carries the page's own title)."""
+    where = url or "<page>"
+    if isinstance(content, bytes):
+        if not content.strip():
+            raise ExtractError(where, "empty", "the page is empty")
+        if _looks_binary(content, content_type):
+            raise ExtractError(where, "binary", f"not a web page ({content_type or 'binary content'})")
+        html = decode_html(content, content_type)
+    else:
+        html = content
+    html = html.replace("\x00", "")
+    if not html.strip():
+        raise ExtractError(where, "empty", "the page is empty")
+    mime = (content_type or "").split(";", 1)[0].strip().lower()
+    if mime in _PLAIN_TYPES and not re.match(r"\s*<", html):
+        return _plain_text(html, where)
+
+    tree = _parse(html)
+    if tree is None:
+        raise ExtractError(where, "no_article", "not an HTML page")
+    for gutter in tree.xpath(_GUTTER_XPATH):
+        gutter.drop_tree()
+    page_url = _page_url(url, tree, html)
+    site = _site_for(_host(page_url), tree)
+
+    doc = _traf(tree, page_url)
+    site_name = (site.site_name if site else None) or (doc.sitename if doc is not None else None)
+    site_names = {_norm(n) for n in (
+        site_name, doc.sitename if doc is not None else None,
+        *_xpath_values(tree, "//meta[@property='og:site_name']/@content | //meta[@name='application-name']/@content"),
+    ) if n}
+    title = _first(tree, html, site.title) if site else None
+    if not title:
+        title = _generic_title(doc.title if doc is not None else None, tree, site_names)
+    if title:
+        title = _strip_site_suffix(title, site_names)
+
+    body = _site_body(site, tree) if site else []
+    if site and site.body_required and not body:
+        says = _first(tree, html, site.no_body_message)
+        raise NoArticleError(where, f"{site.name} page without an article" + (f": {says}" if says else ""),
+                             title=title or says, site_name=site_name)
+    if body:
+        text = _body_text(body, page_url)
+    else:
+        text = (doc.text or "") if doc is not None else ""
+        density, visible = _link_density(tree)
+        if visible < 20:
+            raise NoArticleError(where, "no article: the page has no text", title=title, site_name=site_name)
+        # A home page or an index is mostly links, and what trafilatura keeps of it is link texts: the
+        # navigation, not an article. (An article inside heavy chrome keeps a long text of prose.)
+        if density >= 0.7 and (len(_norm(text)) < 500 or _linked_share(text, tree) >= 0.5):
+            raise NoArticleError(where, f"no article: the page is {density:.0%} links (navigation or an index)",
+                                 title=title, site_name=site_name)
+    text = text.strip()
+    if len(_norm(text)) < 20 and not (site and body):
+        raise NoArticleError(where, "no article: the page has (almost) no text", title=title, site_name=site_name)
+
+    author = _first(tree, html, site.author) if site else None
+    if not author and doc is not None and doc.author:
+        author = _BYLINE.sub("", doc.author).strip()
+    published = _parse_date(_first(tree, html, site.date)) if site else None
+    if published is None and doc is not None:
+        published = _parse_date(doc.date)
+    return Extracted(
+        title=title or None,
+        text=text,
+        author=author or None,
+        published_at=published,
+        language=detect_language(f"{title or ''}\n{text}"),
+        site_name=site_name or None,
+    )
+
+
+# --- language ------------------------------------------------------------------------------------
+
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_KANA = re.compile(r"[\u3040-\u30ff]")
+_HANGUL = re.compile(r"[\uac00-\ud7af]")
+_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+_LATIN_WORD = re.compile(r"[A-Za-z\u00c0-\u024f]{2,}")
+_STOPWORDS = {
+    "en": {"the", "and", "of", "to", "is", "in", "that", "for", "with", "are", "this", "it", "on", "you"},
+    "de": {"der", "die", "und", "das", "ist", "nicht", "ein", "eine", "mit", "von", "zu", "den", "auf", "sich"},
+    "fr": {"le", "la", "les", "et", "est", "des", "une", "un", "du", "pour", "dans", "que", "pas", "sur"},
+    "es": {"el", "los", "las", "es", "que", "del", "por", "una", "para", "con", "se", "como", "pero", "su"},
+}
+
+
+def detect_language(text: str) -> str:
+    """A script-based guess: "zh", "ja", "ko", "ru", or for Latin script "en"/"de"/"fr"/"es" by their
+    commonest words; "und" when there is nothing to go on."""
+    sample = text[:20000]
+    han, kana, hangul = len(_HAN.findall(sample)), len(_KANA.findall(sample)), len(_HANGUL.findall(sample))
+    cyrillic = len(_CYRILLIC.findall(sample))
+    words = _LATIN_WORD.findall(sample)
+    # One Han character carries about as much as one Latin word, and Chinese tech writing is full of
+    # English identifiers and code: compare characters with words, not letters.
+    if hangul and hangul >= kana and hangul >= 0.3 * len(words):
+        return "ko"
+    if kana and kana >= 0.1 * (han + kana) and han + kana >= 0.3 * len(words):
+        return "ja"
+    if han and han >= 0.3 * len(words):
+        return "zh"
+    if cyrillic and cyrillic >= 2 * sum(len(w) for w in words):
+        return "ru"
+    if not words:
+        return "zh" if han else "und"
+    lowered = [w.lower() for w in words[:3000]]
+    scores = {lang: sum(w in stop for w in lowered) for lang, stop in _STOPWORDS.items()}
+    best = max(scores, key=lambda lang: scores[lang])
+    if han >= 10 and scores[best] < 0.05 * len(lowered):
+        # Latin words but hardly a function word among them: code listings in a Chinese post.
+        return "zh"
+    return best if scores[best] > scores["en"] else "en"

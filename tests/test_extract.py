@@ -1,0 +1,296 @@
+"""Decoding and extraction, on every saved page of the corpus (one test case per file) and on small
+made-up inputs for the edge cases."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import unicodedata
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tidings.errors import ExtractError
+from tidings.extract import Extracted, NoArticleError, decode_html, detect_language, extract
+
+CORPUS_HTML = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "html"
+
+
+def _rows() -> list[dict[str, str]]:
+    sources = CORPUS_HTML / "SOURCES.tsv"
+    if not sources.is_file():
+        return []
+    with sources.open(encoding="utf-8") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+ROWS = _rows()
+# Pages SOURCES.tsv describes as having no article: an error page and two mostly-navigation home pages.
+NO_ARTICLE = {
+    "wechat_error-page_link-expired_no-body.html",
+    "gb2312_baidu-home_2010_mostly-navigation.html",
+    "juejin_homepage_mostly-navigation.html",
+}
+ENGLISH_SITES = {"github.com", "go.dev", "blog.golang.org"}
+# Words the body must contain: proof that the text is the article, not the page's chrome.
+BODY_SAYS = {
+    "wechat_static_suide-veterans_2022.html": "最美退役军人",
+    "wechat_rendered-dom_galaxy-s20_2020.html": "骁龙 865",
+    "wechat_static-2018_video-iframe.html": "石榴籽",
+    "wechat_fragment_js-content-inner_mdnice.html": "DOM",
+    "gbk-bytes_declared-utf8_alipay-blog.html": "孤独",
+    "gb2312_kuqin_sun-oracle_2009.html": "甲骨文",
+    "utf8-bytes_declared-gb2312_qq-tech.html": "DeepMind",
+    "csdn_blog_noip2013-truck_title-mismatch.html": "Kruskal",
+    "cnblogs_post_xu-tao-week13.html": "registerForm",
+    "juejin_post_vue3-effect-computed.html": "effect",
+    "zhihu_zhuanlan_rl-ppo-basics.html": "李宏毅",
+    "en-blog_dropbox_atf.html": "async task framework",
+    "en-news_scmp_alibaba-luxury_huge-next-data-script.html": "luxury",
+    "godev-blog_defer-panic-and-recover_from-gz.html": "recover",
+}
+AUTHORS = {
+    "wechat_static_suide-veterans_2022.html": "掌上绥德",
+    "wechat_rendered-dom_galaxy-s20_2020.html": "爱否科技",
+    "wechat_rendered-dom_python-defer_2020.html": "未闻Code",
+    "wechat_rendered-dom_csdn-hongmeng_2024_huge-inline-scripts.html": "CSDN",
+    "wechat_static-2018_news-brief.html": "华商报",
+    "wechat_static-2018_video-iframe.html": "共产党员",
+    "csdn_blog_js-tips_2020.html": "前端小智",
+    "cnblogs_post_good-looking-hk.html": "好看的hk",
+}
+
+
+@functools.cache
+def extract_file(name: str) -> Extracted | NoArticleError:
+    """Extract a corpus page as a local file would be (no URL host); once per test run."""
+    try:
+        return extract((CORPUS_HTML / name).read_bytes(), name)
+    except NoArticleError as err:
+        return err
+
+
+def norm(text: str | None) -> str:
+    return "".join(unicodedata.normalize("NFKC", text or "").split()).lower()
+
+
+def title_matches(got: str | None, want: str) -> bool:
+    """The acceptance check's rule: equal, or one contains the other (the shorter at least 4 chars)."""
+    g, w = norm(got), norm(want)
+    return bool(g) and (g == w or (len(g) >= 4 and g in w) or w in g)
+
+
+def test_the_corpus_is_there() -> None:
+    assert len(ROWS) == 30, f"expected the 30 saved pages of {CORPUS_HTML}"
+    assert NO_ARTICLE <= {r["file"] for r in ROWS}
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r["file"] for r in ROWS])
+def test_corpus_page(row: dict[str, str]) -> None:
+    name, want = row["file"], row["expected_title"]
+    page = extract_file(name)
+    if name in NO_ARTICLE:
+        assert isinstance(page, NoArticleError), f"got an article: {page}"
+        err = page
+        assert err.reason == "no_article"
+        assert "article" in str(err)
+        if want:
+            # The page has no article, but the record still knows what the page is called.
+            assert title_matches(err.title, want), f"title {err.title!r}, want {want!r}"
+        return
+    assert isinstance(page, Extracted), f"no article: {page}"
+    if want:
+        assert title_matches(page.title, want), f"title {page.title!r}, want {want!r}"
+    else:
+        assert page.title is None  # a fragment: its sub-headings are not its title
+    assert len(page.text) >= 80
+    language = "en" if name.startswith("en-") or row["site"] in ENGLISH_SITES else "zh"
+    assert page.language == language
+    if name in BODY_SAYS:
+        assert BODY_SAYS[name] in page.text
+    if name in AUTHORS:
+        assert AUTHORS[name] in (page.author or "")
+    assert "\ufffd" not in page.title if page.title else True  # no mojibake from a wrong charset
+
+
+def test_corpus_title_score() -> None:
+    """The acceptance figure: titled pages (26) that get the title a reader sees; the bar is 90%."""
+    ok = tried = 0
+    for row in ROWS:
+        if not row["expected_title"]:
+            continue
+        tried += 1
+        page = extract_file(row["file"])
+        ok += title_matches(page.title, row["expected_title"])
+    assert tried == 26
+    assert ok >= 0.9 * tried, f"{ok}/{tried}"
+
+
+def test_site_adapters_work_with_a_url_too() -> None:
+    content = (CORPUS_HTML / "wechat_static_suide-veterans_2022.html").read_bytes()
+    page = extract(content, "https://mp.weixin.qq.com/s/abcdef")
+    assert page.title == "绥德：33名退役军人被表彰"
+    assert page.author == "掌上绥德"
+    assert page.site_name == "微信公众平台"
+    assert page.published_at == datetime.fromtimestamp(1659274471, tz=UTC)
+
+
+def test_wechat_error_page_says_what_wechat_said() -> None:
+    content = (CORPUS_HTML / "wechat_error-page_link-expired_no-body.html").read_bytes()
+    with pytest.raises(NoArticleError) as info:
+        extract(content, "https://mp.weixin.qq.com/s/expired")
+    assert "链接已过期" in str(info.value)
+
+
+def test_navigation_text_is_never_returned_as_an_article() -> None:
+    content = (CORPUS_HTML / "juejin_homepage_mostly-navigation.html").read_bytes()
+    with pytest.raises(NoArticleError) as info:
+        extract(content, "https://juejin.cn/")
+    assert info.value.title == "稀土掘金"
+    assert "links" in str(info.value)
+
+
+# --- decoding ------------------------------------------------------------------------------------
+
+
+def test_valid_utf8_beats_a_wrong_gb2312_declaration() -> None:
+    content = (CORPUS_HTML / "utf8-bytes_declared-gb2312_qq-tech.html").read_bytes()
+    assert b"charset=gb2312" in content.lower()
+    assert "DeepMind新电脑已可利用记忆自学" in decode_html(content, "text/html; charset=gb2312")
+
+
+def test_gbk_bytes_declared_utf8_are_decoded_as_gbk() -> None:
+    content = (CORPUS_HTML / "gbk-bytes_declared-utf8_alipay-blog.html").read_bytes()
+    assert "阿里巴巴：制造孤独的CEO" in decode_html(content)
+    assert "阿里巴巴：制造孤独的CEO" in decode_html(content, "text/html; charset=UTF-8")
+
+
+@pytest.mark.parametrize("name", ["gb2312_kuqin_sun-oracle_2009.html", "gb2312_baidu-home_2010_mostly-navigation.html"])
+def test_raw_gb2312_pages(name: str) -> None:
+    text = decode_html((CORPUS_HTML / name).read_bytes())
+    assert "\ufffd" not in text
+    assert ("甲骨文" in text) or ("百度一下" in text)
+
+
+def test_a_gb2312_label_is_read_as_gb18030() -> None:
+    # 镕 is a GBK character outside GB2312: a strict GB2312 decoder fails on it, browsers do not.
+    body = '<meta charset="gb2312"><title>朱镕基</title><p>喆</p>'.encode("gbk")
+    assert "朱镕基" in decode_html(body)
+    assert "喆" in decode_html(body, "text/html; charset=GB2312")
+
+
+def test_header_charset_comes_before_meta() -> None:
+    body = '<meta charset="iso-8859-1"><p>Grüße, “quoted”</p>'.encode("cp1252")
+    assert "Grüße, “quoted”" in decode_html(body)  # Latin-1 labels are windows-1252
+    koi8 = '<meta charset="utf-8"><p>Привет</p>'.encode("koi8-r")
+    assert "Привет" in decode_html(koi8, "text/html; charset=koi8-r")
+
+
+def test_undeclared_gbk_is_detected() -> None:
+    body = ("<html><body><p>" + "这是一个没有声明编码的中文网页，内容是关于网络爬虫和字符编码的讨论。" * 5 + "</p></body></html>").encode("gbk")
+    assert "没有声明编码" in decode_html(body)
+
+
+def test_boms_and_truncated_utf8() -> None:
+    assert decode_html(b"\xef\xbb\xbf<p>\xe4\xb8\xad</p>") == "<p>中</p>"
+    assert decode_html("<p>中</p>".encode("utf-16")) == "<p>中</p>"
+    truncated = "<p>中文".encode()[:-1]  # cut inside the last character
+    assert decode_html(truncated) == "<p>中"
+
+
+# --- edge cases ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", [b"", b"   \n\t ", ""], ids=["bytes", "whitespace", "str"])
+def test_empty(content: bytes | str) -> None:
+    with pytest.raises(ExtractError) as info:
+        extract(content, "http://example.org/e")
+    assert info.value.reason == "empty"
+
+
+@pytest.mark.parametrize(("content", "content_type"), [
+    (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", None),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", None),
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF", None),
+    (b"<html>\x00\x00\x00 binary junk", None),
+    (b"<html><body>looks like html</body></html>", "image/png"),
+    (b"GIF89a....", "image/gif"),
+], ids=["pdf", "png", "jpeg", "nul-bytes", "image-type", "gif"])
+def test_binary(content: bytes, content_type: str | None) -> None:
+    with pytest.raises(ExtractError) as info:
+        extract(content, "http://example.org/b", content_type)
+    assert info.value.reason == "binary"
+
+
+def test_a_page_of_links_is_no_article() -> None:
+    links = "".join(f'<li><a href="/p/{i}">Some post title number {i}</a></li>' for i in range(40))
+    html = f"<html><head><title>My Site</title></head><body><ul>{links}</ul></body></html>"
+    with pytest.raises(NoArticleError) as info:
+        extract(html, "https://example.org/")
+    assert info.value.title == "My Site"
+
+
+def test_an_article_inside_heavy_navigation_is_still_an_article() -> None:
+    nav = "".join(f'<li><a href="/c/{i}">Category link number {i:03d}</a></li>' for i in range(300))
+    prose = "".join(f"<p>Sentence {i} of a long article that explains one thing at length and in order.</p>"
+                    for i in range(30))
+    html = (f"<html><head><title>Long Read - Portal</title></head><body><nav><ul>{nav}</ul></nav>"
+            f"<article><h1>Long Read</h1>{prose}</article></body></html>")
+    page = extract(html, "https://portal.example.org/long-read")
+    assert page.title == "Long Read"
+    assert "Sentence 17 of a long article" in page.text
+    assert "Category link number" not in page.text
+
+
+def test_an_error_page_is_no_article() -> None:
+    with pytest.raises(NoArticleError):
+        extract(b"<html><head><title>404 Not Found</title></head><body><h1>404 Not Found</h1>"
+                b"<hr><center>nginx</center></body></html>", "https://example.org/x")
+
+
+def test_a_plain_article() -> None:
+    body = "".join(f"<p>Paragraph {i} of the story, with enough words in it to count as prose.</p>" for i in range(8))
+    html = (f"<html><head><title>The Story - Example Blog</title><meta property='og:site_name' content='Example Blog'>"
+            f"</head><body><nav><a href='/'>Home</a></nav><article><h1>The Story</h1>{body}</article></body></html>")
+    page = extract(html.encode(), "https://blog.example.org/story", "text/html; charset=utf-8")
+    assert page.title == "The Story"
+    assert "Paragraph 3 of the story" in page.text
+    assert page.language == "en"
+
+
+def test_plain_text_content() -> None:
+    page = extract(b"# Notes on Go\n\nGoroutines are cheap and the scheduler is clever.\n", "https://x.org/a.md",
+                   "text/markdown; charset=utf-8")
+    assert page.title == "Notes on Go"
+    assert "Goroutines" in page.text
+
+
+def test_line_number_gutters_are_dropped() -> None:
+    rows = "".join(f'<div class="line">{n}</div>' for n in range(1, 30))
+    code = "".join(f'<div class="line">print("line {n}")</div>' for n in range(1, 30))
+    html = ('<html><head><title>代码 - 博客园</title></head><body><h1>代码</h1><div id="cnblogs_post_body">'
+            f'<p>下面是一段很长的示例代码，用来说明问题。</p><table><tr><td class="gutter">{rows}</td>'
+            f'<td class="code">{code}</td></tr></table></div></body></html>')
+    page = extract(html, None)
+    assert "1 2 3 4" not in page.text
+    assert 'print("line 7")' in page.text
+
+
+# --- language ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "language"), [
+    ("今天我们来聊一聊大模型的推理优化，以及它在生产环境中的部署经验。", "zh"),
+    ("The quick brown fox jumps over the lazy dog, and then it is gone for the day.", "en"),
+    ("Die Katze sitzt auf der Matte und das ist nicht so schlimm, wie es sich anhört.", "de"),
+    ("日本語のテキストです。ひらがなとカタカナが含まれています。", "ja"),
+    ("한국어 텍스트입니다. 이것은 테스트입니다.", "ko"),
+    ("Это русский текст для проверки.", "ru"),
+    ("用 Go 写一个 HTTP server：func main() { http.HandleFunc(\"/\", handler); http.ListenAndServe(\":8080\", nil) }"
+     " 然后 go run main.go 即可。", "zh"),
+    ("", "und"),
+    ("12345 !!! ???", "und"),
+])
+def test_detect_language(text: str, language: str) -> None:
+    assert detect_language(text) == language
