@@ -12,10 +12,13 @@ import re
 import struct
 import unicodedata
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 import numpy as np
-from datasketch import LeanMinHash, MinHash, MinHashLSH
+
+if TYPE_CHECKING:  # datasketch pulls in scipy (~2 s): imported only when fingerprints are made
+    from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from .textutil import normalize_text, shingle_units
 
@@ -280,6 +283,8 @@ def fingerprint(text: str | None) -> LeanMinHash | None:
     sh = shingles(text)
     if not sh:
         return None
+    from datasketch import LeanMinHash, MinHash
+
     m = MinHash(num_perm=NUM_PERM, seed=_SEED, scheme=_SCHEME)
     m.update_batch([s.encode("utf-8") for s in sorted(sh)])
     # Lean: no permutation tables kept around, a fraction of the memory for large batches.
@@ -310,12 +315,16 @@ def minhash_from_bytes(data: bytes) -> LeanMinHash:
     if width not in (4, 8):
         raise ValueError("fingerprint length does not match its header")
     values = np.frombuffer(body, dtype="<u8" if width == 8 else "<u4")
+    from datasketch import LeanMinHash
+
     return LeanMinHash(seed=seed, hashvalues=values, scheme=_SCHEMES[scheme_idx])
 
 
 def _lsh_params(threshold: float) -> MinHashLSH:
     # datasketch picks bands/rows minimising weighted false-positive + false-negative area; the
     # candidates are verified against the threshold below, so false positives only cost time.
+    from datasketch import MinHashLSH
+
     return MinHashLSH(threshold=min(max(threshold, 0.05), 0.99), num_perm=NUM_PERM, weights=(0.3, 0.7))
 
 

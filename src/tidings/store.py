@@ -6,6 +6,7 @@ connection in one event listener."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -27,9 +28,10 @@ from sqlalchemy import (
     create_engine,
     event,
     select,
+    text,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from .errors import StoreError
@@ -288,16 +290,38 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(url_or_path: str | Path) -> Engine:
-    text = str(url_or_path)
-    url = text if "://" in text else f"sqlite:///{text}"
+    raw = str(url_or_path)
+    url = raw if "://" in raw else f"sqlite:///{raw}"
     engine = create_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 
 
+def head_revision() -> str:
+    """The newest revision id, read from the version files (revisions are numbered 0001, 0002, ...)."""
+    found = []
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        match = re.search(r"^revision = ['\"]([^'\"]+)['\"]", path.read_text(encoding="utf-8"), re.M)
+        if match:
+            found.append(match.group(1))
+    return max(found)
+
+
+def current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except (OperationalError, ProgrammingError):
+        return None
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision; the one place migrations run."""
+    """Bring the schema to the newest Alembic revision; the one place migrations run.
+
+    A store already at head skips Alembic entirely: importing it costs more than most commands."""
+    if current_revision(engine) == head_revision():
+        return
     from alembic import command
     from alembic.config import Config as AlembicConfig
 
