@@ -13,13 +13,14 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from . import dedupe, extract, summarize
+from . import dedupe, summarize
 from .classify import Classifier, KeywordClassifier
 from .config import Config
 from .errors import ExtractError, FetchError
 from .records import ItemRecord
 from .sources.http import FetchPolicy, fetch_many
 from .store import (
+    Digest,
     DigestEntryRow,
     Item,
     ItemLink,
@@ -50,6 +51,8 @@ class StageReport:
     unchanged: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     item_ids: list[int] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
+    """Skipped items worth naming (e.g. a page with no article), shown but not failures."""
 
     def fail(self, what: str, reason: str) -> None:
         self.failed += 1
@@ -187,6 +190,8 @@ def fetch_url_of(item: Item) -> str:
 
 
 def apply_extracted(item: Item, content: bytes, content_type: str | None) -> None:
+    from . import extract  # trafilatura is heavy; commands that never extract don't pay for it
+
     page = extract.extract(content, url=fetch_url_of(item), content_type=content_type)
     if not item.title and page.title:
         item.title = page.title
@@ -208,11 +213,18 @@ def record_failure(item: Item, reason: str, message: str, *, transient: bool) ->
 
 
 def fetch_and_extract(
-    store: Store, policy: FetchPolicy, *, retry_failed: bool = False, progress: Progress = _silent
+    store: Store, policy: FetchPolicy, *, retry_failed: bool = False, progress: Progress = _silent,
+    item_ids: Iterable[int] | None = None,
 ) -> StageReport:
+    """``item_ids`` limits the run to those items (the web UI fetches only the links it was given)."""
     report = StageReport("fetch")
+    only = None if item_ids is None else set(item_ids)
     with store.session() as session:
-        todo = {fetch_url_of(item): item.id for item in pending_fetch(session, retry_failed=retry_failed)}
+        todo = {
+            fetch_url_of(item): item.id
+            for item in pending_fetch(session, retry_failed=retry_failed)
+            if only is None or item.id in only
+        }
     total = len(todo)
     progress(0, total, "")
     for number, (url, outcome) in enumerate(fetch_many(list(todo), policy), start=1):
@@ -229,8 +241,14 @@ def fetch_and_extract(
                     apply_extracted(item, outcome.content, outcome.content_type)
                     report.done += 1
                 except ExtractError as exc:
+                    # The fetch worked and the page was judged: "not an article" is an outcome
+                    # recorded on the item, reported as skipped, not a failure of the run.
                     record_failure(item, exc.reason, str(exc), transient=False)
-                    report.fail(url, exc.reason)
+                    item.status = "rejected"
+                    if not item.title and getattr(exc, "title", None):
+                        item.title = exc.title  # an error or home page still has a name to show
+                    report.skipped += 1
+                    report.notes.append((url, exc.reason))
         progress(number, total, url)
     return report
 
@@ -238,9 +256,12 @@ def fetch_and_extract(
 # --- dedupe ----------------------------------------------------------------------------------
 
 
-def _digests_of(session: Session, item_ids: Iterable[int]) -> dict[int, set[int]]:
+def _imported_digests_of(session: Session, item_ids: Iterable[int]) -> dict[int, set[int]]:
+    """Imported or published digests each item appears in (drafts are tidings' own proposals)."""
     rows = session.execute(
-        select(DigestEntryRow.item_id, DigestEntryRow.digest_id).where(DigestEntryRow.item_id.in_(list(item_ids)))
+        select(DigestEntryRow.item_id, DigestEntryRow.digest_id)
+        .join(Digest, Digest.id == DigestEntryRow.digest_id)
+        .where(DigestEntryRow.item_id.in_(list(item_ids)), Digest.status != "draft")
     )
     found: dict[int, set[int]] = {}
     for item_id, digest_id in rows:
@@ -264,7 +285,11 @@ def merge_items(session: Session, duplicate: Item, keep: Item) -> None:
         ) is None:
             row.item_id = keep.id
     for entry in session.scalars(select(DigestEntryRow).where(DigestEntryRow.item_id == duplicate.id)):
-        entry.item_id = keep.id
+        draft_has_keep = entry.digest.status == "draft" and any(e.item_id == keep.id for e in entry.digest.entries)
+        if draft_has_keep and not entry.edited:
+            session.delete(entry)  # a draft lists the article once, under its first URL
+        else:
+            entry.item_id = keep.id
     if duplicate.summary_origin == "human" and keep.summary_origin != "human":
         keep.summary, keep.summary_origin = duplicate.summary, "human"
     duplicate.duplicate_of_id = keep.id
@@ -288,7 +313,7 @@ def dedupe_items(store: Store, *, threshold: float = 0.8, progress: Progress = _
         prints = {item_id: dedupe.minhash_from_bytes(blob) for item_id, blob in rows}
         # Two entries of the same digest are never merged: the curator listed them apart on purpose.
         by_digest: dict[int, list[int]] = {}
-        for item_id, digest_ids in _digests_of(session, prints).items():
+        for item_id, digest_ids in _imported_digests_of(session, prints).items():
             for digest_id in digest_ids:
                 by_digest.setdefault(digest_id, []).append(item_id)
         never = {frozenset((a, b)) for ids in by_digest.values() for a in ids for b in ids if a < b}
@@ -308,14 +333,36 @@ def dedupe_items(store: Store, *, threshold: float = 0.8, progress: Progress = _
 # --- summarize and classify ----------------------------------------------------------------
 
 
-def summarize_items(store: Store, config: Config, *, progress: Progress = _silent) -> StageReport:
+def _llm_notes(report: StageReport, task: str, outcome: Any) -> None:
+    """An LLM stage's outcome folded into a StageReport: fallbacks and a stop are notes, not failures."""
+    report.done = outcome.llm + outcome.offline
+    if outcome.fallbacks:
+        report.notes.append(
+            (f"{len(outcome.fallbacks)} item(s), marked extra.llm_fallback.{task}", f"LLM {task} unusable, offline kept")
+        )
+    if outcome.stopped:
+        report.notes.append(("the remaining items were done offline", f"LLM calls stopped ({outcome.stopped})"))
+
+
+def summarize_items(
+    store: Store, config: Config, *, progress: Progress = _silent, item_ids: Iterable[int] | None = None,
+    llm: Any = None,
+) -> StageReport:
+    """Extractive summaries; with ``llm`` (a :class:`tidings.llm.LLM`) LLM summaries instead."""
     report = StageReport("summarize")
+    if llm is not None and llm.available("summarize"):
+        from .llmtasks import summarize_stage
+
+        outcome = summarize_stage(store, config, llm, progress=progress, item_ids=item_ids)
+        _llm_notes(report, "summarize", outcome)
+        return report
     with store.session() as session:
-        ids = session.scalars(
-            select(Item.id).where(
-                Item.duplicate_of_id.is_(None), Item.text.is_not(None), Item.summary.is_(None)
-            )
-        ).all()
+        query = select(Item.id).where(
+            Item.duplicate_of_id.is_(None), Item.text.is_not(None), Item.summary.is_(None)
+        )
+        if item_ids is not None:  # the web UI's "re-run on this item"
+            query = query.where(Item.id.in_(list(item_ids)))
+        ids = session.scalars(query).all()
     cfg = config.summarize
     for number, item_id in enumerate(ids, start=1):
         with store.session() as session:
@@ -343,14 +390,23 @@ def default_classifier(store: Store, config: Config) -> Classifier:
 
 
 def classify_items(
-    store: Store, config: Config, *, classifier: Classifier | None = None, progress: Progress = _silent
+    store: Store, config: Config, *, classifier: Classifier | None = None, progress: Progress = _silent,
+    item_ids: Iterable[int] | None = None, llm: Any = None,
 ) -> StageReport:
+    """The local classifier files items; with ``llm``, the low-confidence ones go to the LLM."""
     report = StageReport("classify")
     classifier = classifier or default_classifier(store, config)
+    if llm is not None and llm.available("classify"):
+        from .llmtasks import classify_stage
+
+        outcome = classify_stage(store, config, llm, classifier, progress=progress, item_ids=item_ids)
+        _llm_notes(report, "classify", outcome)
+        return report
     with store.session() as session:
-        ids = session.scalars(
-            select(Item.id).where(Item.duplicate_of_id.is_(None), Item.section.is_(None), Item.kind == "article")
-        ).all()
+        query = select(Item.id).where(Item.duplicate_of_id.is_(None), Item.section.is_(None), Item.kind == "article")
+        if item_ids is not None:  # the web UI's "re-run on this item"
+            query = query.where(Item.id.in_(list(item_ids)))
+        ids = session.scalars(query).all()
     for number, item_id in enumerate(ids, start=1):
         with store.session() as session:
             item = session.get(Item, item_id)
