@@ -4,8 +4,8 @@ summarize, classify, digest; bad input; a killed run resumed; idempotent re-runs
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -214,9 +214,9 @@ def test_week_ends() -> None:
 
 
 def test_every_command_has_help_with_an_example(capsys: pytest.CaptureFixture[str]) -> None:
-    from tidings.cli import app
-
     import typer.main
+
+    from tidings.cli import app
 
     group = typer.main.get_command(app)
     missing = []
