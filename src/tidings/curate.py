@@ -108,8 +108,8 @@ def save_imported_digest(
             record = ItemRecord(
                 url=url,
                 title=block.title or None,
-                summary=block.summary or None,
-                summary_origin="human" if block.summary else None,
+                summary=block.prose or None,  # the note's prose, without its code samples and admonitions
+                summary_origin="human" if block.prose else None,
                 section=canonical_section(block.section, config),
             )
             item, _ = upsert_record(session, record, source)

@@ -51,3 +51,132 @@ class ParseResult:
     items: list[ItemRecord] = field(default_factory=list)
     errors: list[Exception] = field(default_factory=list)  # ImportFormatError instances
     format: str | None = None
+
+
+# --- the digest document model ---------------------------------------------------------------
+#
+# An imported digest is a list of blocks whose texts concatenate to its body exactly; entries keep
+# their source text (``verbatim``) and are rendered from their parts only once edited.
+
+from datetime import date  # noqa: E402  (appended section: the file's top is not ours to edit)
+
+_MD_ESCAPABLE = r"""!"#$%&'()*+,-./:;<=>?@[\]^_`{|}~"""
+
+
+def _md_unescape(text: str) -> str:
+    """Undo CommonMark backslash escapes (only ASCII punctuation can be escaped)."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in _MD_ESCAPABLE:
+            out.append(text[i + 1])
+            i += 2
+            continue
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
+def _link_destination(url_raw: str) -> str | None:
+    """The URL of a link destination as written: without ``<>`` and without a ``"title"`` attribute."""
+    text = url_raw.strip()
+    if text.startswith("<"):
+        end = text.find(">")
+        text = text[1:end] if end > 0 else text[1:]
+    else:
+        text = text.split(None, 1)[0] if text else ""
+    return text or None
+
+
+@dataclass
+class Cover:
+    image: str
+    alt: str
+    label: str  # "封面图" or "题图", verbatim
+    caption: str
+
+
+@dataclass
+class DigestEntry:
+    """One listed link (or, in the old marker-style digests, one marker-headed note)."""
+
+    url_raw: str | None  # exactly as written: fragment, trailing slash, ` "title attr"` kept
+    title_raw: str | None  # the link text exactly as written, 《》 and escapes included
+    separator: str | None  # "。", " 。", "---", "\n\n" ... exactly as written between link and summary
+    summary: str | None  # the human summary / prose, as written
+    section: str | None  # the ``##`` section it stands under (None in marker-style digests)
+    marker: str | None = None  # "📒" / "⭐️" / "🌟" / "🌛" on marker-style lines
+    verbatim: str | None = None  # exact source text of this entry; None for new entries
+    edited: bool = False  # once the user edits it, render from parts instead of verbatim
+    kept: bool = True
+
+    @property
+    def url(self) -> str | None:
+        return _link_destination(self.url_raw) if self.url_raw else None
+
+    @property
+    def title(self) -> str | None:
+        """The title as a reader sees it: no ``《》`` wrapper, no ``# `` prefix, escapes undone."""
+        if self.title_raw is None:
+            return None
+        text = self.title_raw.strip()
+        if text.startswith("#"):
+            stripped = text.lstrip("#")
+            if stripped[:1].isspace():
+                text = stripped.strip()
+        text = _md_unescape(text)
+        # Only a wrapper around the whole title goes: 《A》与《B》 keeps both pairs.
+        if len(text) >= 2 and text[0] == "《" and text[-1] == "》" and "》" not in text[1:-1]:
+            text = text[1:-1].strip()
+        return text
+
+    @property
+    def prose(self) -> str | None:
+        """The summary without code, admonition fences, HTML/MDX, images and tables.
+
+        Marker-style notes carry whole code samples in their summary; this is the part worth
+        indexing or showing as a one-paragraph summary."""
+        if not self.summary:
+            return None
+        kept_lines: list[str] = []
+        fence: str | None = None
+        for line in self.summary.split("\n"):
+            stripped = line.strip()
+            if fence is not None:
+                if stripped.startswith(fence):
+                    fence = None
+                continue
+            if stripped.startswith(("```", "~~~")):
+                fence = stripped[:3]
+                continue
+            if stripped.startswith((":::", "<", "![", "|", "import ", "export ")):
+                continue
+            kept_lines.append(line.rstrip())
+        text = "\n".join(kept_lines).strip()
+        while "\n\n\n" in text:
+            text = text.replace("\n\n\n", "\n\n")
+        return text or None
+
+
+@dataclass
+class RawBlock:
+    """Source text that is not an entry, kept verbatim."""
+
+    text: str
+    section: str | None = None
+    role: str = "text"  # blank | cover | heading | text | code | comment | admonition | eof
+
+
+@dataclass
+class DigestDoc:
+    meta: dict[str, Any]  # every front-matter key, parsed (slug, title, authors, tags, others)
+    front_matter_raw: str | None  # exact text incl. the --- lines, None for new digests
+    cover: Cover | None
+    sections: list[str]  # in order of appearance
+    blocks: list[RawBlock | DigestEntry]  # concatenating the texts gives back the body exactly
+    week: date | None = None
+    week_guessed: bool = False
+
+    @property
+    def entries(self) -> list[DigestEntry]:
+        return [block for block in self.blocks if isinstance(block, DigestEntry)]
