@@ -20,8 +20,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import collect, curate, pipeline
+from . import search as search_mod
 from .config import Config, load_config
 from .errors import TidingsError, UsageError
+from .llm import LLM
 from .pipeline import StageReport
 from .sources import FORMATS
 from .sources.http import FetchPolicy
@@ -38,6 +40,10 @@ feeds_app = typer.Typer(help="Subscribe to RSS/Atom feeds and poll them.", no_ar
 config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 app.add_typer(feeds_app, name="feeds")
 app.add_typer(config_app, name="config")
+site_app = typer.Typer(help="Build the static site of the digests.", no_args_is_help=True)
+app.add_typer(site_app, name="site")
+eval_app = typer.Typer(help="Measure search, ask and the classifier on labelled data.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
 
 out = Console()
 err = Console(stderr=True)
@@ -49,6 +55,7 @@ class State:
     db: Path
     config_path: Path | None
     quiet: bool = False
+    budget_tokens: int | None = None
     _config: Config | None = None
     _store: Store | None = None
 
@@ -81,10 +88,15 @@ def main_options(
     ] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output on stderr.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
+    budget_tokens: Annotated[
+        int | None, typer.Option("--budget-tokens", min=0, help="Make no LLM call that would pass N tokens in all.")
+    ] = None,
 ) -> None:
     level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr, force=True)
-    ctx.obj = State(db=db, config_path=config, quiet=quiet)
+    ctx.obj = State(db=db, config_path=config, quiet=quiet, budget_tokens=budget_tokens)
+    if config is not None and not ctx.resilient_parsing:
+        _ = ctx.obj.config  # an explicit --config is checked before any work, so a bad one is exit 2
 
 
 @contextmanager
@@ -112,8 +124,12 @@ def summary_table(reports: list[StageReport]) -> int:
         table.add_column(column, justify="left" if column == "stage" else "right")
     for r in reports:
         table.add_row(r.stage, str(r.done), str(r.new), str(r.updated), str(r.unchanged), str(r.skipped), str(r.failed))
-    err.print(table)
     failures = [f for r in reports for f in r.failures]
+    if logging.getLogger().level >= logging.ERROR and not failures:
+        return 0  # --quiet: nothing to report
+    err.print(table)
+    for what, reason in [n for r in reports for n in r.notes][:30]:
+        err.print(f"  [yellow]skipped[/yellow] {reason}: {what}", markup=True, highlight=False)
     for what, reason in failures[:30]:
         err.print(f"  [red]failed[/red] {reason}: {what}", markup=True, highlight=False)
     if len(failures) > 30:
@@ -222,32 +238,243 @@ def dedupe(ctx: typer.Context) -> None:
     raise typer.Exit(summary_table([report]))
 
 
-@app.command()
-def summarize(ctx: typer.Context) -> None:
-    """Write extractive summaries for items that have text but no summary (human ones are kept).
+LLMFlag = Annotated[
+    bool | None, typer.Option("--llm/--no-llm", help="Use the configured model (default: llm.use_for in the config).")
+]
+BudgetOption = Annotated[
+    int | None, typer.Option("--budget-tokens", min=0, help="Make no LLM call that would pass N tokens in all.")
+]
 
-    Example:
+
+def llm_gateway(st: State, task: str, wanted: bool | None = True, budget_tokens: int | None = None) -> LLM | None:
+    """The LLM gateway for a command, or None when the command runs offline."""
+    use = wanted if wanted is not None else task in st.config.llm.use_for
+    if not use:
+        return None
+    gateway = LLM(st.config, st.store, budget_tokens=budget_tokens if budget_tokens is not None else st.budget_tokens)
+    if not gateway.available(task):
+        raise UsageError(f"--llm: no model for {task}: add [models.NAME] and routes.{task} (or routes.default)")
+    return gateway
+
+
+def llm_footer(gateway: LLM | None) -> None:
+    """One line on stderr: what the models cost in this run."""
+    if gateway is None:
+        return
+    stats, budget = gateway.stats, gateway.budget
+    line = (f"llm: {stats.calls} calls, {stats.hits} cache hits, {stats.retries} retries, "
+            f"{stats.tokens_in} tokens in, {stats.tokens_out} out")
+    if budget.limit is not None:
+        line += f"; budget {budget.used}/{budget.limit}"
+    if budget.exceeded is not None:
+        line += f" (reached: {budget.exceeded})"
+    err.print(line, highlight=False)
+    gateway.close()
+
+
+@app.command()
+def summarize(ctx: typer.Context, llm: LLMFlag = None, budget_tokens: BudgetOption = None) -> None:
+    """Summarize items that have text but no summary (human summaries are never replaced).
+
+    Offline the summary is extractive. With --llm the configured model writes it (in
+    summarize.language), replacing extractive ones; an answer that fails validation twice falls
+    back to the extractive summary and the item is marked.
+
+    Examples:
 
         tidings summarize
+
+        tidings summarize --llm --budget-tokens 200000
     """
     st = state(ctx)
+    gateway = llm_gateway(st, "summarize", llm, budget_tokens)
     with bar(st, "summarize") as progress:
-        report = pipeline.summarize_items(st.store, st.config, progress=progress)
+        report = pipeline.summarize_items(st.store, st.config, progress=progress, llm=gateway)
+    llm_footer(gateway)
     raise typer.Exit(summary_table([report]))
 
 
 @app.command()
-def classify(ctx: typer.Context) -> None:
-    """File unsectioned items under the configured sections.
+def classify(ctx: typer.Context, llm: LLMFlag = None, budget_tokens: BudgetOption = None) -> None:
+    """File items under the configured sections.
+
+    The local classifier decides; with --llm the configured model is asked about the items it is
+    unsure of (confidence below llm.classify_below), and proposes tags from the existing ones.
+
+    Examples:
+
+        tidings classify
+
+        tidings classify --llm
+    """
+    st = state(ctx)
+    gateway = llm_gateway(st, "classify", llm, budget_tokens)
+    with bar(st, "classify") as progress:
+        report = pipeline.classify_items(st.store, st.config, progress=progress, llm=gateway)
+    llm_footer(gateway)
+    raise typer.Exit(summary_table([report]))
+
+
+def translation_source(st: State, target: str, allow_private: bool) -> str:
+    """Markdown to translate from an item id, a URL (stored, else fetched) or a file."""
+    from sqlalchemy import select
+
+    from . import dedupe, extract
+    from .store import Item, ItemUrl
+
+    def from_item(item: Item | None) -> str | None:
+        if item is None or not item.text:
+            return None
+        title = (item.title or "").strip()
+        body = item.text.strip()
+        return f"# {title}\n\n{body}\n" if title and not body.startswith("#") else body + "\n"
+
+    if target.isdigit():
+        with st.store.session() as session:
+            found = from_item(session.get(Item, int(target)))
+        if found is None:
+            raise UsageError(f"no item {target} with text (see `tidings items`)")
+        return found
+    if target.startswith(("http://", "https://")):
+        with st.store.session() as session:
+            item = session.scalar(select(Item).where(Item.url == dedupe.canonicalize_url(target)))
+            if item is None:
+                row = session.scalar(select(ItemUrl).where(ItemUrl.url == target))
+                item = row.item if row else None
+            found = from_item(item)
+        if found is not None:
+            return found
+        from .errors import FetchError
+        from .sources.http import fetch_many
+
+        for _url, outcome in fetch_many([target], fetch_policy(st, allow_private)):
+            if isinstance(outcome, FetchError):
+                raise outcome
+            page = extract.extract(outcome.content, url=target, content_type=outcome.content_type)
+            return f"# {page.title}\n\n{page.text}\n" if page.title else page.text + "\n"
+        raise UsageError(f"could not fetch {target}")
+    path = Path(target)
+    if not path.is_file():
+        raise UsageError(f"not an item id, a URL or a file: {target}")
+    if path.suffix.lower() in (".html", ".htm"):
+        from . import extract
+
+        page = extract.extract(path.read_bytes(), url=path.resolve().as_uri())
+        return f"# {page.title}\n\n{page.text}\n" if page.title else page.text + "\n"
+    return path.read_text(encoding="utf-8")
+
+
+@app.command()
+def translate(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="An item id, a URL or a Markdown/HTML file.")],
+    show_steps: Annotated[bool, typer.Option(help="Also print each chunk's three steps.")] = False,
+    to: Annotated[str | None, typer.Option("--to", help="Target language (default: llm.translate_language).")] = None,
+    allow_private: Annotated[bool, typer.Option(help="Allow private, loopback and link-local addresses.")] = False,
+    budget_tokens: BudgetOption = None,
+) -> None:
+    """Translate an article in three steps: literal, a list of problems, a free re-translation.
+
+    Markdown structure is kept; code blocks and link targets never reach the model; the glossary in
+    the config fixes terms. Long texts go in chunks along their sections.
+
+    Examples:
+
+        tidings translate 42 --to zh
+
+        tidings translate notes/post.md --show-steps > post.zh.md
+    """
+    from .llmtasks import dumps_steps, translate_markdown
+
+    st = state(ctx)
+    gateway = llm_gateway(st, "translate", True, budget_tokens)
+    assert gateway is not None
+    markdown = translation_source(st, target, allow_private)
+    try:
+        result = translate_markdown(gateway, st.config, markdown, language=to)
+    finally:
+        llm_footer(gateway)
+    sys.stdout.write(dumps_steps(result) if show_steps else result.text)
+    for reason in result.fallbacks:
+        err.print(f"  [yellow]fallback[/yellow] {reason}", markup=True, highlight=False)
+
+
+@app.command()
+def models(
+    ctx: typer.Context,
+    check: Annotated[bool, typer.Option("--check/--no-check", help="Ask each model for a one-word answer.")] = True,
+) -> None:
+    """List the configured models and the tasks routed to them, and check that each one answers.
 
     Example:
 
-        tidings classify
+        tidings models
     """
+    from .config import LLM_TASKS
+    from .llm import check_model
+
     st = state(ctx)
-    with bar(st, "classify") as progress:
-        report = pipeline.classify_items(st.store, st.config, progress=progress)
-    raise typer.Exit(summary_table([report]))
+    cfg = st.config
+    if not cfg.models:
+        err.print("no models configured: tidings runs offline (add [models.NAME] to tidings.toml)", markup=False)
+        return
+    gateway = LLM(cfg, None)
+    table = Table(show_edge=False)
+    for column in ("name", "provider", "model", "endpoint", "tasks", "timeout", "status"):
+        table.add_column(column, overflow="fold")
+    failed = 0
+    for name, model in cfg.models.items():
+        tasks = [t for t in LLM_TASKS if (r := gateway.route(t)) is not None and r.name == name]
+        status = "not checked"
+        if check:
+            result = check_model(name, model)
+            failed += not result.ok
+            status = f"ok, {result.ms} ms: {result.detail}" if result.ok else f"FAILED: {result.detail}"
+        endpoint = model.base_url or ("https://api.openai.com/v1" if model.provider == "openai" else model.model_path or "")
+        table.add_row(name, model.provider, model.model or "", endpoint, ", ".join(tasks) or "-",
+                      f"{model.timeout:g}s", status)
+    Console(width=200).print(table)
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def stats(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per model and task.")] = False,
+) -> None:
+    """Show LLM usage per model and task: calls, cache hits, tokens, time and estimated cost.
+
+    Counted from the call ledger in the store; the cost uses `prices` in the config (per million
+    tokens, e.g. prices.deepseek-chat = {input = 0.27, output = 1.10}).
+
+    Example:
+
+        tidings stats
+    """
+    from dataclasses import asdict
+
+    from .llm import usage_rows
+
+    st = state(ctx)
+    rows = usage_rows(st.store, st.config)
+    if as_json:
+        for row in rows:
+            sys.stdout.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
+        return
+    if not rows:
+        err.print("no LLM calls recorded yet")
+        return
+    table = Table(show_edge=False)
+    for column in ("model", "task", "calls", "cache hits", "tokens in", "tokens out", "seconds", "est. cost"):
+        table.add_column(column, justify="left" if column in ("model", "task") else "right")
+    for row in rows:
+        table.add_row(row.model, row.task, str(row.calls), str(row.hits), str(row.tokens_in), str(row.tokens_out),
+                      f"{row.ms / 1000:.1f}", "-" if row.cost is None else f"{row.cost:.4f}")
+    costs = [r.cost for r in rows if r.cost is not None]
+    table.add_row("total", "", str(sum(r.calls for r in rows)), str(sum(r.hits for r in rows)),
+                  str(sum(r.tokens_in for r in rows)), str(sum(r.tokens_out for r in rows)),
+                  f"{sum(r.ms for r in rows) / 1000:.1f}", f"{sum(costs):.4f}" if costs else "-")
+    out.print(table)
 
 
 def render_week(st: State, week: date) -> str:
@@ -263,23 +490,45 @@ def render_week(st: State, week: date) -> str:
 def digest(
     ctx: typer.Context,
     week: Annotated[str | None, typer.Option(help="Week end date YYYY-MM-DD (default: the latest).")] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Write DIR/blog/YYYY-MM-DD/index.md.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Write into DIR in the format's own layout.")] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="docusaurus, hugo, jekyll, markdown or html.")
+    ] = "docusaurus",
 ) -> None:
-    """Render a week's digest as Docusaurus Markdown, to stdout or into a blog directory.
+    """Render a week's digest (Docusaurus Markdown by default), to stdout or into a blog directory.
+
+    With --out: docusaurus writes DIR/blog/DATE/index.md, hugo DIR/content/posts/DATE/index.md,
+    jekyll DIR/_posts/DATE-SLUG.md (drafts: DIR/_drafts/SLUG.md), markdown DIR/DATE.md and
+    html DIR/DATE.html.
 
     Examples:
 
         tidings digest --week 2024-06-09
 
         tidings digest --week 2024-06-09 --out ./site
+
+        tidings digest --week 2024-06-09 --format hugo --out ./my-hugo-site
     """
+    from . import formats
+
     st = state(ctx)
+    formats.renderer(fmt)  # a bad --format is a usage error before any work
     when = parse_week(week, st)
-    text = render_week(st, when)
+    if fmt == "docusaurus":
+        text = render_week(st, when)
+        if out_dir is None:
+            sys.stdout.write(text)
+        else:
+            err.print(f"wrote {curate.write_digest(text, out_dir, when)}")
+        return
+    curate.assemble_week(st.store, when, st.config)
+    doc = curate.load_doc(st.store, when, st.config)
+    assert doc is not None
+    text = formats.render(doc, fmt, st.config.digest.template_dir)
     if out_dir is None:
         sys.stdout.write(text)
     else:
-        err.print(f"wrote {curate.write_digest(text, out_dir, when)}")
+        err.print(f"wrote {formats.write_output(text, fmt, out_dir, doc)}")
 
 
 @app.command()
@@ -304,10 +553,14 @@ def run(
         reports.append(pipeline.fetch_and_extract(st.store, fetch_policy(st, allow_private), progress=progress))
     with bar(st, "dedupe") as progress:
         reports.append(pipeline.dedupe_items(st.store, progress=progress))
+    summarizer = llm_gateway(st, "summarize", None)
     with bar(st, "summarize") as progress:
-        reports.append(pipeline.summarize_items(st.store, st.config, progress=progress))
+        reports.append(pipeline.summarize_items(st.store, st.config, progress=progress, llm=summarizer))
+    llm_footer(summarizer)
+    classifier_llm = llm_gateway(st, "classify", None)
     with bar(st, "classify") as progress:
-        reports.append(pipeline.classify_items(st.store, st.config, progress=progress))
+        reports.append(pipeline.classify_items(st.store, st.config, progress=progress, llm=classifier_llm))
+    llm_footer(classifier_llm)
     text = render_week(st, when)
     digest_report = StageReport("digest", done=1)
     reports.append(digest_report)
@@ -358,6 +611,60 @@ def items(
         for item in rows:
             table.add_row(str(item.id), item.kind, item.status, item.section or "", (item.title or item.url)[:70])
         out.print(table)
+
+
+@site_app.command("build")
+def site_build(
+    ctx: typer.Context,
+    out_dir: Annotated[Path, typer.Option("--out", help="The directory to write the site into.")],
+    title: Annotated[str, typer.Option(help="The site's title.")] = "tidings",
+    base_url: Annotated[
+        str | None, typer.Option(help="Public URL of the site: feeds and the sitemap then use absolute links.")
+    ] = None,
+    drafts: Annotated[bool, typer.Option(help="Also publish draft digests.")] = False,
+) -> None:
+    """Build the static site: digests, section and tag pages, RSS/Atom feeds, search, sitemap.
+
+    The site works from any file server and from disk. An unchanged rebuild rewrites no file.
+
+    Examples:
+
+        tidings site build --out ./public
+
+        tidings site build --out ./public --base-url https://example.org/weekly/
+    """
+    from .site import build_site
+
+    st = state(ctx)
+    report = build_site(st.store, st.config, out_dir, title=title, base_url=base_url, include_drafts=drafts)
+    err.print(
+        f"site: {report.digests} digests, {report.pages} pages, {report.feeds} feeds in {report.out}; "
+        f"{report.written} written, {report.unchanged} unchanged, {report.removed} removed",
+        highlight=False,
+    )
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to bind; anything but loopback needs a token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+) -> None:
+    """Run the curation web UI (week view, add links, digests, feeds).
+
+    Binding to an address other than 127.0.0.1 / ::1 / localhost requires a token, from
+    TIDINGS_TOKEN or web.token in the config; every request must then carry it.
+
+    Examples:
+
+        tidings serve
+
+        TIDINGS_TOKEN=s3cret tidings serve --host 0.0.0.0 --port 8080
+    """
+    from .web import serve as run_server
+
+    st = state(ctx)
+    run_server(st.store, st.config, host=host, port=port)
 
 
 @config_app.command("show")
@@ -469,29 +776,255 @@ def feeds_fetch(
     raise typer.Exit(summary_table([report]))
 
 
-def main() -> None:
-    """Entry point: our errors become a message and an exit code, never a traceback."""
+# --- search, ask, index (tidings.search) -----------------------------------------------------
+
+
+def search_filters(
+    section: list[str] | None, tag: list[str] | None, author: list[str] | None, kind: list[str] | None,
+    since: str | None, until: str | None,
+) -> search_mod.Filters:
+    return search_mod.Filters(
+        authors=author or [], tags=tag or [], sections=section or [], kinds=kind or [],
+        since=search_mod.date_bound(since, end=False) if since else None,
+        until=search_mod.date_bound(until, end=True) if until else None,
+    )
+
+
+def marked(text: str) -> str:
+    """Rich markup for a snippet: the ``**matched**`` words in bold, everything else escaped."""
+    from rich.markup import escape
+
+    parts = text.split(search_mod.MARK_OPEN)
+    out = [escape(parts[0])]
+    for part in parts[1:]:
+        word, _, rest = part.partition(search_mod.MARK_CLOSE)
+        out.append(f"[bold yellow]{escape(word)}[/bold yellow]{escape(rest)}")
+    return "".join(out)
+
+
+SectionOpt = Annotated[list[str] | None, typer.Option("--section", help="Section name or part of it (repeatable).")]
+TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="Tag; repeated tags must all be present.")]
+AuthorOpt = Annotated[list[str] | None, typer.Option("--author", help="Author name or @handle (repeatable).")]
+KindOpt = Annotated[list[str] | None, typer.Option("--kind", help="article, post, note or blog (repeatable).")]
+SinceOpt = Annotated[str | None, typer.Option(help="From this date: YYYY, YYYY-MM or YYYY-MM-DD.")]
+UntilOpt = Annotated[str | None, typer.Option(help="Up to this date, inclusive.")]
+
+
+@app.command("search")
+def search_cmd(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help='Words, "phrases", -exclusions, author:/tag:/section:/kind:/since:/until:.')],
+    section: SectionOpt = None, tag: TagOpt = None, author: AuthorOpt = None, kind: KindOpt = None,
+    since: SinceOpt = None, until: UntilOpt = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most N results.")] = 10,
+    recent: Annotated[bool, typer.Option(help="Boost recent items (search.recency_weight).")] = False,
+    hybrid: Annotated[bool, typer.Option(help="Fuse with embeddings when routes.embed is configured.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per result.")] = False,
+) -> None:
+    """Search the archive: BM25 over Chinese-segmented text with field weights, hybrid with
+    embeddings when an embedding model is configured.
+
+    Examples:
+
+        tidings search "Mixtral 路由"
+
+        tidings search '向量数据库 -milvus' --since 2024-01 --limit 5
+
+        tidings search 'author:dotey "Claude 3"' --json | jq .title
+    """
+    st = state(ctx)
+    result = search_mod.search(
+        st.store, query, config=st.config, filters=search_filters(section, tag, author, kind, since, until),
+        limit=limit, recent=recent, hybrid=hybrid,
+    )
+    if as_json:
+        for hit in result.hits:
+            sys.stdout.write(json.dumps(hit.to_json(), ensure_ascii=False) + "\n")
+        return
+    if not result.hits:
+        err.print("no results", highlight=False)
+        return
+    for number, hit in enumerate(result.hits, start=1):
+        meta = " · ".join(x for x in (hit.date, hit.section, hit.to_json()["author"], hit.kind) if x)
+        out.print(f"[bold]{number}. {escape_markup(hit.title or hit.url)}[/bold]  [dim]{hit.score:.3f}[/dim]", highlight=False)
+        out.print(f"   [dim]{escape_markup(meta)}[/dim]  {escape_markup(hit.url)}", highlight=False)
+        if hit.snippet:
+            out.print("   " + marked(hit.snippet), highlight=False)
+    err.print(f"{len(result.hits)} result(s), ranked by {result.mode}", highlight=False)
+
+
+def escape_markup(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+@app.command("ask")
+def ask_cmd(
+    ctx: typer.Context,
+    question: Annotated[str, typer.Argument(help="A question; filters as in search work inline.")],
+    section: SectionOpt = None, tag: TagOpt = None, author: AuthorOpt = None, kind: KindOpt = None,
+    since: SinceOpt = None, until: UntilOpt = None,
+    threshold: Annotated[float | None, typer.Option(help="Refuse below this evidence score (default: calibrated).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="{answer, confidence, evidence, related} as JSON.")] = False,
+) -> None:
+    """Answer from the archive with quotes that are checked to occur verbatim in the cited
+    items; say so (and list related items) when the archive has no evidence.
+
+    Examples:
+
+        tidings ask "哪些文章讨论过 RAG 的评估指标？"
+
+        tidings ask "What did Karpathy say about tokenization?" --json
+    """
+    st = state(ctx)
+    answer = search_mod.ask(
+        st.store, question, config=st.config, filters=search_filters(section, tag, author, kind, since, until),
+        threshold=threshold,
+    )
+    if as_json:
+        sys.stdout.write(json.dumps(answer.to_json(), ensure_ascii=False) + "\n")
+        return
+    out.print(escape_markup(answer.answer), highlight=False)
+    out.print(f"[dim]confidence {answer.confidence:.2f}[/dim]", highlight=False)
+    for number, c in enumerate(answer.evidence, start=1):
+        out.print(f"[{number}] {escape_markup(c.title or c.url)}  [dim]{escape_markup(c.url)}[/dim]", highlight=False)
+    if answer.refused and answer.related:
+        out.print("related:", highlight=False)
+        for r in answer.related:
+            out.print(f"  - {escape_markup(r['title'] or r['url'])}  [dim]{escape_markup(r['url'])}[/dim]", highlight=False)
+
+
+@app.command("index")
+def index_cmd(
+    ctx: typer.Context,
+    rebuild: Annotated[bool, typer.Option(help="Drop the search index and build it again.")] = False,
+    embed: Annotated[bool, typer.Option(help="Also compute missing embeddings (needs routes.embed).")] = False,
+) -> None:
+    """Bring the search index up to date (it also updates itself before every search).
+
+    Examples:
+
+        tidings index
+
+        tidings index --rebuild --embed
+    """
+    st = state(ctx)
+    with bar(st, "index") as progress:
+        if rebuild:
+            search_mod.rebuild_index(st.store, st.config, progress=progress)
+        else:
+            search_mod.refresh_index(st.store, st.config, progress=progress)
+    if embed:
+        embedder = search_mod.embedder_from_config(st.config, st.store)
+        if embedder is None:
+            raise UsageError("--embed needs an embedding model: set routes.embed in tidings.toml")
+        search_mod.update_embeddings(st.store, embedder, st.config)
+    stats = search_mod.index_stats(st.store)
+    err.print(f"indexed {stats['indexed']} item(s), {stats['embeddings']} embedding(s)", highlight=False)
+
+
+@eval_app.command("search")
+def eval_search(
+    ctx: typer.Context,
+    queries: Annotated[Path, typer.Option("--queries", help="Labelled queries (JSONL).")] = Path("evals/queries.jsonl"),
+    split: Annotated[str, typer.Option(help="heldout, calibration or all.")] = "heldout",
+    hybrid: Annotated[bool, typer.Option(help="Fuse with embeddings when configured.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="The figures as one JSON object.")] = False,
+) -> None:
+    """recall@5, recall@10 and MRR of search on labelled queries.
+
+    Examples:
+
+        tidings eval search --queries evals/queries.jsonl
+
+        tidings eval search --queries evals/queries.jsonl --split all --json
+    """
+    from . import searcheval
+
+    st = state(ctx)
+    if split not in (*searcheval.SPLITS, "all"):
+        raise UsageError(f"--split must be heldout, calibration or all, not {split!r}")
+    report = searcheval.evaluate_search(
+        st.store, searcheval.load_queries(queries), config=st.config, split=split, hybrid=hybrid
+    )
+    if as_json:
+        sys.stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
+        return
+    out.print(
+        f"{report['split']}: {report['queries']} queries  recall@5 {report['recall@5']:.3f}  "
+        f"recall@10 {report['recall@10']:.3f}  MRR {report['mrr']:.3f}", highlight=False,
+    )
+    if report["misses"]:
+        out.print("missed: " + ", ".join(report["misses"]), highlight=False)
+
+
+@eval_app.command("ask")
+def eval_ask(
+    ctx: typer.Context,
+    queries: Annotated[Path, typer.Option("--queries", help="Labelled queries (JSONL).")] = Path("evals/queries.jsonl"),
+    threshold: Annotated[float | None, typer.Option(help="Use this refusal threshold instead of calibrating.")] = None,
+    hybrid: Annotated[bool, typer.Option(help="Fuse with embeddings when configured.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="The figures as one JSON object.")] = False,
+) -> None:
+    """Citation-verified rate, refusal rate on unanswerable questions and answer hit rate: the
+    refusal threshold is calibrated on the calibration half, the figures are for the held-out half.
+
+    Examples:
+
+        tidings eval ask --queries evals/queries.jsonl
+
+        tidings eval ask --queries evals/queries.jsonl --threshold 0.5 --json
+    """
+    from . import searcheval
+
+    st = state(ctx)
+    report = searcheval.evaluate_ask(
+        st.store, searcheval.load_queries(queries), config=st.config, threshold=threshold, hybrid=hybrid
+    )
+    if as_json:
+        sys.stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
+        return
+    out.print(f"threshold {report['threshold']} (calibrated: {report['calibrated_threshold']})", highlight=False)
+    for name in ("calibration", "heldout"):
+        m = report[name]
+        out.print(
+            f"{name}: {m['questions']} questions  citation-verified {m['citation_verified_rate']}  "
+            f"refusal (unanswerable) {m['refusal_rate_unanswerable']}  false refusals {m['false_refusal_rate']}  "
+            f"answer hit {m['answer_hit_rate']}", highlight=False,
+        )
+
+
+def run_cli(argv: list[str] | None = None) -> int:
+    """Run one command; our errors become a message and an exit code, never a traceback."""
+    # Typer vendors its own click: its exception classes are the ones raised here.
+    from typer._click import exceptions as click_errors
+
     try:
-        code = app(standalone_mode=False)
+        code = app(args=argv, prog_name="tidings", standalone_mode=False)
     except TidingsError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        sys.exit(exc.exit_code)
+        from rich.markup import escape  # messages name config keys like [models.NAME]: not markup
+
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        return exc.exit_code
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except typer.Abort:
         err.print("aborted")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+        return 130
+    except click_errors.ClickException as exc:
+        exc.show()
+        return 2 if isinstance(exc, click_errors.UsageError) else exc.exit_code
+    except Exception as exc:
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             raise
         err.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc} (run with -vv for the traceback)")
-        sys.exit(3)
-    sys.exit(code if isinstance(code, int) else 0)
+        return 3
+    return code if isinstance(code, int) else 0
+
+
+def main() -> None:
+    sys.exit(run_cli())
 
 
 if __name__ == "__main__":

@@ -4,11 +4,12 @@ Later issues extend these models; every field has a default so that no file is n
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError
 
@@ -113,6 +114,132 @@ class TagsConfig(Strict):
     allow_new: bool = False
 
 
+class SearchConfig(Strict):
+    """Search and ask (``tidings.search``)."""
+
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {
+            "title": 10.0, "summary": 5.0, "text": 1.0, "note": 3.0,
+            "tags": 6.0, "author": 4.0, "section": 1.0, "kind": 0.5,
+        }
+    )
+    """BM25 weight per indexed field (title > summary > text)."""
+    recency_weight: float = Field(0.3, ge=0)
+    """With ``--recent``: score × (1 + weight · 2^(-age / half-life)), age from the newest item."""
+    recency_half_life_days: float = Field(180.0, gt=0)
+    rrf_k: int = Field(60, ge=1)
+    """Reciprocal rank fusion constant for hybrid search (60 is the usual choice)."""
+    synonyms: list[list[str]] = Field(default_factory=list)
+    """Extra equivalence sets for query expansion, e.g. ``[["向量数据库", "vector database"]]``."""
+    refusal_threshold: float | None = Field(None, ge=0, le=1)
+    """Evidence below this makes ``ask`` refuse; default: the value calibrated on evals/queries.jsonl."""
+    embed_max_chars: int = Field(512, ge=32)
+    """Characters of title + summary + text embedded per item (small local models have small contexts)."""
+    snippet_chars: int = Field(160, ge=40)
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(h|min|m|s)?\s*")
+_UNIT_SECONDS = {"h": 3600.0, "min": 60.0, "m": 60.0, "s": 1.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> Any:
+    """Seconds as a number, or a string like ``"90s"``, ``"5m"``, ``"1h30m"``, ``"2.5min"``: local
+    models can need minutes per call, and "600" is easy to misread."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    parts = list(_DURATION_PART.finditer(text))
+    if not text or "".join(m.group(0) for m in parts) != text or (len(parts) > 1 and parts[-1].group(2) is None):
+        raise ValueError(f"not a duration: {value!r} (use seconds, or e.g. '90s', '5m', '1h30m')")
+    return sum(float(m.group(1)) * _UNIT_SECONDS[m.group(2)] for m in parts)
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+
+
+class ModelConfig(Strict):
+    """One model tidings may call, ``[models.NAME]`` in tidings.toml; ``routes`` picks one per task."""
+
+    provider: Literal["openai", "llamacpp"] = "openai"
+    """``openai``: any OpenAI-compatible endpoint (OpenAI, DeepSeek, DashScope, Ollama, vLLM, llama.cpp
+    server); ``llamacpp``: a GGUF file run in-process (``pip install 'tidings[local]'``)."""
+    base_url: str | None = None
+    model: str = ""
+    """The model id sent to the endpoint; for ``llamacpp`` a label (default: the file name)."""
+    api_key_env: str | None = None
+    """Name of the environment variable holding the API key; keys never live in the config file."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration = 120.0
+    """Per call, seconds or e.g. ``"5m"``."""
+    connect_timeout: Duration = 10.0
+    max_concurrency: int = Field(2, ge=1)
+    max_retries: int = Field(3, ge=0)
+    """Retries on 429, 5xx, timeouts and connection errors (never on 400/401/context length)."""
+    max_tokens: int = Field(512, ge=1)
+    temperature: float = Field(0.2, ge=0, le=2)
+    context_tokens: int = Field(8192, ge=256)
+    """The model's context window; long inputs are reduced to fit it."""
+    json_mode: Literal["json_object", "json_schema", "grammar", "off"] = "json_object"
+    """How JSON is requested: ``json_object`` (widely supported), ``json_schema`` (OpenAI structured
+    outputs), ``grammar`` (json_object plus the schema: llama.cpp constrains decoding), ``off``."""
+    model_path: str | None = None
+    """``llamacpp`` only: the GGUF file."""
+    n_ctx: int = Field(2048, ge=256)
+    """``llamacpp`` only: the context size to allocate."""
+    n_threads: int | None = None
+
+    @model_validator(mode="after")
+    def _provider_fields(self) -> ModelConfig:
+        if self.provider == "openai" and not self.model:
+            raise ValueError("model: required for provider 'openai' (the model id the endpoint expects)")
+        if self.provider == "llamacpp" and not self.model_path:
+            raise ValueError("model_path: required for provider 'llamacpp' (the GGUF file)")
+        return self
+
+
+LLM_TASKS = ("summarize", "classify", "translate", "ask", "embed")
+
+
+class RoutesConfig(Strict):
+    """Task -> model name (a key of ``[models]``); ``default`` serves tasks without a route.
+    No route and no models: tidings stays offline."""
+
+    default: str | None = None
+    summarize: str | None = None
+    classify: str | None = None
+    translate: str | None = None
+    ask: str | None = None
+    embed: str | None = None
+
+
+class LLMConfig(Strict):
+    """How the LLM tasks behave; which model runs a task is ``routes``."""
+
+    use_for: list[Literal["summarize", "classify"]] = Field(default_factory=list)
+    """Tasks that use the LLM even without ``--llm``."""
+    json_retries: int = Field(2, ge=0)
+    """Invalid JSON or schema: ask again with the error this many times, then fall back offline."""
+    classify_below: float = Field(0.5, ge=0, le=1)
+    """The LLM is consulted only for items the local classifier is less confident about."""
+    summary_input_tokens: int = Field(3000, ge=100)
+    """Longer articles are reduced to title, lead and the best sentences within this many tokens."""
+    max_vocabulary: int = Field(200, ge=0)
+    """At most this many existing tags (most used first) are offered to the classifier prompt."""
+    style_examples: int = Field(2, ge=0)
+    """Human summaries shown to the summarize prompt as examples of the digest's style."""
+    translate_language: str = "zh"
+    translate_chunk_tokens: int = Field(1200, ge=50)
+    budget_tokens: int | None = Field(None, ge=0)
+    """A default for ``--budget-tokens``: no LLM call is made that would go beyond it."""
+
+
+class WebConfig(Strict):
+    """``tidings serve``."""
+
+    token: str | None = None
+    """Required on every request when set; needed to bind anything but loopback (TIDINGS_TOKEN wins)."""
+
+
 class Config(Strict):
     timezone: str | None = None
     """IANA name; default: the system's."""
@@ -124,12 +251,24 @@ class Config(Strict):
     digest: DigestConfig = Field(default_factory=DigestConfig)
     classify: ClassifyConfig = Field(default_factory=ClassifyConfig)
     tags: TagsConfig = Field(default_factory=TagsConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
     glossary: dict[str, str] = Field(default_factory=dict)
     user_dictionary: list[str] = Field(default_factory=list)
     """Words jieba must keep whole, e.g. product names."""
     prices: dict[str, dict[str, float]] = Field(default_factory=dict)
-    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    routes: dict[str, str] = Field(default_factory=dict)
+    """Model name (a ``[models]`` key or model id) -> ``{input = …, output = …}`` per million tokens."""
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    routes: RoutesConfig = Field(default_factory=RoutesConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+
+    @model_validator(mode="after")
+    def _routes_name_models(self) -> Config:
+        for task, name in self.routes.model_dump().items():
+            if name is not None and name not in self.models:
+                known = ", ".join(sorted(self.models)) or "none configured"
+                raise ValueError(f"routes.{task}: no model named {name!r} in [models] ({known})")
+        return self
 
     @property
     def section_names(self) -> list[str]:

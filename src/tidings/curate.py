@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from .config import Config
 from .errors import ConfigError
@@ -187,7 +187,13 @@ def entry_from_item(item: Item, section: str | None) -> DigestEntry:
 def assemble_week(store: Store, week: date, config: Config) -> Digest:
     """The week's digest: an imported one as it is, or a draft created and refreshed from candidates."""
     with store.session() as session:
-        digest = session.scalar(select(Digest).where(Digest.week == week))
+        # Entries with their items and URLs in three queries, not two per entry (the week view
+        # calls this on every load).
+        digest = session.scalar(
+            select(Digest)
+            .where(Digest.week == week)
+            .options(selectinload(Digest.entries).selectinload(DigestEntryRow.item).selectinload(Item.urls))
+        )
         if digest is not None and digest.status != "draft":
             return digest
         if digest is None:

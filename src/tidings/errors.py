@@ -8,7 +8,10 @@ TidingsError
 │   ├── FetchError(url, reason)          network or file fetch failed
 │   └── ImportFormatError(file, line, reason)   an import file is malformed
 ├── ExtractError(url, reason)            a page has no article
-└── LLMError               (later issues)
+└── LLMError(message, reason, transient)   a model call failed
+    ├── LLMTimeout                       no answer within the model's timeout
+    ├── LLMBadOutput(raw, problem)       an answer that fails validation
+    └── BudgetExceeded                   the next call would pass --budget-tokens
 
 Every per-item error carries a stable ``reason`` code (``http_404``, ``timeout``,
 ``private_host``, ``too_large``, ``no_article`` ...) that the store records on the item.
@@ -66,4 +69,48 @@ class ExtractError(TidingsError):
 
 
 class LLMError(TidingsError):
-    pass
+    """A model call failed. ``transient`` ones (429, 5xx, timeouts, connection) are retried;
+    ``fatal`` ones (bad key, unknown model) stop LLM use for the rest of the run."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = "llm_error",
+        transient: bool = False,
+        fatal: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        self.reason = reason
+        self.transient = transient
+        self.fatal = fatal
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class LLMTimeout(LLMError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="timeout", transient=True)
+
+
+class LLMBadOutput(LLMError):
+    """The model answered, but not acceptably (invalid JSON, wrong language, too long ...)."""
+
+    def __init__(self, raw: str, problem: str) -> None:
+        self.raw = raw
+        self.problem = problem
+        super().__init__(f"unusable model output: {problem}", reason="bad_output")
+
+
+class BudgetExceeded(LLMError):
+    """Raised before a call that would go past the token budget: LLM calls stop, the run goes on."""
+
+    def __init__(self, limit: int, used: int, needed: int) -> None:
+        self.limit = limit
+        self.used = used
+        self.needed = needed
+        super().__init__(
+            f"token budget reached: {used} of {limit} used, the next call needs about {needed}",
+            reason="budget",
+            fatal=True,
+        )

@@ -14,7 +14,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from . import dedupe, summarize
-from .classify import Classifier, KeywordClassifier
+from .classify import Classifier, section_classifier
 from .config import Config
 from .errors import ExtractError, FetchError
 from .records import ItemRecord
@@ -385,8 +385,8 @@ def summarize_items(
 
 
 def default_classifier(store: Store, config: Config) -> Classifier:
-    """The learned classifier when one has been trained, else the keyword rules (cold start)."""
-    return KeywordClassifier(config.sections, config.fallback_section)
+    """The learned classifier when one has been trained, else the keyword rules (cold start, logged)."""
+    return section_classifier(store, config)
 
 
 def classify_items(
@@ -416,6 +416,7 @@ def classify_items(
             item.section_confidence = prediction.confidence
             item.section_origin = prediction.method
             report.done += 1
+            report.item_ids.append(item_id)
         progress(number, len(ids), str(item_id))
     return report
 

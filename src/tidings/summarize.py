@@ -58,7 +58,8 @@ def _dot_ends_sentence(line: str, start: int, end: int) -> bool:
         return False
     if end - start >= 2:  # an ellipsis followed by a capital starts a new sentence
         return True
-    m = _WORD_BEFORE_DOT_RE.search(line[:start])
+    # Only the word before the dot matters: searching the whole prefix made long lines quadratic.
+    m = _WORD_BEFORE_DOT_RE.search(line[max(0, start - 32):start])
     if m:
         word = m.group(1).lower()
         if word in _ABBREVIATIONS or (len(word) == 1 and line[start - 1].isupper()):
@@ -384,3 +385,26 @@ def summarize(
             if len(picked) >= english_sentences:
                 break
     return " ".join(p.text for p in sorted(picked, key=lambda p: p.index))
+
+
+def ranked_sentences(text: str, *, title: str | None = None, max_len: int = 600) -> list[tuple[int, str]]:
+    """The prose sentences of ``text`` as ``(position, sentence)``, best first, ranked as
+    :func:`summarize` ranks them (junk such as code, URLs and fragments left out). The LLM layer uses
+    it to shrink an over-long article to the sentences worth a model's context."""
+    sentences = split_sentences(text or "")
+    prose = [s for s in sentences if not _looks_like_code(s)]
+    chinese = is_chinese("\n".join(prose) if prose else text or "")
+    cands: list[_Candidate] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(sentences[:_MAX_SENTENCES]):
+        s = _LIST_MARKER_RE.sub("", raw, count=1) or raw
+        key = normalize_text(s)
+        if key in seen or _is_junk(s, chinese, max_len):
+            continue
+        seen.add(key)
+        tokens = tokenize(s, drop_stopwords=True)
+        if tokens:
+            cands.append(_Candidate(i, s, tokens, _weight(s, chinese)))
+    if not cands:
+        return []
+    return [(cands[pos].index, cands[pos].text) for pos in _rank(cands, title)]

@@ -1,0 +1,261 @@
+"""Benchmark: search index build and query latency at 10k and 100k items, tidings vs. a baseline.
+
+The store holds the whole shared corpus (imported as a user would) plus synthetic filler items
+assembled from the corpus's own text: titles spliced from two real titles, bodies of 1-3 real
+sentences, dates spread over 2022-2024. The real items stay, so the labelled queries of
+evals/queries.jsonl still have their answers, now among 10k or 100k distractors.
+
+- tidings: ``search.rebuild_index`` (jieba segmentation, FTS5 with porter) and ``search.search``
+  (query parsing, synonyms, BM25 with field weights, coordination, snippets, filters);
+- baseline: SQLite FTS5 with its default tokenizer (unicode61) over the same raw text, the query
+  words as typed OR-ed together, the same bm25 weights, phrases, exclusions and filters.
+
+It reports index build items/s, query latency p50 / p95 (ms) and recall@10 on the labelled
+queries (both halves) for both, in the same run. The last line printed is one JSON object.
+
+    python bench/search.py                      # 10k and 100k
+    python bench/search.py --sizes 5000 --repeat 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tidings import collect, searcheval
+from tidings import search as S
+from tidings.config import Config
+from tidings.store import Store, open_store
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "corpus"
+QUERIES = REPO / "evals" / "queries.jsonl"
+BASELINE_SCHEMA = (
+    "CREATE VIRTUAL TABLE baseline_fts USING fts5(title, summary, text, note, tags, author, section, kind)"
+)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def import_corpus(db: Path, config: Config) -> Store:
+    store = open_store(db)
+    for paths, fmt in (
+        ([str(CORPUS / "digests")], "digest"), ([str(CORPUS / "social")], "auto"),
+        ([str(CORPUS / "notes")], "auto"), ([str(CORPUS / "blog")], "blog"),
+    ):
+        collect.import_paths(store, paths, fmt, config)
+    return store
+
+
+_SENTENCE_RE = re.compile(r"[^。！？!?\n]{12,160}[。！？!?]")
+
+
+def text_pool(conn: sqlite3.Connection) -> tuple[list[str], list[str]]:
+    titles, sentences = [], []
+    for title, summary, body in conn.execute("SELECT title, summary, substr(text, 1, 4000) FROM items"):
+        if title and len(title) >= 6:
+            titles.append(title.strip())
+        for part in (summary, body):
+            if part:
+                sentences.extend(m.group().strip() for m in _SENTENCE_RE.finditer(part))
+    return titles, sentences
+
+
+def add_filler(db: Path, n: int, seed: int = 11) -> int:
+    """Insert synthetic items until the store holds ``n``; returns how many were added."""
+    rng = random.Random(seed)
+    with sqlite3.connect(db) as conn:
+        have = conn.execute("SELECT count(*) FROM items").fetchone()[0]
+        titles, sentences = text_pool(conn)
+        rows = []
+        for number in range(max(0, n - have)):
+            a, b = rng.choice(titles), rng.choice(titles)
+            title = a[: max(3, len(a) // 2)] + b[len(b) // 2 :]
+            summary = "".join(rng.choice(sentences) for _ in range(rng.randint(1, 3)))
+            day = f"{rng.randint(2022, 2024)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d} 00:00:00.000000"
+            rows.append((f"https://bench.invalid/{number}", "article", title, summary, day, day, "extracted",
+                         0, "{}", day, day))
+        conn.executemany(
+            "INSERT INTO items (url, kind, title, summary, published_at, seen_at, status, error_transient, extra,"
+            " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            rows,
+        )
+    return len(rows)
+
+
+# --- the baseline: FTS5 with its default tokenizer --------------------------------------------
+
+
+def build_baseline(db: Path) -> float:
+    """Index the raw text with FTS5's default tokenizer; returns items/s."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE IF EXISTS baseline_fts")
+        conn.execute(BASELINE_SCHEMA)
+        started = time.perf_counter()
+        tags: dict[int, list[str]] = {}
+        for item_id, tag in conn.execute("SELECT item_id, tag FROM item_tags"):
+            tags.setdefault(item_id, []).append(tag)
+        rows = conn.execute(
+            "SELECT id, title, summary, text, note, coalesce(author, '') || ' ' || coalesce(author_handle, ''),"
+            " section, kind FROM items WHERE duplicate_of_id IS NULL"
+        ).fetchall()
+        conn.executemany(
+            "INSERT INTO baseline_fts (rowid, title, summary, text, note, tags, author, section, kind)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
+            [(r[0], r[1], r[2], r[3], r[4], " ".join(tags.get(r[0], [])), r[5], r[6], r[7]) for r in rows],
+        )
+        conn.commit()
+        return len(rows) / (time.perf_counter() - started)
+
+
+@dataclass
+class Hit:
+    id: int
+
+
+@dataclass
+class Result:
+    hits: list[Hit]
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def baseline_search(conn: sqlite3.Connection, query: str, filters: S.Filters | None, limit: int) -> Result:
+    parsed = S.parse_query(query)
+    if filters is not None:
+        parsed.filters = filters.merge(parsed.filters)
+    words = [w for w in re.split(r"[\s，。？！?!,]+", parsed.text) if re.search(r"\w", w)]
+    positive = []
+    if words:
+        positive.append("(" + " OR ".join(_quote(w) for w in words) + ")")
+    positive += [_quote(p) for p in parsed.phrases]
+    if not positive:
+        return Result([])
+    match = " AND ".join(positive)
+    if parsed.excludes:
+        match = f"({match}) NOT ({' OR '.join(_quote(e) for e in parsed.excludes)})"
+    clauses, params = S.filter_sql(parsed.filters, None)
+    weights = ", ".join(str(w) for w in S._weights(None))
+    sql = (
+        "SELECT baseline_fts.rowid FROM baseline_fts JOIN items ON items.id = baseline_fts.rowid "
+        "JOIN search_docs ON search_docs.item_id = baseline_fts.rowid WHERE baseline_fts MATCH ? "
+        + "".join(f" AND {c}" for c in clauses)
+        + f" ORDER BY bm25(baseline_fts, {weights}) LIMIT ?"
+    )
+    try:
+        rows = conn.execute(sql, [match, *params, limit]).fetchall()
+    except sqlite3.OperationalError:
+        rows = []
+    return Result([Hit(r[0]) for r in rows])
+
+
+# --- measuring -------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def latencies(run: Any, queries: list[searcheval.LabelledQuery], repeat: int) -> dict[str, float]:
+    times = []
+    for _ in range(repeat):
+        for q in queries:
+            started = time.perf_counter()
+            run(q)
+            times.append((time.perf_counter() - started) * 1000)
+    return {"p50_ms": round(statistics.median(times), 2), "p95_ms": round(percentile(times, 0.95), 2)}
+
+
+def measure(base_db: Path, size: int, workdir: Path, config: Config, queries: list[searcheval.LabelledQuery],
+            repeat: int) -> dict[str, Any]:
+    db = workdir / f"bench-{size}.db"
+    shutil.copy(base_db, db)
+    added = add_filler(db, size)
+    log(f"[{size}] {added} synthetic items added")
+    store = open_store(db)
+    try:
+        started = time.perf_counter()
+        indexed = S.rebuild_index(store, config)
+        build = indexed / (time.perf_counter() - started)
+        log(f"[{size}] tidings index: {indexed} items, {build:.0f} items/s")
+        ours = {
+            "items": indexed,
+            "build_items_per_s": round(build, 1),
+            **latencies(lambda q: S.search(store, q.query, config=config, filters=q.filters, limit=10), queries, repeat),
+            "recall@10": searcheval.evaluate_search(store, queries, config=config, split="all")["recall@10"],
+        }
+        baseline_build = build_baseline(db)
+        log(f"[{size}] baseline index: {baseline_build:.0f} items/s")
+        with sqlite3.connect(db) as conn:
+            def base(q: searcheval.LabelledQuery) -> Result:
+                return baseline_search(conn, q.query, q.filters, 10)
+
+            baseline = {
+                "items": indexed,
+                "build_items_per_s": round(baseline_build, 1),
+                **latencies(base, queries, repeat),
+                "recall@10": searcheval.evaluate_search(
+                    store, queries, split="all",
+                    search_fn=lambda _st, query, filters=None, limit=10, **_kw: baseline_search(conn, query, filters, limit),
+                )["recall@10"],
+            }
+    finally:
+        store.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+    log(f"[{size}] tidings {ours}")
+    log(f"[{size}] baseline {baseline}")
+    return {"tidings": ours, "baseline": baseline}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--repeat", type=int, default=3, help="Passes over the query set for latency.")
+    parser.add_argument("--queries", type=Path, default=QUERIES)
+    args = parser.parse_args()
+    config = Config()
+    queries = searcheval.load_queries(args.queries)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="tidings-bench-") as tmp:
+        workdir = Path(tmp)
+        base_db = workdir / "corpus.db"
+        store = import_corpus(base_db, config)
+        store.close()
+        with sqlite3.connect(base_db) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            real = conn.execute("SELECT count(*) FROM items WHERE duplicate_of_id IS NULL").fetchone()[0]
+        log(f"corpus imported: {real} real items ({time.perf_counter() - started:.0f} s)")
+        results = {str(size): measure(base_db, size, workdir, config, queries, args.repeat) for size in args.sizes}
+    answerable = sum(q.answerable for q in queries)
+    for size, r in results.items():
+        for name in ("tidings", "baseline"):
+            m = r[name]
+            print(f"{size:>7} {name:<9} build {m['build_items_per_s']:>9.1f} items/s  p50 {m['p50_ms']:>7.2f} ms  "
+                  f"p95 {m['p95_ms']:>7.2f} ms  recall@10 {m['recall@10']:.3f}")
+    print(json.dumps({
+        "bench": "search", "real_items": real, "queries": len(queries), "answerable": answerable,
+        "cpus": os.cpu_count(), "seconds": round(time.perf_counter() - started, 1), "sizes": results,
+    }, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,267 @@
+"""Evaluation of search and ask on a labelled query set (``evals/queries.jsonl``).
+
+One JSON object per line::
+
+    {"id": "q01", "split": "calibration", "kind": "known-item",
+     "query": "Mixtral 路由",                       # what `tidings search` gets (inline filters allowed)
+     "question": "Mixtral 的路由网络怎么选专家？",      # what `tidings ask` gets (default: query)
+     "filters": {"author": ["dotey"], "since": "2023-12-01"},   # optional, like the CLI options
+     "expect": [{"url": "post:…"}, {"title": "substring"}, {"url_contains": "mp.weixin"}],
+     "answerable": true}
+
+Expected items are identified robustly: by canonical or original URL, URL substring, or title
+substring (case-insensitive), resolved against the store at evaluation time. Unanswerable
+questions have ``"answerable": false`` and no ``expect``; they count for ask only.
+
+The set is split in two: the refusal threshold is calibrated on ``calibration`` and every figure
+is reported on ``heldout``, so the threshold is never judged on the data that chose it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, or_, select
+
+from .config import Config
+from .errors import UsageError
+from .search import Answer, Filters, ask, date_bound, search
+from .store import Item, ItemUrl, Store
+
+SPLITS = ("calibration", "heldout")
+
+
+@dataclass
+class LabelledQuery:
+    id: str
+    query: str
+    question: str
+    split: str
+    kind: str
+    answerable: bool
+    expect: list[dict[str, str]]
+    filters: Filters = field(default_factory=Filters)
+    answer_contains: list[str] = field(default_factory=list)
+
+
+def load_queries(path: Path) -> list[LabelledQuery]:
+    if not path.is_file():
+        raise UsageError(f"no such query file: {path}")
+    queries: list[LabelledQuery] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("//"):
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path}:{number}: not JSON: {exc}") from exc
+        try:
+            f = data.get("filters") or {}
+            filters = Filters(
+                authors=list(f.get("author", [])), tags=list(f.get("tag", [])),
+                sections=list(f.get("section", [])), kinds=list(f.get("kind", [])),
+                since=date_bound(f["since"], end=False) if f.get("since") else None,
+                until=date_bound(f["until"], end=True) if f.get("until") else None,
+            )
+            split = data.get("split", "heldout")
+            if split not in SPLITS:
+                raise ValueError(f"split must be one of {SPLITS}")
+            answerable = bool(data.get("answerable", True))
+            expect = list(data.get("expect", []))
+            if answerable and not expect:
+                raise ValueError("an answerable query needs 'expect'")
+            queries.append(
+                LabelledQuery(
+                    id=str(data.get("id", number)), query=data["query"],
+                    question=data.get("question") or data["query"], split=split,
+                    kind=data.get("kind", "known-item"), answerable=answerable, expect=expect,
+                    filters=filters, answer_contains=list(data.get("answer_contains", [])),
+                )
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"{path}:{number}: {exc}") from exc
+    return queries
+
+
+_EXPECT_KEYS = ("url", "url_contains", "title", "title_is", "kind")
+
+
+def resolve_expected(store: Store, spec: Sequence[dict[str, str]]) -> set[int]:
+    """Item ids an ``expect`` list stands for. Each entry's keys must all hold: ``url`` (canonical
+    or any original URL), ``url_contains``, ``title`` (substring) or ``title_is`` (whole title),
+    both case-insensitive, and ``kind``. Duplicates resolve to the item they were merged into."""
+    ids: set[int] = set()
+    with store.session() as session:
+        for entry in spec:
+            unknown = set(entry) - set(_EXPECT_KEYS)
+            if unknown or not entry:
+                raise UsageError(f"an expect entry takes {', '.join(_EXPECT_KEYS)}: {entry}")
+            query = select(Item.id, Item.duplicate_of_id)
+            if "url" in entry:
+                url = entry["url"]
+                query = query.where(
+                    or_(Item.url == url, Item.id.in_(select(ItemUrl.item_id).where(ItemUrl.url == url)))
+                )
+            if "url_contains" in entry:
+                part = entry["url_contains"]
+                query = query.where(
+                    or_(Item.url.contains(part), Item.id.in_(select(ItemUrl.item_id).where(ItemUrl.url.contains(part))))
+                )
+            if "title" in entry:
+                query = query.where(func.lower(Item.title).contains(entry["title"].lower()))
+            if "title_is" in entry:
+                query = query.where(func.lower(Item.title) == entry["title_is"].lower())
+            if "kind" in entry:
+                query = query.where(Item.kind == entry["kind"])
+            for item_id, duplicate_of in session.execute(query):
+                ids.add(duplicate_of or item_id)
+    return ids
+
+
+@dataclass
+class SearchOutcome:
+    id: str
+    query: str
+    expected: list[int]
+    ranks: list[int]
+    """1-based ranks of the expected items found in the top results."""
+
+
+def _split_filter(queries: list[LabelledQuery], split: str) -> list[LabelledQuery]:
+    return queries if split == "all" else [q for q in queries if q.split == split]
+
+
+def evaluate_search(
+    store: Store, queries: list[LabelledQuery], *, config: Config | None = None, split: str = "heldout",
+    k: int = 10, search_fn: Callable[..., Any] = search, hybrid: bool = True,
+) -> dict[str, Any]:
+    """recall@5, recall@10 and MRR over the answerable queries of ``split``."""
+    outcomes: list[SearchOutcome] = []
+    for q in _split_filter(queries, split):
+        if not q.answerable:
+            continue
+        expected = resolve_expected(store, q.expect)
+        result = search_fn(store, q.query, config=config, filters=q.filters, limit=k, hybrid=hybrid)
+        ids = [h.id for h in result.hits]
+        ranks = [ids.index(e) + 1 for e in expected if e in ids]
+        outcomes.append(SearchOutcome(q.id, q.query, sorted(expected), sorted(ranks)))
+    return {"split": split, "queries": len(outcomes), **search_metrics(outcomes),
+            "misses": [o.id for o in outcomes if not o.ranks],
+            "unresolved": [o.id for o in outcomes if not o.expected]}
+
+
+def search_metrics(outcomes: Sequence[SearchOutcome]) -> dict[str, float]:
+    """recall@k = share of the expected items found in the top k (averaged over queries);
+    MRR = mean of 1 / rank of the first expected item found (0 when none is)."""
+    if not outcomes:
+        return {"recall@5": 0.0, "recall@10": 0.0, "mrr": 0.0}
+
+    def recall(o: SearchOutcome, k: int) -> float:
+        return len([r for r in o.ranks if r <= k]) / len(o.expected) if o.expected else 0.0
+
+    n = len(outcomes)
+    return {
+        "recall@5": round(sum(recall(o, 5) for o in outcomes) / n, 4),
+        "recall@10": round(sum(recall(o, 10) for o in outcomes) / n, 4),
+        "mrr": round(sum(1.0 / o.ranks[0] if o.ranks else 0.0 for o in outcomes) / n, 4),
+    }
+
+
+@dataclass
+class AskOutcome:
+    id: str
+    answerable: bool
+    expected: set[int]
+    answer: Answer
+
+    def hit_at(self, threshold: float) -> bool:
+        """Whether the answer, with refusal applied at ``threshold``, cites an expected item."""
+        return not _refuses(self, threshold) and any(c.item_id in self.expected for c in self.answer.evidence)
+
+
+def run_ask(
+    store: Store, queries: list[LabelledQuery], *, config: Config | None = None, threshold: float = 0.0,
+    hybrid: bool = True,
+) -> list[AskOutcome]:
+    outcomes = []
+    for q in queries:
+        expected = resolve_expected(store, q.expect) if q.answerable else set()
+        answer = ask(store, q.question, config=config, filters=q.filters, threshold=threshold, hybrid=hybrid)
+        outcomes.append(AskOutcome(q.id, q.answerable, expected, answer))
+    return outcomes
+
+
+def _refuses(o: AskOutcome, threshold: float) -> bool:
+    return not o.answer.evidence or o.answer.confidence < threshold
+
+
+def calibrate_threshold(outcomes: Sequence[AskOutcome]) -> float:
+    """The refusal threshold that best separates answerable from unanswerable questions: the
+    midpoint of the widest interval of thresholds with the highest balanced accuracy."""
+    confidences = sorted({round(o.answer.confidence, 6) for o in outcomes} | {0.0, 1.0})
+    candidates = [(a + b) / 2 for a, b in zip(confidences, confidences[1:], strict=False)] or [0.5]
+    answerable = [o for o in outcomes if o.answerable]
+    unanswerable = [o for o in outcomes if not o.answerable]
+
+    def score(t: float) -> float:
+        ok_answer = sum(o.hit_at(t) for o in answerable) / max(1, len(answerable))
+        ok_refuse = sum(_refuses(o, t) for o in unanswerable) / max(1, len(unanswerable))
+        return ok_answer + ok_refuse
+
+    scored = [(score(t), t) for t in candidates]
+    best = max(s for s, _ in scored)
+    winners = [t for s, t in scored if s == best]
+    return round((winners[0] + winners[-1]) / 2, 4)
+
+
+def ask_metrics(outcomes: Sequence[AskOutcome], threshold: float) -> dict[str, Any]:
+    """citation-verified rate (citations that passed the verbatim check / citations proposed),
+    refusal rate on unanswerable questions, false refusals and answer hit rate on answerable ones."""
+    answerable = [o for o in outcomes if o.answerable]
+    unanswerable = [o for o in outcomes if not o.answerable]
+    shown = [o for o in outcomes if not _refuses(o, threshold)]
+    proposed = sum(o.answer.citations_proposed for o in shown)
+    dropped = sum(o.answer.citations_dropped for o in shown)
+    return {
+        "threshold": threshold,
+        "questions": len(outcomes),
+        "answerable": len(answerable),
+        "unanswerable": len(unanswerable),
+        "citations": proposed - dropped,
+        "citation_verified_rate": round((proposed - dropped) / proposed, 4) if proposed else 1.0,
+        "refusal_rate_unanswerable": round(
+            sum(_refuses(o, threshold) for o in unanswerable) / len(unanswerable), 4
+        ) if unanswerable else None,
+        "false_refusal_rate": round(
+            sum(_refuses(o, threshold) for o in answerable) / len(answerable), 4
+        ) if answerable else None,
+        "answer_hit_rate": round(
+            sum(o.hit_at(threshold) for o in answerable) / len(answerable), 4
+        ) if answerable else None,
+        "not_refused_unanswerable": [o.id for o in unanswerable if not _refuses(o, threshold)],
+        "missed_answerable": [o.id for o in answerable if not o.hit_at(threshold)],
+    }
+
+
+def evaluate_ask(
+    store: Store, queries: list[LabelledQuery], *, config: Config | None = None,
+    threshold: float | None = None, hybrid: bool = True,
+) -> dict[str, Any]:
+    """Calibrate the refusal threshold on the calibration half (unless given), report both halves.
+
+    Each question is answered once with refusal off (threshold 0) and the threshold is applied
+    afterwards: refusal is a pure function of the confidence, so this equals re-running ask."""
+    cal = run_ask(store, _split_filter(queries, "calibration"), config=config, hybrid=hybrid)
+    held = run_ask(store, _split_filter(queries, "heldout"), config=config, hybrid=hybrid)
+    calibrated = calibrate_threshold(cal) if cal else None
+    used = threshold if threshold is not None else calibrated if calibrated is not None else 0.5
+    return {
+        "calibrated_threshold": calibrated,
+        "threshold": used,
+        "calibration": ask_metrics(cal, used),
+        "heldout": ask_metrics(held, used),
+    }
