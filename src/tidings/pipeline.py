@@ -18,7 +18,7 @@ from .classify import Classifier, section_classifier
 from .config import Config
 from .errors import ExtractError, FetchError
 from .records import ItemRecord
-from .sources.http import FetchPolicy, fetch_many
+from .sources.http import FetchPolicy, fetch_many, robots_allowed
 from .store import (
     Digest,
     DigestEntryRow,
@@ -220,11 +220,19 @@ def fetch_and_extract(
     report = StageReport("fetch")
     only = None if item_ids is None else set(item_ids)
     with store.session() as session:
-        todo = {
-            fetch_url_of(item): item.id
-            for item in pending_fetch(session, retry_failed=retry_failed)
-            if only is None or item.id in only
-        }
+        pending = [i for i in pending_fetch(session, retry_failed=retry_failed) if only is None or i.id in only]
+        todo = {fetch_url_of(item): item.id for item in pending}
+        # Links a user added are fetched as feed readers do; links tidings found by itself
+        # (``import --follow-links``) must first be allowed by the site's robots.txt.
+        followed = [(fetch_url_of(item), item.id) for item in pending if (item.extra or {}).get("followed")]
+    for url, item_id in followed:
+        if not robots_allowed(url, policy):
+            with store.session() as session:
+                item = session.get(Item, item_id)
+                assert item is not None
+                record_failure(item, "robots_disallowed", f"{url}: robots.txt disallows it", transient=False)
+            report.fail(url, "robots_disallowed")
+            del todo[url]
     total = len(todo)
     progress(0, total, "")
     for number, (url, outcome) in enumerate(fetch_many(list(todo), policy), start=1):

@@ -1,0 +1,120 @@
+"""Collecting into the store: feed subscriptions polled on loopback (ETag, 304, 500, dead feeds),
+OPML subscriptions, follow-links and robots.txt."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from loopback import LoopbackServer, Reply
+from sqlalchemy import select
+
+from tidings import collect, pipeline
+from tidings.config import Config
+from tidings.records import ItemRecord
+from tidings.sources.http import FetchPolicy
+from tidings.store import Item, Source, open_store, utcnow
+
+
+def test_feeds_poll_with_etag_304_errors_and_dead_feeds(tmp_path: Path, corpus_dir: Path) -> None:
+    feed = (corpus_dir / "feeds" / "hexo_tiann_weishu_atom.xml").read_bytes()
+
+    def serve_feed(request: object) -> Reply:
+        if getattr(request, "headers", {}).get("if-none-match") == '"v1"':
+            return Reply(304, b"")
+        return Reply(200, feed, {"Content-Type": "application/atom+xml", "ETag": '"v1"'})
+
+    store = open_store(tmp_path / "t.db")
+    with LoopbackServer({"/atom.xml": serve_feed, "/broken.xml": lambda r: Reply(500, b"oops")}) as server:
+        policy = FetchPolicy(allow_hosts=(server.host_port,), retries=0, backoff_base=0.0)
+        assert collect.subscribe(store, server.url("/atom.xml"))
+        assert collect.subscribe(store, server.url("/broken.xml"))
+        assert not collect.subscribe(store, server.url("/atom.xml"))  # already subscribed
+
+        first = collect.poll_feeds(store, policy)
+        assert first.new == 20 and first.failed == 1
+        second = collect.poll_feeds(store, policy)
+        assert second.new == 0 and second.skipped == 1  # 304 Not Modified: nothing re-parsed
+        assert any(r.headers.get("if-none-match") == '"v1"' for r in server.requests)
+
+        rows = {feed.locator.rsplit("/", 1)[-1]: (feed, count) for feed, count in collect.feed_rows(store)}
+        good, good_count = rows["atom.xml"]
+        assert good_count == 20 and good.last_success_at and good.etag == '"v1"'
+        broken, _ = rows["broken.xml"]
+        assert broken.consecutive_failures == 2 and "500" in (broken.last_error or "")
+        assert not broken.dead  # two failures in a minute are not a dead feed
+
+        # five consecutive failures spanning three days make it dead; `feeds fetch` then skips it
+        with store.session() as session:
+            row = session.scalar(select(Source).where(Source.locator == server.url("/broken.xml")))
+            assert row is not None
+            row.consecutive_failures, row.first_failure_at = 4, utcnow() - timedelta(days=4)
+        collect.poll_feeds(store, policy)
+        assert dict((f.locator, f.dead) for f, _ in collect.feed_rows(store))[server.url("/broken.xml")]
+        polled = len(server.requests)
+        collect.poll_feeds(store, policy)
+        assert not any(r.path == "/broken.xml" for r in server.requests[polled:])
+        collect.poll_feeds(store, policy, include_dead=True)
+        assert any(r.path == "/broken.xml" for r in server.requests[polled:])
+
+    with store.session() as session:
+        urls = session.scalars(select(Item.url)).all()
+    assert len(urls) == len(set(urls)) == 20
+
+
+def test_opml_subscriptions_round_trip(tmp_path: Path, corpus_dir: Path) -> None:
+    store = open_store(tmp_path / "t.db")
+    report = pipeline.StageReport("feeds import")
+    path = corpus_dir / "opml" / "inoreader_echopi.opml"
+    collect.subscribe_opml(store, path.read_bytes(), str(path), report)
+    assert report.new == 17
+    collect.subscribe_opml(store, path.read_bytes(), str(path), report)
+    assert report.unchanged == 17  # re-importing changes nothing
+    exported = collect.export_feeds(store)
+    other = open_store(tmp_path / "other.db")
+    again = pipeline.StageReport("feeds import")
+    collect.subscribe_opml(other, exported.encode("utf-8"), "export.opml", again)
+    assert again.new == 17
+    assert [(f.locator, f.folder) for f, _ in collect.feed_rows(other)] == [
+        (f.locator, f.folder) for f, _ in collect.feed_rows(store)
+    ]
+
+
+def test_follow_links_queues_outgoing_links(tmp_path: Path, corpus_dir: Path) -> None:
+    store = open_store(tmp_path / "t.db")
+    social = corpus_dir / "social" / "posts-2023-12-part1.md"
+    collect.import_paths(store, [str(social)], "social", Config(), follow_links=True)
+    with store.session() as session:
+        posts = session.scalars(select(Item).where(Item.kind == "post")).all()
+        queued = session.scalars(select(Item).where(Item.kind == "article")).all()
+        outgoing = {link for post in posts for link in post.links}
+    assert len(posts) == 154
+    assert queued and all(item.status == "pending" and item.extra.get("followed") for item in queued)
+    assert len(queued) <= len(outgoing)
+
+
+def test_followed_links_obey_robots_txt(tmp_path: Path) -> None:
+    page = b"<html><head><title>Allowed page</title></head><body><article><h1>Allowed page</h1>" + (
+        b"<p>" + "这是一段足够长的正文，用来确认页面确实被抓取并抽取了。".encode() * 8 + b"</p>"
+    ) + b"</article></body></html>"
+    routes = {
+        "/robots.txt": lambda r: Reply(200, b"User-agent: *\nDisallow: /private\n", {"Content-Type": "text/plain"}),
+        "/open": lambda r: Reply(200, page, {"Content-Type": "text/html; charset=utf-8"}),
+        "/private": lambda r: Reply(200, page, {"Content-Type": "text/html; charset=utf-8"}),
+        "/added": lambda r: Reply(200, page, {"Content-Type": "text/html; charset=utf-8"}),
+    }
+    store = open_store(tmp_path / "t.db")
+    with LoopbackServer(routes) as server:
+        records = [ItemRecord(url=server.url(p), extra={"followed": True}) for p in ("/open", "/private")]
+        records.append(ItemRecord(url=server.url("/private-but-added")))
+        pipeline.ingest(store, records, source_kind="follow", locator="test")
+        server.routes["/private-but-added"] = routes["/added"]
+        policy = FetchPolicy(allow_hosts=(server.host_port,), retries=0)
+        report = pipeline.fetch_and_extract(store, policy)
+    with store.session() as session:
+        by_path = {i.url.rsplit("/", 1)[-1]: i for i in session.scalars(select(Item))}
+    assert by_path["open"].status == "extracted"
+    assert by_path["private"].error_reason == "robots_disallowed"
+    # a link the user added is fetched as feed readers do, whatever robots.txt says
+    assert by_path["private-but-added"].status == "extracted"
+    assert report.failed == 1
