@@ -1,9 +1,16 @@
-"""Section classification behind one small Protocol, so the cold-start keyword rules here can later
-be swapped for a learned model or an LLM without touching callers.
+"""Section classification behind one small Protocol, so the keyword rules, the learned model and an
+LLM are interchangeable for callers; plus the sections as the digests have them, and tag suggestions.
 
-The keyword classifier scores each configured section by the keywords found in an item's title,
-summary and text (title counting most) plus a few domain hints, and falls back to the configured
-fallback section when nothing scores enough.
+- :class:`KeywordClassifier`, the cold start, scores each configured section by the keywords found
+  in an item's title, summary and text (title counting most) plus a few domain hints, and falls back
+  to the configured fallback section when nothing scores enough.
+- :class:`LearnedClassifier` is trained on the curator's own past digests and corrections
+  (:func:`train_section_model`, stored versioned in ``classifier_models``); once one is stored,
+  :func:`section_classifier` returns it instead of the rules.
+- :func:`section_layout` gives the sections, their emoji and order as the latest digest has them,
+  unless the config names them; :class:`TagSuggester` suggests tags from the user's own vocabulary.
+- An LLM is only ever consulted for what the local classifier is unsure of (:func:`with_llm` here,
+  and the LLM layer's own ``classify_stage``).
 """
 
 from __future__ import annotations
@@ -15,11 +22,12 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import date
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from .config import SectionConfig
+from .textutil import CJK_CHAR_RE
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -243,7 +251,6 @@ class KeywordClassifier:
 # (and running the keyword rules) stays cheap.
 
 SECTION_MODEL = "section"
-TAGS_MODEL = "tags"
 
 log = logging.getLogger("tidings")
 
@@ -266,9 +273,8 @@ class Example:
     section: str
     """The label: the digest's section with aliases applied, or the latest correction."""
     week: date
-    """The digest week the example comes from: what the time split cuts on."""
-    weight_week: date
-    """The week its recency weight is counted from: a correction counts from when it was made."""
+    """The digest week the example comes from: what the time split cuts on, and what its recency
+    weight is counted from (a correction counts as of the newest week)."""
     item_id: int | None = None
     raw_section: str | None = None
     origin: str = "digest"
@@ -288,7 +294,11 @@ class ModelParams:
     never on the test weeks. Accuracy there was flat (0.88–0.89) across C, half-life, n-gram range,
     title repetition and block scaling; what mattered was the rule features (0.66 without them),
     resolving partial labels (0.83 without) and balanced class weights (0.86 without). C was then
-    picked for the best log-loss, so that the confidence means something to the LLM routing."""
+    picked for the best log-loss, so that the confidence means something to the LLM routing.
+    Tried and left out, no better on validation: self-training on the unsectioned 2022–2023 digests,
+    an LSA space over all the store's text, LinearSVC and ridge, prior re-estimation per week.
+    Leave-one-week-out within the training weeks (no drift at all) reaches 0.89 too: the rest is
+    items the curator could have filed either way."""
 
     C: float = 1.0
     """Inverse regularisation strength of the logistic regression (C=10: same accuracy, overconfident)."""
@@ -301,6 +311,9 @@ class ModelParams:
     char_ngrams: tuple[int, int] = (1, 3)
     title_repeat: int = 2
     """The title is the strongest signal (most digest links have no summary): it is repeated."""
+    summary_chars: int = 200
+    """Only the head of a summary is used: the topic is in its first sentences, and segmenting long
+    human summaries was most of the prediction time."""
     text_chars: int = 300
     """Only the head of an extracted text is used, when there is one."""
     rule_weight: float = 1.0
@@ -313,14 +326,6 @@ class ModelParams:
     (with four sections, 0.25 is a blind guess; on validation every pick under 0.5 was wrong)."""
     relabel: bool = True
     """Resolve partial labels with a first model trained on the fully labelled examples."""
-    context_dims: int = 100
-    """Dimensions of the latent word space learned from all the store's text (0 turns it off)."""
-    context_weight: float = 3.0
-    """Scale of the latent-space block next to the TF-IDF blocks (each of unit length)."""
-    context_terms: int = 20000
-    """Vocabulary cap of the latent space: bounds the stored model's size."""
-    context_min_docs: int = 200
-    """Fewer texts than this in the store: no latent space (too little to learn word neighbourhoods)."""
     solver: str = "newton-cg"
     """lbfgs gives the same model but took 5× longer on these sparse features."""
 
@@ -335,8 +340,8 @@ class TrainReport:
     counts: dict[str, int] = field(default_factory=dict)
     corrections: int = 0
     relabelled: int = 0
-    tags_version: int | None = None
     tag_vocabulary: int = 0
+    """Distinct tags the suggester can choose from."""
 
 
 def _host(url: str | None) -> str:
@@ -378,84 +383,38 @@ def _given(tokens: list[str]) -> list[str]:
     return tokens
 
 
+def _doc_tokens(doc: Doc, params: ModelParams) -> list[str]:
+    """The words of :func:`_doc_text`, segmenting the repeated title once (jieba is the slow part)."""
+    tokens = _word_tokens(doc.title) * params.title_repeat if doc.title else []
+    if doc.summary:
+        tokens += _word_tokens(doc.summary[: params.summary_chars])
+    if doc.text:
+        tokens += _word_tokens(doc.text[: params.text_chars])
+    return tokens
+
+
 def _doc_text(doc: Doc, params: ModelParams) -> str:
     parts = [doc.title or ""] * params.title_repeat
-    parts.append(doc.summary or "")
+    parts.append((doc.summary or "")[: params.summary_chars])
     if doc.text:
         parts.append(doc.text[: params.text_chars])
     return "\n".join(p for p in parts if p)
 
 
-class ContextSpace:
-    """A latent word space (LSA: TF-IDF then truncated SVD) learned from everything the store holds,
-    labelled or not: articles, posts, notes, feed entries. It places words that occur together near
-    each other, so a title whose words never appeared in a labelled example ("Antd", "骨架屏") still
-    lands near the ones it shares a topic with. On validation it added about one point of accuracy
-    and three of macro-F1."""
-
-    def __init__(self, texts: Sequence[str], dims: int, *, max_terms: int) -> None:
-        from sklearn.decomposition import TruncatedSVD
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
-        self.vectorizer = TfidfVectorizer(
-            analyzer=_given, min_df=2, max_df=0.5, max_features=max_terms, sublinear_tf=True
-        )
-        matrix = self.vectorizer.fit_transform([_word_tokens(t) for t in texts])
-        self.dims = max(1, min(dims, matrix.shape[0] - 1, matrix.shape[1] - 1))
-        self.svd = TruncatedSVD(self.dims, random_state=0).fit(matrix)
-        # float32 halves the stored model and changes no prediction.
-        self.svd.components_ = self.svd.components_.astype("float32")
-
-    def transform(self, tokens: Sequence[list[str]]) -> Any:
-        from sklearn.preprocessing import normalize
-
-        return normalize(self.svd.transform(self.vectorizer.transform(tokens)))
-
-
-def context_texts(store: Store, *, exclude: set[int] | None = None, until: date | None = None) -> list[str]:
-    """Title, summary and text head of every item in the store: the corpus of :class:`ContextSpace`.
-
-    ``exclude`` and ``until`` (items published later) keep an evaluation's test weeks out of it."""
-    from sqlalchemy import select
-
-    from .store import Item
-
-    texts: list[str] = []
-    with store.session() as session:
-        rows = session.execute(
-            select(Item.id, Item.title, Item.summary, Item.text, Item.published_at).where(
-                Item.duplicate_of_id.is_(None)
-            )
-        )
-        for item_id, title, summary, text, published in rows:
-            if exclude and item_id in exclude:
-                continue
-            if until is not None and published is not None and published.date() > until:
-                continue
-            body = "\n".join(p for p in (title, summary, (text or "")[:_CONTEXT_TEXT_CHARS]) if p)
-            if body:
-                texts.append(body)
-    return texts
-
-
-_CONTEXT_TEXT_CHARS = 3000
-
-
 class SectionFeatures:
-    """Title/summary character n-grams and jieba words (TF-IDF), URL domain tokens, the keyword
-    rules' per-section scores and the item's place in the store's latent word space, side by side.
+    """Title/summary character n-grams and jieba words (TF-IDF), URL domain tokens, and the keyword
+    rules' per-section scores, side by side in one sparse matrix.
 
     Character n-grams catch what word segmentation misses in mixed Chinese/English titles ("K8s部署"),
     words catch what characters blur, the rules carry curated prior knowledge into sections that had
-    few examples yet, the latent space carries what the unlabelled reading says about words.
-    Module-level callables only, so the whole thing pickles."""
+    few examples yet (without them, validation accuracy fell from 0.89 to 0.66). Module-level
+    callables only, so the whole thing pickles."""
 
-    def __init__(self, params: ModelParams, rules: KeywordClassifier | None, context: ContextSpace | None = None) -> None:
+    def __init__(self, params: ModelParams, rules: KeywordClassifier | None) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         self.params = params
         self.rules = rules if params.rule_weight > 0 else None
-        self.context = context if params.context_weight > 0 else None
         self.chars = TfidfVectorizer(
             analyzer="char_wb", ngram_range=params.char_ngrams, sublinear_tf=True, lowercase=True
         )
@@ -473,27 +432,25 @@ class SectionFeatures:
 
     def fit_transform(self, docs: Sequence[Doc]) -> Any:
         texts = [_doc_text(d, self.params) for d in docs]
-        tokens = [_word_tokens(t) for t in texts]
+        tokens = [_doc_tokens(d, self.params) for d in docs]
         blocks = [
             self.chars.fit_transform(texts),
             self.words.fit_transform(tokens),
             self.domains.fit_transform([d.url for d in docs]),
         ]
-        return self._stack(blocks, docs, tokens)
+        return self._stack(blocks, docs)
 
     def transform(self, docs: Sequence[Doc]) -> Any:
         texts = [_doc_text(d, self.params) for d in docs]
-        tokens = [_word_tokens(t) for t in texts]
+        tokens = [_doc_tokens(d, self.params) for d in docs]
         blocks = [self.chars.transform(texts), self.words.transform(tokens), self.domains.transform([d.url for d in docs])]
-        return self._stack(blocks, docs, tokens)
+        return self._stack(blocks, docs)
 
-    def _stack(self, blocks: list[Any], docs: Sequence[Doc], tokens: Sequence[list[str]]) -> Any:
-        from scipy.sparse import csr_matrix, hstack
+    def _stack(self, blocks: list[Any], docs: Sequence[Doc]) -> Any:
+        from scipy.sparse import hstack
 
         if self.rules is not None:
             blocks.append(self._rule_matrix(docs))
-        if self.context is not None:
-            blocks.append(csr_matrix(self.context.transform(tokens) * self.params.context_weight))
         return hstack(blocks).tocsr()
 
 
@@ -546,10 +503,6 @@ def _item_doc(item: Item) -> Doc:
     return Doc(item.title, item.summary, item.text, url if "://" in url else None)
 
 
-def _week_of(moment: datetime) -> date:
-    return moment.date()
-
-
 def current_sections(store: Store, config: Config, *, until: date | None = None) -> list[str]:
     """Today's sections as the curator uses them: the latest imported or published digest's sections,
     aliases applied, in its order (``until``: the latest digest on or before that week)."""
@@ -573,8 +526,9 @@ def training_examples(store: Store, config: Config, *, until: date | None = None
     week, with aliases applied and the latest correction of an item overriding its digest labels.
 
     Draft digests are skipped: their sections came from a classifier, not from the curator.
-    ``until`` keeps only digests up to that week (the evaluation's training side); corrections are
-    then ignored, because they were made later than any cut-off they would be evaluated against."""
+    ``until`` keeps only digests up to that week (the evaluation's training side); the corrections
+    table is then ignored, as made after any cut-off (an entry moved within a digest still shows
+    its new section: the move changed the entry)."""
     from sqlalchemy import select
 
     from .store import Correction, Digest, DigestEntryRow, Item
@@ -606,7 +560,6 @@ def training_examples(store: Store, config: Config, *, until: date | None = None
                 doc=_item_doc(item),
                 section=label,
                 week=digest.week,
-                weight_week=digest.week,
                 item_id=item.id,
                 raw_section=entry.section,
                 candidates=(label, *missing) if missing else (),
@@ -616,29 +569,35 @@ def training_examples(store: Store, config: Config, *, until: date | None = None
             by_item.setdefault(ex.item_id or 0, []).append(ex)
         for item_id, corr in latest.items():
             label = aliases.get(corr.to_section, corr.to_section)
-            when = _week_of(corr.at)
             found = by_item.get(item_id)
             if found:
-                for ex in found:
-                    ex.section, ex.origin, ex.candidates = label, "correction", ()
-                    ex.weight_week = max(when, ex.week)
+                # One example per corrected item, however many digests listed it: the correction
+                # replaces the old labels rather than multiplying its own weight.
+                keep = found[-1]
+                keep.section, keep.origin, keep.candidates = label, "correction", ()
+                for ex in found[:-1]:
+                    del examples[(item_id, ex.week)]
                 continue
             item = session.get(Item, item_id)
-            if item is None:
+            if item is None or item.duplicate_of_id is not None:
                 continue
-            digest_week = session.get(Digest, corr.digest_id).week if corr.digest_id else when
-            examples[(item_id, digest_week)] = Example(
-                doc=_item_doc(item), section=label, week=digest_week, weight_week=max(when, digest_week),
-                item_id=item_id, raw_section=corr.to_section, origin="correction",
+            digest = session.get(Digest, corr.digest_id) if corr.digest_id else None
+            week = digest.week if digest is not None else corr.at.date()
+            examples[(item_id, week)] = Example(
+                doc=_item_doc(item), section=label, week=week, item_id=item_id,
+                raw_section=corr.to_section, origin="correction",
             )
     return sorted(examples.values(), key=lambda e: (e.week, e.item_id or 0))
 
 
 def _weights(examples: Sequence[Example], params: ModelParams) -> list[float]:
-    newest = max(e.weight_week for e in examples)
+    """Recency weights, counted in digest weeks back from the newest digest (not from today: a
+    store imported today with digests from 2024 must not make every example "old"). A correction
+    is the curator's latest word and counts as of the newest week."""
+    newest = max(e.week for e in examples)
     weights = []
     for ex in examples:
-        age_weeks = (newest - ex.weight_week).days / 7
+        age_weeks = 0.0 if ex.origin == "correction" else max(0, (newest - ex.week).days) / 7
         w = 0.5 ** (age_weeks / params.half_life_weeks)
         if ex.candidates:
             w *= params.partial_weight
@@ -649,16 +608,14 @@ def _weights(examples: Sequence[Example], params: ModelParams) -> list[float]:
 
 
 def _fit(examples: Sequence[Example], labels: Sequence[str], params: ModelParams, rules: KeywordClassifier | None,
-         fallback: str, context: ContextSpace | None = None) -> LearnedClassifier:
+         fallback: str) -> LearnedClassifier:
     import warnings
 
     from sklearn.linear_model import LogisticRegression
 
-    features = SectionFeatures(params, rules, context)
+    features = SectionFeatures(params, rules)
     matrix = features.fit_transform([e.doc for e in examples])
-    model = LogisticRegression(
-        C=params.C, class_weight=params.class_weight, solver=params.solver, max_iter=3000
-    )
+    model = LogisticRegression(C=params.C, class_weight=params.class_weight, solver=params.solver, max_iter=3000)
     with warnings.catch_warnings():
         # A convergence note on a few hundred examples is noise; the fit is still usable.
         warnings.simplefilter("ignore", category=UserWarning)
@@ -668,29 +625,21 @@ def _fit(examples: Sequence[Example], labels: Sequence[str], params: ModelParams
 
 
 def fit_section_model(
-    examples: Sequence[Example], config: Config, params: ModelParams | None = None, *, context: Sequence[str] = ()
+    examples: Sequence[Example], config: Config, params: ModelParams | None = None
 ) -> tuple[LearnedClassifier, int]:
     """Train on ``examples``; returns the classifier and how many partial labels were resolved.
 
     Partial labels (an old digest lacking some of today's sections) are resolved first: a model fitted
     on the fully labelled examples picks, among each partial example's candidates, the likeliest
-    section. Then the final model is fitted on everything, old examples weighted down by age.
-
-    ``context``: texts (labelled or not) to learn the latent word space from, usually
-    :func:`context_texts`; without it, the examples' own texts."""
+    section. Then the final model is fitted on everything, old examples weighted down by age."""
     params = params or ModelParams()
     rules = KeywordClassifier(config.sections, config.fallback_section) if params.rule_weight > 0 else None
-    space = None
-    corpus = list(context) or [_doc_text(e.doc, params) for e in examples]
-    if params.context_weight > 0 and params.context_dims > 0 and len(corpus) >= params.context_min_docs:
-        space = ContextSpace(corpus, params.context_dims, max_terms=params.context_terms)
     labels = [e.section for e in examples]
     relabelled = 0
     partial = [i for i, e in enumerate(examples) if e.candidates]
     full = [i for i, e in enumerate(examples) if not e.candidates]
     if params.relabel and partial and full and len({labels[i] for i in full}) >= 2:
-        first = _fit([examples[i] for i in full], [labels[i] for i in full], params, rules, config.fallback_section,
-                     space)
+        first = _fit([examples[i] for i in full], [labels[i] for i in full], params, rules, config.fallback_section)
         probs = first.probabilities([examples[i].doc for i in partial])
         index = {c: k for k, c in enumerate(first.classes)}
         for row, i in zip(probs, partial, strict=True):
@@ -701,7 +650,7 @@ def fit_section_model(
             if best != labels[i]:
                 labels[i] = best
                 relabelled += 1
-    model = _fit(examples, labels, params, rules, config.fallback_section, space)
+    model = _fit(examples, labels, params, rules, config.fallback_section)
     return model, relabelled
 
 
@@ -776,9 +725,10 @@ def load_section_model(store: Store, config: Config) -> LearnedClassifier | None
 
 
 def train_section_model(store: Store, config: Config, params: ModelParams | None = None) -> TrainReport:
-    """Train the section model (and the tag suggester) on the store's digests and corrections, and
-    store both as new versions. Below ``classify.min_training_items`` examples nothing is trained:
-    the keyword rules stay in charge and the report says so."""
+    """Train the section model on the store's digests and corrections and store it as the next
+    version. Below ``classify.min_training_items`` examples nothing is trained: the keyword rules
+    stay in charge and the report says so. (The tag suggester needs no training run; the report
+    gives the size of its vocabulary.)"""
     params = params or ModelParams()
     examples = training_examples(store, config)
     counts: dict[str, int] = {}
@@ -788,9 +738,7 @@ def train_section_model(store: Store, config: Config, params: ModelParams | None
     minimum = config.classify.min_training_items
     report = TrainReport(False, "", len(examples), counts=counts, corrections=corrections)
     tags = train_tag_suggester(store)
-    if tags is not None:
-        report.tags_version = save_model(store, TAGS_MODEL, tags, {"vocabulary": len(tags.vocabulary)})
-        report.tag_vocabulary = len(tags.vocabulary)
+    report.tag_vocabulary = len(tags.vocabulary) if tags is not None else 0
     if len(examples) < minimum or len(counts) < 2:
         why = f"{len(examples)} sectioned items" if len(examples) < minimum else "only one section"
         report.message = (
@@ -799,7 +747,7 @@ def train_section_model(store: Store, config: Config, params: ModelParams | None
         )
         log.warning("%s", report.message)
         return report
-    model, relabelled = fit_section_model(examples, config, params, context=context_texts(store))
+    model, relabelled = fit_section_model(examples, config, params)
     metrics: dict[str, Any] = {
         "examples": len(examples),
         "counts": counts,
@@ -927,10 +875,21 @@ def effective_sections(store: Store, config: Config) -> list[str]:
 # --- tags ---------------------------------------------------------------------------------------
 
 _TAG_TEXT_CHARS = 600
+_URL_RE = re.compile(r"\b(?:https?|ftp)://\S+|\bwww\.\S+", re.IGNORECASE)
+TAG_SOURCE_KINDS = ("blog", "post")
+"""Item kinds whose tags are the user's vocabulary: blog posts and social posts (hashtags)."""
 
 
 def _tag_text(doc: Doc) -> str:
     return "\n".join(p for p in (doc.title, doc.title, doc.summary, (doc.text or "")[:_TAG_TEXT_CHARS]) if p)
+
+
+def _mentionable(tag: str) -> bool:
+    """Whether a mention of ``tag`` in a title is evidence: not a bare number ("2022"), not a single
+    Chinese character, which would match inside any word ("译" in "编译")."""
+    if not any(c.isalpha() for c in tag):
+        return False
+    return not (len(tag.strip()) < 2 and CJK_CHAR_RE.search(tag))
 
 
 class TagSuggester:
@@ -944,8 +903,10 @@ class TagSuggester:
     what it supports. Only vocabulary tags are ever suggested."""
 
     neighbours = 5
-    min_similarity = 0.2
-    min_score = 0.3
+    min_similarity = 0.3
+    """A tagged item less similar than this is no neighbour (below it, feed boilerplate matches)."""
+    min_score = 0.5
+    """A title mention alone qualifies; neighbours must agree (two at 0.3) or be near-copies."""
 
     def __init__(self, docs: Sequence[Doc], doc_tags: Sequence[Sequence[str]]) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -955,18 +916,20 @@ class TagSuggester:
             for tag in tags:
                 spellings.setdefault(tag.casefold(), {}).setdefault(tag, 0)
                 spellings[tag.casefold()][tag] += 1
-        # "Kubernetes" and "kubernetes" are one tag, spelt the way it is used most.
-        self.canonical = {fold: max(forms, key=lambda f: (forms[f], f)) for fold, forms in spellings.items()}
+        # "Kubernetes" and "kubernetes" are one tag, spelt the way it is used most (ties: first seen;
+        # dicts keep insertion order and max() keeps the first of equals).
+        self.canonical = {fold: max(forms, key=lambda f: forms[f]) for fold, forms in spellings.items()}
         self.vocabulary: dict[str, int] = {self.canonical[f]: sum(forms.values()) for f, forms in spellings.items()}
         self.doc_tags = [list(dict.fromkeys(self.canonical[t.casefold()] for t in tags)) for tags in doc_tags]
-        self.patterns = {tag: _keyword_pattern(tag) for tag in self.vocabulary}
+        self.patterns = {tag: _keyword_pattern(tag) for tag in self.vocabulary if _mentionable(tag)}
         self.vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 3), sublinear_tf=True)
         self.matrix = self.vectorizer.fit_transform([_tag_text(d) for d in docs]) if docs else None
 
     def scores(self, doc: Doc) -> dict[str, float]:
         found: dict[str, float] = {}
-        title = _fold(doc.title or "")
-        rest = _fold("\n".join(p for p in (doc.summary, (doc.text or "")[:_TAG_TEXT_CHARS]) if p))
+        # URLs out first: "https://…/blog/…" mentions neither "http" nor "blog".
+        title = _URL_RE.sub(" ", _fold(doc.title or ""))
+        rest = _URL_RE.sub(" ", _fold("\n".join(p for p in (doc.summary, (doc.text or "")[:_TAG_TEXT_CHARS]) if p)))
         for tag, pattern in self.patterns.items():
             if pattern.search(title):
                 found[tag] = found.get(tag, 0.0) + 1.0
@@ -990,16 +953,20 @@ class TagSuggester:
 
 def train_tag_suggester(store: Store) -> TagSuggester | None:
     """A suggester over every tagged item in the store, or None when no item has tags."""
-    from sqlalchemy import select
+    from sqlalchemy import or_, select
     from sqlalchemy.orm import selectinload
 
-    from .store import Item, ItemTag
+    from .store import Edit, Item, ItemTag
 
     with store.session() as session:
         tagged = select(ItemTag.item_id).distinct()
+        edited = select(Edit.item_id).where(Edit.field == "tags", Edit.item_id.is_not(None))
+        # Blog posts' tags and social hashtags are the user's own words, and so are tags they set.
+        # Feed categories ("chinese_simplified", "TC") and an LLM's picks are not, until edited.
+        own = or_(Item.kind.in_(TAG_SOURCE_KINDS), Item.id.in_(edited))
         items = session.scalars(
             select(Item)
-            .where(Item.id.in_(tagged), Item.duplicate_of_id.is_(None))
+            .where(Item.id.in_(tagged), Item.duplicate_of_id.is_(None), own)
             .options(selectinload(Item.tag_rows), selectinload(Item.urls))
             .order_by(Item.id)
         ).all()
@@ -1011,10 +978,8 @@ def train_tag_suggester(store: Store) -> TagSuggester | None:
 
 
 def tag_suggester(store: Store) -> TagSuggester | None:
-    """The newest stored suggester, else one built from the store's tagged items now."""
-    found = load_model(store, TAGS_MODEL)
-    if found is not None and isinstance(found[0], TagSuggester):
-        return found[0]
+    """A suggester over the store's tagged items as they are now. It is rebuilt rather than stored:
+    building takes about a second, and a tag the user set a minute ago is then already known."""
     return train_tag_suggester(store)
 
 

@@ -17,7 +17,7 @@ from .classify import (
     Example,
     KeywordClassifier,
     ModelParams,
-    context_texts,
+    current_sections,
     fit_section_model,
     training_examples,
 )
@@ -104,14 +104,11 @@ def evaluate_classifier(
             f"nothing to evaluate: {len(train)} sectioned items up to {cutoff} and {len(test)} after it "
             "(import past digests first: tidings import --format digest DIR)"
         )
-    # The latent word space may learn from any unlabelled text, but not from the test items or from
-    # anything published after the cut-off.
-    later = {e.item_id for e in test if e.item_id is not None} - {e.item_id for e in train}
-    context = context_texts(store, exclude=later, until=cutoff)
-    model, relabelled = fit_section_model(train, config, params, context=context)
+    model, relabelled = fit_section_model(train, config, params)
     docs = [e.doc for e in test]
     truth = [e.section for e in test]
-    order = list(dict.fromkeys([*model.classes, *truth]))
+    # Rows in the digests' own section order, as the curator sees them.
+    order = list(dict.fromkeys([*current_sections(store, config, until=cutoff), *model.classes, *truth]))
     labels = [name for name in order if name in set(truth)]
     learned = [p.section for p in model.predict_many(docs)]
     rules = KeywordClassifier(config.sections, config.fallback_section)
