@@ -118,3 +118,14 @@ def test_followed_links_obey_robots_txt(tmp_path: Path) -> None:
     # a link the user added is fetched as feed readers do, whatever robots.txt says
     assert by_path["private-but-added"].status == "extracted"
     assert report.failed == 1
+
+
+def test_draft_sections_follow_the_curators_digests(tmp_path: Path, corpus_dir: Path) -> None:
+    from tidings.curate import section_order
+
+    store = open_store(tmp_path / "t.db")
+    config = Config()
+    assert section_order(store, config) == config.section_names  # no history yet: the defaults
+    collect.import_paths(store, [str(corpus_dir / "digests" / "blog" / "2023-11-12")], "digest", config)
+    # that week had three sections, one under its old name, which the alias maps
+    assert section_order(store, config) == ["🌟 AI 相关", "⭐️ Go & 云原生 & Rust 相关", "📒 前端相关"]

@@ -252,10 +252,17 @@ def load_doc(store: Store, week: date, config: Config) -> DigestDoc | None:
         digest = session.scalar(select(Digest).where(Digest.week == week))
         if digest is None:
             return None
-        return doc_of(digest, config)
+        return doc_of(digest, config, order=section_order(store, config))
 
 
-def doc_of(digest: Digest, config: Config) -> DigestDoc:
+def section_order(store: Store, config: Config) -> list[str]:
+    """Draft sections in the order the curator's own digests use, unless the config sets them."""
+    from .classify import section_layout
+
+    return [section.name for section in section_layout(store, config)]
+
+
+def doc_of(digest: Digest, config: Config, order: list[str] | None = None) -> DigestDoc:
     parts: list[tuple[int, RawBlock | DigestEntry]] = []
     for block in digest.blocks:
         parts.append((block.position, RawBlock(text=block.text, section=block.section, role=block.role)))
@@ -286,8 +293,8 @@ def doc_of(digest: Digest, config: Config) -> DigestDoc:
     meta = {k: v for k, v in (digest.meta or {}).items() if not k.startswith("_")}
     sections = digest.sections or config.section_names
     if digest.front_matter_raw is None:
-        # Drafts render in the configured section order; an entry filed elsewhere goes last.
-        sections = list(config.section_names)
+        # Drafts render in the learned (or configured) section order; an entry filed elsewhere goes last.
+        sections = list(order or config.section_names)
         for _, part in parts:
             if isinstance(part, DigestEntry) and part.section and part.section not in sections:
                 sections.append(part.section)
