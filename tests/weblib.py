@@ -6,13 +6,8 @@ copied for every test that writes to it."""
 from __future__ import annotations
 
 import functools
-import ipaddress
 import shutil
-import socket
-import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from tidings import collect
@@ -51,44 +46,3 @@ def copy_db(source: Path, target: Path) -> Path:
     return target
 
 
-# --- no traffic off the machine (issue 9, point 6) --------------------------------------------
-
-_AUDIT = {"installed": False, "active": False}
-VIOLATIONS: list[str] = []
-
-
-def _audit(event: str, args: tuple[object, ...]) -> None:
-    if not _AUDIT["active"] or event not in ("socket.connect", "socket.sendto"):
-        return
-    sock, address = args[0], args[-1]
-    if getattr(sock, "family", None) in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple):
-        host = str(address[0]).split("%", 1)[0]
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            VIOLATIONS.append(f"{event} to {address}")
-            raise ConnectionRefusedError(f"test guard: {event} to {address} blocked (off-machine)")
-
-
-@contextmanager
-def no_traffic_off_machine() -> Iterator[None]:
-    """Fail on any connect to a non-loopback address while active (audit hooks cannot be removed,
-    so one is installed per process and switched by a flag)."""
-    if not _AUDIT["installed"]:
-        sys.addaudithook(_audit)
-        _AUDIT["installed"] = True
-    VIOLATIONS.clear()
-    _AUDIT["active"] = True
-    try:
-        yield
-    finally:
-        _AUDIT["active"] = False
-    assert not VIOLATIONS, f"traffic would have left the machine: {VIOLATIONS}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
