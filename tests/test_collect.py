@@ -3,6 +3,9 @@ OPML subscriptions, follow-links and robots.txt."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -60,6 +63,40 @@ def test_feeds_poll_with_etag_304_errors_and_dead_feeds(tmp_path: Path, corpus_d
     with store.session() as session:
         urls = session.scalars(select(Item.url)).all()
     assert len(urls) == len(set(urls)) == 20
+
+
+def test_feeds_are_polled_concurrently_with_per_host_limits(tmp_path: Path, corpus_dir: Path) -> None:
+    """Two hosts (two loopback ports), six feeds each: never more than two polls at a time on one
+    host, yet both hosts are polled at once."""
+    feed = (corpus_dir / "feeds" / "hexo_tiann_weishu_atom.xml").read_bytes()
+    lock = threading.Lock()
+    now = {"a": 0, "b": 0, "all": 0}
+    peak = dict.fromkeys(now, 0)
+
+    def slow_feed(host: str) -> Callable[[object], Reply]:
+        def serve(_request: object) -> Reply:
+            with lock:
+                for key in (host, "all"):
+                    now[key] += 1
+                    peak[key] = max(peak[key], now[key])
+            time.sleep(0.15)
+            with lock:
+                now[host] -= 1
+                now["all"] -= 1
+            return Reply(200, feed, {"Content-Type": "application/atom+xml"})
+        return serve
+
+    store = open_store(tmp_path / "t.db")
+    with LoopbackServer({"*": slow_feed("a")}) as a, LoopbackServer({"*": slow_feed("b")}) as b:
+        policy = FetchPolicy(allow_hosts=(a.host_port, b.host_port), retries=0, concurrency=8,
+                             per_host_concurrency=2)
+        for server in (a, b):
+            for i in range(6):
+                assert collect.subscribe(store, server.url(f"/feed{i}.xml"))
+        report = collect.poll_feeds(store, policy)
+    assert report.failed == 0 and len(a.requests) == len(b.requests) == 6
+    assert peak["a"] == peak["b"] == 2
+    assert peak["all"] > 2
 
 
 def test_opml_subscriptions_round_trip(tmp_path: Path, corpus_dir: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -201,8 +200,11 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 def poll_feeds(store: Store, policy: FetchPolicy, *, include_dead: bool = False,
                progress: Progress = _silent) -> StageReport:
-    """Poll every live feed concurrently; a broken feed records its error and the others go on."""
+    """Poll every live feed concurrently, at most ``policy.per_host_concurrency`` at a time per host
+    (one OPML file can list dozens of feeds on one site); a broken feed records its error and the
+    others go on."""
     from .sources.feeds import poll_feed
+    from .sources.http import map_per_host
 
     report = StageReport("feeds")
     with store.session() as session:
@@ -211,17 +213,14 @@ def poll_feeds(store: Store, policy: FetchPolicy, *, include_dead: bool = False,
             query = query.where(Source.dead.is_(False))
         feeds = [(f.id, f.locator, f.etag, f.last_modified) for f in session.scalars(query)]
 
-    def poll(job: tuple[int, str, str | None, str | None]) -> tuple[int, object]:
-        feed_id, url, etag, modified = job
-        try:
-            return feed_id, poll_feed(url, policy, etag=etag, last_modified=modified)
-        except FetchError as exc:
-            return feed_id, exc
+    def poll(job: tuple[int, str, str | None, str | None]) -> object:
+        _feed_id, url, etag, modified = job
+        return poll_feed(url, policy, etag=etag, last_modified=modified)
 
-    with ThreadPoolExecutor(max_workers=max(1, policy.concurrency)) as pool:
-        for number, (feed_id, outcome) in enumerate(pool.map(poll, feeds), start=1):
-            _store_poll(store, feed_id, outcome, report)
-            progress(number, len(feeds), str(feed_id))
+    polled = map_per_host(feeds, lambda job: job[1], poll, policy)
+    for number, (job, outcome) in enumerate(polled, start=1):
+        _store_poll(store, job[0], outcome, report)
+        progress(number, len(feeds), job[1])
     return report
 
 

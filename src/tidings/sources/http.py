@@ -28,12 +28,12 @@ import threading
 import time
 import urllib.robotparser
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit, urlunsplit
 from urllib.request import url2pathname
 
@@ -47,6 +47,8 @@ DEFAULT_USER_AGENT = FetchConfig().user_agent
 RETRY_AFTER_CAP = 30.0  # never let a server park us for long; a later run can try again
 _BACKOFF_CAP = 30.0
 _REDIRECTS = {301, 302, 303, 307, 308}
+Job = TypeVar("Job")
+Outcome = TypeVar("Outcome")
 _SENSITIVE_HEADERS = {"authorization", "cookie", "proxy-authorization"}
 
 
@@ -436,29 +438,43 @@ def _host_of(url: str) -> str:
         return ""
 
 
-def fetch_many(urls: Iterable[str], policy: FetchPolicy) -> Iterator[tuple[str, FetchResult | FetchError]]:
-    """Fetch many URLs on ``policy.concurrency`` threads, at most ``policy.per_host_concurrency`` at a
-    time per host; yield ``(url, result or error)`` as each completes. Never raises for one URL."""
-    queues: dict[str, deque[str]] = {}
-    for url in urls:
-        queues.setdefault(_host_of(url), deque()).append(url)
+def map_per_host(
+    jobs: Iterable[Job],
+    url_of: Callable[[Job], str],
+    work: Callable[[Job], Outcome],
+    policy: FetchPolicy,
+    *,
+    when_idle: Callable[[], None] | None = None,
+) -> Iterator[tuple[Job, Outcome | FetchError]]:
+    """Run ``work`` on ``policy.concurrency`` threads, at most ``policy.per_host_concurrency`` jobs at
+    a time per host of ``url_of(job)``, and yield ``(job, outcome or error)`` as each completes. Page
+    fetches and feed polls share it, so a site with hundreds of feeds is polled as politely as one
+    with hundreds of pages. Never raises for one job: a bug costs that job, not the run.
+
+    ``when_idle`` runs once nothing started is still running: at the end, or after the consumer
+    stopped early and the jobs already running have finished (a shared client closes there)."""
+    queues: dict[str, deque[Job]] = {}
+    for job in jobs:
+        queues.setdefault(_host_of(url_of(job)), deque()).append(job)
     if not queues:
+        if when_idle is not None:
+            when_idle()
         return
     per_host = max(policy.per_host_concurrency, 1)
+    overall = max(policy.concurrency, 1)
     in_flight: dict[str, int] = dict.fromkeys(queues, 0)
-    running: dict[Future[FetchResult], tuple[str, str]] = {}
-    client = make_client(policy)
-    pool = ThreadPoolExecutor(max_workers=max(policy.concurrency, 1), thread_name_prefix="tidings-fetch")
+    running: dict[Future[Outcome], tuple[Job, str]] = {}
+    pool = ThreadPoolExecutor(max_workers=overall, thread_name_prefix="tidings-fetch")
 
     def submit_ready() -> None:
         # Round-robin over hosts, so one big site does not starve the others.
         progressed = True
-        while progressed and len(running) < max(policy.concurrency, 1):
+        while progressed and len(running) < overall:
             progressed = False
             for host, queue in queues.items():
-                if queue and in_flight[host] < per_host and len(running) < max(policy.concurrency, 1):
-                    url = queue.popleft()
-                    running[pool.submit(fetch, url, policy, client=client)] = (url, host)
+                if queue and in_flight[host] < per_host and len(running) < overall:
+                    job = queue.popleft()
+                    running[pool.submit(work, job)] = (job, host)
                     in_flight[host] += 1
                     progressed = True
 
@@ -467,36 +483,49 @@ def fetch_many(urls: Iterable[str], policy: FetchPolicy) -> Iterator[tuple[str, 
         while running:
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for future in done:
-                url, host = running.pop(future)
+                job, host = running.pop(future)
                 in_flight[host] -= 1
                 try:
-                    outcome: FetchResult | FetchError = future.result()
+                    outcome: Outcome | FetchError = future.result()
                 except FetchError as exc:
                     outcome = exc
-                except Exception as exc:  # a bug must cost one URL, not the run
-                    outcome = FetchError(url, "error", f"{type(exc).__name__}: {exc}")
+                except Exception as exc:
+                    outcome = FetchError(url_of(job), "error", f"{type(exc).__name__}: {exc}")
                 submit_ready()
-                yield url, outcome
+                yield job, outcome
     finally:
-        # The consumer may stop early: drop what has not started, and close the shared client once
-        # the requests already running have finished (closing it under them would fail them oddly).
+        # The consumer may stop early: drop what has not started, and call ``when_idle`` once the
+        # jobs already running have finished (closing a shared client under them would fail them).
         pool.shutdown(wait=False, cancel_futures=True)
         left = [f for f in running if not f.cancelled()]
-        if not left:
-            client.close()
-        else:
-            remaining = [len(left)]
-            lock = threading.Lock()
+        if when_idle is not None:
+            if not left:
+                when_idle()
+            else:
+                remaining = [len(left)]
+                lock = threading.Lock()
 
-            def close_when_idle(_: Future[FetchResult]) -> None:
-                with lock:
-                    remaining[0] -= 1
-                    last = remaining[0] == 0
-                if last:
-                    client.close()
+                def count_down(_: Future[Outcome]) -> None:
+                    with lock:
+                        remaining[0] -= 1
+                        last = remaining[0] == 0
+                    if last:
+                        when_idle()
 
-            for future in left:
-                future.add_done_callback(close_when_idle)
+                for future in left:
+                    future.add_done_callback(count_down)
+
+
+def fetch_many(urls: Iterable[str], policy: FetchPolicy) -> Iterator[tuple[str, FetchResult | FetchError]]:
+    """Fetch many URLs with :func:`map_per_host`'s limits over one shared client; yield
+    ``(url, result or error)`` as each completes. Never raises for one URL."""
+    client = make_client(policy)
+    yield from map_per_host(urls, _same, lambda url: fetch(url, policy, client=client), policy,
+                            when_idle=client.close)
+
+
+def _same(url: str) -> str:
+    return url
 
 
 # --- robots.txt ----------------------------------------------------------------------------------
