@@ -401,6 +401,28 @@ def test_add_links_fetches_in_the_background_and_refuses_what_it_must(store: Sto
         assert not any(r.path.startswith("/other") for r in srv.requests)
 
 
+def test_links_whose_fetch_a_restart_interrupted_are_fetched_when_the_server_starts(store: Store) -> None:
+    with LoopbackServer({"/a": lambda r: _page("重启之后继续抓取")}) as srv:
+        config = Config(fetch=FetchConfig(allow_hosts=[srv.host_port], retries=0))
+        # What the links box left behind when the server stopped before its job ran.
+        report = pipeline.ingest(store, [ItemRecord(url=srv.url("/a"))], source_kind="web", locator="links box")
+        curate.assign_to_week(store, report.item_ids, date.fromisoformat(DRAFT_WEEK), config)
+        with make_client(store, config) as client, no_traffic_off_machine():
+            for _ in range(200):
+                with store.session() as session:
+                    item = session.get(Item, report.item_ids[0])
+                    assert item is not None
+                    if item.status != "pending":
+                        break
+                time.sleep(0.05)
+            assert item.status == "extracted" and item.title == "重启之后继续抓取"
+            assert "重启之后继续抓取" in client.get(f"/week?week={DRAFT_WEEK}").text
+        assert [r.path for r in srv.requests] == ["/a"]
+        with make_client(store, config):  # nothing left to resume: no second fetch
+            pass
+        assert len(srv.requests) == 1
+
+
 def test_add_links_bad_inputs(client: TestClient, store: Store) -> None:
     response = post(client, "/week/links", {"week": DRAFT_WEEK, "links": "   "})
     assert response.status_code == 422 and "paste one or more" in field_error(response.text, "links")

@@ -38,7 +38,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import selectinload
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -318,6 +318,7 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
+        resume_links_jobs()
         yield
         jobs.shutdown()
 
@@ -876,6 +877,28 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
         else:
             job.state = "done"
         return job
+
+    def resume_links_jobs() -> None:
+        """Jobs live in memory: links added in the box whose fetch a restart interrupted are still
+        pending in the store (or failed transiently). Start them again, one job per draft week."""
+        retry = or_(Item.status == "pending", and_(Item.status == "error", Item.error_transient.is_(True)))
+        by_week: dict[date, list[tuple[int, str]]] = {}
+        with store.session() as session:
+            rows = session.execute(
+                select(Digest.week, Item)
+                .join(DigestEntryRow, DigestEntryRow.digest_id == Digest.id)
+                .join(Item, Item.id == DigestEntryRow.item_id)
+                .join(ItemSource, ItemSource.item_id == Item.id)
+                .join(Source, Source.id == ItemSource.source_id)
+                .where(Digest.status == "draft", Source.kind == "web", Item.duplicate_of_id.is_(None), retry)
+                .order_by(Digest.week, Item.id)
+                .distinct()
+            ).all()
+            for week, item in rows:
+                by_week.setdefault(week, []).append((item.id, pipeline.fetch_url_of(item)))
+        for week, items in by_week.items():
+            log.info("resuming the fetch of %d link(s) added for %s", len(items), week.isoformat())
+            jobs.add(Job(id=uuid.uuid4().hex[:12], week=week, items=items, refused=[]), run_links_job)
 
     def run_links_job(job: Job) -> None:
         ids = [item_id for item_id, _ in job.items]
