@@ -538,12 +538,10 @@ def test_a_locked_store_gives_the_edit_back_and_loses_nothing(db: Path) -> None:
 
 
 def test_an_internal_error_is_a_page_not_a_traceback(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tidings import edits
-
     def broken(*_args: object, **_kwargs: object) -> list[str]:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(edits, "tag_vocabulary", broken)
+    monkeypatch.setattr(curate, "tag_vocabulary", broken)
     with make_client(store) as client:
         response = client.get(f"/week?week={WEEK}")
         assert response.status_code == 500

@@ -1,7 +1,7 @@
 """The curation web UI: ``tidings serve``. FastAPI with server-rendered Jinja2 pages.
 
 It holds no digest logic of its own: every page reads the store, every form post calls a
-library function (``curate``, ``edits``, ``collect``, ``pipeline``) and redirects back, so each
+library function (``curate``, ``collect``, ``pipeline``) and redirects back, so each
 edit works as a plain form post; ``static/web/app.js`` only enhances (drag and drop, in-place
 edits, live progress) by posting the same forms with ``fetch``.
 
@@ -42,7 +42,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import selectinload
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import collect, curate, edits, pipeline
+from . import collect, curate, pipeline
 from .config import Config
 from .errors import FetchError, ImportFormatError, StoreError, TidingsError, UsageError
 from .htmltext import safe_href, text_html
@@ -438,7 +438,7 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
             digest = _load_digest(session, week)
             groups = group_entries(digest, config) if digest is not None else []
             choices = section_choices(digest, config)
-            vocabulary = edits.tag_vocabulary(session)
+            vocabulary = curate.tag_vocabulary(session)
             weeks = list(session.scalars(select(Digest.week).order_by(Digest.week.desc())))
             status_of = digest.status if digest is not None else "none"
             source_path = digest.source_path if digest is not None else None
@@ -548,9 +548,9 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
             weeks = list(session.scalars(select(Digest.week).order_by(Digest.week.desc())))
         return {
             "week": week, "digest": digest, "preview": preview, "fmt": fmt, "formats": formats.FORMAT_NAMES,
-            "front_matter": edits.front_matter_text(docusaurus), "weeks": weeks,
-            "blog_target": str(edits.blog_target(config, week)) if config.digest.blog_dir else "",
-            "labels": edits.COVER_LABELS,
+            "front_matter": curate.front_matter_text(docusaurus), "weeks": weeks,
+            "blog_target": str(curate.blog_target(config, week)) if config.digest.blog_dir else "",
+            "labels": curate.COVER_LABELS,
         }
 
     def parse_digest_week(value: str) -> date:
@@ -737,7 +737,7 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
                 return form_failed(request, entry_id, FormError("step", "step must be -1 (up) or 1 (down)"), values)
             with store.session() as session:
                 row = load_entry(session, entry_id)
-                edits.reorder_entry(session, row, int(step))
+                curate.reorder_entry(session, row, int(step))
                 week = row.digest.week
             return back(week_url(week, f"entry-{entry_id}"))
 
@@ -754,14 +754,14 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
                 check_length("tags", add, 200)
                 try:
                     # The known tag picked from the vocabulary menu joins the typed ones.
-                    parsed = edits.parse_tags(tags + ("," + add if add.strip() else ""))
+                    parsed = curate.parse_tags(tags + ("," + add if add.strip() else ""))
                 except UsageError as exc:
                     raise FormError("tags", str(exc)) from exc
                 with store.session() as session:
                     row = load_entry(session, entry_id)
                     if row.item is None:
                         raise FormError("tags", "this entry has no item to tag")
-                    edits.set_item_tags(session, row.item, parsed, row)
+                    curate.set_item_tags(session, row.item, parsed, row)
                     week = row.digest.week
             except FormError as exc:
                 return form_failed(request, entry_id, exc, values)
@@ -780,7 +780,7 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
                     row = load_entry(session, entry_id)
                     if row.item is None:
                         raise FormError("note", "this entry has no item to note on")
-                    edits.set_item_note(session, row.item, note.replace("\r\n", "\n"), row)
+                    curate.set_item_note(session, row.item, note.replace("\r\n", "\n"), row)
                     week = row.digest.week
             except FormError as exc:
                 return form_failed(request, entry_id, exc, values)
@@ -796,9 +796,9 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
             week = entry_week(entry_id)
             try:
                 if stage == "summarize":
-                    message = edits.resummarize(store, config, entry_id)
+                    message = curate.resummarize(store, config, entry_id)
                 elif stage == "classify":
-                    message = edits.reclassify(store, config, entry_id)
+                    message = curate.reclassify(store, config, entry_id)
                 else:
                     raise FormError("stage", "choose summarize or classify")
             except UsageError as exc:
@@ -933,7 +933,7 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
                     if digest is None:
                         raise HTTPException(404, "no such digest")
                     try:
-                        edits.set_front_matter(session, digest, front_matter)
+                        curate.set_front_matter(session, digest, front_matter)
                     except UsageError as exc:
                         raise FormError("front_matter", str(exc)) from exc
             except FormError as exc:
@@ -958,7 +958,7 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
                     if digest is None:
                         raise HTTPException(404, "no such digest")
                     try:
-                        edits.set_cover(session, digest, image=image, alt=alt, label=label, caption=caption)
+                        curate.set_cover(session, digest, image=image, alt=alt, label=label, caption=caption)
                     except UsageError as exc:
                         raise FormError("label" if "label" in str(exc) else "image", str(exc)) from exc
             except FormError as exc:
@@ -979,7 +979,7 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
                 raise HTTPException(404, "no such digest")
             text = formats.render(doc, "docusaurus", config.digest.template_dir)
             try:
-                target, changed = edits.write_to_blog(store, config, when, text)
+                target, changed = curate.write_to_blog(store, config, when, text)
             except UsageError as exc:
                 return digest_failed(request, when, FormError("write", str(exc)), {})
             context = digest_context(when, "docusaurus")
