@@ -69,18 +69,22 @@ def test_feeds_are_polled_concurrently_with_per_host_limits(tmp_path: Path, corp
     """Two hosts (two loopback ports), six feeds each: never more than two polls at a time on one
     host, yet both hosts are polled at once."""
     feed = (corpus_dir / "feeds" / "hexo_tiann_weishu_atom.xml").read_bytes()
-    lock = threading.Lock()
+    changed = threading.Condition()
     now = {"a": 0, "b": 0, "all": 0}
     peak = dict.fromkeys(now, 0)
 
     def slow_feed(host: str) -> Callable[[object], Reply]:
         def serve(_request: object) -> Reply:
-            with lock:
+            with changed:
                 for key in (host, "all"):
                     now[key] += 1
                     peak[key] = max(peak[key], now[key])
-            time.sleep(0.15)
-            with lock:
+                changed.notify_all()
+                # Hold the poll until all four allowed ones are in flight (or a second has passed), so
+                # that a loaded machine cannot hide a missing limit by never overlapping polls.
+                changed.wait_for(lambda: now["all"] >= 4, timeout=1.0)
+            time.sleep(0.05)
+            with changed:
                 now[host] -= 1
                 now["all"] -= 1
             return Reply(200, feed, {"Content-Type": "application/atom+xml"})
