@@ -296,6 +296,12 @@ def test_evaluation_meets_its_figures_and_beats_the_rules(store: Store, capsys: 
     assert model["labels"] == LEARNED
     again = evaluate_classifier(store, Config())
     assert again.model.accuracy == model["accuracy"]
+    # Confidence bands: all items at 0, fewer but more often right as the threshold rises.
+    bands = result["confidence"]
+    assert bands[0] == {"threshold": 0.0, "coverage": 1.0, "accuracy": model["accuracy"]}
+    coverage = [b["coverage"] for b in bands]
+    assert coverage == sorted(coverage, reverse=True) and coverage[-1] < 1.0
+    assert bands[-1]["accuracy"] > model["accuracy"]
 
 
 def test_evaluation_report_text(store: Store) -> None:
@@ -305,6 +311,21 @@ def test_evaluation_report_text(store: Store) -> None:
     assert "time split at 2024-03-31" in text
     assert "confusion matrix, model" in text and "confusion matrix, rules" in text
     assert "predicted only: [4] 📒 其他" in text  # the rules' fallback column
+    assert "model accuracy on the items it is at least this sure of" in text
+
+
+def test_confidence_bands_count_exactly() -> None:
+    from tidings.classify import Prediction
+    from tidings.evaluate import confidence_bands
+
+    truth = ["a", "a", "b", "b"]
+    predictions = [Prediction("a", 0.95, "model"), Prediction("b", 0.55, "model"),
+                   Prediction("b", 0.75, "model"), Prediction("a", 0.3, "model")]
+    bands = {b["threshold"]: (b["coverage"], b["accuracy"]) for b in confidence_bands(truth, predictions)}
+    assert bands[0.0] == (1.0, 0.5)
+    assert bands[0.5] == (0.75, round(2 / 3, 4))
+    assert bands[0.7] == (0.5, 1.0)
+    assert bands[0.9] == (0.25, 1.0)
 
 
 # --- sections follow the data ----------------------------------------------------------------------

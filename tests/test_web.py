@@ -281,6 +281,27 @@ def test_move_records_a_correction_and_reorder_moves_within_the_section(client: 
     assert QWEN in [b for b in frontend.split("\n\n") if b.strip()][0]
 
 
+def test_entries_the_classifier_was_unsure_of_are_marked_until_the_curator_moves_them(
+    client: TestClient, store: Store
+) -> None:
+    eid = entry_id(store, WEEK, "Qwen2")
+    with store.session() as session:
+        row = session.get(DigestEntryRow, eid)
+        assert row is not None and row.item is not None
+        row.item.section, row.item.section_origin, row.item.section_confidence = row.section, "model", 0.31
+
+    def badge() -> str | None:
+        html = client.get(f"/week?week={WEEK}").text
+        entry = html.split(f'id="entry-{eid}"', 1)[1].split('<li class="entry', 1)[0]
+        found = re.search(r'class="badge unsure-badge"[^>]*>([^<]*)<', entry)
+        return found.group(1) if found else None
+
+    assert badge() == "unsure section (0.31)"
+    assert client.get(f"/week?week={WEEK}").text.count("unsure-badge") == 1  # imported entries: human
+    assert post(client, f"/entry/{eid}/move", {"section": "📒 后端相关"}).status_code == 303
+    assert badge() is None  # the curator's word is sure
+
+
 def test_bad_move_and_reorder_values(client: TestClient, store: Store) -> None:
     eid = entry_id(store, WEEK, "Qwen2")
     response = post(client, f"/entry/{eid}/move", {"section": "🚫 no such section"})

@@ -220,7 +220,8 @@ class LLMConfig(Strict):
     json_retries: int = Field(2, ge=0)
     """Invalid JSON or schema: ask again with the error this many times, then fall back offline."""
     classify_below: float = Field(0.5, ge=0, le=1)
-    """The LLM is consulted only for items the local classifier is less confident about."""
+    """Below this confidence the local classifier's section is uncertain: the LLM is consulted only
+    for such items (with ``--llm``), and the week view marks them for the curator to check."""
     summary_input_tokens: int = Field(3000, ge=100)
     """Longer articles are reduced to title, lead and the best sentences within this many tokens."""
     max_vocabulary: int = Field(200, ge=0)

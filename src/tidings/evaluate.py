@@ -17,6 +17,7 @@ from .classify import (
     Example,
     KeywordClassifier,
     ModelParams,
+    Prediction,
     current_sections,
     fit_section_model,
     training_examples,
@@ -51,6 +52,9 @@ class ClassifyEval:
     relabelled: int
     model: Scores
     rules: Scores
+    confidence: list[dict[str, float]] = field(default_factory=list)
+    """The model's accuracy on the test items it is at least this sure of, and their share
+    (coverage): what a curator checking only the unsure ones can expect."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -110,7 +114,8 @@ def evaluate_classifier(
     # Rows in the digests' own section order, as the curator sees them.
     order = list(dict.fromkeys([*current_sections(store, config, until=cutoff), *model.classes, *truth]))
     labels = [name for name in order if name in set(truth)]
-    learned = [p.section for p in model.predict_many(docs)]
+    predictions = model.predict_many(docs)
+    learned = [p.section for p in predictions]
     rules = KeywordClassifier(config.sections, config.fallback_section)
     baseline = [rules.predict(d.title, d.summary, d.text, d.url).section for d in docs]
     return ClassifyEval(
@@ -122,7 +127,26 @@ def evaluate_classifier(
         relabelled=relabelled,
         model=score(truth, learned, labels, config.fallback_section),
         rules=score(truth, baseline, labels, config.fallback_section),
+        confidence=confidence_bands(truth, predictions),
     )
+
+
+CONFIDENCE_BANDS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def confidence_bands(truth: Sequence[str], predictions: Sequence[Prediction]) -> list[dict[str, float]]:
+    """For each threshold: the share of items predicted at least that confidently, and how many of
+    those are right (accuracy 0 when none are)."""
+    bands = []
+    for threshold in CONFIDENCE_BANDS:
+        sure = [(t, p) for t, p in zip(truth, predictions, strict=True) if p.confidence >= threshold]
+        right = sum(1 for t, p in sure if t == p.section)
+        bands.append({
+            "threshold": threshold,
+            "coverage": round(len(sure) / len(truth), 4) if truth else 0.0,
+            "accuracy": round(right / len(sure), 4) if sure else 0.0,
+        })
+    return bands
 
 
 def format_eval(result: ClassifyEval) -> str:
@@ -136,6 +160,11 @@ def format_eval(result: ClassifyEval) -> str:
     ]
     for name, s in (("model", result.model), ("rules", result.rules)):
         lines.append(f"{name:<8} {s.accuracy:>9.3f} {s.macro_f1:>9.3f} {s.fallback:>9d}")
+    if result.confidence:
+        lines += ["", "model accuracy on the items it is at least this sure of (coverage: their share)"]
+        lines.append(f"{'confidence':>10} {'coverage':>9} {'accuracy':>9}")
+        for band in result.confidence:
+            lines.append(f"{'>= ' + format(band['threshold'], '.1f'):>10} {band['coverage']:>9.3f} {band['accuracy']:>9.3f}")
     for name, s in (("model", result.model), ("rules", result.rules)):
         lines += ["", f"confusion matrix, {name} (rows: true section, columns: predicted)"]
         heads = [f"[{i}]" for i in range(len(s.columns))]

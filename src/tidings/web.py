@@ -162,6 +162,9 @@ class EntryView:
     status: str
     error: str
     edited: bool
+    unsure: float | None = None
+    """The classifier's confidence when it filed this entry less surely than ``llm.classify_below``:
+    the week view marks it for the curator to check."""
     index: int = 0
     count: int = 0
 
@@ -183,7 +186,16 @@ def _domain(url: str | None) -> str:
     return host.removeprefix("www.")
 
 
-def _entry_view(row: DigestEntryRow, entry: DigestEntry) -> EntryView:
+def _unsure(row: DigestEntryRow, threshold: float) -> float | None:
+    item = row.item
+    if item is None or item.section_origin in (None, "human") or item.section_confidence is None:
+        return None
+    if row.section != item.section or item.section_confidence >= threshold:
+        return None
+    return round(item.section_confidence, 2)
+
+
+def _entry_view(row: DigestEntryRow, entry: DigestEntry, unsure_below: float) -> EntryView:
     item = row.item
     url = safe_href(entry.url) or (safe_href(item.url) if item is not None else None)
     if row.summary_override is not None:
@@ -212,6 +224,7 @@ def _entry_view(row: DigestEntryRow, entry: DigestEntry) -> EntryView:
         status=item.status if item is not None else "",
         error=((item.error_reason or "") if item is not None else ""),
         edited=row.edited,
+        unsure=_unsure(row, unsure_below),
     )
 
 
@@ -239,7 +252,8 @@ def section_choices(digest: Digest | None, config: Config) -> list[str]:
 def group_entries(digest: Digest, config: Config) -> list[SectionView]:
     """Entries by section, in the configured order (old names sort by what they were renamed to)."""
     doc = curate.doc_of(digest, config)
-    views = [_entry_view(row, entry) for row, entry in zip(digest.entries, doc.entries, strict=True)]
+    unsure_below = config.llm.classify_below
+    views = [_entry_view(row, entry, unsure_below) for row, entry in zip(digest.entries, doc.entries, strict=True)]
     order = {name: i for i, name in enumerate(config.section_names)}
     own = {name: i for i, name in enumerate(digest.sections or [])}
 
