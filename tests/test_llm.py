@@ -734,3 +734,26 @@ def test_real_model_translate_keeps_code_and_links(real_config: Config) -> None:
     assert llm.stats.calls >= 2 * len(result.chunks)
     steps = llmtasks.dumps_steps(result)
     assert "step 1, literal translation" in steps and "step 2, problems" in steps and "step 3" in steps
+
+
+def test_in_process_timeout_stops_a_long_prompt_midway(request: pytest.FixtureRequest) -> None:
+    """llama.cpp's abort callback checks the deadline during prompt processing: a call that runs out
+    of time stops before the whole prompt was evaluated (not at the first generated token), and the
+    same loaded model then answers the next call normally."""
+    from tidings.config import ModelConfig
+    from tidings.llm import LlamaCppProvider
+
+    settings = {k: v for k, v in model_settings("inprocess", request).items() if k in ModelConfig.model_fields}
+    hurried = LlamaCppProvider("smol", ModelConfig.model_validate({**settings, "timeout": 0.05}))
+    prompt = " ".join(f"Step {n}: Kubernetes schedules pods onto nodes by their resource requests." for n in range(90))
+    llama = hurried._model.llama
+    prompt_tokens = len(llama.tokenize(prompt.encode("utf-8"), add_bos=False))
+    assert 1000 < prompt_tokens < 1900  # long enough to take well over 0.05 s, within the 2,048 context
+    with pytest.raises(LLMTimeout, match="no answer within 0.05s"):
+        hurried.complete([{"role": "user", "content": prompt}], max_tokens=8, temperature=0.0)
+    assert llama.n_tokens < prompt_tokens  # stopped while the prompt was being processed
+
+    patient = LlamaCppProvider("smol-patient", ModelConfig.model_validate(settings))
+    assert patient._model is hurried._model  # one loaded model, one lock
+    answer = patient.complete([{"role": "user", "content": "Name one Go keyword."}], max_tokens=8, temperature=0.0)
+    assert answer.tokens_out > 0 and answer.text.strip()

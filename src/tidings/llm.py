@@ -238,7 +238,30 @@ class OpenAIProvider:
 
 # --- in-process GGUF through llama-cpp-python ------------------------------------------------
 
-_LOADED: dict[tuple[str, int, bool], Any] = {}
+class _LoadedModel:
+    """A model loaded once per (file, context, mode) per process, with the one lock its llama.cpp
+    context needs (it is not thread-safe, and two configured names may share one file) and a
+    deadline that llama.cpp itself checks: its abort callback runs between the steps of every
+    decode, so a timeout also stops a long prompt being processed, not only the generation."""
+
+    def __init__(self, llama: Any) -> None:
+        from llama_cpp import llama_cpp
+
+        self.llama = llama
+        self.lock = threading.Lock()
+        self.deadline = math.inf
+        # Kept on the instance: llama.cpp holds only a C pointer to it.
+        self._abort = llama_cpp.ggml_abort_callback(self._past_deadline)
+        llama_cpp.llama_set_abort_callback(llama._ctx.ctx, self._abort, None)
+
+    def _past_deadline(self, _data: Any) -> bool:
+        return time.monotonic() > self.deadline
+
+    def close(self) -> None:
+        self.llama.close()
+
+
+_LOADED: dict[tuple[str, int, bool], _LoadedModel] = {}
 _LOAD_LOCK = threading.Lock()
 
 
@@ -252,7 +275,7 @@ def _close_loaded() -> None:
         _LOADED.clear()
 
 
-def _load_llama(path: str, n_ctx: int, n_threads: int | None, embedding: bool = False) -> Any:
+def _load_llama(path: str, n_ctx: int, n_threads: int | None, embedding: bool = False) -> _LoadedModel:
     """One loaded model per (file, context, mode) per process: loading costs seconds and memory."""
     try:
         from llama_cpp import Llama
@@ -265,23 +288,25 @@ def _load_llama(path: str, n_ctx: int, n_threads: int | None, embedding: bool = 
         if key not in _LOADED:
             if not Path(path).is_file():
                 raise ConfigError(f"model_path: no such GGUF file: {path}")
-            _LOADED[key] = Llama(
-                model_path=path, n_ctx=n_ctx, n_threads=n_threads, embedding=embedding, verbose=False
+            _LOADED[key] = _LoadedModel(
+                Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, embedding=embedding, verbose=False)
             )
         return _LOADED[key]
 
 
 class LlamaCppProvider:
-    """A GGUF model run in this process. Calls are serialized (a llama.cpp context is not
-    thread-safe); the timeout is enforced between generated tokens."""
+    """A GGUF model run in this process. Calls on one loaded model are serialized; the timeout
+    covers the whole call, prompt processing included (llama.cpp's abort callback)."""
 
     def __init__(self, name: str, cfg: ModelConfig) -> None:
         self.name = name
         self.cfg = cfg
         assert cfg.model_path is not None  # the config validator guarantees it
         self.path = str(Path(cfg.model_path).expanduser())
-        self._llama = _load_llama(self.path, cfg.n_ctx, cfg.n_threads)
-        self._lock = threading.Lock()
+        self._model = _load_llama(self.path, cfg.n_ctx, cfg.n_threads)
+
+    def _timed_out(self) -> LLMTimeout:
+        return LLMTimeout(f"{self.name}: no answer within {self.cfg.timeout:g}s")
 
     def complete(
         self,
@@ -291,18 +316,18 @@ class LlamaCppProvider:
         temperature: float,
         json_schema: dict[str, Any] | None = None,
     ) -> Completion:
-        deadline = time.monotonic() + self.cfg.timeout
         kwargs: dict[str, Any] = {}
         if json_schema is not None and self.cfg.json_mode != "off":
             # In-process, the schema always becomes a grammar: there is no server to disagree.
             kwargs["response_format"] = {"type": "json_object", "schema": json_schema}
         parts: list[str] = []
         tokens_out = 0
-        with self._lock:
+        model = self._model
+        with model.lock:
+            model.deadline = time.monotonic() + self.cfg.timeout
             try:
-                # Streamed, because between two chunks is the only place a running generation can
-                # be stopped: a Python exception cannot cross llama.cpp's C callbacks.
-                stream = self._llama.create_chat_completion(
+                # Streamed, so that a generation past the deadline stops at the next token too.
+                stream = model.llama.create_chat_completion(
                     messages=list(messages), max_tokens=max_tokens, temperature=temperature, stream=True, **kwargs
                 )
                 for chunk in stream:
@@ -310,21 +335,38 @@ class LlamaCppProvider:
                     if delta.get("content"):
                         parts.append(delta["content"])
                         tokens_out += 1
-                    if time.monotonic() > deadline:
+                    if time.monotonic() > model.deadline:
                         stream.close()
-                        raise LLMTimeout(f"{self.name}: no answer within {self.cfg.timeout:g}s")
+                        raise self._timed_out()
+            except RuntimeError as exc:
+                # "llama_decode returned 2": the abort callback stopped it at the deadline. The next
+                # call drops the half-processed prompt from the cache (llama-cpp-python trims the KV
+                # cache to the tokens it knows were evaluated).
+                if time.monotonic() > model.deadline:
+                    raise self._timed_out() from exc
+                raise LLMError(f"{self.name}: {exc}") from exc
             except ValueError as exc:  # llama-cpp-python raises ValueError for a prompt beyond n_ctx
                 if "context" in str(exc).lower() or "token" in str(exc).lower():
                     raise LLMError(f"{self.name}: {exc}", reason="context_length") from exc
                 raise LLMError(f"{self.name}: {exc}") from exc
+            finally:
+                model.deadline = math.inf
             # The context now holds the prompt and the answer: the runtime's own token count.
-            tokens_in = max(0, int(self._llama.n_tokens) - tokens_out)
+            tokens_in = max(0, int(model.llama.n_tokens) - tokens_out)
         return Completion("".join(parts), tokens_in, tokens_out)
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         model = _load_llama(self.path, self.cfg.n_ctx, self.cfg.n_threads, embedding=True)
-        with self._lock:
-            result = model.create_embedding(list(texts))
+        with model.lock:
+            model.deadline = time.monotonic() + self.cfg.timeout
+            try:
+                result = model.llama.create_embedding(list(texts))
+            except RuntimeError as exc:
+                if time.monotonic() > model.deadline:
+                    raise self._timed_out() from exc
+                raise LLMError(f"{self.name}: {exc}") from exc
+            finally:
+                model.deadline = math.inf
         return [list(row["embedding"]) for row in result["data"]]
 
 
