@@ -367,20 +367,3 @@ def test_truncated_real_posts_never_raise(rel: str, fraction: float) -> None:
     )
     _check(result)
     assert len(result.items) + len(result.errors) == 1
-
-
-def test_the_store_keeps_every_date_in_utc(tmp_path: Path) -> None:
-    """An offset date (+0800) is stored as the same moment in UTC; a zoneless date keeps its calendar
-    date. Both then compare correctly with each other and with ``seen_at``."""
-    from sqlalchemy import select
-
-    from tidings.pipeline import ingest
-    from tidings.store import Item, open_store
-
-    offset = parse("lijiaocn-lijiaocn.github.io/_posts/2025-09-16-ai-online-tools.md")  # 19:36:16 +0800
-    zoneless = parse("lijiaocn-lijiaocn.github.io/_posts/2018-10-04-k8s-class-concepts.md")
-    store = open_store(tmp_path / "t.db")
-    ingest(store, [offset, zoneless], source_kind="file", locator="blog")
-    with store.session() as session:
-        stored = {i.url: i.published_at for i in session.scalars(select(Item))}
-    assert sorted(stored.values()) == [datetime(2018, 10, 4), datetime(2025, 9, 16, 11, 36, 16)]
