@@ -423,25 +423,32 @@ def test_add_links_fetches_in_the_background_and_refuses_what_it_must(store: Sto
 
 
 def test_links_whose_fetch_a_restart_interrupted_are_fetched_when_the_server_starts(store: Store) -> None:
-    with LoopbackServer({"/a": lambda r: _page("重启之后继续抓取")}) as srv:
+    week = date.fromisoformat(DRAFT_WEEK)
+    with LoopbackServer({"/a": lambda r: _page("重启之后继续抓取"), "/b": lambda r: _page("被放弃的链接")}) as srv:
         config = Config(fetch=FetchConfig(allow_hosts=[srv.host_port], retries=0))
-        # What the links box left behind when the server stopped before its job ran.
-        report = pipeline.ingest(store, [ItemRecord(url=srv.url("/a"))], source_kind="web", locator="links box")
-        curate.assign_to_week(store, report.item_ids, date.fromisoformat(DRAFT_WEEK), config)
+        # What the links box left behind when the server stopped before its job ran; /b was dropped.
+        report = pipeline.ingest(store, [ItemRecord(url=srv.url("/a")), ItemRecord(url=srv.url("/b"))],
+                                 source_kind="web", locator="links box")
+        curate.assign_to_week(store, report.item_ids, week, config)
+        with store.session() as session:
+            dropped = session.scalars(select(DigestEntryRow).where(DigestEntryRow.item_id == report.item_ids[1])).one()
+            dropped.kept = False
         with make_client(store, config) as client, no_traffic_off_machine():
-            for _ in range(200):
-                with store.session() as session:
-                    item = session.get(Item, report.item_ids[0])
-                    assert item is not None
-                    if item.status != "pending":
-                        break
+            resumed = client.app.state.jobs.for_week(week)  # type: ignore[attr-defined]
+            assert [[item_id for item_id, _ in job.items] for job in resumed] == [report.item_ids[:1]]
+            for _ in range(400):
+                if resumed[0].state in ("done", "failed"):
+                    break
                 time.sleep(0.05)
-            assert item.status == "extracted" and item.title == "重启之后继续抓取"
+            assert resumed[0].state == "done", resumed[0].message
+            with store.session() as session:
+                item = session.get(Item, report.item_ids[0])
+                assert item is not None and item.status == "extracted" and item.title == "重启之后继续抓取"
+                assert item.summary and item.section
             assert "重启之后继续抓取" in client.get(f"/week?week={DRAFT_WEEK}").text
         assert [r.path for r in srv.requests] == ["/a"]
-        with make_client(store, config):  # nothing left to resume: no second fetch
-            pass
-        assert len(srv.requests) == 1
+        with make_client(store, config) as client:  # nothing left to resume
+            assert client.app.state.jobs.for_week(week) == []  # type: ignore[attr-defined]
 
 
 def test_add_links_bad_inputs(client: TestClient, store: Store) -> None:

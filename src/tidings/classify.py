@@ -520,7 +520,7 @@ class LearnedClassifier:
         return self.predict_many([Doc(title, summary, text, url)])[0]
 
 
-def _item_doc(item: Item) -> Doc:
+def item_doc(item: Item) -> Doc:
     url = item.urls[0].url if item.urls else item.url
     return Doc(item.title, item.summary, item.text, url if "://" in url else None)
 
@@ -579,7 +579,7 @@ def training_examples(store: Store, config: Config, *, until: date | None = None
             present = {aliases.get(s, s) for s in (digest.sections or [])} | {label}
             missing = tuple(s for s in sorted(today_sections - present))
             examples[(item.id, digest.week)] = Example(
-                doc=_item_doc(item),
+                doc=item_doc(item),
                 section=label,
                 week=digest.week,
                 item_id=item.id,
@@ -606,7 +606,7 @@ def training_examples(store: Store, config: Config, *, until: date | None = None
             digest = session.get(Digest, corr.digest_id) if corr.digest_id else None
             week = digest.week if digest is not None else corr.at.date()
             examples[(item_id, week)] = Example(
-                doc=_item_doc(item), section=label, week=week, item_id=item_id,
+                doc=item_doc(item), section=label, week=week, item_id=item_id,
                 raw_section=corr.to_section, origin="correction",
             )
     return sorted(examples.values(), key=lambda e: (e.week, e.item_id or 0))
@@ -1025,7 +1025,7 @@ def train_tag_suggester(store: Store) -> TagSuggester | None:
             .options(selectinload(Item.tag_rows), selectinload(Item.urls))
             .order_by(Item.id)
         ).all()
-        docs = [_item_doc(i) for i in items]
+        docs = [item_doc(i) for i in items]
         tags = [i.tags for i in items]
     if not docs:
         return None
@@ -1073,7 +1073,7 @@ def suggest_item_tags(store: Store, config: Config, item_ids: Iterable[int]) -> 
             item = session.get(Item, item_id)
             if item is None or item.tags:
                 continue
-            tags = suggest_tags(suggester, _item_doc(item), config)
+            tags = suggest_tags(suggester, item_doc(item), config)
             if tags:
                 item.extra = {**(item.extra or {}), "suggested_tags": tags}
                 done += 1

@@ -204,7 +204,7 @@ def poll_feeds(store: Store, policy: FetchPolicy, *, include_dead: bool = False,
     (one OPML file can list dozens of feeds on one site); a broken feed records its error and the
     others go on."""
     from .sources.feeds import poll_feed
-    from .sources.http import map_per_host
+    from .sources.http import make_client, map_per_host
 
     report = StageReport("feeds")
     with store.session() as session:
@@ -213,11 +213,13 @@ def poll_feeds(store: Store, policy: FetchPolicy, *, include_dead: bool = False,
             query = query.where(Source.dead.is_(False))
         feeds = [(f.id, f.locator, f.etag, f.last_modified) for f in session.scalars(query)]
 
+    client = make_client(policy)
+
     def poll(job: tuple[int, str, str | None, str | None]) -> object:
         _feed_id, url, etag, modified = job
-        return poll_feed(url, policy, etag=etag, last_modified=modified)
+        return poll_feed(url, policy, etag=etag, last_modified=modified, client=client)
 
-    polled = map_per_host(feeds, lambda job: job[1], poll, policy)
+    polled = map_per_host(feeds, lambda job: job[1], poll, policy, when_idle=client.close)
     for number, (job, outcome) in enumerate(polled, start=1):
         _store_poll(store, job[0], outcome, report)
         progress(number, len(feeds), job[1])

@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from .config import Config
@@ -446,7 +446,6 @@ def set_item_note(session: Session, item: Item, note: str, entry: DigestEntryRow
 
 def tag_vocabulary(session: Session) -> list[str]:
     """Every tag in use, most used first: the week view offers these before any new one."""
-    from sqlalchemy import func, select
 
     rows = session.execute(
         select(ItemTag.tag, func.count(ItemTag.id)).group_by(ItemTag.tag).order_by(func.count(ItemTag.id).desc())
@@ -628,7 +627,6 @@ def blog_target(config: Config, week: date) -> Path:
 def write_to_blog(store: Store, config: Config, week: date, text: str) -> tuple[Path, bool]:
     """Write the rendered digest into the blog directory (only when it changed) and mark the digest
     published, so the static site lists it. Returns the path and whether the file changed."""
-    from sqlalchemy import select
 
     target = blog_target(config, week)
     if not target.parent.parent.is_dir():

@@ -1,7 +1,8 @@
 """The run loop: records from sources go into the store, then each stage advances items.
 
-Every stage selects the items that still need it, does the work one item at a time and commits
-per item, so a killed run loses at most the item in flight and a re-run resumes where it stopped.
+Every stage selects the items that still need it and commits per item (classification, which is
+cheap, per batch of :data:`CLASSIFY_BATCH`), so a killed run loses at most the work in flight and a
+re-run resumes where it stopped.
 Stages never repeat work on unchanged items: that is what makes every command idempotent."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from . import dedupe, summarize
-from .classify import Classifier, Doc, section_classifier
+from .classify import Classifier, item_doc, section_classifier
 from .config import Config
 from .errors import ExtractError, FetchError
 from .records import ItemRecord
@@ -421,12 +422,15 @@ def classify_items(
     # Batches: the learned model classifies a few hundred items in one vectorised pass, and a killed
     # run loses at most one batch, whose items are still unfiled and so classified again next time.
     done = 0
+    predict_many = getattr(classifier, "predict_many", None)
     for start in range(0, len(ids), CLASSIFY_BATCH):
         batch = ids[start : start + CLASSIFY_BATCH]
         with store.session() as session:
-            items = session.scalars(select(Item).where(Item.id.in_(batch)).order_by(Item.id)).all()
-            docs = [Doc(i.title, i.summary, i.text, fetch_url_of(i)) for i in items]
-            predict_many = getattr(classifier, "predict_many", None)
+            # Section still unset: a curator may have filed one by hand since the ids were listed.
+            items = session.scalars(
+                select(Item).where(Item.id.in_(batch), Item.section.is_(None)).order_by(Item.id)
+            ).all()
+            docs = [item_doc(i) for i in items]
             if predict_many is not None:
                 predictions = predict_many(docs)
             else:

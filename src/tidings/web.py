@@ -188,7 +188,10 @@ def _domain(url: str | None) -> str:
 
 def _unsure(row: DigestEntryRow, threshold: float) -> float | None:
     item = row.item
-    if item is None or item.section_origin in (None, "human") or item.section_confidence is None:
+    # Only the local classifier's picks: a curator's move is sure, and an LLM's decision is recorded
+    # with the threshold of its time as its confidence.
+    origin = item.section_origin if item is not None else None
+    if item is None or origin not in ("model", "rules") or item.section_confidence is None:
         return None
     if row.section != item.section or item.section_confidence >= threshold:
         return None
@@ -332,7 +335,10 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
-        resume_links_jobs()
+        try:
+            resume_links_jobs()
+        except Exception:  # a locked or broken store must not keep the UI from starting
+            log.exception("could not resume interrupted link jobs; `tidings fetch` will pick them up")
         yield
         jobs.shutdown()
 
@@ -893,9 +899,14 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
         return job
 
     def resume_links_jobs() -> None:
-        """Jobs live in memory: links added in the box whose fetch a restart interrupted are still
-        pending in the store (or failed transiently). Start them again, one job per draft week."""
-        retry = or_(Item.status == "pending", and_(Item.status == "error", Item.error_transient.is_(True)))
+        """Jobs live in memory. Links added in the box that a restart interrupted are still pending in
+        the store, or fetched but not yet summarized or filed: start them again, one job per draft
+        week (each stage skips what is already done). Links the curator dropped stay as they are,
+        and so do failed fetches (``tidings fetch`` retries the transient ones)."""
+        unfinished = or_(
+            Item.status == "pending",
+            and_(Item.status == "extracted", or_(Item.summary.is_(None), Item.section.is_(None))),
+        )
         by_week: dict[date, list[tuple[int, str]]] = {}
         with store.session() as session:
             rows = session.execute(
@@ -904,14 +915,15 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
                 .join(Item, Item.id == DigestEntryRow.item_id)
                 .join(ItemSource, ItemSource.item_id == Item.id)
                 .join(Source, Source.id == ItemSource.source_id)
-                .where(Digest.status == "draft", Source.kind == "web", Item.duplicate_of_id.is_(None), retry)
+                .where(Digest.status == "draft", DigestEntryRow.kept.is_(True), Source.kind == "web",
+                       Item.duplicate_of_id.is_(None), unfinished)
                 .order_by(Digest.week, Item.id)
                 .distinct()
             ).all()
             for week, item in rows:
                 by_week.setdefault(week, []).append((item.id, pipeline.fetch_url_of(item)))
         for week, items in by_week.items():
-            log.info("resuming the fetch of %d link(s) added for %s", len(items), week.isoformat())
+            log.info("resuming %d link(s) added for %s", len(items), week.isoformat())
             jobs.add(Job(id=uuid.uuid4().hex[:12], week=week, items=items, refused=[]), run_links_job)
 
     def run_links_job(job: Job) -> None:

@@ -13,7 +13,7 @@ import io
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import feedparser
@@ -23,6 +23,9 @@ import lxml.html
 from ..errors import ImportFormatError
 from ..records import ItemRecord
 from .http import FetchPolicy, fetch
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["ParsedFeed", "PollResult", "looks_like", "parse_feed", "poll_feed", "html_to_text"]
 
@@ -562,6 +565,7 @@ def poll_feed(
     *,
     etag: str | None = None,
     last_modified: str | None = None,
+    client: httpx.Client | None = None,
 ) -> PollResult:
     """Fetch a feed conditionally. A 304 gives ``feed=None`` and keeps the validators we sent
     unless the server sent new ones. Fetch failures raise FetchError (from ``http.fetch``)."""
@@ -570,7 +574,7 @@ def poll_feed(
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
-    result = fetch(url, policy, headers=headers)
+    result = fetch(url, policy, headers=headers, client=client)
     new_etag = result.headers.get("etag") or etag
     new_modified = result.headers.get("last-modified") or last_modified
     if result.status == 304:
