@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from .config import Config
 from .errors import ConfigError, UsageError
+from .formats import write_if_changed
 from .pipeline import classify_items, fetch_url_of, summarize_items, upsert_record
 from .publish import new_digest_doc
 from .records import Cover, DigestDoc, DigestEntry, ItemRecord, RawBlock
@@ -384,9 +385,7 @@ def set_kept(session: Session, entry: DigestEntryRow, kept: bool) -> None:
 
 def write_digest(text: str, out_dir: Path, week: date) -> Path:
     target = out_dir / "blog" / week.isoformat() / "index.md"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.exists() or target.read_text(encoding="utf-8") != text:
-        target.write_text(text, encoding="utf-8")
+    write_if_changed(target, text)
     return target
 
 
@@ -631,10 +630,7 @@ def write_to_blog(store: Store, config: Config, week: date, text: str) -> tuple[
     target = blog_target(config, week)
     if not target.parent.parent.is_dir():
         raise UsageError(f"digest.blog_dir {target.parent.parent} is not a directory")
-    changed = not target.is_file() or target.read_text(encoding="utf-8") != text
-    if changed:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
+    changed = write_if_changed(target, text)
     with store.session() as session:
         digest = session.scalar(select(Digest).where(Digest.week == week))
         if digest is not None and digest.status == "draft":

@@ -219,10 +219,21 @@ def output_path(fmt: str, out_dir: Path, doc: DigestDoc) -> Path:
     raise UsageError(f"--format must be one of {', '.join(FORMAT_NAMES)}, not {fmt!r}")
 
 
+def write_if_changed(path: Path, content: bytes | str) -> bool:
+    """Write ``content`` to ``path`` unless it already holds exactly that; returns whether it wrote.
+    Every published file goes through here: an unchanged re-run touches nothing (static site
+    generators and git see no change), and the write is atomic, so a reader never sees half a file."""
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tidings-tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return True
+
+
 def write_output(text: str, fmt: str, out_dir: Path, doc: DigestDoc) -> Path:
-    """Write only when the content changed, like ``curate.write_digest``."""
     target = output_path(fmt, out_dir, doc)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.exists() or target.read_text(encoding="utf-8") != text:
-        target.write_text(text, encoding="utf-8")
+    write_if_changed(target, text)
     return target

@@ -40,6 +40,7 @@ from sqlalchemy.orm import selectinload
 from .config import Config
 from .curate import canonical_section, doc_of
 from .errors import UsageError
+from .formats import write_if_changed
 from .htmltext import markdown_html, safe_href, tokens
 from .publish import render_docusaurus
 from .records import DigestEntry
@@ -502,19 +503,9 @@ def _atom(title: str, link: str, self_url: str | None, updated: datetime, items:
 # --- writing -------------------------------------------------------------------------------------
 
 
-def _write_if_changed(path: Path, content: bytes) -> bool:
-    if path.is_file() and path.stat().st_size == len(content) and path.read_bytes() == content:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tidings-tmp")
-    tmp.write_bytes(content)
-    tmp.replace(path)  # atomic: a reader never sees half a page
-    return True
-
-
 def _copy_if_changed(source: Path, target: Path) -> bool:
     content = source.read_bytes()
-    return _write_if_changed(target, content)
+    return write_if_changed(target, content)
 
 
 def build_site(
@@ -547,7 +538,7 @@ def build_site(
     for name in names:
         target = out / name
         changed = (_copy_if_changed(site.copies[name], target) if name in site.copies
-                   else _write_if_changed(target, site.files[name]))
+                   else write_if_changed(target, site.files[name]))
         report.written += changed
         report.unchanged += not changed
     for stale in sorted(set(previous) - set(names)):
@@ -558,7 +549,7 @@ def build_site(
             report.removed += 1
             _prune_dirs(path.parent, out.resolve())
     manifest = json.dumps({"generator": "tidings", "files": names}, ensure_ascii=False, indent=0) + "\n"
-    _write_if_changed(manifest_path, manifest.encode("utf-8"))
+    write_if_changed(manifest_path, manifest.encode("utf-8"))
     report.files = len(names)
     report.pages = sum(1 for n in names if n.endswith(".html"))
     report.feeds = sum(1 for n in names if n.endswith(("rss.xml", "atom.xml")))
