@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from parserfuzz import check_result, never_raises_tests
 
 from tidings.errors import ImportFormatError
 from tidings.records import ItemRecord, ParseResult
@@ -304,13 +305,7 @@ def test_odd_values_stay_json_serialisable() -> None:
 
 
 def _check(result: ParseResult) -> None:
-    assert isinstance(result, ParseResult)
-    for error in result.errors:
-        assert isinstance(error, ImportFormatError)
-        assert "internal parser error" not in error.reason, error.reason
-    for item in result.items:
-        assert item.kind == "blog" and item.url and item.title
-        json.dumps(item.extra, allow_nan=False)
+    check_result(result, "blog")
 
 
 _LINES = st.sampled_from(
@@ -339,23 +334,10 @@ _LINES = st.sampled_from(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.text())
-def test_random_text_never_raises(text: str) -> None:
-    _check(parse_blog_post(text, file="r.md"))
-    looks_like(text)
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    st.lists(_LINES | st.text(max_size=30), max_size=30),
-    st.sampled_from(["p.md", "a/2020-02-30-x/index.md", "#.mdx"]),
+test_random_text_never_raises, test_structured_noise_never_raises = never_raises_tests(
+    lambda text, file: parse_blog_post(text, file=file), looks_like, _check, _LINES,
+    files=["p.md", "a/2020-02-30-x/index.md", "#.mdx"], max_lines=30,
 )
-def test_structured_noise_never_raises(lines: list[str], file: str) -> None:
-    text = "\n".join(lines)
-    result = parse_blog_post(text, file=file)
-    _check(result)
-    assert parse_blog_post(text, file=file).items == result.items
 
 
 @settings(max_examples=100, deadline=None)

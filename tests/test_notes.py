@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from parserfuzz import check_result, never_raises_tests
 
 from tidings.errors import ImportFormatError
 from tidings.records import ItemRecord, ParseResult
@@ -232,12 +233,7 @@ def test_crlf() -> None:
 
 
 def _check(result: ParseResult) -> None:
-    assert isinstance(result, ParseResult)
-    for error in result.errors:
-        assert isinstance(error, ImportFormatError)
-        assert "internal parser error" not in error.reason, error.reason
-    for item in result.items:
-        assert item.kind == "note" and item.url and item.title
+    check_result(result, "note")
 
 
 _LINES = st.sampled_from(
@@ -264,20 +260,9 @@ _LINES = st.sampled_from(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.text())
-def test_random_text_never_raises(text: str) -> None:
-    _check(parse_notes(text, file="r.md"))
-    looks_like(text)
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(_LINES | st.text(max_size=30), max_size=40))
-def test_structured_noise_never_raises(lines: list[str]) -> None:
-    text = "\n".join(lines)
-    result = parse_notes(text)
-    _check(result)
-    assert parse_notes(text).items == result.items
+test_random_text_never_raises, test_structured_noise_never_raises = never_raises_tests(
+    lambda text, file: parse_notes(text, file=file), looks_like, _check, _LINES
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
