@@ -1,4 +1,5 @@
-"""Text helpers shared by dedupe, summarize and classify: CJK detection, normalisation and tokenisation.
+"""Text helpers shared by dedupe, summarize, classify and the parsers: CJK detection, normalisation,
+tokenisation, and reading a calendar day.
 
 jieba is loaded lazily, once, into a private tokenizer with its console logging silenced: importing
 this module costs nothing, and the first call that needs Chinese word segmentation pays the ~1 s
@@ -12,6 +13,7 @@ import re
 import threading
 import unicodedata
 from collections.abc import Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -183,3 +185,12 @@ def shingle_units(text: str) -> list[str]:
         else:
             units.extend(w.lower() for w in LATIN_WORD_RE.findall(part))
     return units
+
+
+def calendar_day(year: str | int, month: str | int, day: str | int) -> datetime | None:
+    """Midnight of that day, or None when there is no such day ("2020-02-30", month 13): a date a
+    user wrote by hand is data, and a wrong one must not stop an import."""
+    try:
+        return datetime(int(year), int(month), int(day))
+    except ValueError:
+        return None

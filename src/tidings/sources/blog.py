@@ -49,6 +49,7 @@ import yaml
 
 from ..errors import ImportFormatError
 from ..records import ItemRecord, ParseResult
+from ..textutil import calendar_day
 from .social import (
     atx_heading,
     dedupe,
@@ -360,10 +361,7 @@ def date_from_file_name(file: str) -> datetime | None:
     year, month, day = (
         (m.group(1), m.group(2), m.group(3)) if m.group(1) else (m.group(4), m.group(5), m.group(6))
     )
-    try:
-        return datetime(int(year), int(month), int(day))
-    except ValueError:
-        return None
+    return calendar_day(year, month, day)
 
 
 def _first_h1(body_lines: Sequence[str]) -> str | None:

@@ -44,6 +44,7 @@ from datetime import datetime
 
 from ..errors import ImportFormatError
 from ..records import ItemRecord, ParseResult
+from ..textutil import calendar_day
 from .social import (
     atx_heading,
     detect_language,
@@ -102,10 +103,7 @@ def _date_of(line: str) -> datetime | None:
     year = m.group(2)
     month = m.group(3) or m.group(5)
     day = m.group(4) or m.group(6)
-    try:
-        return datetime(int(year), int(month), int(day))
-    except ValueError:
-        return None
+    return calendar_day(year, month, day)
 
 
 def _heading_text(line: str) -> str | None:

@@ -30,6 +30,7 @@ from datetime import datetime
 
 from ..errors import ImportFormatError
 from ..records import ItemRecord, ParseResult
+from ..textutil import calendar_day
 
 FORMAT = "social"
 TITLE_LIMIT = 80
@@ -341,13 +342,6 @@ class _Header:
     body_start: int  # index into the file's lines
 
 
-def _make_date(year: str, month: str, day: str) -> datetime | None:
-    try:
-        return datetime(int(year), int(month), int(day))
-    except ValueError:
-        return None
-
-
 def _plausible_name(text: str) -> bool:
     """A display name: short, not a URL, not Markdown structure, not a sentence."""
     if not text or len(text) > 40 or _BARE_URL_RE.match(text):
@@ -388,7 +382,7 @@ def _parse_inline(line: str) -> tuple[str | None, str | None, datetime] | str | 
             name, handle = None, hm.group(1)
     if not name and not handle:
         return None
-    date = _make_date(year, month, day)
+    date = calendar_day(year, month, day)
     if date is None:
         return f"invalid date {m.group('date')!r} in author line"
     return name or None, handle, date
@@ -432,7 +426,7 @@ def _parse_header(lines: Sequence[str], start: int, end: int) -> _Header | str:
         following = lines[j].strip() if j < end else ""
         dm = _DATE_ONLY_RE.match(line)
         if date is None and dm:
-            date = _make_date(*dm.groups())
+            date = calendar_day(*dm.groups())
             if date is None:
                 bad_date = line
                 break
