@@ -208,6 +208,39 @@ def test_classify_items_files_with_the_model(trained: Store) -> None:
         assert item.section_confidence is not None and item.section_confidence > 0.5
 
 
+def test_classify_items_works_in_batches_and_never_overwrites_a_hand_filed_section(
+    trained: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model files one batch per pass; an item the curator filed by hand while the run was going
+    (here: between two batches, from another session, as the web UI would) keeps its section."""
+    titles = ["Go 1.23 的迭代器函数详解", "React 19 的新 Hook：use", "GPT-4o 的多模态推理能力评测"]
+    with trained.session() as session:
+        rows = [Item(url=f"https://mp.weixin.qq.com/s/batch-{n}", title=t, status="pending", extra={})
+                for n, t in enumerate(titles)]
+        session.add_all(rows)
+        session.flush()
+        ids = [r.id for r in rows]
+    monkeypatch.setattr(pipeline, "CLASSIFY_BATCH", 1)
+    batches: list[int] = []
+
+    def curator_files_the_last_one(done: int, total: int, _label: str) -> None:
+        batches.append(done)
+        if done == 1:
+            with trained.session() as session:
+                item = session.get(Item, ids[-1])
+                assert item is not None and item.section is None
+                item.section, item.section_origin, item.section_confidence = BACKEND, "human", 1.0
+
+    report = pipeline.classify_items(trained, Config(), item_ids=ids, progress=curator_files_the_last_one)
+    assert batches == [1, 2, 3]
+    assert report.done == 2 and report.item_ids == ids[:2]
+    with trained.session() as session:
+        filed = {i.id: (i.section, i.section_origin) for i in session.scalars(select(Item).where(Item.id.in_(ids)))}
+    assert filed[ids[0]] == (GO, "model")
+    assert filed[ids[1]][1] == "model"
+    assert filed[ids[2]] == (BACKEND, "human")
+
+
 def test_a_stored_model_that_no_longer_loads_falls_back_to_the_rules(trained: Store) -> None:
     with trained.session() as session:
         session.add(ClassifierModel(kind=SECTION_MODEL, version=99, blob=b"not a pickle", metrics={}))
