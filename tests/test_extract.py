@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import importlib.util
 import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +13,16 @@ from pathlib import Path
 import pytest
 
 from tidings.errors import ExtractError
-from tidings.extract import Extracted, NoArticleError, decode_html, detect_language, extract
+from tidings.extract import (
+    Extracted,
+    NoArticleError,
+    _choose,
+    _doubtful,
+    _parse,
+    decode_html,
+    detect_language,
+    extract,
+)
 
 CORPUS_HTML = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "html"
 
@@ -102,8 +112,12 @@ def test_corpus_page(row: dict[str, str]) -> None:
     assert isinstance(page, Extracted), f"no article: {page}"
     if want:
         assert title_matches(page.title, want), f"title {page.title!r}, want {want!r}"
+        assert not page.title_derived
     else:
-        assert page.title is None  # a fragment: its sub-headings are not its title
+        # A fragment names no title: it gets its first sentence, marked as derived, never its path.
+        assert page.title and page.title_derived
+        assert name not in page.title and "/" not in page.title and "html" not in page.title
+        assert norm(page.title) in norm(page.text)
     assert len(page.text) >= 80
     language = "en" if name.startswith("en-") or row["site"] in ENGLISH_SITES else "zh"
     assert page.language == language
@@ -294,3 +308,112 @@ def test_line_number_gutters_are_dropped() -> None:
 ])
 def test_detect_language(text: str, language: str) -> None:
     assert detect_language(text) == language
+
+
+# --- titles for pages that name none (synthetic pages) -------------------------------------------
+
+
+def test_an_untitled_page_takes_its_first_heading() -> None:
+    prose = "".join(f"<p>Paragraph {i} explains the point in plain words, at some length.</p>" for i in range(6))
+    page = extract(f"<div><h2>1. Introduction</h2><h2>Why caches go stale</h2>{prose}</div>", "file:///tmp/x.html")
+    assert page.title == "Why caches go stale"  # the numbered section heading is skipped
+    assert not page.title_derived
+
+
+def test_an_untitled_page_without_headings_takes_its_first_sentence() -> None:
+    words = "Caches go stale when the data behind them changes and nobody tells them about it at all"
+    page = extract(f"<div><p>{words}. Then more.</p>" + "<p>Another paragraph of plain prose here.</p>" * 5
+                   + "</div>", "file:///tmp/page.html")
+    assert page.title_derived
+    assert page.title == " ".join(words.split()[:12]) + "…"  # ~12 words at a word boundary
+    cjk = "今天我们来聊一聊大模型的推理优化以及它在生产环境中的部署经验，包括量化、批处理、缓存和调度等方面的许多细节，还有一些踩过的坑。"
+    page = extract(f"<div><p>作者：某人</p><p>{cjk}</p>" + "<p>正文的其他段落，内容很长很长。</p>" * 5 + "</div>", None)
+    assert page.title_derived and page.title.endswith("…") and len(page.title) <= 61
+    assert page.title.rstrip("…") in cjk and "作者" not in page.title
+
+
+def test_a_title_that_is_an_address_is_not_a_title() -> None:
+    body = "".join(f"<p>Sentence {i} of a real article about compilers and their many passes.</p>" for i in range(8))
+    page = extract(f"<html><head><title>https://example.org/a/b.html</title></head><body>{body}</body></html>",
+                   "https://example.org/a/b.html")
+    assert page.title and "example.org" not in page.title
+    assert page.title_derived and page.title.startswith("Sentence 0 of a real article")
+
+
+# --- choosing between trafilatura and readability (synthetic pages written to tmp_path) ----------
+
+
+def _synthetic_tree(tmp_path: Path, html: str):  # noqa: ANN202 - an lxml tree
+    path = tmp_path / "synthetic.html"
+    path.write_text(html, encoding="utf-8")
+    return _parse(path.read_text(encoding="utf-8"))
+
+
+def test_choose_prefers_the_longer_prose_and_refuses_link_blocks(tmp_path: Path) -> None:
+    nav = "".join(f'<li><a href="/t/{i}">Topic number {i} of the site menu</a></li>' for i in range(30))
+    prose = [f"Sentence {i} of the synthetic article, long enough to be prose and not a label." for i in range(20)]
+    tree = _synthetic_tree(tmp_path, f"<html><body><ul>{nav}</ul>{''.join(f'<p>{p}</p>' for p in prose)}</body></html>")
+    half, full = "\n".join(prose[:8]), "\n".join(prose)
+    assert _choose(half, full, tree) == full  # trafilatura lost part of the article
+    assert _choose(full, half, tree) == full  # readability is shorter: keep trafilatura
+    links = "\n".join(f"Topic number {i} of the site menu" for i in range(30))
+    assert _choose(half, links + "\n" + half, tree) == half  # readability took the menu
+    assert _choose(links + "\n" + full, full, tree) == full  # trafilatura kept the menu, readability did not
+    assert _choose(half, "", tree) == half  # readability found nothing
+
+
+def test_doubtful_only_when_text_is_lost_or_link_heavy(tmp_path: Path) -> None:
+    prose = [f"Sentence {i} of the synthetic article, long enough to be prose and not a label." for i in range(20)]
+    tree = _synthetic_tree(tmp_path, f"<html><body>{''.join(f'<p>{p}</p>' for p in prose)}</body></html>")
+    assert not _doubtful("\n".join(prose), tree)  # kept it all: readability is not run
+    assert _doubtful("\n".join(prose[:10]), tree)
+
+
+def test_readability_recovers_lines_trafilatura_drops(tmp_path: Path) -> None:
+    """Synthetic: a bare article fragment whose short lines trafilatura drops."""
+    short = "".join(f"<p>Step {i}: do it.</p>" for i in range(25))
+    prose = "".join(f"<p>Sentence {i} of the synthetic article explains the steps below in detail.</p>"
+                    for i in range(6))
+    html = f"<section>{prose}{short}</section>"
+    (tmp_path / "fragment.html").write_text(html, encoding="utf-8")
+    content = (tmp_path / "fragment.html").read_bytes()
+    before = extract(content, None, use_readability=False).text
+    after = extract(content, None).text
+    assert len(after) >= len(before)
+    assert "Sentence 3 of the synthetic article" in after
+
+
+# --- the labelled evaluation (evals/extraction.py) on the shared pages -----------------------------
+
+
+@functools.cache
+def _evaluation() -> dict:
+    path = Path(__file__).resolve().parents[1] / "evals" / "extraction.py"
+    spec = importlib.util.spec_from_file_location("extraction_eval", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.evaluate(module.load_truth(), ("before", "after"))
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_readability_makes_no_language_worse(lang: str) -> None:
+    if not ROWS:
+        pytest.skip("no shared corpus")
+    summary = _evaluation()["summary"][lang]
+    assert summary["pages"] >= 8
+    before, after = summary["before"], summary["after"]
+    assert after["f1"] >= before["f1"] - 1e-9
+    assert after["key_recall"] >= before["key_recall"] - 1e-9
+    assert after["clean"] >= before["clean"] - 1e-9
+    for row in _evaluation()["pages"]:  # and no single page gets much worse
+        if row["lang"] == lang and "f1" in row["before"]:
+            assert row["after"]["f1"] >= row["before"]["f1"] - 0.01, row["file"]
+
+
+def test_readability_helps_on_the_chinese_fragments() -> None:
+    """The gain on this sample: bare fragments, where trafilatura drops short lines and headings."""
+    if not ROWS:
+        pytest.skip("no shared corpus")
+    summary = _evaluation()["summary"]["zh"]
+    assert summary["after"]["f1"] > summary["before"]["f1"] + 0.005

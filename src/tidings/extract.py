@@ -21,8 +21,18 @@ from lxml import etree
 from lxml.html import HtmlElement, tostring
 from trafilatura import bare_extraction, load_html
 
+from . import records
 from .errors import ExtractError
-from .records import Extracted
+
+
+@dataclass
+class Extracted(records.Extracted):
+    """What extraction found, plus how sure it is of the title.
+
+    ``title_derived`` is True when the page names no title and the title is the start of the text:
+    a reader can tell the two apart, and a caller may prefer a better one (a feed entry's title)."""
+
+    title_derived: bool = False
 
 # Labels that name GB2312 or GBK are decoded as GB18030: it is a strict superset, and pages labelled
 # GB2312 routinely use GBK-only characters (and browsers do the same).
@@ -473,9 +483,12 @@ def _plain_text(text: str, url: str) -> Extracted:
     return Extracted(title=title, text=text.strip(), language=detect_language(text))
 
 
-def extract(content: bytes | str, url: str | None = None, content_type: str | None = None) -> Extracted:
+def extract(content: bytes | str, url: str | None = None, content_type: str | None = None, *,
+            use_readability: bool = True) -> Extracted:
     """Find the article in a page. Raises ExtractError: ``empty``, ``binary`` or ``no_article``
-    (the last as NoArticleError, which carries the page's own title)."""
+    (the last as NoArticleError, which carries the page's own title).
+
+    ``use_readability=False`` keeps to trafilatura and the site adapters (the evaluation's baseline)."""
     where = url or "<page>"
     if isinstance(content, bytes):
         if not content.strip():
@@ -511,6 +524,8 @@ def extract(content: bytes | str, url: str | None = None, content_type: str | No
         title = _generic_title(doc.title if doc is not None else None, tree, site_names)
     if title:
         title = _strip_site_suffix(title, site_names)
+    if title and _is_address(title):
+        title = None  # a saved page's <title> may be its own URL or file name: not a title
 
     body = _site_body(site, tree) if site else []
     if site and site.body_required and not body:
@@ -520,7 +535,7 @@ def extract(content: bytes | str, url: str | None = None, content_type: str | No
     if body:
         text = _body_text(body, page_url)
     else:
-        text = (doc.text or "") if doc is not None else ""
+        text = _generic_text((doc.text or "") if doc is not None else "", tree, html, use_readability)
         density, visible = _link_density(tree)
         if visible < 20:
             raise NoArticleError(where, "no article: the page has no text", title=title, site_name=site_name)
@@ -532,6 +547,15 @@ def extract(content: bytes | str, url: str | None = None, content_type: str | No
     text = text.strip()
     if len(_norm(text)) < 20 and not (site and body):
         raise NoArticleError(where, "no article: the page has (almost) no text", title=title, site_name=site_name)
+
+    derived = False
+    if not title:
+        # Every article gets a title a reader accepts: its first heading, else its first sentence
+        # (marked as derived). Never the address: callers used to fall back to the URL or file path.
+        page_body = tree.find(".//body")
+        title = _heading_title(body or [page_body if page_body is not None else tree])
+        if not title:
+            title, derived = _sentence_title(text), True
 
     author = _first(tree, html, site.author) if site else None
     if not author and doc is not None and doc.author:
@@ -546,7 +570,126 @@ def extract(content: bytes | str, url: str | None = None, content_type: str | No
         published_at=published,
         language=detect_language(f"{title or ''}\n{text}"),
         site_name=site_name or None,
+        title_derived=derived and bool(title),
     )
+
+
+# --- a second extractor: readability -------------------------------------------------------------
+#
+# trafilatura is precise but, on some English article pages, keeps only part of the article (it
+# drops sections it takes for boilerplate) or keeps the chrome. readability-lxml scores the DOM for the
+# one densest block of prose and is the better of the two there. It runs only when trafilatura's
+# result looks doubtful, so most pages pay nothing for it (and site adapters come first anyway).
+
+
+def html_to_text(html: str) -> str:
+    """Plain text of an HTML fragment, one line per block (for readability's summary)."""
+    tree = _parse(html)
+    if tree is None:
+        return ""
+    body = tree.find(".//body")
+    return _block_text(body if body is not None else tree)
+
+
+def _readability_text(html: str) -> str:
+    try:
+        from readability import Document
+        from readability.readability import Unparseable
+    except ImportError:  # an install without the optional second extractor: trafilatura alone
+        return ""
+    try:
+        return html_to_text(Document(html).summary(html_partial=True))
+    except (Unparseable, ValueError, TypeError, etree.LxmlError):
+        return ""
+
+
+def _doubtful(text: str, tree: HtmlElement) -> bool:
+    """Is trafilatura's text worth a second opinion? Cheap signals only, so that clean pages skip it."""
+    body = tree.find(".//body")
+    visible = len(_norm(_block_text(body if body is not None else tree)))
+    kept = len(_norm(text))
+    # Kept clearly less than the page shows (part of the article may be lost: on a page with no
+    # chrome, trafilatura drops short lines and headings), or kept link texts.
+    return kept < 0.85 * visible or _linked_share(text, tree) >= 0.2
+
+
+def _choose(traf: str, read: str, tree: HtmlElement) -> str:
+    """trafilatura's text, unless readability's is clearly the article and trafilatura's is not.
+
+    Prefer readability when it holds much more text that is not link texts (trafilatura lost part of
+    the article), or as much text with far fewer link lines (trafilatura kept navigation)."""
+    t_len, r_len = len(_norm(traf)), len(_norm(read))
+    if r_len < 200:
+        return traf
+    t_links, r_links = _linked_share(traf, tree), _linked_share(read, tree)
+    if r_links > max(t_links, 0.15):
+        return traf  # readability took a block of links
+    if r_len >= 1.1 * t_len:
+        return read
+    if t_links >= 0.2 and r_links <= 0.5 * t_links and r_len >= 0.6 * t_len:
+        return read
+    return traf
+
+
+def _generic_text(traf: str, tree: HtmlElement, html: str, use_readability: bool) -> str:
+    if not use_readability or not _doubtful(traf, tree):
+        return traf
+    return _choose(traf, _readability_text(html), tree)
+
+
+# --- titles for pages that name none -------------------------------------------------------------
+
+_ADDRESS = re.compile(r"^(?:[a-z][a-z0-9+.-]*:/|www\.|[/~\\]|[a-z]:\\)|\.(?:s?html?|php|aspx?)$", re.I)
+# "一、引子", "1.1 What is", "第二章", "(3)": numbered sections of an article, not its title.
+_SECTION = re.compile(r"^\s*(?:[一二三四五六七八九十百]+\s*[、.．]|\d+(?:\.\d+)*\s*[、.．)）]?\s|"
+                      r"第[一二三四五六七八九十百\d]+[章节部篇]|[（(]\s*[\d一二三四五六七八九十]+\s*[)）])")
+_BYLINE_LINE = re.compile(r"^(?:作者|原文|来源|出处|转载|by)\s*[:：]|^(?:by|posted by|written by)\s", re.I)
+_HAS_LINK = re.compile(r"[a-z][a-z0-9+.-]*://|www\.|\b[\w-]+\.(?:com|cn|org|net|io|dev)\b", re.I)
+_SENTENCE_END = re.compile(r"[。！？!?；;]|\.(?:\s|$)")
+_CJK_TITLE_CHARS = 60
+_LATIN_TITLE_WORDS = 12
+
+
+def _is_address(text: str) -> bool:
+    return bool(_ADDRESS.search(text.strip())) and " " not in text.strip()
+
+
+def _heading_title(elements: list[HtmlElement]) -> str | None:
+    """The first h1-h3 of the article that reads as a title: not a numbered section, not too short."""
+    for element in elements:
+        for heading in element.iter("h1", "h2", "h3"):
+            text = _clean(heading.text_content())
+            if 4 <= len(_norm(text)) <= 150 and not _SECTION.match(text) and not _is_address(text):
+                return text
+    return None
+
+
+def _sentence_title(text: str) -> str | None:
+    """The first sentence of the text, cut to a title's length at a punctuation mark or a word."""
+    for line in text.splitlines():
+        line = _clean(line).lstrip("#>*-• ").strip()
+        # Bylines and lines that point elsewhere ("体验地址：mdnice.com") introduce the article, they
+        # do not say what it is about.
+        if len(_norm(line)) < 6 or _BYLINE_LINE.match(line) or _is_address(line) or _HAS_LINK.search(line):
+            continue
+        end = _SENTENCE_END.search(line)
+        sentence = line[: end.start()] if end and end.start() >= 4 else line
+        return _shorten(sentence.strip(" ，,：:"))
+    return None
+
+
+def _shorten(sentence: str) -> str:
+    if len(_HAN.findall(sentence)) >= len(_LATIN_WORD.findall(sentence)):
+        if len(sentence) <= _CJK_TITLE_CHARS:
+            return sentence
+        head = sentence[:_CJK_TITLE_CHARS]
+        # Cut after the last clause mark when there is one in the second half, else at the limit.
+        cut = max(head.rfind(mark) for mark in "，、：,:")
+        return (head[:cut] if cut >= _CJK_TITLE_CHARS // 2 else head).rstrip() + "…"
+    words = sentence.split()
+    if len(words) <= _LATIN_TITLE_WORDS:
+        return sentence
+    return " ".join(words[:_LATIN_TITLE_WORDS]).rstrip(",;:") + "…"
 
 
 # --- language ------------------------------------------------------------------------------------

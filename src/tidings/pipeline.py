@@ -196,6 +196,10 @@ def apply_extracted(item: Item, content: bytes, content_type: str | None) -> Non
     page = extract.extract(content, url=fetch_url_of(item), content_type=content_type)
     if not item.title and page.title:
         item.title = page.title
+        if getattr(page, "title_derived", False):
+            # The page names no title: this one is its first sentence. A new dict, so that the JSON
+            # column is seen as changed (in-place mutation is invisible to SQLAlchemy).
+            item.extra = {**(item.extra or {}), "title_derived": True}
     item.author = item.author or page.author
     item.published_at = item.published_at or page.published_at
     item.language = page.language or item.language
