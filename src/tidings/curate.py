@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from .config import Config
@@ -170,13 +170,18 @@ def _jsonable(value: Any) -> Any:
 # --- a week's draft ------------------------------------------------------------------------
 
 
-def candidates(session: Session, week: date, config: Config, digest: Digest | None) -> list[Item]:
+# An item is a real candidate for a draft only once its text is in: pages still pending join when
+# they are extracted, and pages judged "no article" or failed are set aside with their reason.
+SET_ASIDE_STATUSES = ("rejected", "error")
+
+
+def _week_items(session: Session, week: date, config: Config, digest: Digest | None) -> Select[tuple[Item]]:
     """Items seen in the week that no other digest holds (imported history is not this week's news)."""
     start, end = week_window(week, config)
     in_other = select(DigestEntryRow.item_id).where(DigestEntryRow.item_id.is_not(None))
     if digest is not None and digest.id is not None:
         in_other = in_other.where(DigestEntryRow.digest_id != digest.id)
-    query = (
+    return (
         select(Item)
         .where(
             Item.duplicate_of_id.is_(None),
@@ -187,13 +192,31 @@ def candidates(session: Session, week: date, config: Config, digest: Digest | No
         )
         .order_by(Item.id)
     )
+
+
+def candidates(session: Session, week: date, config: Config, digest: Digest | None) -> list[Item]:
+    """The week's extracted items that no other digest holds, each with something to show."""
+    query = _week_items(session, week, config, digest).where(Item.status == "extracted")
     return [item for item in session.scalars(query) if item.title or item.summary]
 
 
+def set_aside(session: Session, week: date, config: Config) -> list[Item]:
+    """The week's items that were rejected or failed: never in the draft, listed apart with their reason."""
+    digest = session.scalar(select(Digest).where(Digest.week == week))
+    query = _week_items(session, week, config, digest).where(Item.status.in_(SET_ASIDE_STATUSES))
+    found = {item.id: item for item in session.scalars(query)}
+    if digest is not None and digest.status == "draft":
+        for entry in digest.entries:
+            if entry.item is not None and entry.item.status in SET_ASIDE_STATUSES:
+                found.setdefault(entry.item.id, entry.item)
+    return sorted(found.values(), key=lambda item: item.id)
+
+
 def entry_from_item(item: Item, section: str | None) -> DigestEntry:
+    # No URL or path stands in for a missing title: extraction derives one from the page itself.
     return DigestEntry(
         url_raw=fetch_url_of(item),
-        title_raw=item.title or fetch_url_of(item),
+        title_raw=item.title or "",
         separator="。" if item.summary else None,
         summary=item.summary,
         section=section,
@@ -229,21 +252,32 @@ def assemble_week(store: Store, week: date, config: Config) -> Digest:
                 digest.cover_label, digest.cover_caption = doc.cover.label, doc.cover.caption
             session.add(digest)
             session.flush()
-        present = {entry.item_id: entry for entry in digest.entries}
-        position = max((e.position for e in digest.entries), default=-1) + 1
-        for item in candidates(session, week, config, digest):
-            if item.id not in present:
-                section = item.section or config.fallback_section
-                digest.entries.append(DigestEntryRow(item_id=item.id, position=position, section=section))
-                position += 1
-        for entry in digest.entries:
-            if not entry.edited and entry.item is not None and entry.section != entry.item.section:
-                entry.section = entry.item.section or config.fallback_section
-            if not entry.edited and entry.item is not None:
-                part = entry_from_item(entry.item, entry.section)
-                entry.url_raw, entry.title_raw = part.url_raw, part.title_raw
-                entry.separator, entry.summary_raw = part.separator, part.summary
+        refresh_draft(session, digest, week, config)
         return digest
+
+
+def refresh_draft(session: Session, digest: Digest, week: date, config: Config) -> None:
+    """Bring a draft up to date: new candidates in, set-aside items out, unedited entries re-copied."""
+    for entry in list(digest.entries):
+        if entry.item is not None and entry.item.status in SET_ASIDE_STATUSES:
+            digest.entries.remove(entry)
+            session.delete(entry)
+    present = {entry.item_id for entry in digest.entries}
+    position = max((e.position for e in digest.entries), default=-1) + 1
+    for item in candidates(session, week, config, digest):
+        if item.id not in present:
+            # The row gets its item object, not just the id: the copy below reads entry.item, and
+            # a new row's relationship is not loaded from an id until the next session.
+            section = item.section or config.fallback_section
+            digest.entries.append(DigestEntryRow(item=item, position=position, section=section))
+            position += 1
+    for entry in digest.entries:
+        if not entry.edited and entry.item is not None and entry.section != entry.item.section:
+            entry.section = entry.item.section or config.fallback_section
+        if not entry.edited and entry.item is not None:
+            part = entry_from_item(entry.item, entry.section)
+            entry.url_raw, entry.title_raw = part.url_raw, part.title_raw
+            entry.separator, entry.summary_raw = part.separator, part.summary
 
 
 def assign_to_week(store: Store, item_ids: list[int], week: date, config: Config) -> None:
@@ -257,8 +291,9 @@ def assign_to_week(store: Store, item_ids: list[int], week: date, config: Config
         present = {entry.item_id for entry in digest.entries}
         position = max((e.position for e in digest.entries), default=-1) + 1
         for item_id in dict.fromkeys(item_ids):
-            if item_id not in present:
-                digest.entries.append(DigestEntryRow(item_id=item_id, position=position))
+            item = session.get(Item, item_id)
+            if item_id not in present and item is not None and item.status not in SET_ASIDE_STATUSES:
+                digest.entries.append(DigestEntryRow(item=item, position=position))
                 position += 1
     assemble_week(store, week, config)
 

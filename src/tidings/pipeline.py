@@ -194,6 +194,12 @@ def apply_extracted(item: Item, content: bytes, content_type: str | None) -> Non
     from . import extract  # trafilatura is heavy; commands that never extract don't pay for it
 
     page = extract.extract(content, url=fetch_url_of(item), content_type=content_type)
+    if not summarize.has_prose(page.text):
+        # A bare code listing has nothing for a reader to read or a summary to say: set it aside
+        # with its reason, as a home page is, rather than publish a "summary" of markup.
+        raise extract.NoArticleError(
+            fetch_url_of(item), "only code, markup or navigation: no prose", title=page.title
+        )
     if not item.title and page.title:
         item.title = page.title
         if getattr(page, "title_derived", False):

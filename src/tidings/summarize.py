@@ -17,7 +17,7 @@ import numpy as np
 
 from .textutil import CJK_CHAR_RE, is_chinese, is_word_char, normalize_text, normalize_whitespace, tokenize
 
-__all__ = ["split_sentences", "summarize"]
+__all__ = ["has_prose", "prose_sentences", "split_sentences", "summarize"]
 
 # ------------------------------------------------------------------------------------------
 # Sentence splitting
@@ -186,13 +186,41 @@ def _weight(sentence: str, chinese: bool) -> float:
     return 1.0
 
 
+# Markup anywhere in a sentence: a tag, a JSP/ASP directive, an HTML entity. Prose about HTML names
+# tags in backticks or words; a literal `<br>` in extracted text is a page's source leaking through.
+_MARKUP_RE = re.compile(r"</?[A-Za-z][\w:-]*(?:\s[^<>]*)?/?>|<%|%>|<!|&(?:nbsp|lt|gt|amp|quot|#\d+);", re.I)
+# Code that reads almost like prose: a trailing // comment, a bare call, a doc-comment line.
+_CODE_SHAPE_RE = re.compile(r"(?:^|[;)}]\s*)//\s|^[\w.$]+\s*\(.*\)\s*;?$|^\s*(?:/\*|\*/|\*\s*@\w)|\*/\s*$")
+# Navigation and chrome: short pieces joined by separators ("首页 | 新闻 | 博问", "Home > Blog > Go").
+_NAV_RE = re.compile(r"^(?:[^|>»/·]{1,16}\s*[|>»·/]\s*){2,}[^|>»/·]{0,16}$")
+
+
 def _looks_like_code(sentence: str) -> bool:
     if _CODE_HINT_RE.match(sentence) or _SHELL_RE.match(sentence):
+        return True
+    if _MARKUP_RE.search(sentence) or _NAV_RE.match(sentence.strip()) or _CODE_SHAPE_RE.search(sentence):
         return True
     if len(_CODE_TOKEN_RE.findall(sentence)) >= 2 or re.search(r"[{(\\]\s*$", sentence):
         return True  # pipelines, calls, an unclosed brace or a line continuation at the end
     code = sum(1 for c in sentence if c in _CODE_CHARS)
     return code >= 4 and code > 0.08 * len(sentence)
+
+
+def prose_sentences(text: str) -> list[str]:
+    """The sentences of ``text`` that read as prose: not code, markup or navigation, mostly words."""
+    out = []
+    for sentence in split_sentences(text):
+        words = sum(1 for c in sentence if is_word_char(c))
+        if words >= 2 and words >= 0.5 * len(sentence.replace(" ", "")) and not _looks_like_code(sentence):
+            out.append(sentence)
+    return out
+
+
+def has_prose(text: str) -> bool:
+    """Whether a page has something to read besides code: a short paragraph of prose, or prose making up
+    a tenth of it. A listing with a stray comment or two has neither."""
+    prose = sum(len(s) for s in prose_sentences(text))
+    return prose >= 60 or prose >= 0.1 * len(text.strip())
 
 
 def _is_junk(sentence: str, chinese: bool, max_len: int) -> bool:
@@ -335,11 +363,13 @@ def summarize(
     sentences = split_sentences(text)
     # Decide the language on the prose only: a Chinese post that is mostly shell commands and
     # config listings is still a Chinese post.
-    prose = [s for s in sentences if not _looks_like_code(s)]
+    prose = prose_sentences(text)
     chinese = is_chinese("\n".join(prose) if prose else text)
     limit = max_chars if chinese else _ENGLISH_LENGTH_FACTOR * max_chars
+    if not prose:
+        return ""  # code, markup or navigation only: no summary beats a summary of markup
     flat = normalize_whitespace(text)
-    if len(flat) <= limit and (chinese or len(sentences) <= english_sentences):
+    if len(flat) <= limit and len(prose) == len(sentences) and (chinese or len(sentences) <= english_sentences):
         return flat
 
     title_key = normalize_text(title).rstrip("。.!?！？") if title else None
@@ -355,7 +385,7 @@ def summarize(
         if tokens:
             cands.append(_Candidate(i, s, tokens, _weight(s, chinese)))
     if not cands:
-        return _fallback(text, limit)
+        return _fallback("\n".join(prose), limit)
 
     order = _rank(cands, title)
     picked: list[_Candidate] = []
