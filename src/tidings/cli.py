@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperArgument, TyperOption
 
 from . import collect, curate, pipeline
 from . import search as search_mod
@@ -28,6 +29,26 @@ from .pipeline import StageReport
 from .sources import FORMATS
 from .sources.http import FetchPolicy
 from .store import Store, open_store
+
+_option_type = TyperOption.display_type_rich
+_argument_type = TyperArgument.display_type_rich
+
+
+def _option_value_type(option: TyperOption, ctx: typer.Context) -> str | None:
+    """Typer's rich help shows a value type even for flags and counters, which take no value
+    (``--help -h <bool>`` on every command, ``-v <int>``); its plain help leaves them out. So here."""
+    if option.is_flag or option.count:
+        return None
+    return _option_type(option, ctx)
+
+
+def _argument_value_type(argument: TyperArgument, ctx: typer.Context) -> str | None:
+    """An argument named by its metavar (``URL...``) needs no ``<list[str]>`` beside it."""
+    return None if argument.metavar else _argument_type(argument, ctx)
+
+
+TyperOption.display_type_rich = _option_value_type  # type: ignore[method-assign]
+TyperArgument.display_type_rich = _argument_value_type  # type: ignore[method-assign]
 
 app = typer.Typer(
     help="tidings: turn a week of links into a curated, searchable digest.\n\n"
@@ -46,7 +67,11 @@ eval_app = typer.Typer(help="Measure search, ask and the classifier on labelled 
 app.add_typer(eval_app, name="eval")
 
 out = Console()
-err = Console(stderr=True)
+# Messages are not wrapped at the terminal's width: a URL or a path must stay whole to be copied.
+err = Console(stderr=True, soft_wrap=True)
+"""Notes on stderr (progress, what was written, summaries): ``--quiet`` silences them."""
+errors = Console(stderr=True, soft_wrap=True)
+"""Errors on stderr: never silenced."""
 log = logging.getLogger("tidings")
 
 
@@ -79,21 +104,51 @@ def state(ctx: typer.Context) -> State:
     return ctx.find_root().obj  # type: ignore[no-any-return]
 
 
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tidings")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        from . import __version__
+
+        return __version__
+
+
+def show_version(value: bool) -> None:
+    if value:
+        out.print(f"tidings {package_version()}", highlight=False)
+        raise typer.Exit(0)
+
+
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    db: Annotated[Path, typer.Option(envvar="TIDINGS_DB", help="The SQLite store.")] = Path("tidings.db"),
+    db: Annotated[
+        Path, typer.Option(envvar="TIDINGS_DB", metavar="PATH", help="The SQLite store.")
+    ] = Path("tidings.db"),
     config: Annotated[
-        Path | None, typer.Option("--config", help="Config file (default: ./tidings.toml if present).")
+        Path | None,
+        typer.Option("--config", metavar="PATH", help="Config file (default: ./tidings.toml if present)."),
     ] = None,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output on stderr.")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, show_default=False,
+                          help="More log output on stderr: -v for progress, -vv for debugging.")
+    ] = 0,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the output itself and errors: no notes, no progress.")
+    ] = False,
     budget_tokens: Annotated[
-        int | None, typer.Option("--budget-tokens", min=0, help="Make no LLM call that would pass N tokens in all.")
+        int | None, typer.Option("--budget-tokens", min=0, metavar="N",
+                                 help="Make no LLM call that would pass N tokens in all.")
     ] = None,
+    _version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=show_version, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr, force=True)
+    err.quiet = quiet  # the notes console; ``errors`` always prints
     ctx.obj = State(db=db, config_path=config, quiet=quiet, budget_tokens=budget_tokens)
     if config is not None and not ctx.resilient_parsing:
         _ = ctx.obj.config  # an explicit --config is checked before any work, so a bad one is exit 2
@@ -125,15 +180,13 @@ def summary_table(reports: list[StageReport]) -> int:
     for r in reports:
         table.add_row(r.stage, str(r.done), str(r.new), str(r.updated), str(r.unchanged), str(r.skipped), str(r.failed))
     failures = [f for r in reports for f in r.failures]
-    if logging.getLogger().level >= logging.ERROR and not failures:
-        return 0  # --quiet: nothing to report
-    err.print(table)
+    err.print(table)  # notes: --quiet leaves only the failures, which are errors
     for what, reason in [n for r in reports for n in r.notes][:30]:
-        err.print(f"  [yellow]skipped[/yellow] {reason}: {what}", markup=True, highlight=False)
+        err.print(f"  [yellow]skipped[/yellow] {escape_markup(reason)}: {escape_markup(what)}", highlight=False)
     for what, reason in failures[:30]:
-        err.print(f"  [red]failed[/red] {reason}: {what}", markup=True, highlight=False)
+        errors.print(f"  [red]failed[/red] {escape_markup(reason)}: {escape_markup(what)}", highlight=False)
     if len(failures) > 30:
-        err.print(f"  … and {len(failures) - 30} more (see `tidings items --json`)")
+        errors.print(f"  … and {len(failures) - 30} more (see `tidings items --json`)", highlight=False)
     return 1 if failures else 0
 
 
@@ -141,18 +194,64 @@ def fetch_policy(st: State, allow_private: bool = False) -> FetchPolicy:
     return FetchPolicy.from_config(st.config.fetch, allow_private=allow_private, allow_files=True)
 
 
+# A week's window and its neighbours must fit in ``date``; no digest predates 1900.
+FIRST_WEEK, LAST_WEEK = date(1900, 1, 1), date(9998, 12, 31)
+
+
 def parse_week(value: str | None, st: State) -> date:
     if value is None:
         return curate.latest_week_end(curate.today(st.config), st.config.week_ends_on)
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError as exc:
         raise UsageError(f"--week: expected YYYY-MM-DD, got {value!r}") from exc
+    if not FIRST_WEEK <= day <= LAST_WEEK:
+        raise UsageError(f"--week: {value} is out of range ({FIRST_WEEK} to {LAST_WEEK})")
+    return day
+
+
+def week_end_of(st: State, day: date) -> date:
+    """The end of the week ``day`` falls in, said on stderr when that is another day. A digest
+    stored under ``day`` itself (an imported one dated otherwise) is kept: it is what was asked for."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from .store import Digest
+
+    end = curate.latest_week_end(day + timedelta(days=6), st.config.week_ends_on)
+    if end == day:
+        return day
+    with st.store.session() as session:
+        if session.scalar(select(Digest.id).where(Digest.week == day)) is not None:
+            return day
+    err.print(f"{day} is not a week end; using {end}", highlight=False)
+    return end
+
+
+def url_policy(st: State, *, allow_private: bool, allow_files: bool) -> FetchPolicy:
+    return FetchPolicy.from_config(st.config.fetch, allow_private=allow_private, allow_files=allow_files)
+
+
+def refuse_urls(targets: list[str], policy: FetchPolicy, what: str, as_url: Callable[[str], str] = str) -> None:
+    """Raise UsageError (exit 2) naming every argument the URL check refuses, before anything is
+    stored: a command adds all its arguments or none."""
+    from .web import url_refusal  # the one check every way of adding a URL or feed goes through
+
+    bad = [(target, why) for target in targets if (why := url_refusal(as_url(target), policy)) is not None]
+    if bad:
+        raise UsageError(f"nothing was added; {what}:\n" + "\n".join(f"  {t}: {why}" for t, why in bad))
 
 
 @app.command()
-def add(ctx: typer.Context, targets: Annotated[list[str], typer.Argument(help="URLs or local HTML files.")]) -> None:
+def add(
+    ctx: typer.Context,
+    targets: Annotated[list[str], typer.Argument(metavar="URL|FILE...", help="http(s) URLs or local HTML files.")],
+) -> None:
     """Add links or saved pages to the store, to be fetched by `tidings fetch`.
+
+    Every argument must be an http(s) URL with a host, or an existing file (a path or a file://
+    URL); otherwise nothing is added and the exit code is 2.
 
     Examples:
 
@@ -161,6 +260,9 @@ def add(ctx: typer.Context, targets: Annotated[list[str], typer.Argument(help="U
         tidings add ./saved/article.html file:///tmp/page.html
     """
     st = state(ctx)
+    # Private addresses are allowed here: `tidings fetch --allow-private` decides at fetch time.
+    policy = url_policy(st, allow_private=True, allow_files=True)
+    refuse_urls(targets, policy, "each must be an http(s) URL or an existing file", as_url=collect.as_url)
     report = collect.add_urls(st.store, targets)
     raise typer.Exit(summary_table([report]))
 
@@ -513,13 +615,21 @@ def render_week(st: State, week: date) -> str:
 @app.command()
 def digest(
     ctx: typer.Context,
-    week: Annotated[str | None, typer.Option(help="Week end date YYYY-MM-DD (default: the latest).")] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Write into DIR in the format's own layout.")] = None,
+    week: Annotated[
+        str | None, typer.Option(metavar="DATE", help="A day of the week, YYYY-MM-DD (default: the latest week).")
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", metavar="DIR", help="Write into DIR in the format's own layout.")
+    ] = None,
     fmt: Annotated[
-        str, typer.Option("--format", "-f", help="docusaurus, hugo, jekyll, markdown or html.")
+        str, typer.Option("--format", "-f", metavar="NAME", help="docusaurus, hugo, jekyll, markdown or html.")
     ] = "docusaurus",
 ) -> None:
     """Render a week's digest (Docusaurus Markdown by default), to stdout or into a blog directory.
+
+    Read-only: the store is not changed. A week without a draft is rendered from its candidates
+    as `tidings run` or the week view would draft it; a day that is not a week end means the week
+    it falls in.
 
     With --out: docusaurus writes DIR/blog/DATE/index.md, hugo DIR/content/posts/DATE/index.md,
     jekyll DIR/_posts/DATE-SLUG.md (drafts: DIR/_drafts/SLUG.md), markdown DIR/DATE.md and
@@ -538,16 +648,14 @@ def digest(
     st = state(ctx)
     formats.renderer(fmt)  # a bad --format is a usage error before any work
     when = parse_week(week, st)
-    if fmt == "docusaurus":
-        text = render_week(st, when)
-        if out_dir is None:
-            sys.stdout.write(text)
-        else:
-            err.print(f"wrote {curate.write_digest(text, out_dir, when)}")
+    if week is not None:
+        when = week_end_of(st, when)
+    doc = curate.preview_week(st.store, when, st.config)
+    if doc is None:
+        # Not an error: an empty week is a fact. The note says so; stdout stays empty.
+        err.print(f"nothing for week {when}: no digest and no candidates (add links, then `tidings run`)",
+                  highlight=False)
         return
-    curate.assemble_week(st.store, when, st.config)
-    doc = curate.load_doc(st.store, when, st.config)
-    assert doc is not None
     text = formats.render(doc, fmt, st.config.digest.template_dir)
     if out_dir is None:
         sys.stdout.write(text)
@@ -703,34 +811,54 @@ def config_show(ctx: typer.Context) -> None:
     sys.stdout.write(st.config.model_dump_json(indent=2) + "\n")
 
 
+AllowPrivateFeeds = Annotated[
+    bool, typer.Option(help="Allow feeds on private, loopback and link-local addresses (see feeds fetch).")
+]
+
+
 @feeds_app.command("add")
-def feeds_add(ctx: typer.Context, urls: Annotated[list[str], typer.Argument(help="Feed URLs.")]) -> None:
-    """Subscribe to feeds.
+def feeds_add(
+    ctx: typer.Context,
+    urls: Annotated[list[str], typer.Argument(metavar="URL...", help="Feed URLs (http or https).")],
+    allow_private: AllowPrivateFeeds = False,
+) -> None:
+    """Subscribe to feeds. Every URL is checked first, as the web UI checks it: one refused URL
+    means none is added (exit 2).
 
     Example:
 
         tidings feeds add https://go.dev/blog/feed.atom
     """
     st = state(ctx)
+    refuse_urls(urls, url_policy(st, allow_private=allow_private, allow_files=False), "refused feed URLs")
     for url in urls:
         added = collect.subscribe(st.store, url)
         err.print(f"{'added' if added else 'already subscribed'}: {url}", highlight=False)
 
 
 @feeds_app.command("import")
-def feeds_import(ctx: typer.Context, files: Annotated[list[Path], typer.Argument(help="OPML files.")]) -> None:
-    """Subscribe to every feed in OPML files (folders kept).
+def feeds_import(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="OPML files.")],
+    allow_private: AllowPrivateFeeds = False,
+) -> None:
+    """Subscribe to every feed in OPML files (folders kept). Feeds the URL check refuses (other
+    schemes, files, private addresses) are listed as failed, and the others subscribed.
 
     Example:
 
         tidings feeds import feedly.opml
     """
+    from .web import subscribe_opml_checked
+
     st = state(ctx)
+    policy = url_policy(st, allow_private=allow_private, allow_files=False)
     report = StageReport("feeds import")
     for file in files:
         if not file.is_file():
             raise UsageError(f"no such file: {file}")
-        collect.subscribe_opml(st.store, file.read_bytes(), str(file), report)
+    for file in files:
+        subscribe_opml_checked(st.store, file.read_bytes(), str(file), report, policy)
     raise typer.Exit(summary_table([report]))
 
 
@@ -1060,12 +1188,12 @@ def run_cli(argv: list[str] | None = None) -> int:
     except TidingsError as exc:
         from rich.markup import escape  # messages name config keys like [models.NAME]: not markup
 
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        errors.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
-        err.print("aborted")
+        errors.print("aborted")
         return 130
     except click_errors.ClickException as exc:
         exc.show()
@@ -1073,7 +1201,8 @@ def run_cli(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             raise
-        err.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc} (run with -vv for the traceback)")
+        what = escape_markup(f"{type(exc).__name__}: {exc}")
+        errors.print(f"[red]internal error:[/red] {what} (run with -vv for the traceback)", highlight=False)
         return 3
     return code if isinstance(code, int) else 0
 

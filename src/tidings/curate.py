@@ -676,3 +676,36 @@ def write_to_blog(store: Store, config: Config, week: date, text: str) -> tuple[
 
 def entry_summary(entry: DigestEntryRow) -> str | None:
     return entry.summary_override if entry.summary_override is not None else entry.summary_raw
+
+
+def preview_week(store: Store, week: date, config: Config) -> DigestDoc | None:
+    """The week's digest as ``assemble_week`` would make it, built in memory and never written:
+    ``tidings digest`` only renders. None when the week has no digest and no candidates."""
+    with Session(store.engine, autoflush=False) as session:  # nothing is flushed, all is rolled back
+        try:
+            digest = session.scalar(
+                select(Digest)
+                .where(Digest.week == week)
+                .options(selectinload(Digest.entries).selectinload(DigestEntryRow.item).selectinload(Item.urls))
+            )
+            if digest is None:
+                if not candidates(session, week, config, None):
+                    return None
+                doc = new_digest_doc(week, [], config.section_names, config.digest)
+                digest = Digest(
+                    week=week, status="draft", meta=_jsonable(doc.meta), slug=str(doc.meta.get("slug")),
+                    title=str(doc.meta.get("title")), authors=_as_list(doc.meta.get("authors")),
+                    tags=_as_list(doc.meta.get("tags")), sections=config.section_names,
+                )
+                if doc.cover:
+                    digest.cover_image, digest.cover_alt = doc.cover.image, doc.cover.alt
+                    digest.cover_label, digest.cover_caption = doc.cover.label, doc.cover.caption
+            if digest.status == "draft":
+                refresh_draft(session, digest, week, config)
+                for entry in digest.entries:
+                    # Column defaults are applied on INSERT, which never happens to these rows.
+                    entry.kept = True if entry.kept is None else entry.kept
+                    entry.edited = bool(entry.edited)
+            return doc_of(digest, config, order=section_order(store, config))
+        finally:
+            session.rollback()

@@ -9,17 +9,21 @@ Security, in one place (``_guard``):
 - loopback only by default; any other bind address needs a token, checked on every request
   (``Authorization: Bearer``, or the cookie set after ``?token=`` once);
 - without a token, the Host header must name loopback (no DNS rebinding onto the UI);
-- every POST carries a CSRF token equal to its HttpOnly SameSite cookie, and a foreign Origin
-  is refused;
+- every POST carries a CSRF token: an HMAC, under a per-install secret kept beside the store, of
+  the HttpOnly SameSite session cookie (so a token is only good with the cookie it was made for,
+  and nobody without the secret can make a matching pair); a foreign Origin is refused;
+- every way of adding a URL or a feed goes through one check, ``url_refusal``;
 - Jinja2 autoescapes everything; article HTML goes through nh3; hrefs are http(s) only;
 - a Content-Security-Policy without 'unsafe-inline' means only our own script files run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import logging
+import os
 import secrets
 import threading
 import time
@@ -34,6 +38,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -72,6 +77,12 @@ CSP = (
 )
 MAX_LINKS = 200  # per submission of the add-links box
 MAX_FIELD = 20_000  # characters of any one text field
+# Week dates the UI accepts: a week's window and its neighbours (± 7 days) must stay inside what
+# ``date`` and the store can hold, and no digest is older than 1900.
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(9998, 12, 31)
+MAX_ROW_ID = 2**63 - 1  # SQLite's largest integer: a bigger id is out of range, not missing
+RowId = Annotated[int, PathParam(ge=1, le=MAX_ROW_ID)]
 
 
 class FormError(Exception):
@@ -167,6 +178,24 @@ class EntryView:
     the week view marks it for the curator to check."""
     index: int = 0
     count: int = 0
+
+
+@dataclass
+class SetAsideView:
+    """An item of the week that failed or was judged not an article: listed apart, with its reason."""
+
+    id: int
+    title: str
+    url: str
+    status: str
+    reason: str
+    error: str
+
+
+def _set_aside_view(item: Item) -> SetAsideView:
+    url = pipeline.fetch_url_of(item)
+    return SetAsideView(id=item.id, title=item.title or url, url=url, status=item.status,
+                        reason=item.error_reason or "", error=item.error or "")
 
 
 @dataclass
@@ -314,13 +343,107 @@ def _host_name(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
+def parse_day(value: str) -> date:
+    """A YYYY-MM-DD date the UI can work with; ValueError (with a message for the user) otherwise."""
+    try:
+        day = date.fromisoformat(value.strip())
+    except ValueError as exc:
+        raise ValueError(f"not a date: {value[:40]!r} (use YYYY-MM-DD)") from exc
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"{day.isoformat()} is out of range ({FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()})")
+    return day
+
+
 def parse_week_param(value: str | None, config: Config) -> date:
     if not value:
         return curate.latest_week_end(curate.today(config), config.week_ends_on)
     try:
-        return date.fromisoformat(value.strip())
+        return parse_day(value)
     except ValueError as exc:
-        raise FormError("week", f"not a date: {value[:40]!r} (use YYYY-MM-DD)") from exc
+        raise FormError("week", str(exc)) from exc
+
+
+# --- adding URLs and feeds: the one check --------------------------------------------------------
+
+
+def url_refusal(url: str, policy: FetchPolicy) -> str | None:
+    """Why ``url`` may not be added under ``policy``, or None when it may.
+
+    Every way of adding a link or a feed asks this one question (here: the add-links box, feeds
+    add and OPML uploads; in the CLI: ``add``, ``feeds add`` and ``feeds import``), so none of them
+    is a way around the others. A name that does not resolve right now is accepted: the fetch
+    retries it and shows its failure per item. Other schemes, private addresses (unless the policy
+    allows them), missing files and malformed URLs are refused."""
+    try:
+        check_url(url, policy)
+    except FetchError as exc:
+        if exc.transient:
+            return None
+        if exc.reason == "bad_scheme" and not policy.allow_files:
+            return "bad_scheme: only http and https URLs are accepted here (no files, no paths)"
+        return f"{exc.reason}: {str(exc).split(': ', 1)[-1]}"
+    except ValueError as exc:  # urlsplit refuses e.g. "http://[::1" before check_url can say why
+        return f"bad_url: malformed URL ({exc})"
+    return None
+
+
+def subscribe_opml_checked(store: Store, content: bytes, where: str, report: pipeline.StageReport,
+                           policy: FetchPolicy) -> None:
+    """``collect.subscribe_opml``, with every feed put through ``url_refusal`` first: an OPML file
+    comes from elsewhere, and may list ``file:`` or private addresses. Refused feeds are failures
+    in ``report``, named with their reason; the others are subscribed."""
+    from .sources.opml import parse_opml
+
+    for feed in parse_opml(content, file=where):
+        why = url_refusal(feed.url, policy)
+        if why is not None:
+            report.fail(feed.url, why)
+            continue
+        if collect.subscribe(store, feed.url, title=feed.title, folder=feed.folder, html_url=feed.html_url):
+            report.new += 1
+        else:
+            report.unchanged += 1
+        report.done += 1
+
+
+# --- CSRF tokens ---------------------------------------------------------------------------------
+
+
+def csrf_secret(store: Store) -> bytes:
+    """The per-install secret CSRF tokens are made with: a file beside the store (``DB.web-secret``,
+    mode 0600), created once and kept, so tokens survive a restart."""
+    database = store.engine.url.database
+    if not database or database == ":memory:":
+        return secrets.token_bytes(32)  # a store in memory lives only as long as this process
+    path = Path(database).with_name(Path(database).name + ".web-secret")
+    try:
+        found = path.read_bytes()
+        if len(found) >= 32:
+            return found
+    except FileNotFoundError:
+        pass
+    value = secrets.token_bytes(32)
+    spare = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    descriptor = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(value)
+    try:
+        # A hard link appears whole, and fails when another process created the secret first: then
+        # both use that one. A short file (truncated by hand) is replaced.
+        if path.exists():
+            os.replace(spare, path)
+        else:
+            os.link(spare, path)
+    except FileExistsError:
+        return path.read_bytes()
+    finally:
+        spare.unlink(missing_ok=True)
+    return value
+
+
+def csrf_token(secret: bytes, session: str) -> str:
+    """The token the forms of one browser session carry: only the server can make it."""
+    return hmac.new(secret, session.encode(), hashlib.sha256).hexdigest()
 
 
 def create_app(store: Store, config: Config, *, token: str | None = None,
@@ -332,6 +455,7 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
     flashes: dict[str, tuple[int, str]] = {}  # one-shot messages after a redirect (re-run results)
     hosts = {h.lower() for h in (allowed_hosts or ())}
     policy = FetchPolicy.from_config(config.fetch, allow_private=False, allow_files=False)
+    secret = csrf_secret(store)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
@@ -361,10 +485,11 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        request.state.csrf = request.cookies.get(CSRF_COOKIE) or ""
+        session = request.cookies.get(CSRF_COOKIE) or ""
         new_csrf = None
-        if not request.state.csrf:
-            new_csrf = request.state.csrf = secrets.token_urlsafe(32)
+        if not session:
+            new_csrf = session = secrets.token_urlsafe(32)
+        request.state.csrf = csrf_token(secret, session)
         response: Response
         host = _host_name(request.headers.get("host", "")).lower()
         if token is None and not (_is_loopback(host) or host in hosts):
@@ -390,7 +515,8 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
     def require_csrf(request: Request, csrf: Annotated[str, Form()] = "") -> None:
         cookie = request.cookies.get(CSRF_COOKIE, "")
         supplied = csrf or request.headers.get("x-csrf-token", "")
-        if not cookie or not supplied or not hmac.compare_digest(cookie.encode(), supplied.encode()):
+        expected = csrf_token(secret, cookie)
+        if not cookie or not supplied or not hmac.compare_digest(expected.encode(), supplied.encode()):
             raise HTTPException(403, "This form has expired or did not come from this page: reload and try again.")
         origin = request.headers.get("origin")
         if origin and origin != "null" and urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower():
@@ -462,19 +588,22 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
             weeks = list(session.scalars(select(Digest.week).order_by(Digest.week.desc())))
             status_of = digest.status if digest is not None else "none"
             source_path = digest.source_path if digest is not None else None
+            # The draft's entries are the candidates; set-aside items are listed apart, not counted.
             kept = sum(1 for g in groups for e in g.entries if e.kept)
             total = sum(len(g.entries) for g in groups)
+            set_aside = [_set_aside_view(item) for item in curate.set_aside(session, week, config)]
         current = curate.latest_week_end(curate.today(config), config.week_ends_on)
         return page(
             request, "week.html", status, week=week, groups=groups, choices=choices, vocabulary=vocabulary,
             weeks=weeks, digest_status=status_of, source_path=source_path, kept=kept, total=total,
+            set_aside=set_aside,
             errors=errors or {}, values=values or {}, notice=notice,
             job_views=[(j, job_rows(j)) for j in jobs.for_week(week)],
             refused=refused or [], current=current, prev_week=week - timedelta(days=7),
             next_week=week + timedelta(days=7),
         )
 
-    def form_failed(request: Request, entry_id: int, exc: FormError, values: dict[str, str]) -> HTMLResponse:
+    def form_failed(request: Request, entry_id: RowId, exc: FormError, values: dict[str, str]) -> HTMLResponse:
         week = entry_week(entry_id)
         return week_page(request, week, status=422, errors={(entry_id, exc.field): exc.message},
                          values={(entry_id, k): v for k, v in values.items()})
@@ -515,7 +644,7 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
         return week_page(request, when, errors=errors)
 
     @app.get("/item/{item_id}", response_class=HTMLResponse)
-    def item_page(request: Request, item_id: int) -> Response:
+    def item_page(request: Request, item_id: RowId) -> Response:
         with store.session() as session:
             item = session.get(Item, item_id)
             if item is None:
@@ -575,9 +704,13 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
 
     def parse_digest_week(value: str) -> date:
         try:
-            return date.fromisoformat(value)
-        except ValueError as exc:
+            date.fromisoformat(value)
+        except ValueError as exc:  # not a date at all: no such page
             raise HTTPException(404, f"{value[:40]!r} is not a week date (YYYY-MM-DD).") from exc
+        try:
+            return parse_day(value)
+        except ValueError as exc:
+            raise HTTPException(400, f"{exc}.") from exc
 
     @app.get("/digest/{week}", response_class=HTMLResponse)
     def digest_page(request: Request, week: str, format: str = "docusaurus") -> Response:
@@ -675,7 +808,7 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
     # -- entry edits (each a plain form post) --
 
     @app.post("/entry/{entry_id}/keep", dependencies=csrf_guard)
-    def entry_keep(request: Request, entry_id: int, kept: Annotated[str, Form()] = "") -> Response:
+    def entry_keep(request: Request, entry_id: RowId, kept: Annotated[str, Form()] = "") -> Response:
         values = {"kept": kept}
 
         def work() -> Response:
@@ -690,7 +823,7 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
         return mutate(request, f"/entry/{entry_id}/keep", values, work)
 
     @app.post("/entry/{entry_id}/edit", dependencies=csrf_guard)
-    def entry_edit(request: Request, entry_id: int, title: Annotated[str | None, Form()] = None,
+    def entry_edit(request: Request, entry_id: RowId, title: Annotated[str | None, Form()] = None,
                    summary: Annotated[str | None, Form()] = None) -> Response:
         values = {k: v for k, v in (("title", title), ("summary", summary)) if v is not None}
 
@@ -721,7 +854,7 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
         return mutate(request, f"/entry/{entry_id}/edit", values, work)
 
     @app.post("/entry/{entry_id}/move", dependencies=csrf_guard)
-    def entry_move(request: Request, entry_id: int, section: Annotated[str, Form()] = "",
+    def entry_move(request: Request, entry_id: RowId, section: Annotated[str, Form()] = "",
                    index: Annotated[str, Form()] = "") -> Response:
         values = {"section": section, "index": index}
 
@@ -749,7 +882,7 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
         return mutate(request, f"/entry/{entry_id}/move", values, work)
 
     @app.post("/entry/{entry_id}/reorder", dependencies=csrf_guard)
-    def entry_reorder(request: Request, entry_id: int, step: Annotated[str, Form()] = "") -> Response:
+    def entry_reorder(request: Request, entry_id: RowId, step: Annotated[str, Form()] = "") -> Response:
         values = {"step": step}
 
         def work() -> Response:
@@ -764,7 +897,7 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
         return mutate(request, f"/entry/{entry_id}/reorder", values, work)
 
     @app.post("/entry/{entry_id}/tags", dependencies=csrf_guard)
-    def entry_tags(request: Request, entry_id: int, tags: Annotated[str, Form()] = "",
+    def entry_tags(request: Request, entry_id: RowId, tags: Annotated[str, Form()] = "",
                    add: Annotated[str, Form()] = "") -> Response:
         values = {"tags": tags}
 
@@ -790,7 +923,7 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
         return mutate(request, f"/entry/{entry_id}/tags", values, work)
 
     @app.post("/entry/{entry_id}/note", dependencies=csrf_guard)
-    def entry_note(request: Request, entry_id: int, note: Annotated[str, Form()] = "") -> Response:
+    def entry_note(request: Request, entry_id: RowId, note: Annotated[str, Form()] = "") -> Response:
         values = {"note": note}
 
         def work() -> Response:
@@ -809,7 +942,7 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
         return mutate(request, f"/entry/{entry_id}/note", values, work)
 
     @app.post("/entry/{entry_id}/rerun", dependencies=csrf_guard)
-    def entry_rerun(request: Request, entry_id: int, stage: Annotated[str, Form()] = "") -> Response:
+    def entry_rerun(request: Request, entry_id: RowId, stage: Annotated[str, Form()] = "") -> Response:
         values = {"stage": stage}
 
         def work() -> Response:
@@ -871,18 +1004,10 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
         accepted = []
         for record in parsed.items:
             url = record.url or ""
-            scheme = urlsplit(url).scheme.lower() if "://" in url else ""
-            if scheme not in ("http", "https"):
-                refused.append((url, "only http and https links are accepted here (no files, no paths)"))
+            why = url_refusal(url, policy)
+            if why is not None:
+                refused.append((url, why))
                 continue
-            try:
-                check_url(url, policy)
-            except FetchError as exc:
-                # A name that does not resolve right now is not refused: the fetch retries it and
-                # shows its failure per item. Private addresses and bad URLs are refused for good.
-                if not exc.transient:
-                    refused.append((url, f"{exc.reason}: {str(exc).split(': ', 1)[-1]}"))
-                    continue
             accepted.append(record)
         if len(accepted) > MAX_LINKS:
             raise FormError("links", f"at most {MAX_LINKS} links at once")
@@ -935,8 +1060,42 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
         job.stage = "classify"
         pipeline.classify_items(store, config, item_ids=ids)
         job.stage = "digest"
-        curate.assemble_week(store, job.week, config)
+        # The links were asked for in this week, whenever they were seen: a retried item that now
+        # has its text joins the week's draft (items still failing stay set aside).
+        curate.assign_to_week(store, ids, job.week, config)
         job.stage = "done"
+
+    @app.post("/item/{item_id}/retry", dependencies=csrf_guard)
+    def item_retry(request: Request, item_id: RowId, week: Annotated[str, Form()] = "") -> Response:
+        def work() -> Response:
+            try:
+                when = parse_week_param(week, config)
+            except FormError as exc:
+                raise HTTPException(400, exc.message) from exc
+            try:
+                job = retry_item(item_id, when)
+            except FormError as exc:
+                return week_page(request, when, status=422, errors={(f"item-{item_id}", exc.field): exc.message})
+            return back(f"/week?week={when.isoformat()}&job={job.id}#jobs")
+
+        return mutate(request, f"/item/{item_id}/retry", {"week": week}, work)
+
+    def retry_item(item_id: int, week: date) -> Job:
+        """Put a set-aside item back in the queue and fetch it again, as the add-links box does."""
+        with store.session() as session:
+            item = session.get(Item, item_id)
+            if item is None:
+                raise HTTPException(404, f"There is no item {item_id}.")
+            if item.status not in ("rejected", "error"):
+                raise FormError("retry", f"this item is {item.status}, not set aside: nothing to retry")
+            url = pipeline.fetch_url_of(item)
+            why = url_refusal(url, policy)  # what the links box would refuse is not fetched from here either
+            if why is not None:
+                raise FormError("retry", f"not fetched from the web UI: {why}")
+            item.status, item.error, item.error_reason, item.error_transient = "pending", None, None, False
+        job = Job(id=uuid.uuid4().hex[:12], week=week, items=[(item_id, url)], refused=[])
+        jobs.add(job, run_links_job)
+        return job
 
     # -- digest edits --
 
@@ -1029,13 +1188,9 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
             try:
                 check_length("url", address, 2048)
                 check_length("folder", folder, 512)
-                if urlsplit(address).scheme.lower() not in ("http", "https"):
-                    raise FormError("url", "a feed URL starts with http:// or https://")
-                try:
-                    check_url(address, policy)
-                except FetchError as exc:
-                    if not exc.transient:  # an unresolvable name may resolve at poll time
-                        raise FormError("url", f"refused ({exc.reason}): {str(exc).split(': ', 1)[-1]}") from exc
+                why = url_refusal(address, policy)
+                if why is not None:
+                    raise FormError("url", f"refused: {why}")
             except FormError as exc:
                 return feeds_failed(request, exc, values)
             added = collect.subscribe(store, address, folder=folder.strip() or None)
@@ -1063,12 +1218,16 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
                 return feeds_failed(request, FormError("opml", "the file is larger than 5 MB"), {})
             report = pipeline.StageReport("feeds import")
             try:
-                collect.subscribe_opml(store, content, opml.filename, report)
+                subscribe_opml_checked(store, content, opml.filename, report, policy)
             except (ImportFormatError, UsageError) as exc:
                 return feeds_failed(request, FormError("opml", f"not a usable OPML file: {exc}"), {})
+            refusals = "; ".join(f"{url[:200]} ({why})" for url, why in report.failures[:10])
             if not report.done:
-                return feeds_failed(request, FormError("opml", "no feeds found in that file"), {})
+                message = f"no feed was accepted: {refusals}" if refusals else "no feeds found in that file"
+                return feeds_failed(request, FormError("opml", message), {})
             notice = f"Imported {report.done} feeds: {report.new} new, {report.unchanged} already subscribed."
+            if report.failures:
+                notice += f" Refused {report.failed}: {refusals}"
             return page(request, "feeds.html", rows=collect.feed_rows(store), errors={}, values={}, notice=notice)
 
         return mutate(request, "/feeds/import", {}, work)
