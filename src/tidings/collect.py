@@ -14,9 +14,9 @@ from .config import Config
 from .curate import assign_to_week, save_imported_digest
 from .errors import FetchError, ImportFormatError, UsageError
 from .pipeline import Progress, StageReport, _silent, ingest
-from .records import ItemRecord
-from .sources import detect, read_text, walk
-from .sources.http import FetchPolicy
+from .records import ItemRecord, ParseResult
+from .sources import decode_bytes, detect, walk
+from .sources.http import FetchPolicy, is_local_reference, local_path
 from .sources.links import parse_links, resolve_local
 from .store import ItemSource, Source, Store, utcnow
 
@@ -36,7 +36,12 @@ def as_url(target: str) -> str:
 
 
 def add_urls(store: Store, targets: Iterable[str]) -> StageReport:
-    records = [ItemRecord(url=as_url(t)) for t in targets]
+    """Queue what the user named. A local path or ``file:`` URL named here is marked ``local``:
+    the fetcher reads from disk only for such items, never for links found inside documents."""
+    records = []
+    for target in targets:
+        url = as_url(target)
+        records.append(ItemRecord(url=url, extra={"local": True} if is_local_reference(url) else {}))
     return ingest(store, records, source_kind="cli", locator="tidings add", total=len(records))
 
 
@@ -69,11 +74,24 @@ def import_paths(
         if skip:
             outcomes.append(FileOutcome(path, None, "", skipped=skip))
             continue
-        content = _read_stdin() if str(path) == "-" else path.read_bytes()
-        chosen, why = (fmt, "as asked") if fmt != "auto" else detect(path, content, config.section_names)
-        outcomes.append(FileOutcome(path, chosen, why))
         where = str(path)
-        text = content.decode("utf-8-sig", errors="replace") if str(path) == "-" else read_text(path)
+        try:
+            content = _read_stdin() if where == "-" else path.read_bytes()
+        except OSError as exc:
+            outcomes.append(FileOutcome(path, None, "unreadable"))
+            _reject(report, [ImportFormatError(where, None, f"cannot read it: {exc.strerror or exc}")])
+            continue
+        decoded = decode_bytes(content)
+        if decoded.binary:
+            # Refused whatever --format says: binary bytes parsed as text become junk items.
+            outcomes.append(FileOutcome(path, None, decoded.binary))
+            _reject(report, [ImportFormatError(where, None, decoded.binary)])
+            continue
+        text = decoded.text
+        chosen, why = (fmt, "as asked") if fmt != "auto" else detect(path, content, config.section_names, text)
+        outcomes.append(FileOutcome(path, chosen, why))
+        if chosen not in ("feed", "opml"):  # those read the bytes themselves, with their declared encoding
+            _reject(report, [ImportFormatError(where, line, reason) for line, reason in decoded.problems])
         try:
             if chosen == "digest":
                 _import_digest(store, text, where, config, week, report)
@@ -83,9 +101,7 @@ def import_paths(
                 continue
             if chosen == "links":
                 result = parse_links(text, file=where)
-                base = path.parent if str(path) != "-" else Path.cwd()
-                for record in result.items:
-                    record.url = resolve_local(record.url, base) if record.url else record.url
+                _localize(result, path.parent if where != "-" else Path.cwd())
             elif chosen == "social":
                 result = social.parse_social(text, file=where)
             elif chosen == "notes":
@@ -94,7 +110,7 @@ def import_paths(
                 result = blog.parse_blog_post(text, file=where, root=str(root))
             elif chosen == "feed":
                 parsed = feeds.parse_feed(content, file=where)
-                result_items, result_errors = parsed.items, parsed.errors
+                result_items, result_errors = parsed.items, [*parsed.damage, *parsed.errors]
                 ingest(store, result_items, source_kind="file", locator=where, report=report, progress=progress)
                 _reject(report, result_errors)
                 continue
@@ -113,6 +129,23 @@ def import_paths(
             queued = [ItemRecord(url=link, extra={"followed": True}) for rec in result.items for link in rec.links]
             ingest(store, queued, source_kind="follow", locator=where, report=StageReport("follow"))
     return report, outcomes
+
+
+def _localize(result: ParseResult, base: Path) -> None:
+    """Local paths in a links file are relative to it, and may be read only when they lie in its
+    folder or below: a links file is the list form of ``tidings add`` (the README demo links
+    pages saved beside it), but one handed to us must not reach ``/etc`` or ``~/.ssh``."""
+    folder = base.resolve()
+    for record in result.items:
+        if not record.url or not is_local_reference(record.url):
+            continue
+        try:
+            record.url = resolve_local(record.url, base)
+            target = local_path(record.url)
+        except (ValueError, OSError, FetchError):
+            continue  # the fetcher refuses it with its own reason
+        if target is not None and target.resolve().is_relative_to(folder):
+            record.extra["local"] = True
 
 
 def _read_stdin() -> bytes:

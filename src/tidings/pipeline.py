@@ -171,7 +171,11 @@ def ingest(
 
 
 def _fetchable(url: str) -> bool:
-    return "://" in url and not url.startswith(("post:", "note:", "blog:"))
+    """Whether ``url`` may be fetched without the user having named it: anything but the local
+    disk (``file:`` URLs and bare paths). Other schemes are refused by the fetcher with a reason."""
+    from .sources.http import is_local_reference  # imported here: this file's imports are shared ground
+
+    return not is_local_reference(url)
 
 
 def pending_fetch(session: Session, *, retry_failed: bool = False) -> list[Item]:
@@ -236,6 +240,20 @@ def fetch_and_extract(
         # Links a user added are fetched as feed readers do; links tidings found by itself
         # (``import --follow-links``) must first be allowed by the site's robots.txt.
         followed = [(fetch_url_of(item), item.id) for item in pending if (item.extra or {}).get("followed")]
+        # The disk is read only for paths the user named (``tidings add PATH``, a links file's own
+        # folder); a file: URL or bare path found inside an imported document is untrusted input.
+        local = [(url, item.id) for item in pending
+                 if not _fetchable(url := fetch_url_of(item)) and not (item.extra or {}).get("local")]
+    for url, item_id in local:
+        with store.session() as session:
+            item = session.get(Item, item_id)
+            assert item is not None
+            record_failure(item, "local_file_refused",
+                           f"{url}: a local file named inside an imported document is not read; "
+                           "add it with `tidings add PATH` to read it", transient=False)
+        report.fail(url, "local_file_refused")
+        todo.pop(url, None)
+    followed = [(url, item_id) for url, item_id in followed if url in todo]
     for url, item_id in followed:
         if not robots_allowed(url, policy):
             with store.session() as session:

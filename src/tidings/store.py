@@ -282,9 +282,10 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     # The CLI and the web server may write at once: wait instead of failing with "database is locked".
+    # First, so that switching a new file to WAL (which needs a write lock) waits too.
     cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -316,20 +317,61 @@ def current_revision(engine: Engine) -> str | None:
         return None
 
 
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """Hold an exclusive OS lock on ``<db>.lock`` beside a SQLite file while migrating.
+
+    Two ``tidings`` processes started at once on a store that does not exist yet would both see
+    no schema and both run the first migration ("table alembic_version already exists"). SQLite's
+    own locks do not cover Alembic's check-then-create, so the whole upgrade is serialised here;
+    the lock is released when the file is closed, even if the process dies. Other databases and
+    in-memory stores take no lock (a server database serialises DDL itself; memory is private)."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    with open(f"{database}.lock", "a+b") as handle:
+        _lock_file(handle.fileno())
+        yield  # closing the file releases the lock
+
+
+def _lock_file(fd: int) -> None:
+    """Block until this process holds an exclusive lock on ``fd``."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # retries for ~10 s, then raises
+                return
+            except OSError:
+                continue
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision; the one place migrations run.
 
-    A store already at head skips Alembic entirely: importing it costs more than most commands."""
-    if current_revision(engine) == head_revision():
+    A store already at head skips Alembic entirely: importing it costs more than most commands.
+    Safe when several processes open a new store at once: the upgrade runs under
+    :func:`_migration_lock`, and the revision is read again once the lock is held (the process
+    that waited finds the schema another one just created)."""
+    head = head_revision()
+    if current_revision(engine) == head:
         return
     from alembic import command
     from alembic.config import Config as AlembicConfig
 
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
+    with _migration_lock(engine):
+        if current_revision(engine) == head:
+            return
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "head")
 
 
 class Store:
@@ -373,7 +415,26 @@ def open_store(path: str | Path) -> Store:
     return Store(engine)
 
 
+def _take_write_lock(session: Session) -> None:
+    """On SQLite, start the session's transaction as ``BEGIN IMMEDIATE`` if it has not begun.
+
+    SQLite begins a transaction only at the first write, so two processes importing the same
+    file both read "no such source / item", then both insert: a UNIQUE error for the second.
+    Taking the write lock before the first read makes each read-then-write session atomic; the
+    other process waits (busy_timeout) instead of failing. A session that already wrote is
+    already holding the lock, and is left alone."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    raw = connection.connection.driver_connection
+    if raw is not None and not raw.in_transaction:
+        raw.execute("BEGIN IMMEDIATE")
+
+
 def get_or_create_source(session: Session, kind: str, locator: str, **fields: Any) -> Source:
+    """The source row, created if new. Called first in every ingest session, it takes the write
+    lock for that session (see :func:`_take_write_lock`), so concurrent imports never collide."""
+    _take_write_lock(session)
     source = session.scalar(select(Source).where(Source.kind == kind, Source.locator == locator))
     if source is None:
         source = Source(kind=kind, locator=locator, **fields)

@@ -50,6 +50,7 @@ import yaml
 from ..errors import ImportFormatError
 from ..records import ItemRecord, ParseResult
 from ..textutil import calendar_day
+from . import YAMLLimitError, load_yaml
 from .social import (
     atx_heading,
     dedupe,
@@ -203,7 +204,9 @@ def _parse_yaml(source: str) -> tuple[dict[str, Any], str | None]:
         ]
     for text, loader, recovery in attempts:
         try:
-            data = yaml.load(text, Loader=loader)  # both loaders are SafeLoader subclasses
+            data = load_yaml(text, loader)  # both loaders are SafeLoader subclasses
+        except YAMLLimitError:
+            raise  # an alias bomb stays one on every retry, and the line reader must not see it either
         except RecursionError:
             # Absurd nesting: every retry would recurse just as deep, so go to the line reader.
             problem = problem or "YAML: nested too deeply"
@@ -439,7 +442,10 @@ def _parse(text: str, file: str, root: str | None) -> ItemRecord:
     kind, fm_lines, body_start, problem = _split_front_matter(lines)
     front: dict[str, Any] = {}
     if kind == "yaml":
-        front, problem = _parse_yaml("\n".join(fm_lines))
+        try:
+            front, problem = _parse_yaml("\n".join(fm_lines))
+        except YAMLLimitError as exc:
+            raise ImportFormatError(file, None, str(exc)) from None
     elif kind == "toml":
         front, problem = _parse_toml("\n".join(fm_lines))
 

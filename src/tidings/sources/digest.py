@@ -31,10 +31,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-import yaml
-
 from ..errors import ImportFormatError
 from ..records import Cover, DigestDoc, DigestEntry, RawBlock
+from . import YAMLLimitError, load_yaml
 
 MARKERS = ("📒", "⭐️", "⭐", "🌟", "🌛")  # "⭐️" before "⭐" so the variation selector stays with it
 _MARKER_RE = re.compile(r"(?:(?:📒|⭐️|⭐|🌟|🌛)[ \t]*)+")
@@ -211,7 +210,11 @@ def split_front_matter(text: str, file: str = "<text>") -> tuple[str | None, str
         close = _FRONT_CLOSE_RE.fullmatch(text, pos, line_end)
         if close:
             raw = text[:line_end]
-            return raw, text[line_end:], parse_meta(text[first.end() : pos])
+            try:
+                meta = parse_meta(text[first.end() : pos])
+            except YAMLLimitError as exc:
+                raise ImportFormatError(file, 1, str(exc)) from None
+            return raw, text[line_end:], meta
         pos = line_end
     raise ImportFormatError(file, 1, "unclosed_front_matter")
 
@@ -220,9 +223,12 @@ _MALFORMED = object()
 
 
 def parse_meta(inner: str) -> dict[str, Any]:
-    """Front-matter keys. Malformed YAML falls back to one ``key: value`` line at a time."""
+    """Front-matter keys. Malformed YAML falls back to one ``key: value`` line at a time.
+    Raises YAMLLimitError for an alias bomb (which no fallback may read either)."""
     try:
-        data = yaml.safe_load(inner)
+        data = load_yaml(inner)
+    except YAMLLimitError:
+        raise
     except Exception:  # YAMLError, but also ValueError from impossible dates like 2024-13-45
         data = _MALFORMED
     if data is None:
@@ -236,7 +242,9 @@ def parse_meta(inner: str) -> dict[str, Any]:
             continue
         key, value = match.group(1), match.group(2)
         try:
-            meta[key] = yaml.safe_load(value) if value else None
+            meta[key] = load_yaml(value) if value else None
+        except YAMLLimitError:
+            raise
         except Exception:
             meta[key] = value
     return meta

@@ -11,7 +11,7 @@ import email.utils
 import html
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
@@ -22,6 +22,7 @@ import lxml.html
 
 from ..errors import ImportFormatError
 from ..records import ItemRecord
+from . import decode_as
 from .http import FetchPolicy, fetch
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ class ParsedFeed:
     items: list[ItemRecord]
     errors: list[Exception]  # ImportFormatError: the whole feed, or one rejected entry each
     bozo_reason: str | None  # a problem we parsed around (bad encoding, ill-formed XML), else None
+    # Lines whose undecodable bytes were dropped: the feed still parsed, but an import reports them.
+    damage: list[ImportFormatError] = field(default_factory=list)
 
 
 @dataclass
@@ -102,11 +105,16 @@ def _codec(name: str | None) -> str | None:
         return None
 
 
-def _decode(content: bytes, content_type: str | None) -> tuple[str, str | None]:
-    """Bytes → text, and a note when we had to guess or repair. Never raises."""
+Damage = list[tuple[int, str]]
+"""``(line, what)`` for each line whose bad bytes were dropped."""
+
+
+def _decode(content: bytes, content_type: str | None) -> tuple[str, str | None, Damage]:
+    """Bytes → text, a note when we had to guess or repair, and the damaged lines. Never raises."""
     for bom, enc in _BOMS:
         if content.startswith(bom):
-            return content[len(bom) :].decode(enc, errors="replace"), None
+            decoded = decode_as(content[len(bom) :], enc, reject_lines=False)
+            return decoded.text, None, decoded.problems
 
     head = content[:1024].lstrip()
     decl = _XML_DECL.match(head)
@@ -129,28 +137,30 @@ def _decode(content: bytes, content_type: str | None) -> tuple[str, str | None]:
         pass
     else:
         wrong = declared not in (None, "utf-8") and not content.isascii()
-        return text, (f"declared {declared_raw} but is UTF-8" if wrong else None)
+        return text, (f"declared {declared_raw} but is UTF-8" if wrong else None), []
 
     for enc in (declared, header):
         if enc and enc != "utf-8":
             try:
-                return content.decode(enc), None
+                return content.decode(enc), None, []
             except UnicodeDecodeError:
                 continue
-    if declared in (None, "utf-8") and header in (None, "utf-8"):
-        # Labelled (or by XML's default) UTF-8 but damaged, e.g. titles cut mid-character: keep
-        # the valid text rather than re-reading everything as some single-byte charset.
-        return content.decode("utf-8", errors="replace"), "invalid UTF-8 bytes replaced"
-    enc = declared or header or "utf-8"
-    return content.decode(enc, errors="replace"), f"bytes invalid in {enc} replaced"
+    # Labelled (or by XML's default) UTF-8 but damaged, e.g. titles cut mid-character: keep the
+    # valid text rather than re-reading everything as some single-byte charset. The bad bytes are
+    # dropped, never turned into U+FFFD, and each damaged line is named.
+    enc = "utf-8" if declared in (None, "utf-8") and header in (None, "utf-8") else declared or header or "utf-8"
+    decoded = decode_as(content, enc, reject_lines=False)
+    # "replaced" is the wording callers know; the bytes are dropped now, never made U+FFFD.
+    note = "invalid UTF-8 bytes replaced" if enc == "utf-8" else f"bytes invalid in {enc} replaced"
+    return decoded.text, note, decoded.problems
 
 
-def _normalise_xml(content: bytes, content_type: str | None) -> tuple[bytes, int, str | None]:
+def _normalise_xml(content: bytes, content_type: str | None) -> tuple[bytes, int, str | None, Damage]:
     """Transcode to UTF-8 with a matching declaration, dropping what comes before it.
 
     Returns the new bytes, how many lines were removed at the start (to keep error line numbers
     pointing into the original file), and a repair note."""
-    text, note = _decode(content, content_type)
+    text, note, damage = _decode(content, content_type)
     stripped = text.lstrip("\ufeff \t\r\n")
     removed_lines = text[: len(text) - len(stripped)].count("\n")
     if removed_lines and stripped.startswith("<?xml"):
@@ -163,7 +173,7 @@ def _normalise_xml(content: bytes, content_type: str | None) -> tuple[bytes, int
         decl = f'<?xml version="{version.group(1) if version else "1.0"}" encoding="utf-8"'
         decl += f' standalone="{standalone.group(1)}"?>' if standalone else "?>"
         stripped = decl + stripped[m.end() :]
-    return stripped.encode("utf-8"), removed_lines, note
+    return stripped.encode("utf-8"), removed_lines, note, damage
 
 
 # --------------------------------------------------------------------------- sniffing
@@ -422,7 +432,8 @@ def parse_feed(
 def _parse(content: bytes, *, url: str | None, content_type: str | None, where: str) -> ParsedFeed:
     if not content or not content.strip():
         return ParsedFeed(None, None, [], [ImportFormatError(where, None, "empty document")], None)
-    data, removed_lines, note = _normalise_xml(content, content_type)
+    data, removed_lines, note, damage = _normalise_xml(content, content_type)
+    damaged = [ImportFormatError(where, line, what) for line, what in damage]
     headers = {"content-type": "application/xml; charset=utf-8"}
     if url and _is_absolute(url):
         headers["content-location"] = url
@@ -439,7 +450,7 @@ def _parse(content: bytes, *, url: str | None, content_type: str | None, where: 
             ok, why = looks_like(content)
             if not ok:
                 reason = f"not a feed ({why})" + (f"; {reason}" if bozo_exc is not None else "")
-            return ParsedFeed(None, None, [], [ImportFormatError(where, line, reason)], note)
+            return ParsedFeed(None, None, [], [ImportFormatError(where, line, reason)], note, damaged)
 
     bozo_reason = (
         "; ".join(r for r in (note, _reason(bozo_exc) if bozo_exc is not None else None) if r) or None
@@ -480,7 +491,7 @@ def _parse(content: bytes, *, url: str | None, content_type: str | None, where: 
                 "gives no absolute base; pass the feed's URL",
             )
         )
-    return ParsedFeed(_entry_title(feed), feed_link, items, errors, bozo_reason)
+    return ParsedFeed(_entry_title(feed), feed_link, items, errors, bozo_reason, damaged)
 
 
 def _item(entry: Any, bases: list[str], language: str | None) -> tuple[ItemRecord | None, str | None]:

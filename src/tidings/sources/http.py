@@ -252,6 +252,20 @@ def _local_path(url: str) -> Path | None:
     return None
 
 
+def local_path(url: str) -> Path | None:
+    """The path a local-file reference (``file:`` URL or bare path) names, or None for other URLs.
+    Raises FetchError (bad_scheme) for a ``file:`` URL on another host."""
+    return _local_path(url)
+
+
+def is_local_reference(url: str) -> bool:
+    """Whether fetching ``url`` would read the local disk rather than the network."""
+    try:
+        return _local_path(url) is not None
+    except FetchError:
+        return True  # file://otherhost/...: not the network either (fetch refuses it)
+
+
 def _check_http(url: str, policy: FetchPolicy) -> None:
     """Raise _Refused unless ``url`` is an http(s) URL to a host we may reach."""
     parts = urlsplit(url)

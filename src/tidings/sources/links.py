@@ -18,6 +18,7 @@ from ..records import ItemRecord, ParseResult
 _MD_LINK = re.compile(r"^\[(?P<title>(?:\\.|[^\]\\])*)\]\((?P<url>[^)\s]+)(?:\s+\"[^\"]*\")?\)(?P<rest>.*)$")
 _BARE = re.compile(r"^(?P<url>\S+)(?P<rest>.*)$")
 _SEPARATOR = re.compile(r"^\s*[。：:\-—]+\s*")
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f]")
 _ACCEPTED = re.compile(r"^(https?://|file://|/|\./|\.\./|~/)", re.IGNORECASE)
 
 
@@ -54,6 +55,11 @@ def parse_links(text: str, *, file: str | None = None) -> ParseResult:
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
+            continue
+        if _CONTROL.search(stripped):
+            # A URL with a NUL or a control byte in it names nothing; the line goes, not the file.
+            what = "a NUL byte" if "\x00" in stripped else "a control character"
+            result.errors.append(ImportFormatError(file or "-", number, f"{what}: line rejected"))
             continue
         record = parse_link_line(stripped)
         if record is None:
