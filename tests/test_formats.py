@@ -4,11 +4,14 @@ Markdown and HTML, and the default Docusaurus output unchanged, on real shared w
 from __future__ import annotations
 
 import os
+import re
 from datetime import date
+from html import escape
 from pathlib import Path
 
 import pytest
 import yaml
+from markdown_it import MarkdownIt
 from typer.testing import CliRunner
 from weblib import MARKER_WEEK, WEEK, copy_db, week_db
 
@@ -16,6 +19,7 @@ from tidings import curate, formats
 from tidings.cli import app
 from tidings.config import Config
 from tidings.publish import RENDERERS
+from tidings.records import DigestEntry
 from tidings.sources.digest import split_front_matter
 from tidings.store import open_store
 
@@ -144,3 +148,27 @@ def test_markdown_and_html_formats(db: Path) -> None:
 def test_a_bad_format_is_a_usage_error(db: Path) -> None:
     result = CliRunner().invoke(app, ["--db", str(db), "digest", "--week", WEEK, "--format", "pdf"])
     assert result.exit_code != 0
+
+
+def test_fetched_text_carries_no_html_into_any_format(db: Path) -> None:
+    """A new entry's fetched title and summary come out as text in every format, while the
+    imported week around it stays as the curator wrote it."""
+    store = open_store(db)
+    doc = curate.load_doc(store, date.fromisoformat(WEEK), Config())
+    store.close()
+    assert doc is not None
+    title = "<script>alert(1)</script> Box<dyn Trait> {{< shortcode >}} {% tag %}"
+    summary = "<img src=x onerror=alert(1)> {prompt, response} a_b*c*\n\n<!--more-->\n# heading"
+    doc.blocks.append(DigestEntry(url_raw="https://x.example/", title_raw=title, separator="。", summary=summary, section=SECTIONS[3]))
+    shown = f"《{title}》。" + summary.replace("\n\n", " ").replace("\n", " ")
+    for fmt in ("hugo", "jekyll", "markdown"):
+        _raw, body, _meta = split_front_matter(formats.render(doc, fmt))
+        [line] = [line for line in body.split("\n") if "dyn Trait" in line]
+        assert re.search(r"(?<!\\)[<{]", line) is None, (fmt, line)  # no tag, shortcode, Liquid or JSX
+        # CommonMark with raw HTML on, unsanitized: what a generator that allows HTML would emit.
+        html = MarkdownIt("commonmark").render(body)
+        assert "<script" not in html and "<img src=x" not in html and "<h1>heading" not in html, fmt
+        assert escape(shown, quote=False) in re.sub(r"<[^>]*>", "", html), (fmt, html)
+    page = formats.render(doc, "html")
+    assert "<script" not in page and "<img src=x" not in page
+    assert escape(shown, quote=False) in re.sub(r"<[^>]*>", "", page)

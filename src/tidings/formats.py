@@ -4,7 +4,11 @@ Each starts from the Docusaurus rendering (so edits, drops and moves show the sa
 swaps the front matter for its own and turns Docusaurus-only syntax into portable Markdown:
 ``:::tip`` admonitions become block quotes, MDX ``import`` lines go, ``<!--truncate-->`` becomes
 ``<!--more-->``. ``register`` adds them to ``publish.RENDERERS``; ``output_path`` gives each
-format's directory layout under ``--out``."""
+format's directory layout under ``--out``.
+
+Text from fetched pages and LLMs is escaped once, where entries are rendered
+(``publish.escape_markdown``), so it reaches every format as plain text: no raw HTML, JSX,
+Hugo shortcodes or excerpt markers from a page."""
 
 from __future__ import annotations
 
@@ -154,8 +158,13 @@ def render_jekyll(doc: DigestDoc, template_dir: str | Path | None = None) -> str
 
 def render_markdown(doc: DigestDoc, template_dir: str | Path | None = None) -> str:
     """Plain CommonMark: the title as a heading, no front matter."""
+    from .publish import escape_markdown
+
     body = portable_markdown(_body(doc, template_dir)).lstrip("\n")
-    return f"# {_title(doc)}\n\n{body}"
+    # The title is front matter, plain text to every generator; as a heading it would be Markdown,
+    # and a "#" at its end would close the heading.
+    title = re.sub(r"#+$", lambda m: "\\#" * len(m.group()), escape_markdown(_title(doc)))
+    return f"# {title}\n\n{body}"
 
 
 def render_html(doc: DigestDoc, template_dir: str | Path | None = None) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -29,15 +30,96 @@ _BLANK_END_RE = re.compile(r"(?:\A|\n)[ \t\r]*\n\Z")
 # --- Markdown pieces -----------------------------------------------------------------------------
 
 
-def escape_link_text(text: str) -> str:
-    """Link text that stays one link: brackets escaped, and backslashes that would escape."""
+# Characters that open or close inline syntax anywhere in a line. CommonMark: code spans,
+# links and images (``[``, ``]``), autolinks and raw HTML (``<``); MDX on top: JSX (``<``) and
+# JavaScript expressions (``{``, ``}``). All are ASCII punctuation, so a backslash before each one
+# is a character escape in CommonMark, GFM and MDX alike and renders as the plain character.
+_INLINE_SPECIAL_RE = re.compile(r"[`{}\[\]<]")
+# A backslash is literal unless it escapes ASCII punctuation (or ends the text, where it could
+# escape what the template puts next): only those need doubling, so ``\d`` stays readable.
+_ESCAPING_BACKSLASH_RE = re.compile(r"\\(?=[!-/:-@\[-`{-~]|\Z)")
+# Emphasis (``*``, ``_``) and GFM strikethrough (``~``) delimiter runs. A run with whitespace on
+# both sides can neither open nor close (CommonMark's flanking rules, which MDX and GFM share), nor
+# can an ``_`` run inside a word (``snake_case``): those stay as they are, every other is escaped.
+_DELIMITER_RUN_RE = re.compile(r"\*+|_+|~+")
+_WORD_CHAR_RE = re.compile(r"[^\W_]")
+# ``-->`` ends a comment; escaped, ``<!--truncate-->`` and ``<!--more-->`` (which Docusaurus, Hugo
+# and Jekyll look for in the raw source to cut the excerpt) are no longer there to find.
+_COMMENT_END_RE = re.compile(r"(?<=--)>")
+# ``&`` only matters where it would start a character reference (``&amp;``, ``&#60;``).
+_ENTITY_START_RE = re.compile(r"&(?=#[0-9]{1,7};|#[xX][0-9a-fA-F]{1,6};|[A-Za-z][A-Za-z0-9]{0,31};)")
+# Block syntax that only counts at the start of a line: ATX headings, block quotes, list items,
+# thematic breaks and setext underlines, Docusaurus directives (``:::tip``, ``::leaf``), ordered
+# lists (``1.``). ``*``, ``_``, ``~`` and backticks there are escaped already. A ``:name`` inside a
+# line is a text directive to remark-directive, but with ``[`` and ``{`` escaped it can only be the
+# bare kind (``node:fs``), which Docusaurus turns back into its text: it needs no escape.
+_LINE_START_RE = re.compile(r"\A([#>+=:-]|[0-9]{1,9}(?=[.)]))")
+# MDX reads ``import``/``export`` at the start of a line as JavaScript (ESM); letters cannot be
+# backslash-escaped, but a character reference renders as the letter in CommonMark and MDX.
+_ESM_START_RE = re.compile(r"\A(?:import|export)(?![A-Za-z0-9_$])")
+# Line breaks of CommonMark and of the YAML/JS readers downstream, with the space around them.
+_LINE_BREAK_RE = re.compile(r"\s*[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]\s*")
+# Link destinations that run script when clicked.
+_SCRIPT_SCHEME_RE = re.compile(r"^\s*(?:javascript|vbscript|data):", re.IGNORECASE)
+
+
+def _is_space(char: str) -> bool:
+    # Whitespace to CommonMark and to micromark (JS ``\s``) alike: not str.isspace, which also
+    # counts control characters such as U+001F that both read as ordinary characters.
+    return char in (" ", "\t") or (char != "" and unicodedata.category(char) == "Zs")
+
+
+def _escape_run(match: re.Match[str]) -> str:
+    run, text = match.group(), match.string
+    before = text[match.start() - 1] if match.start() else ""
+    after = text[match.end()] if match.end() < len(text) else ""
+    if _is_space(before) and _is_space(after):
+        return run
+    if run[0] == "_" and _WORD_CHAR_RE.match(before) and _WORD_CHAR_RE.match(after):
+        return run
+    return "".join("\\" + char for char in run)
+
+
+def escape_markdown(text: str, *, line_start: bool = True) -> str:
+    """Plain text (a fetched title, an extracted or LLM summary) as Markdown on one line that
+    CommonMark, GFM and MDX (Docusaurus 3 compiles ``.md`` as MDX) all render as exactly that text:
+    no emphasis, links, HTML, JSX or ``{expressions}`` from whatever the page or the model wrote.
+
+    Line breaks become spaces (an entry is one line; a blank line would end its paragraph).
+    ``line_start``: the text may start a line (a title without a link does), so block syntax at
+    its start is escaped too; link text and a summary after ``。`` pass False. Characters that
+    cannot start syntax where they stand are left alone, so the Markdown stays readable."""
+    text = _LINE_BREAK_RE.sub(" ", text).strip()
+    text = _ESCAPING_BACKSLASH_RE.sub(r"\\\\", text)
+    text = _DELIMITER_RUN_RE.sub(_escape_run, text)
+    text = _INLINE_SPECIAL_RE.sub(lambda m: "\\" + m.group(), text)
+    text = _ENTITY_START_RE.sub(r"\\&", text)
+    text = _COMMENT_END_RE.sub(r"\\>", text)
+    if not line_start:
+        return text
+    if _ESM_START_RE.match(text):
+        return f"&#{ord(text[0])};{text[1:]}"
+    match = _LINE_START_RE.match(text)
+    if match is None:
+        return text
+    if match.group(1).isdigit():  # "1. " / "1) " starts an ordered list: escape the dot
+        end = match.end()
+        return text[:end] + "\\" + text[end:]
+    return "\\" + text
+
+
+def _keep_one_link(text: str) -> str:
+    """The curator's own link text (an edited imported entry) kept as one link: brackets escaped,
+    and backslashes that would escape; the rest is the curator's Markdown and stays."""
     text = re.sub(r"\\(?=[!-/:-@\[-`{-~]|\Z)", r"\\\\", text)
     return text.replace("[", "\\[").replace("]", "\\]")
 
 
 def link_destination(url: str) -> str:
     """A plain URL as a link destination: in ``<>`` when spaces or unbalanced parentheses
-    would end it early."""
+    would end it early. Line breaks and other control characters, which no destination may hold
+    (the link would fall apart into text), are percent-encoded."""
+    url = re.sub(r"[\x00-\x1f\x7f\x85\u2028\u2029]", lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), url)
     if re.search(r"[\s<>]", url) or url.count("(") != url.count(")"):
         return "<" + url.replace("<", "%3C").replace(">", "%3E") + ">"
     return url
@@ -55,25 +137,44 @@ def _head_style(entry: DigestEntry) -> tuple[str, bool]:
     return head.prefix.rstrip("["), head.url_raw is not None
 
 
+def _plain_title(title_raw: str | None) -> str:
+    """A new entry's title as the page gave it. Not ``DigestEntry.title``: that undoes Markdown
+    escapes, and a fetched title is not Markdown (``Regex \\d and \\.`` keeps both backslashes).
+    Only a 《》 wrapper around the whole title goes, since the one-line style adds its own."""
+    text = (title_raw or "").strip()
+    if len(text) >= 2 and text[0] == "《" and text[-1] == "》" and "》" not in text[1:-1]:
+        text = text[1:-1].strip()
+    return text
+
+
 def entry_markdown(entry: DigestEntry) -> str:
     """An entry's text rebuilt from its parts, without the blank line after it.
 
     ``[《title》](url)。summary`` with a summary, ``[title](url)`` without. A summary on the lines
     below the link (marker notes, nested bullets) keeps the line break it had, and such titles
-    keep their plain look: the 《》 belong to the one-line style."""
+    keep their plain look: the 《》 belong to the one-line style.
+
+    An imported entry's parts are the curator's Markdown and stay Markdown; a new entry's are
+    plain text from a fetched page, an extractor or an LLM, and go through ``escape_markdown``,
+    so nothing in them becomes markup, HTML, JSX or script in any output format."""
     prefix, linked = _head_style(entry)
-    title = entry.title or ""
+    curators = entry.verbatim is not None
+    title = (entry.title or "") if curators else _plain_title(entry.title_raw)
     summary = (entry.summary or "").rstrip()
     multiline = bool(entry.separator and "\n" in entry.separator)
+    if not curators:
+        summary = escape_markdown(summary, line_start=multiline)  # on a line of its own, or after "。"
     url = entry.url_raw.strip() if entry.url_raw else None
+    if not curators and url and _SCRIPT_SCHEME_RE.match(url):
+        url = None  # a javascript: link from a feed is shown as its title, not made clickable
     if linked and url:
         text = f"《{title}》" if summary and not multiline else title
         # A parsed destination is Markdown already (title attribute and all); a new one is a URL.
-        destination = url if entry.verbatim is not None else link_destination(url)
-        head = f"[{escape_link_text(text)}]({destination})"
+        destination = url if curators else link_destination(url)
+        head = f"[{_keep_one_link(text) if curators else escape_markdown(text, line_start=False)}]({destination})"
     else:
         # A marker note headed by plain text: its URL (a "> https://…" line) is in its summary.
-        head = (entry.title_raw or "").strip() if entry.verbatim is not None else title
+        head = (entry.title_raw or "").strip() if curators else escape_markdown(title)
     if not summary:
         return prefix + head
     separator = entry.separator if multiline and entry.separator else "。"
@@ -195,8 +296,18 @@ class _SectionView:
     entries: list[_EntryView]
 
 
+# Plain scalars that YAML 1.2 (js-yaml, which reads Docusaurus front matter) takes for a number
+# though PyYAML (YAML 1.1) reads them as strings: ``1e3``, ``0o17``.
+_YAML12_NUMBER_RE = re.compile(
+    r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|0o[0-7]+|0x[0-9a-fA-F]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)"
+)
+# Characters JSON leaves raw but YAML reads as a line break or refuses in a document.
+_YAML_RAW_UNSAFE_RE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
+
+
 def yaml_value(value: Any, *, flow: bool = False) -> str:
-    """A front-matter value on one line, plain when YAML reads it back unchanged."""
+    """A front-matter value on one line, plain when YAML (1.1 and 1.2) reads it back unchanged,
+    else double-quoted with every line break and control character escaped."""
     if isinstance(value, list | tuple):
         return "[" + ", ".join(yaml_value(v, flow=True) for v in value) + "]"
     if isinstance(value, str):
@@ -204,9 +315,12 @@ def yaml_value(value: Any, *, flow: bool = False) -> str:
             plain_ok = (yaml.safe_load(f"[{value}]") == [value]) if flow else (yaml.safe_load(value) == value)
         except yaml.YAMLError:
             plain_ok = False
+        plain_ok = plain_ok and not _YAML12_NUMBER_RE.fullmatch(value) and not _YAML_RAW_UNSAFE_RE.search(value)
         if plain_ok and value == value.strip() and "\n" not in value and value:
             return value
-        return json.dumps(value, ensure_ascii=False)  # a JSON string is a YAML double-quoted one
+        # A JSON string is a YAML double-quoted one, once the characters JSON leaves raw are escaped.
+        quoted = json.dumps(value, ensure_ascii=False)
+        return _YAML_RAW_UNSAFE_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
     if isinstance(value, date | datetime):
@@ -247,14 +361,18 @@ def _environment(template_dir: str | Path | None) -> Environment:
             raise ConfigError(f"digest.template_dir: not a directory: {path}")
         loaders.append(FileSystemLoader(str(path)))
     loaders.append(PackageLoader("tidings", "templates"))
-    return Environment(
+    env = Environment(
         loader=ChoiceLoader(loaders),
-        autoescape=False,  # Markdown, not HTML
+        autoescape=False,  # Markdown, not HTML: entry.markdown is escaped already (escape_markdown)
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
         undefined=StrictUndefined,
     )
+    # A template of one's own that shows entry.title or entry.summary (plain text) writes
+    # ``{{ entry.title | md }}`` to get them as safely as entry.markdown has them.
+    env.filters["md"] = escape_markdown
+    return env
 
 
 def _render_new(doc: DigestDoc, template_dir: str | Path | None) -> str:
