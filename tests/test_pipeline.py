@@ -130,7 +130,9 @@ def test_bad_input_is_recorded_and_the_run_goes_on(
             encoding="utf-8",
         )
         db = str(tmp_path / "t.db")
-        urls = [server.url(p) for p in routes] + [str(tmp_path / "no-such-page.html"), "http://10.0.0.1/private"]
+        # A path that does not exist is refused by `add` itself (exit 2, nothing stored): a usage error.
+        assert tidings(capsys, "--db", db, "add", str(tmp_path / "no-such-page.html"))[0] == 2
+        urls = [server.url(p) for p in routes] + ["http://10.0.0.1/private"]
         assert tidings(capsys, "--db", db, "--config", str(config), "add", *urls)[0] == 0
         with no_traffic_off_machine():  # a guard bug can never send traffic off the machine
             code, _, err = tidings(capsys, "--db", db, "--config", str(config), "fetch")
@@ -145,7 +147,6 @@ def test_bad_input_is_recorded_and_the_run_goes_on(
         "huge": "too_large",
         "binary": "binary",
         "empty": "empty",
-        "no-such-page.html": "file_not_found",
         "private": "private_host",
     }
     for name, reason in expected.items():

@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session, selectinload
 from .config import Config
 from .errors import ConfigError, UsageError
 from .formats import write_if_changed
-from .pipeline import classify_items, fetch_url_of, summarize_items, upsert_record
+from .pipeline import fetch_url_of, upsert_record
+from .pipeline import run as run_stages
 from .publish import new_digest_doc
 from .records import Cover, DigestDoc, DigestEntry, ItemRecord, RawBlock
 from .sources.digest import split_front_matter, trailing_ws
@@ -526,14 +527,12 @@ def resummarize(store: Store, config: Config, entry_id: int) -> str:
         item = entry.item
         if not item.text:
             raise UsageError("no extracted text to summarize: the page has not been fetched")
-        item_id, old = item.id, (item.summary, item.summary_origin)
-        item.summary = None
-    report = summarize_items(store, config, item_ids=[item_id])
+        item_id = item.id
+    [report] = run_stages(store, config, stages=["summarize"], item_ids=[item_id], force=True)
     with store.session() as session:
         entry = session.get(DigestEntryRow, entry_id)
         assert entry is not None and entry.item is not None
         if not report.done or entry.item.summary is None:
-            entry.item.summary, entry.item.summary_origin = old
             raise UsageError("the text is too short for a summary; the old one was kept")
         show_item_summary(session, entry)
         return f"summary rewritten ({entry.item.summary_origin})"
@@ -547,14 +546,11 @@ def reclassify(store: Store, config: Config, entry_id: int) -> str:
         if entry is None or entry.item is None:
             raise UsageError("no such item")
         item_id = entry.item.id
-        old = (entry.item.section, entry.item.section_confidence, entry.item.section_origin)
-        entry.item.section = None
-    report = classify_items(store, config, item_ids=[item_id])
+    [report] = run_stages(store, config, stages=["classify"], item_ids=[item_id], force=True)
     with store.session() as session:
         item = session.get(Item, item_id)
         assert item is not None
         if not report.done or item.section is None:
-            item.section, item.section_confidence, item.section_origin = old
             return "the classifier had no answer; the section was kept"
         confidence = f" ({item.section_confidence:.2f})" if item.section_confidence is not None else ""
         return f"classified as {item.section}{confidence} by {item.section_origin}"

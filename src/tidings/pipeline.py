@@ -8,6 +8,7 @@ Stages never repeat work on unchanged items: that is what makes every command id
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from . import dedupe, summarize
 from .classify import Classifier, item_doc, section_classifier
 from .config import Config
-from .errors import ExtractError, FetchError
+from .errors import ExtractError, FetchError, UsageError
 from .records import ItemRecord
 from .sources.http import FetchPolicy, fetch_many, robots_allowed
 from .store import (
@@ -502,3 +503,105 @@ def item_json(item: Item, *, with_text: bool = True) -> dict[str, Any]:
 
 def touch_seen(item: Item) -> None:
     item.seen_at = utcnow()
+
+
+# --- the one loop --------------------------------------------------------------------------
+
+STAGES: tuple[str, ...] = ("fetch", "dedupe", "summarize", "classify")
+"""Stage names in the order items advance through them."""
+
+StageProgress = Callable[[str], AbstractContextManager[Progress]]
+"""``progress(stage)`` opens one stage's progress reporter (the CLI's bar, the web job's counter)."""
+
+
+def _no_progress(_stage: str) -> AbstractContextManager[Progress]:
+    return nullcontext(_silent)
+
+
+# What ``force`` forgets before a stage runs again, and may put back when the stage finds nothing.
+_FORCE_FIELDS = {
+    "summarize": ("summary", "summary_origin"),
+    "classify": ("section", "section_confidence", "section_origin"),
+}
+
+
+def _forget(store: Store, stage: str, item_ids: Iterable[int] | None) -> dict[int, tuple[Any, ...]]:
+    """Clear a stage's result so it is recomputed. A human's result is cleared only for items named
+    one by one (the curator asked for that item); a forced run over everything never touches it."""
+    names = _FORCE_FIELDS[stage]
+    origin = getattr(Item, names[-1])
+    with store.session() as session:
+        query = select(Item).where(Item.duplicate_of_id.is_(None))
+        if item_ids is None:
+            query = query.where(or_(origin.is_(None), origin != "human"))
+        else:
+            query = query.where(Item.id.in_(list(item_ids)))
+        old: dict[int, tuple[Any, ...]] = {}
+        for item in session.scalars(query):
+            old[item.id] = tuple(getattr(item, name) for name in names)
+            for name in names:
+                setattr(item, name, None)
+    return old
+
+
+def _restore(store: Store, stage: str, old: dict[int, tuple[Any, ...]]) -> None:
+    """Put back what a forced stage could not replace: an old summary beats none."""
+    names = _FORCE_FIELDS[stage]
+    with store.session() as session:
+        for item in session.scalars(select(Item).where(Item.id.in_(list(old)))):
+            if getattr(item, names[0]) is None:
+                for name, value in zip(names, old[item.id], strict=True):
+                    setattr(item, name, value)
+
+
+def run(
+    store: Store,
+    config: Config,
+    *,
+    stages: Iterable[str] = STAGES,
+    item_ids: Iterable[int] | None = None,
+    force: bool = False,
+    policy: FetchPolicy | None = None,
+    llms: dict[str, Any] | None = None,
+    classifier: Classifier | None = None,
+    progress: StageProgress = _no_progress,
+) -> list[StageReport]:
+    """Advance items through ``stages`` (in :data:`STAGES` order): the one way anything moves items on.
+
+    The CLI's ``run``/``fetch``/``dedupe``/``summarize``/``classify``, the web's add-links jobs and
+    their resume, and the week view's one-item re-runs all call this. Each stage selects the items
+    that still need it (limited to ``item_ids`` when given) and commits per item or batch, so a
+    killed run resumes where it stopped. ``force`` re-does a stage's work: fetch retries failed
+    items, summarize and classify recompute machine results (for items named in ``item_ids``, any
+    result), keeping the old one when the stage finds nothing new. ``llms`` maps a task
+    (``"summarize"``, ``"classify"``) to an :class:`tidings.llm.LLM`; without one, the offline
+    default runs.
+
+    >>> reports = run(store, config, stages=["summarize"], item_ids=[42], force=True)  # doctest: +SKIP
+    """
+    wanted = list(stages)
+    unknown = [stage for stage in wanted if stage not in STAGES]
+    if unknown:
+        raise UsageError(f"unknown stage(s) {', '.join(unknown)}; the stages are {', '.join(STAGES)}")
+    ids = None if item_ids is None else list(item_ids)
+    llms = llms or {}
+    reports: list[StageReport] = []
+    for stage in (s for s in STAGES if s in wanted):
+        old = _forget(store, stage, ids) if force and stage in _FORCE_FIELDS else {}
+        with progress(stage) as tick:
+            if stage == "fetch":
+                report = fetch_and_extract(
+                    store, policy or FetchPolicy(), retry_failed=force, progress=tick, item_ids=ids
+                )
+            elif stage == "dedupe":
+                report = dedupe_items(store, progress=tick)
+            elif stage == "summarize":
+                report = summarize_items(store, config, progress=tick, item_ids=ids, llm=llms.get("summarize"))
+            else:
+                report = classify_items(
+                    store, config, classifier=classifier, progress=tick, item_ids=ids, llm=llms.get("classify")
+                )
+        if old:
+            _restore(store, stage, old)
+        reports.append(report)
+    return reports
