@@ -16,6 +16,13 @@ An optional ``https://x.com/<handle>/status/<id>`` line right under the author l
 post's own URL when ``<handle>`` is the author's; otherwise it is a quoted post and stays in
 the body (and in ``links``).
 
+Other exports of the same archives write these header lines in other orders (``### 286``, the
+date, the status URL, the name, ``@op7418``), with any blank lines among them. Each header line
+is therefore known by its shape (bare date, bare ``@handle``, status URL, short name), not by its
+position, and the header ends at the first line that is none of these or repeats a kind already
+read. A block whose header cannot be read is rejected on its own, with its line number; it is
+never folded into its neighbour.
+
 This module also holds the small text helpers (language guess, link and hashtag finding, code
 fence masks, stable ids) that the notes and blog parsers share.
 """
@@ -339,7 +346,21 @@ class _Header:
     date: datetime
     layout: str  # inline | stacked
     author_url: str | None
-    body_start: int  # index into the file's lines
+    body_start: int  # index into the file's lines: the first line after the header lines
+    status: int | None  # index of the status URL line among the header lines, if any
+    status_last: bool  # that status line was the last header line (the canonical position)
+
+
+@dataclass
+class _HeaderScan:
+    """What the header lines of one block have said so far; each kind of line is read once."""
+
+    date: datetime | None = None
+    name: str | None = None
+    handle: str | None = None
+    status: int | None = None
+    inline: bool = False
+    last: int = -1  # index of the last header line taken
 
 
 def _plausible_name(text: str) -> bool:
@@ -349,6 +370,19 @@ def _plausible_name(text: str) -> bool:
     if text[0] in "#>-*+![|`" or text[-1] in "。！？!?.,，：:；;":
         return False
     return True
+
+
+# Sentence punctuation or an @mention anywhere in a line: names do not have them, first lines
+# of posts often do.
+_NOT_A_NAME_RE = re.compile(r"[，。：；！？、《》「」『』“”]|[,;:!?](?:\s|$)|@[A-Za-z0-9_]")
+
+
+def _name_shaped(text: str) -> bool:
+    """Stricter than _plausible_name, for a name line that comes after both the date and the
+    @handle: there it could as well be the post's first line. A short unpunctuated first line
+    under a name-less header is still read as a name; no export we know writes such headers."""
+    name = _split_name_url(text)[0]
+    return _plausible_name(name) and not _NOT_A_NAME_RE.search(name)
 
 
 def _split_name_url(name: str) -> tuple[str, str | None]:
@@ -394,71 +428,110 @@ def _next_nonblank(lines: Sequence[str], i: int, end: int) -> int:
     return i
 
 
-def _parse_header(lines: Sequence[str], start: int, end: int) -> _Header | str:
-    """Read the author lines of a block (``lines[start:end]``, heading excluded)."""
-    i = _next_nonblank(lines, start, end)
-    if i >= end:
-        return "block has no author line"
-    first = lines[i].strip()
-    if len(first) <= _MAX_HEADER_LINE:
-        inline = _parse_inline(first)
+def _is_header_line(line: str) -> bool:
+    """Lines that can only be header lines: a bare date, a bare @handle, a status URL."""
+    return bool(_DATE_ONLY_RE.match(line) or _HANDLE_ONLY_RE.match(line) or _STATUS_RE.match(line))
+
+
+def _take_header_line(scan: _HeaderScan, index: int, line: str, following: str) -> bool | str:
+    """Read ``line`` into ``scan`` when it is a header line the block still lacks.
+
+    True when taken, False when the header has ended (``line`` is body), or an error reason.
+    Exports write the date, name, @handle and status URL lines in different orders, so each is
+    recognised by its shape, not its position; a kind already seen ends the header."""
+    if scan.status is None and _STATUS_RE.match(line):
+        scan.status = index
+        return True
+    if scan.inline:  # a one-line author line says everything but the status URL
+        return False
+    empty = scan.date is None and scan.name is None and scan.handle is None
+    if empty:
+        inline = _parse_inline(line)
         if isinstance(inline, str):
             return inline
         if inline is not None:
-            name, handle, date = inline
-            author_url = None
-            if name:
-                name, author_url = _split_name_url(name)
-            return _Header(name, handle, date, "inline", author_url, i + 1)
+            scan.name, scan.handle, scan.date = inline
+            scan.inline = True
+            return True
+    dm = _DATE_ONLY_RE.match(line)
+    if dm:
+        if scan.date is not None:
+            return False
+        date = calendar_day(*dm.groups())
+        if date is None:
+            return f"invalid date {line!r} in author lines"
+        scan.date = date
+        return True
+    hm = _HANDLE_ONLY_RE.match(line)
+    if hm:
+        if scan.handle is not None:
+            return False
+        scan.handle = hm.group(1)
+        return True
+    if scan.name is not None:
+        return False
+    nm = _NAME_HANDLE_RE.match(line)
+    if nm and _plausible_name(_split_name_url(nm.group("name"))[0]):
+        # "Name @handle" after a bare "@handle" line is the same author written twice.
+        if scan.handle is None or scan.handle.lower() == nm.group("handle").lower():
+            scan.name, scan.handle = nm.group("name"), scan.handle or nm.group("handle")
+            return True
+        return False  # another account's "Name @handle": a mention in the body
+    if not _plausible_name(_split_name_url(line)[0]) or _INLINE_RE.match(line):
+        return False  # an author line with its own date is no one's name
+    if empty:
+        # Nothing read yet: a short first line is a name only when a header line follows it,
+        # else a block with no header would lose its first body line into the author.
+        taken = _is_header_line(following)
+    elif scan.date is not None and scan.handle is not None:
+        taken = _name_shaped(line)
+    else:
+        taken = True  # the header still lacks its date or its author: we are inside it
+    if taken:
+        scan.name = line
+    return taken
 
-    # Stacked layout: date, name and @handle on their own lines, in any order, blank lines between.
-    name: str | None = None
-    handle: str | None = None
-    date: datetime | None = None
-    author_url: str | None = None
-    bad_date: str | None = None
-    consumed = 0
-    while i < end and consumed < 3:
+
+def _parse_header(lines: Sequence[str], start: int, end: int) -> _Header | str:
+    """Read the header lines of a block (``lines[start:end]``, heading excluded): a date, a name,
+    an @handle and an optional status URL, each on its own line in any order with any blank
+    lines between them, or one ``Name @handle YYYY-MM-DD`` line plus the optional status URL."""
+    i = _next_nonblank(lines, start, end)
+    if i >= end:
+        return "block has no author line"
+    scan = _HeaderScan()
+    while i < end:
         line = lines[i].strip()
         if len(line) > _MAX_HEADER_LINE:
             break
         j = _next_nonblank(lines, i + 1, end)
-        following = lines[j].strip() if j < end else ""
-        dm = _DATE_ONLY_RE.match(line)
-        if date is None and dm:
-            date = calendar_day(*dm.groups())
-            if date is None:
-                bad_date = line
-                break
-        elif handle is None and (hm := _HANDLE_ONLY_RE.match(line)) and (consumed == 0 or name or date):
-            handle = hm.group(1)
-        elif (
-            name is None
-            and handle is None
-            and (nm := _NAME_HANDLE_RE.match(line))
-            and _plausible_name(_split_name_url(nm.group("name"))[0])
-        ):
-            name, handle = nm.group("name"), nm.group("handle")
-        elif (
-            name is None
-            and handle is None
-            and _plausible_name(_split_name_url(line)[0])
-            and (date is not None or _DATE_ONLY_RE.match(following) or _HANDLE_ONLY_RE.match(following))
-        ):
-            name = line
-        else:
+        taken = _take_header_line(scan, i, line, lines[j].strip() if j < end else "")
+        if isinstance(taken, str):
+            return taken
+        if not taken:
             break
-        consumed += 1
+        scan.last = i
         i = j
-    if bad_date:
-        return f"invalid date {bad_date!r} in author lines"
-    if date is None:
-        return "no author/date line under the heading"
-    if not name and not handle:
-        return "author lines have a date but no name or handle"
-    if name:
-        name, author_url = _split_name_url(name)
-    return _Header(name, handle, date, "stacked", author_url, i)
+    if scan.date is None or (not scan.name and not scan.handle):
+        if scan.date is None:
+            reason = "no author/date line under the heading"
+        else:
+            reason = "author lines have a date but no name or @handle"
+        if i < end:
+            # Name the line that stopped the reading: it is what the user has to fix.
+            reason += f" (line {i + 1} is not a header line: {lines[i].strip()[:60]!r})"
+        return reason
+    name, author_url = _split_name_url(scan.name) if scan.name else (None, None)
+    return _Header(
+        name=name,
+        handle=scan.handle,
+        date=scan.date,
+        layout="inline" if scan.inline else "stacked",
+        author_url=author_url,
+        body_start=scan.last + 1,
+        status=scan.status,
+        status_last=scan.status is not None and scan.status == scan.last,
+    )
 
 
 def _strip_blank_edges(lines: list[str]) -> list[str]:
@@ -507,17 +580,24 @@ def _parse_block(lines: Sequence[str], heading: int, end: int, number: str, file
         raise ImportFormatError(file, heading + 1, f"### {number}: {header}")
 
     url: str | None = None
-    body_start = header.body_start
-    source = _next_nonblank(lines, body_start, end)
-    if source < end:
-        sm = _STATUS_RE.match(lines[source].strip())
+    raw_body = _strip_blank_edges(list(lines[header.body_start : end]))
+    if header.status is not None:
+        status_line = lines[header.status].strip()
+        sm = _STATUS_RE.match(status_line)  # matches: _parse_header took the line for it
         if sm and header.handle and sm.group(1).lower() == header.handle.lower():
             # The post's own address. Canonical form so that x.com / twitter.com / ?s=20 variants
             # of one post give one item.
             url = f"https://x.com/{sm.group(1)}/status/{sm.group(2)}"
-            body_start = source + 1
+        elif header.status_last:
+            # A quoted post under the author lines is what the author posted first: the body
+            # starts there, verbatim, as it always has.
+            raw_body = _strip_blank_edges(list(lines[header.status : end]))
+        else:
+            # A quoted post's URL written among the author lines by another export: it is the
+            # same first body line, set off by the one blank line of the usual order.
+            raw_body = [status_line, ""] + raw_body if raw_body else [status_line]
 
-    body_lines, notes = _split_compiler_notes(_strip_blank_edges(list(lines[body_start:end])))
+    body_lines, notes = _split_compiler_notes(raw_body)
     body = "\n".join(_strip_blank_edges(body_lines))
     if not body:
         raise ImportFormatError(file, heading + 1, f"### {number}: post has no body")
