@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -152,6 +152,11 @@ def main_options(
     ctx.obj = State(db=db, config_path=config, quiet=quiet, budget_tokens=budget_tokens)
     if config is not None and not ctx.resilient_parsing:
         _ = ctx.obj.config  # an explicit --config is checked before any work, so a bad one is exit 2
+
+
+def bars(st: State) -> Callable[[str], AbstractContextManager[pipeline.Progress]]:
+    """One progress bar per stage, for :func:`tidings.pipeline.run`."""
+    return lambda stage: bar(st, stage)
 
 
 @contextmanager
@@ -319,11 +324,11 @@ def fetch(
         tidings fetch --retry-failed
     """
     st = state(ctx)
-    with bar(st, "fetch") as progress:
-        report = pipeline.fetch_and_extract(
-            st.store, fetch_policy(st, allow_private), retry_failed=retry_failed, progress=progress
-        )
-    raise typer.Exit(summary_table([report]))
+    reports = pipeline.run(
+        st.store, st.config, stages=["fetch"], force=retry_failed, policy=fetch_policy(st, allow_private),
+        progress=bars(st),
+    )
+    raise typer.Exit(summary_table(reports))
 
 
 @app.command()
@@ -335,9 +340,7 @@ def dedupe(ctx: typer.Context) -> None:
         tidings dedupe
     """
     st = state(ctx)
-    with bar(st, "dedupe") as progress:
-        report = pipeline.dedupe_items(st.store, progress=progress)
-    raise typer.Exit(summary_table([report]))
+    raise typer.Exit(summary_table(pipeline.run(st.store, st.config, stages=["dedupe"], progress=bars(st))))
 
 
 LLMFlag = Annotated[
@@ -390,10 +393,9 @@ def summarize(ctx: typer.Context, llm: LLMFlag = None, budget_tokens: BudgetOpti
     """
     st = state(ctx)
     gateway = llm_gateway(st, "summarize", llm, budget_tokens)
-    with bar(st, "summarize") as progress:
-        report = pipeline.summarize_items(st.store, st.config, progress=progress, llm=gateway)
+    reports = pipeline.run(st.store, st.config, stages=["summarize"], llms={"summarize": gateway}, progress=bars(st))
     llm_footer(gateway)
-    raise typer.Exit(summary_table([report]))
+    raise typer.Exit(summary_table(reports))
 
 
 @app.command()
@@ -433,8 +435,9 @@ def classify(
         highlight=False,
     )
     gateway = llm_gateway(st, "classify", llm, budget_tokens)
-    with bar(st, "classify") as progress:
-        report = pipeline.classify_items(st.store, st.config, classifier=classifier, progress=progress, llm=gateway)
+    [report] = pipeline.run(
+        st.store, st.config, stages=["classify"], classifier=classifier, llms={"classify": gateway}, progress=bars(st)
+    )
     if report.item_ids:
         learned.suggest_item_tags(st.store, st.config, report.item_ids)
     llm_footer(gateway)
@@ -680,18 +683,13 @@ def run(
     """
     st = state(ctx)
     when = parse_week(week, st)
-    reports = []
-    with bar(st, "fetch") as progress:
-        reports.append(pipeline.fetch_and_extract(st.store, fetch_policy(st, allow_private), progress=progress))
-    with bar(st, "dedupe") as progress:
-        reports.append(pipeline.dedupe_items(st.store, progress=progress))
     summarizer = llm_gateway(st, "summarize", None)
-    with bar(st, "summarize") as progress:
-        reports.append(pipeline.summarize_items(st.store, st.config, progress=progress, llm=summarizer))
-    llm_footer(summarizer)
     classifier_llm = llm_gateway(st, "classify", None)
-    with bar(st, "classify") as progress:
-        reports.append(pipeline.classify_items(st.store, st.config, progress=progress, llm=classifier_llm))
+    reports = pipeline.run(
+        st.store, st.config, policy=fetch_policy(st, allow_private),
+        llms={"summarize": summarizer, "classify": classifier_llm}, progress=bars(st),
+    )
+    llm_footer(summarizer)
     llm_footer(classifier_llm)
     text = render_week(st, when)
     digest_report = StageReport("digest", done=1)

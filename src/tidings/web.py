@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -1053,12 +1053,13 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
 
     def run_links_job(job: Job) -> None:
         ids = [item_id for item_id, _ in job.items]
-        job.stage = "fetch"
-        pipeline.fetch_and_extract(store, policy, item_ids=ids)
-        job.stage = "summarize"
-        pipeline.summarize_items(store, config, item_ids=ids)
-        job.stage = "classify"
-        pipeline.classify_items(store, config, item_ids=ids)
+
+        def stage_of(name: str) -> AbstractContextManager[pipeline.Progress]:
+            job.stage = name
+            return nullcontext(lambda _done, _total, _what: None)
+
+        # The same loop as `tidings run`, limited to this job's links.
+        pipeline.run(store, config, item_ids=ids, policy=policy, progress=stage_of)
         job.stage = "digest"
         # The links were asked for in this week, whenever they were seen: a retried item that now
         # has its text joins the week's draft (items still failing stay set aside).
