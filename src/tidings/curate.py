@@ -206,6 +206,10 @@ def set_aside(session: Session, week: date, config: Config) -> list[Item]:
     digest = session.scalar(select(Digest).where(Digest.week == week))
     query = _week_items(session, week, config, digest).where(Item.status.in_(SET_ASIDE_STATUSES))
     found = {item.id: item for item in session.scalars(query)}
+    asked = select(Item).where(Item.duplicate_of_id.is_(None), Item.status.in_(SET_ASIDE_STATUSES))
+    for item in session.scalars(asked):
+        if (item.extra or {}).get("asked_for_week") == week.isoformat():
+            found.setdefault(item.id, item)
     if digest is not None and digest.status == "draft":
         for entry in digest.entries:
             if entry.item is not None and entry.item.status in SET_ASIDE_STATUSES:
@@ -293,6 +297,10 @@ def assign_to_week(store: Store, item_ids: list[int], week: date, config: Config
         position = max((e.position for e in digest.entries), default=-1) + 1
         for item_id in dict.fromkeys(item_ids):
             item = session.get(Item, item_id)
+            if item is not None:
+                # Remembered so that a link asked for in a past week that fails is still set aside
+                # there, where the curator looks for it.
+                item.extra = {**(item.extra or {}), "asked_for_week": week.isoformat()}
             if item_id not in present and item is not None and item.status not in SET_ASIDE_STATUSES:
                 digest.entries.append(DigestEntryRow(item=item, position=position))
                 position += 1

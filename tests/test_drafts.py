@@ -1,0 +1,117 @@
+"""Drafts and the one stage loop, at the library level, on a real SQLite store: the first assembly of a
+draft already holds its entries' text, set-aside items stay out of it (and are listed for the week
+they were asked for), and ``pipeline.run`` is the one entry point with its ``force`` rule."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from tidings import curate, pipeline
+from tidings.config import Config
+from tidings.errors import UsageError
+from tidings.publish import render_docusaurus
+from tidings.records import ItemRecord
+from tidings.store import Item, Store, open_store
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "pages"
+PAST_WEEK = date(2024, 6, 9)
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Store:
+    return open_store(str(tmp_path / "t.db"))
+
+
+def _ingest(store: Store, *records: ItemRecord) -> list[int]:
+    return pipeline.ingest(store, list(records), source_kind="test", locator="drafts").item_ids
+
+
+def _set(store: Store, item_id: int, **values: object) -> None:
+    with store.session() as session:
+        item = session.get(Item, item_id)
+        assert item is not None
+        for name, value in values.items():
+            setattr(item, name, value)
+
+
+def test_the_first_assembly_of_a_draft_renders_its_entries(store: Store) -> None:
+    config = Config()
+    [item_id] = _ingest(store, ItemRecord(url="https://example.com/a", title="第一篇", summary="人写的摘要。"))
+    _set(store, item_id, status="extracted", text="正文。" * 50, section="📒 后端相关")
+    week = curate.latest_week_end(curate.today(config))
+    if week < curate.today(config):
+        week = date.fromordinal(week.toordinal() + 7)
+    curate.assemble_week(store, week, config)  # the very first call creates the draft
+    doc = curate.load_doc(store, week, config)
+    assert doc is not None
+    text = render_docusaurus(doc)
+    assert "[《第一篇》](https://example.com/a)。人写的摘要。" in text
+
+
+def test_failed_items_are_set_aside_for_the_week_they_were_asked_for(store: Store) -> None:
+    config = Config()
+    good, bad = _ingest(
+        store,
+        ItemRecord(url="https://example.com/good", title="好文章"),
+        ItemRecord(url="https://example.com/gone", title="失效链接"),
+    )
+    _set(store, good, status="extracted", text="正文。" * 50)
+    _set(store, bad, status="error", error_reason="http_404", error="404 Not Found")
+    curate.assign_to_week(store, [good, bad], PAST_WEEK, config)
+    doc = curate.load_doc(store, PAST_WEEK, config)
+    assert doc is not None
+    urls = {entry.url_raw for entry in doc.blocks if hasattr(entry, "url_raw")}
+    assert urls == {"https://example.com/good"}
+    with store.session() as session:
+        aside = curate.set_aside(session, PAST_WEEK, config)
+        assert [(item.id, item.error_reason) for item in aside] == [(bad, "http_404")]
+        assert curate.set_aside(session, date(2024, 6, 16), config) == []
+
+
+def test_an_entry_whose_item_fails_later_leaves_the_draft(store: Store) -> None:
+    config = Config()
+    [item_id] = _ingest(store, ItemRecord(url="https://example.com/later", title="后来失效"))
+    _set(store, item_id, status="extracted", text="正文。" * 50)
+    curate.assign_to_week(store, [item_id], PAST_WEEK, config)
+    _set(store, item_id, status="rejected", error_reason="no_article")
+    curate.assemble_week(store, PAST_WEEK, config)
+    doc = curate.load_doc(store, PAST_WEEK, config)
+    assert doc is not None and not [b for b in doc.blocks if hasattr(b, "url_raw")]
+
+
+def test_run_refuses_unknown_stages(store: Store) -> None:
+    with pytest.raises(UsageError, match="unknown stage"):
+        pipeline.run(store, Config(), stages=["fetch", "publish"])
+
+
+def test_forced_summarize_recomputes_machine_summaries_and_keeps_human_ones(store: Store) -> None:
+    config = Config()
+    text = (EXAMPLES / "go-iterators.html").read_text(encoding="utf-8")
+    machine, human = _ingest(
+        store,
+        ItemRecord(url="https://example.com/m", title="Go 1.23 的 range over func"),
+        ItemRecord(url="https://example.com/h", title="Go 1.23", summary="策展人写的。"),
+    )
+    from tidings.extract import extract
+
+    body = extract(text.encode(), url="https://example.com/m").text
+    _set(store, machine, status="extracted", text=body, summary="旧的机器摘要。", summary_origin="extractive")
+    _set(store, human, status="extracted", text=body)
+    [report] = pipeline.run(store, config, stages=["summarize"], force=True)
+    assert report.done == 1
+    with store.session() as session:
+        assert session.get(Item, machine).summary not in (None, "旧的机器摘要。")
+        assert session.get(Item, human).summary == "策展人写的。"
+
+
+def test_forcing_an_item_with_nothing_to_summarize_keeps_its_old_summary(store: Store) -> None:
+    [item_id] = _ingest(store, ItemRecord(url="https://example.com/code", title="代码"))
+    _set(store, item_id, status="extracted", text="}\n};\n", summary="旧摘要。", summary_origin="extractive")
+    [report] = pipeline.run(store, Config(), stages=["summarize"], item_ids=[item_id], force=True)
+    assert report.done == 0
+    with store.session() as session:
+        item = session.get(Item, item_id)
+        assert item is not None and (item.summary, item.summary_origin) == ("旧摘要。", "extractive")
