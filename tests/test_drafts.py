@@ -115,3 +115,15 @@ def test_forcing_an_item_with_nothing_to_summarize_keeps_its_old_summary(store: 
     with store.session() as session:
         item = session.get(Item, item_id)
         assert item is not None and (item.summary, item.summary_origin) == ("旧摘要。", "extractive")
+
+
+def test_the_store_refuses_an_unknown_item_status(store: Store) -> None:
+    from tidings.errors import StoreError
+    from tidings.store import ItemStatus
+
+    [item_id] = _ingest(store, ItemRecord(url="https://example.com/s", title="状态"))
+    with pytest.raises(StoreError, match="unknown item status 'fetched'"):
+        _set(store, item_id, status="fetched")  # the old docstring's state that nothing ever set
+    _set(store, item_id, status=ItemStatus.REJECTED)
+    with store.session() as session:
+        assert session.get(Item, item_id).status == "rejected"

@@ -26,12 +26,14 @@ from .publish import new_digest_doc
 from .records import Cover, DigestDoc, DigestEntry, ItemRecord, RawBlock
 from .sources.digest import split_front_matter, trailing_ws
 from .store import (
+    SET_ASIDE,
     Correction,
     Digest,
     DigestBlock,
     DigestEntryRow,
     Edit,
     Item,
+    ItemStatus,
     ItemTag,
     Store,
     get_or_create_source,
@@ -173,7 +175,7 @@ def _jsonable(value: Any) -> Any:
 
 # An item is a real candidate for a draft only once its text is in: pages still pending join when
 # they are extracted, and pages judged "no article" or failed are set aside with their reason.
-SET_ASIDE_STATUSES = ("rejected", "error")
+SET_ASIDE_STATUSES = SET_ASIDE
 
 
 def _week_items(session: Session, week: date, config: Config, digest: Digest | None) -> Select[tuple[Item]]:
@@ -197,7 +199,7 @@ def _week_items(session: Session, week: date, config: Config, digest: Digest | N
 
 def candidates(session: Session, week: date, config: Config, digest: Digest | None) -> list[Item]:
     """The week's extracted items that no other digest holds, each with something to show."""
-    query = _week_items(session, week, config, digest).where(Item.status == "extracted")
+    query = _week_items(session, week, config, digest).where(Item.status == ItemStatus.EXTRACTED)
     return [item for item in session.scalars(query) if item.title or item.summary]
 
 

@@ -27,6 +27,7 @@ from .store import (
     Item,
     ItemLink,
     ItemSource,
+    ItemStatus,
     ItemTag,
     ItemUrl,
     Source,
@@ -92,7 +93,7 @@ def upsert_record(session: Session, record: ItemRecord, source: Source | None) -
     item = find_item(session, record, canonical)
     changed = False
     if item is None:
-        item = Item(url=canonical, kind=record.kind, status="pending", extra={})
+        item = Item(url=canonical, kind=record.kind, status=ItemStatus.PENDING, extra={})
         session.add(item)
         state = "new"
     else:
@@ -105,7 +106,7 @@ def upsert_record(session: Session, record: ItemRecord, source: Source | None) -
     if record.text and not item.text:
         item.text = record.text
         item.content_hash = dedupe.content_hash(record.text)
-        item.status = "extracted"
+        item.status = ItemStatus.EXTRACTED
         changed = True
     if record.summary and (item.summary_origin != "human" or not item.summary):
         if item.summary != record.summary or item.summary_origin != (record.summary_origin or "human"):
@@ -181,11 +182,11 @@ def _fetchable(url: str) -> bool:
 
 def pending_fetch(session: Session, *, retry_failed: bool = False) -> list[Item]:
     """Items still to fetch: new ones, and those whose last failure was transient (a re-run retries them)."""
-    retry = and_(Item.status == "error", Item.error_transient.is_(True))
+    retry = and_(Item.status == ItemStatus.ERROR, Item.error_transient.is_(True))
     if retry_failed:
-        retry = Item.status == "error"
+        retry = Item.status == ItemStatus.ERROR
     query = select(Item).where(
-        Item.duplicate_of_id.is_(None), Item.kind == "article", or_(Item.status == "pending", retry)
+        Item.duplicate_of_id.is_(None), Item.kind == "article", or_(Item.status == ItemStatus.PENDING, retry)
     )
     return list(session.scalars(query.order_by(Item.id)))
 
@@ -216,13 +217,13 @@ def apply_extracted(item: Item, content: bytes, content_type: str | None) -> Non
     item.language = page.language or item.language
     item.text = page.text
     item.content_hash = dedupe.content_hash(page.text)
-    item.status = "extracted"
+    item.status = ItemStatus.EXTRACTED
     item.error = item.error_reason = None
     item.error_transient = False
 
 
 def record_failure(item: Item, reason: str, message: str, *, transient: bool) -> None:
-    item.status = "error"
+    item.status = ItemStatus.ERROR
     item.error_reason = reason
     item.error = message
     item.error_transient = transient
@@ -282,7 +283,7 @@ def fetch_and_extract(
                     # The fetch worked and the page was judged: "not an article" is an outcome
                     # recorded on the item, reported as skipped, not a failure of the run.
                     record_failure(item, exc.reason, str(exc), transient=False)
-                    item.status = "rejected"
+                    item.status = ItemStatus.REJECTED
                     if not item.title and getattr(exc, "title", None):
                         item.title = exc.title  # an error or home page still has a name to show
                     report.skipped += 1
@@ -331,7 +332,7 @@ def merge_items(session: Session, duplicate: Item, keep: Item) -> None:
     if duplicate.summary_origin == "human" and keep.summary_origin != "human":
         keep.summary, keep.summary_origin = duplicate.summary, "human"
     duplicate.duplicate_of_id = keep.id
-    duplicate.status = "duplicate"
+    duplicate.status = ItemStatus.DUPLICATE
 
 
 def dedupe_items(store: Store, *, threshold: float = 0.8, progress: Progress = _silent) -> StageReport:

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,36 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    relationship,
+    sessionmaker,
+    validates,
+)
 
 from .errors import StoreError
+
+
+class ItemStatus(StrEnum):
+    """Where an item stands. A ``StrEnum``, so rows and queries hold the plain string."""
+
+    PENDING = "pending"
+    """Known by URL, not fetched yet (or a transient failure waiting for a re-run)."""
+    EXTRACTED = "extracted"
+    """Has its text: fetched and extracted, or brought its own (posts, notes, blog posts)."""
+    REJECTED = "rejected"
+    """Fetched and judged not an article (a home page, an error page, a bare code listing)."""
+    ERROR = "error"
+    """The fetch or extraction failed; ``error_reason`` says why."""
+    DUPLICATE = "duplicate"
+    """Folded into another item (``duplicate_of``)."""
+
+
+SET_ASIDE = (ItemStatus.REJECTED, ItemStatus.ERROR)
+"""Statuses that keep an item out of every draft."""
 
 
 def utcnow() -> datetime:
@@ -90,8 +118,8 @@ class Item(Base):
     category: Mapped[str | None] = mapped_column(String(512))
     note: Mapped[str | None] = mapped_column(Text)
     guid: Mapped[str | None] = mapped_column(String(2048), index=True)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
-    """pending → fetched → extracted (or error); items with their own text start at extracted."""
+    status: Mapped[str] = mapped_column(String(16), default=ItemStatus.PENDING)
+    """An :class:`ItemStatus`: pending → extracted, rejected or error; duplicate once merged."""
     error: Mapped[str | None] = mapped_column(Text)
     error_reason: Mapped[str | None] = mapped_column(String(64))
     error_transient: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -113,6 +141,13 @@ class Item(Base):
     @property
     def links(self) -> list[str]:
         return [link.url for link in self.link_rows]
+
+    @validates("status")
+    def _known_status(self, _key: str, value: str) -> str:
+        try:
+            return ItemStatus(value).value
+        except ValueError:
+            raise StoreError(f"unknown item status {value!r}; one of {', '.join(ItemStatus)}") from None
 
 
 class ItemUrl(Base):

@@ -55,12 +55,14 @@ from .records import DigestEntry
 from .sources.http import FetchPolicy, check_url
 from .sources.links import parse_links
 from .store import (
+    SET_ASIDE,
     Correction,
     Digest,
     DigestEntryRow,
     Edit,
     Item,
     ItemSource,
+    ItemStatus,
     Source,
     Store,
 )
@@ -1029,8 +1031,8 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
         week (each stage skips what is already done). Links the curator dropped stay as they are,
         and so do failed fetches (``tidings fetch`` retries the transient ones)."""
         unfinished = or_(
-            Item.status == "pending",
-            and_(Item.status == "extracted", or_(Item.summary.is_(None), Item.section.is_(None))),
+            Item.status == ItemStatus.PENDING,
+            and_(Item.status == ItemStatus.EXTRACTED, or_(Item.summary.is_(None), Item.section.is_(None))),
         )
         by_week: dict[date, list[tuple[int, str]]] = {}
         with store.session() as session:
@@ -1087,13 +1089,13 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
             item = session.get(Item, item_id)
             if item is None:
                 raise HTTPException(404, f"There is no item {item_id}.")
-            if item.status not in ("rejected", "error"):
+            if item.status not in SET_ASIDE:
                 raise FormError("retry", f"this item is {item.status}, not set aside: nothing to retry")
             url = pipeline.fetch_url_of(item)
             why = url_refusal(url, policy)  # what the links box would refuse is not fetched from here either
             if why is not None:
                 raise FormError("retry", f"not fetched from the web UI: {why}")
-            item.status, item.error, item.error_reason, item.error_transient = "pending", None, None, False
+            item.status, item.error, item.error_reason, item.error_transient = ItemStatus.PENDING, None, None, False
         job = Job(id=uuid.uuid4().hex[:12], week=week, items=[(item_id, url)], refused=[])
         jobs.add(job, run_links_job)
         return job
