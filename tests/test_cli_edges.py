@@ -1,9 +1,13 @@
 """The CLI's edges, through ``tidings.cli.run_cli`` on a real SQLite store: `add` checks every
 argument before storing any, `digest` only reads, `-q`/`-v`/`--version`/help, and `feeds add` /
-`feeds import` go through the web UI's URL check."""
+`feeds import` go through the one URL check (``collect.url_refusal``); and the light commands import
+only what they use."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -192,3 +196,51 @@ def test_feeds_import_subscribes_only_what_the_check_accepts(capsys: pytest.Capt
     with store.session() as session:
         assert list(session.scalars(select(Source.locator).where(Source.kind == "feed"))) == [PUBLIC_FEED]
     store.close()
+
+
+# --- start-up: a command imports only what it uses (issue 14) ---------------------------------------
+
+# Each costs tens to hundreds of milliseconds to import; none is needed to parse arguments or print help.
+# (Not pydantic: typer itself coerces every parsed option through it.)
+HEAVY = ("fastapi", "starlette", "uvicorn", "trafilatura", "sklearn", "jieba", "openai", "numpy", "httpx",
+         "sqlalchemy", "alembic", "jinja2", "rich.progress")
+# What no light store command may load: they read the store, they do not fetch, extract or learn.
+HEAVY_FOR_STORE_COMMANDS = ("fastapi", "uvicorn", "trafilatura", "sklearn", "jieba", "openai", "alembic")
+
+
+def modules_after(code: str, *args: str, cwd: Path | None = None) -> set[str]:
+    """The modules a fresh interpreter holds after ``code`` (no test has imported anything yet)."""
+    probe = f"{code}\nimport json, sys\nsys.stderr.write('\\nMODULES ' + json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120,
+                          cwd=cwd, check=False)
+    assert "MODULES " in done.stderr, done.stderr
+    return set(json.loads(done.stderr.rsplit("MODULES ", 1)[1]))
+
+
+def loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    return [name for name in names if name in modules]
+
+
+def test_importing_the_cli_and_the_library_loads_no_heavy_module() -> None:
+    assert loaded(modules_after("import tidings.cli"), (*HEAVY, "pydantic", "rich")) == []
+    assert loaded(modules_after("import tidings"), (*HEAVY, "pydantic", "rich", "typer")) == []
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["feeds", "--help"], ["add", "--help"]])
+def test_help_and_version_load_no_heavy_module(args: list[str], tmp_path: Path) -> None:
+    run = "import sys\nfrom tidings.cli import run_cli\nrun_cli(sys.argv[1:])"
+    assert loaded(modules_after(run, *args, cwd=tmp_path), HEAVY) == []
+
+
+@pytest.mark.parametrize("args", [["items", "--json"], ["feeds", "list"], ["digest"], ["config", "show"]])
+def test_light_store_commands_load_no_fetcher_extractor_or_model(args: list[str], db: Path, tmp_path: Path) -> None:
+    open_store(db).close()  # migrated beforehand: Alembic is the first open's cost, not the command's
+    run = "import sys\nfrom tidings.cli import run_cli\nrun_cli(sys.argv[1:])"
+    assert loaded(modules_after(run, "--db", str(db), *args, cwd=tmp_path), HEAVY_FOR_STORE_COMMANDS) == []
+
+
+def test_import_formats_in_the_help_are_the_importers_formats() -> None:
+    from tidings.cli import IMPORT_FORMATS
+    from tidings.sources import FORMATS
+
+    assert IMPORT_FORMATS == FORMATS

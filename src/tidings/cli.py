@@ -1,5 +1,12 @@
 """The ``tidings`` command: a thin layer that opens the store, calls one library function per
-command and prints a Rich summary. Errors are translated once, in ``main``."""
+command and prints a Rich summary. Errors are translated once, in ``main``.
+
+Start-up is part of the interface: ``--help``, ``--version`` and the light commands must not pay
+for what they never use (sklearn, numpy, httpx, FastAPI, trafilatura, the LLM clients cost far
+more to import than those commands take to run). So this module imports only typer and the
+standard library at the top; every command imports what it needs inside its body, and the
+names used only in annotations are imported under ``TYPE_CHECKING``.
+``tests/test_cli_edges.py`` checks that ``import tidings.cli`` stays light."""
 
 from __future__ import annotations
 
@@ -12,23 +19,27 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from typer.core import TyperArgument, TyperOption
 
-from . import collect, curate, pipeline
-from . import search as search_mod
-from .config import Config, load_config
 from .errors import TidingsError, UsageError
-from .llm import LLM
-from .pipeline import StageReport
-from .sources import FORMATS
-from .sources.http import FetchPolicy
-from .store import Store, open_store
+
+if TYPE_CHECKING:  # annotations only: importing these at start-up is what made every command slow
+    from rich.console import Console
+
+    from . import pipeline
+    from . import search as search_mod
+    from .config import Config
+    from .llm import LLM
+    from .pipeline import StageReport
+    from .sources.http import FetchPolicy
+    from .store import Store
+
+# The formats `import --format` takes, for its help text. Importing them from tidings.sources would
+# load YAML and the importers for every command; tests/test_cli_edges.py checks they stay the same.
+IMPORT_FORMATS = ("auto", "links", "digest", "social", "notes", "blog", "feed", "opml")
 
 _option_type = TyperOption.display_type_rich
 _argument_type = TyperArgument.display_type_rich
@@ -66,11 +77,39 @@ app.add_typer(site_app, name="site")
 eval_app = typer.Typer(help="Measure search, ask and the classifier on labelled data.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 
-out = Console()
+
+
+class LazyConsole:
+    """A ``rich.console.Console`` made on first use. Rich costs tens of milliseconds to import,
+    more than ``--version`` or ``items --json`` take in all. Attributes set before then (``quiet``)
+    become constructor options; every other use goes to the real console."""
+
+    def __init__(self, **options: Any) -> None:
+        object.__setattr__(self, "_options", options)
+        object.__setattr__(self, "_console", None)
+
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            object.__setattr__(self, "_console", Console(**self._options))
+        return self._console  # type: ignore[return-value]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.console(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self._console is None:
+            self._options[name] = value
+        else:
+            setattr(self._console, name, value)
+
+
+out = LazyConsole()
 # Messages are not wrapped at the terminal's width: a URL or a path must stay whole to be copied.
-err = Console(stderr=True, soft_wrap=True)
+err = LazyConsole(stderr=True, soft_wrap=True)
 """Notes on stderr (progress, what was written, summaries): ``--quiet`` silences them."""
-errors = Console(stderr=True, soft_wrap=True)
+errors = LazyConsole(stderr=True, soft_wrap=True)
 """Errors on stderr: never silenced."""
 log = logging.getLogger("tidings")
 
@@ -87,6 +126,8 @@ class State:
     @property
     def config(self) -> Config:
         if self._config is None:
+            from . import load_config
+
             self._config = load_config(self.config_path)
             from .textutil import add_user_words
 
@@ -96,6 +137,8 @@ class State:
     @property
     def store(self) -> Store:
         if self._store is None:
+            from . import open_store
+
             self._store = open_store(self.db)
         return self._store
 
@@ -117,7 +160,7 @@ def package_version() -> str:
 
 def show_version(value: bool) -> None:
     if value:
-        out.print(f"tidings {package_version()}", highlight=False)
+        sys.stdout.write(f"tidings {package_version()}\n")  # plain text: no need to load rich for it
         raise typer.Exit(0)
 
 
@@ -163,8 +206,10 @@ def bars(st: State) -> Callable[[str], AbstractContextManager[pipeline.Progress]
 def bar(st: State, label: str) -> Iterator[pipeline.Progress]:
     """A Rich progress bar on stderr, handed to a stage as its ``progress`` callback."""
     if st.quiet or not err.is_terminal and os.environ.get("TIDINGS_PROGRESS") != "1":
-        yield pipeline._silent
+        yield _silent
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(
         TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err, transient=True,
@@ -177,8 +222,14 @@ def bar(st: State, label: str) -> Iterator[pipeline.Progress]:
         yield update
 
 
+def _silent(_done: int, _total: int, _label: str) -> None:
+    """No progress shown (``pipeline._silent``'s twin: that module is too heavy to import for it)."""
+
+
 def summary_table(reports: list[StageReport]) -> int:
     """Print done / skipped / failed per stage, then the failures; the exit code follows."""
+    from rich.table import Table
+
     table = Table(title="tidings", show_edge=False)
     for column in ("stage", "done", "new", "updated", "unchanged", "skipped", "failed"):
         table.add_column(column, justify="left" if column == "stage" else "right")
@@ -196,6 +247,8 @@ def summary_table(reports: list[StageReport]) -> int:
 
 
 def fetch_policy(st: State, allow_private: bool = False) -> FetchPolicy:
+    from .sources.http import FetchPolicy
+
     return FetchPolicy.from_config(st.config.fetch, allow_private=allow_private, allow_files=True)
 
 
@@ -205,6 +258,8 @@ FIRST_WEEK, LAST_WEEK = date(1900, 1, 1), date(9998, 12, 31)
 
 def parse_week(value: str | None, st: State) -> date:
     if value is None:
+        from . import curate
+
         return curate.latest_week_end(curate.today(st.config), st.config.week_ends_on)
     try:
         day = date.fromisoformat(value)
@@ -222,6 +277,7 @@ def week_end_of(st: State, day: date) -> date:
 
     from sqlalchemy import select
 
+    from . import curate
     from .store import Digest
 
     end = curate.latest_week_end(day + timedelta(days=6), st.config.week_ends_on)
@@ -235,13 +291,15 @@ def week_end_of(st: State, day: date) -> date:
 
 
 def url_policy(st: State, *, allow_private: bool, allow_files: bool) -> FetchPolicy:
+    from .sources.http import FetchPolicy
+
     return FetchPolicy.from_config(st.config.fetch, allow_private=allow_private, allow_files=allow_files)
 
 
 def refuse_urls(targets: list[str], policy: FetchPolicy, what: str, as_url: Callable[[str], str] = str) -> None:
     """Raise UsageError (exit 2) naming every argument the URL check refuses, before anything is
     stored: a command adds all its arguments or none."""
-    from .web import url_refusal  # the one check every way of adding a URL or feed goes through
+    from .collect import url_refusal  # the one check every way of adding a URL or feed goes through
 
     bad = [(target, why) for target in targets if (why := url_refusal(as_url(target), policy)) is not None]
     if bad:
@@ -264,11 +322,14 @@ def add(
 
         tidings add ./saved/article.html file:///tmp/page.html
     """
+    from . import add_urls
+    from .collect import as_url
+
     st = state(ctx)
     # Private addresses are allowed here: `tidings fetch --allow-private` decides at fetch time.
     policy = url_policy(st, allow_private=True, allow_files=True)
-    refuse_urls(targets, policy, "each must be an http(s) URL or an existing file", as_url=collect.as_url)
-    report = collect.add_urls(st.store, targets)
+    refuse_urls(targets, policy, "each must be an http(s) URL or an existing file", as_url=as_url)
+    report = add_urls(st.store, targets)
     raise typer.Exit(summary_table([report]))
 
 
@@ -276,7 +337,7 @@ def add(
 def import_(
     ctx: typer.Context,
     paths: Annotated[list[str], typer.Argument(help="Files or directories (recursed); - for stdin.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help=f"One of: {', '.join(FORMATS)}.")] = "auto",
+    fmt: Annotated[str, typer.Option("--format", "-f", help=f"One of: {', '.join(IMPORT_FORMATS)}.")] = "auto",
     week: Annotated[str | None, typer.Option(help="Week date for a digest import (YYYY-MM-DD).")] = None,
     follow_links: Annotated[bool, typer.Option(help="Queue links found in posts as items to fetch.")] = False,
 ) -> None:
@@ -290,12 +351,14 @@ def import_(
 
         tidings import social/posts-2023-12-part1.md notes/ainotes.md
     """
+    from . import import_paths
+
     st = state(ctx)
-    if fmt not in FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if fmt not in IMPORT_FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(IMPORT_FORMATS)}, not {fmt!r}")
     with bar(st, "import") as progress:
-        report, outcomes = collect.import_paths(
-            st.store, paths, fmt, st.config, week=parse_week(week, st) if week else None,
+        report, outcomes = import_paths(
+            st.store, paths, st.config, fmt=fmt, week=parse_week(week, st) if week else None,
             follow_links=follow_links, on_file=progress,
         )
     skipped = [o for o in outcomes if o.skipped]
@@ -323,8 +386,10 @@ def fetch(
 
         tidings fetch --retry-failed
     """
+    from . import run as run_stages
+
     st = state(ctx)
-    reports = pipeline.run(
+    reports = run_stages(
         st.store, st.config, stages=["fetch"], force=retry_failed, policy=fetch_policy(st, allow_private),
         progress=bars(st),
     )
@@ -339,8 +404,10 @@ def dedupe(ctx: typer.Context) -> None:
 
         tidings dedupe
     """
+    from . import run as run_stages
+
     st = state(ctx)
-    raise typer.Exit(summary_table(pipeline.run(st.store, st.config, stages=["dedupe"], progress=bars(st))))
+    raise typer.Exit(summary_table(run_stages(st.store, st.config, stages=["dedupe"], progress=bars(st))))
 
 
 LLMFlag = Annotated[
@@ -356,6 +423,8 @@ def llm_gateway(st: State, task: str, wanted: bool | None = True, budget_tokens:
     use = wanted if wanted is not None else task in st.config.llm.use_for
     if not use:
         return None
+    from .llm import LLM
+
     gateway = LLM(st.config, st.store, budget_tokens=budget_tokens if budget_tokens is not None else st.budget_tokens)
     if not gateway.available(task):
         raise UsageError(f"--llm: no model for {task}: add [models.NAME] and routes.{task} (or routes.default)")
@@ -391,9 +460,11 @@ def summarize(ctx: typer.Context, llm: LLMFlag = None, budget_tokens: BudgetOpti
 
         tidings summarize --llm --budget-tokens 200000
     """
+    from . import run as run_stages
+
     st = state(ctx)
     gateway = llm_gateway(st, "summarize", llm, budget_tokens)
-    reports = pipeline.run(st.store, st.config, stages=["summarize"], llms={"summarize": gateway}, progress=bars(st))
+    reports = run_stages(st.store, st.config, stages=["summarize"], llms={"summarize": gateway}, progress=bars(st))
     llm_footer(gateway)
     raise typer.Exit(summary_table(reports))
 
@@ -423,6 +494,7 @@ def classify(
         tidings classify --llm
     """
     from . import classify as learned
+    from . import run as run_stages
 
     st = state(ctx)
     if train:
@@ -435,7 +507,7 @@ def classify(
         highlight=False,
     )
     gateway = llm_gateway(st, "classify", llm, budget_tokens)
-    [report] = pipeline.run(
+    [report] = run_stages(
         st.store, st.config, stages=["classify"], classifier=classifier, llms={"classify": gateway}, progress=bars(st)
     )
     if report.item_ids:
@@ -513,7 +585,7 @@ def translate(
 
         tidings translate notes/post.md --show-steps > post.zh.md
     """
-    from .llmtasks import dumps_steps, translate_markdown
+    from .translate import dumps_steps, translate_markdown
 
     st = state(ctx)
     gateway = llm_gateway(st, "translate", True, budget_tokens)
@@ -539,8 +611,11 @@ def models(
 
         tidings models
     """
+    from rich.console import Console
+    from rich.table import Table
+
     from .config import LLM_TASKS
-    from .llm import check_model
+    from .llm import LLM, check_model
 
     st = state(ctx)
     cfg = st.config
@@ -582,6 +657,8 @@ def stats(
     """
     from dataclasses import asdict
 
+    from rich.table import Table
+
     from .llm import usage_rows
 
     st = state(ctx)
@@ -604,15 +681,6 @@ def stats(
                   str(sum(r.tokens_in for r in rows)), str(sum(r.tokens_out for r in rows)),
                   f"{sum(r.ms for r in rows) / 1000:.1f}", f"{sum(costs):.4f}" if costs else "-")
     out.print(table)
-
-
-def render_week(st: State, week: date) -> str:
-    from .publish import render_docusaurus
-
-    curate.assemble_week(st.store, week, st.config)
-    doc = curate.load_doc(st.store, week, st.config)
-    assert doc is not None
-    return render_docusaurus(doc, template_dir=st.config.digest.template_dir)
 
 
 @app.command()
@@ -646,14 +714,14 @@ def digest(
 
         tidings digest --week 2024-06-09 --format hugo --out ./my-hugo-site
     """
-    from . import formats
+    from . import formats, preview_week
 
     st = state(ctx)
     formats.renderer(fmt)  # a bad --format is a usage error before any work
     when = parse_week(week, st)
     if week is not None:
         when = week_end_of(st, when)
-    doc = curate.preview_week(st.store, when, st.config)
+    doc = preview_week(st.store, when, st.config)
     if doc is None:
         # Not an error: an empty week is a fact. The note says so; stdout stays empty.
         err.print(f"nothing for week {when}: no digest and no candidates (add links, then `tidings run`)",
@@ -681,17 +749,22 @@ def run(
 
         tidings run --week 2024-06-09 --out ./site
     """
+    from . import curate, render_week
+    from . import run as run_stages
+    from .pipeline import StageReport
+
     st = state(ctx)
     when = parse_week(week, st)
     summarizer = llm_gateway(st, "summarize", None)
     classifier_llm = llm_gateway(st, "classify", None)
-    reports = pipeline.run(
+    reports = run_stages(
         st.store, st.config, policy=fetch_policy(st, allow_private),
         llms={"summarize": summarizer, "classify": classifier_llm}, progress=bars(st),
     )
     llm_footer(summarizer)
     llm_footer(classifier_llm)
-    text = render_week(st, when)
+    text = render_week(st.store, when, st.config, save=True)
+    assert text is not None  # saving makes the week's draft, so there is always one to render
     digest_report = StageReport("digest", done=1)
     reports.append(digest_report)
     if out_dir is None:
@@ -719,6 +792,7 @@ def items(
     """
     from sqlalchemy import select
 
+    from .pipeline import item_json
     from .store import Item
 
     st = state(ctx)
@@ -733,8 +807,10 @@ def items(
         rows = session.scalars(query).all()
         if as_json:
             for item in rows:
-                sys.stdout.write(json.dumps(pipeline.item_json(item), ensure_ascii=False) + "\n")
+                sys.stdout.write(json.dumps(item_json(item), ensure_ascii=False) + "\n")
             return
+        from rich.table import Table
+
         table = Table(show_edge=False)
         for column in ("id", "kind", "status", "section", "title"):
             table.add_column(column)
@@ -763,7 +839,7 @@ def site_build(
 
         tidings site build --out ./public --base-url https://example.org/weekly/
     """
-    from .site import build_site
+    from . import build_site
 
     st = state(ctx)
     report = build_site(st.store, st.config, out_dir, title=title, base_url=base_url, include_drafts=drafts)
@@ -827,6 +903,8 @@ def feeds_add(
 
         tidings feeds add https://go.dev/blog/feed.atom
     """
+    from . import collect
+
     st = state(ctx)
     refuse_urls(urls, url_policy(st, allow_private=allow_private, allow_files=False), "refused feed URLs")
     for url in urls:
@@ -847,7 +925,8 @@ def feeds_import(
 
         tidings feeds import feedly.opml
     """
-    from .web import subscribe_opml_checked
+    from .collect import subscribe_opml, url_refusal
+    from .pipeline import StageReport
 
     st = state(ctx)
     policy = url_policy(st, allow_private=allow_private, allow_files=False)
@@ -856,7 +935,7 @@ def feeds_import(
         if not file.is_file():
             raise UsageError(f"no such file: {file}")
     for file in files:
-        subscribe_opml_checked(st.store, file.read_bytes(), str(file), report, policy)
+        subscribe_opml(st.store, file.read_bytes(), str(file), report, check=lambda url: url_refusal(url, policy))
     raise typer.Exit(summary_table([report]))
 
 
@@ -868,6 +947,8 @@ def feeds_export(ctx: typer.Context) -> None:
 
         tidings feeds export > feeds.opml
     """
+    from . import collect
+
     sys.stdout.write(collect.export_feeds(state(ctx).store))
 
 
@@ -879,6 +960,8 @@ def feeds_remove(ctx: typer.Context, url: str) -> None:
 
         tidings feeds remove https://go.dev/blog/feed.atom
     """
+    from . import collect
+
     if not collect.remove_feed(state(ctx).store, url):
         raise UsageError(f"not subscribed: {url}")
 
@@ -891,6 +974,11 @@ def feeds_list(ctx: typer.Context) -> None:
 
         tidings feeds list
     """
+    from rich.console import Console
+    from rich.table import Table
+
+    from . import collect
+
     table = Table(show_edge=False)
     for column in ("url", "folder", "items", "last success", "last error", "dead"):
         table.add_column(column, overflow="fold")
@@ -917,6 +1005,9 @@ def feeds_fetch(
 
         tidings feeds fetch --all
     """
+    from . import collect
+    from .sources.http import FetchPolicy
+
     st = state(ctx)
     with bar(st, "feeds") as progress:
         report = collect.poll_feeds(
@@ -933,6 +1024,8 @@ def search_filters(
     section: list[str] | None, tag: list[str] | None, author: list[str] | None, kind: list[str] | None,
     since: str | None, until: str | None,
 ) -> search_mod.Filters:
+    from . import search as search_mod
+
     return search_mod.Filters(
         authors=author or [], tags=tag or [], sections=section or [], kinds=kind or [],
         since=search_mod.date_bound(since, end=False) if since else None,
@@ -943,6 +1036,8 @@ def search_filters(
 def marked(text: str) -> str:
     """Rich markup for a snippet: the ``**matched**`` words in bold, everything else escaped."""
     from rich.markup import escape
+
+    from . import search as search_mod
 
     parts = text.split(search_mod.MARK_OPEN)
     out = [escape(parts[0])]
@@ -982,8 +1077,10 @@ def search_cmd(
 
         tidings search 'author:dotey "Claude 3"' --json | jq .title
     """
+    from . import search_archive
+
     st = state(ctx)
-    result = search_mod.search(
+    result = search_archive(
         st.store, query, config=st.config, filters=search_filters(section, tag, author, kind, since, until),
         limit=limit, recent=recent, hybrid=hybrid,
     )
@@ -1027,8 +1124,10 @@ def ask_cmd(
 
         tidings ask "What did Karpathy say about tokenization?" --json
     """
+    from . import ask
+
     st = state(ctx)
-    answer = search_mod.ask(
+    answer = ask(
         st.store, question, config=st.config, filters=search_filters(section, tag, author, kind, since, until),
         threshold=threshold,
     )
@@ -1059,6 +1158,8 @@ def index_cmd(
 
         tidings index --rebuild --embed
     """
+    from . import search as search_mod
+
     st = state(ctx)
     with bar(st, "index") as progress:
         if rebuild:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,7 +16,7 @@ from .errors import FetchError, ImportFormatError, UsageError
 from .pipeline import Progress, StageReport, _silent, ingest
 from .records import ItemRecord, ParseResult
 from .sources import decode_bytes, detect, walk
-from .sources.http import FetchPolicy, is_local_reference, local_path
+from .sources.http import FetchPolicy, check_url, is_local_reference, local_path
 from .sources.links import parse_links, resolve_local
 from .store import ItemSource, Source, Store, utcnow
 
@@ -186,10 +186,43 @@ def subscribe(store: Store, url: str, *, title: str | None = None, folder: str |
         return True
 
 
-def subscribe_opml(store: Store, content: bytes, where: str, report: StageReport) -> None:
+def url_refusal(url: str, policy: FetchPolicy) -> str | None:
+    """Why ``url`` may not be added under ``policy``, or None when it may.
+
+    Every way of adding a link or a feed asks this one question (in the web UI: the add-links
+    box, feeds add and OPML uploads; in the CLI: ``add``, ``feeds add`` and ``feeds import``), so
+    none of them is a way around the others. A name that does not resolve right now is accepted:
+    the fetch retries it and shows its failure per item. Other schemes, private addresses (unless
+    the policy allows them), missing files and malformed URLs are refused."""
+    try:
+        check_url(url, policy)
+    except FetchError as exc:
+        if exc.transient:
+            return None
+        if exc.reason == "bad_scheme" and not policy.allow_files:
+            return "bad_scheme: only http and https URLs are accepted here (no files, no paths)"
+        return f"{exc.reason}: {str(exc).split(': ', 1)[-1]}"
+    except ValueError as exc:  # urlsplit refuses e.g. "http://[::1" before check_url can say why
+        return f"bad_url: malformed URL ({exc})"
+    return None
+
+
+def subscribe_opml(
+    store: Store, content: bytes, where: str, report: StageReport,
+    check: Callable[[str], str | None] | None = None,
+) -> None:
+    """Subscribe to every feed in an OPML document (folders kept).
+
+    ``check`` (e.g. ``lambda url: url_refusal(url, policy)``) is asked about each feed first: an
+    OPML file comes from elsewhere and may list ``file:`` or private addresses. A feed it refuses
+    is a failure in ``report``, named with the reason, and is not subscribed."""
     from .sources.opml import parse_opml
 
     for feed in parse_opml(content, file=where):
+        why = check(feed.url) if check is not None else None
+        if why is not None:
+            report.fail(feed.url, why)
+            continue
         if subscribe(store, feed.url, title=feed.title, folder=feed.folder, html_url=feed.html_url):
             report.new += 1
         else:

@@ -1,0 +1,110 @@
+"""Benchmark: how long a ``tidings`` command takes to start, against a bare ``import typer``.
+
+Every figure is a whole process, timed from outside (start to exit), so interpreter start-up and
+imports are in it: that is what a user waits for. The baseline, ``python -c "import typer"``, runs
+in the same run, interleaved with the commands (baseline, help, version, ... then again), so a
+machine that slows down part-way slows every command alike. Each figure is the median of
+``--repeat`` runs after one warm-up round; ``ratio`` = command / baseline. The light store
+commands run on a store made (and migrated) before timing, so they measure start-up, not
+Alembic. The last line printed is JSON.
+
+    python bench/startup.py --repeat 9
+    python bench/startup.py --max-ratio 3   # exit 1 when a command is above 3x the baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def tidings_command() -> list[str]:
+    """The installed ``tidings`` script next to this interpreter (what a user runs), else
+    ``python -m tidings.cli``."""
+    script = shutil.which("tidings", path=str(Path(sys.executable).parent))
+    return [script] if script else [sys.executable, "-m", "tidings.cli"]
+
+
+def commands(db: Path) -> dict[str, list[str]]:
+    """The commands timed, by the name their figures carry in the JSON."""
+    tidings = tidings_command()
+    store = [*tidings, "--db", str(db)]
+    return {
+        "baseline": [sys.executable, "-c", "import typer"],
+        "help": [*tidings, "--help"],
+        "version": [*tidings, "--version"],
+        "config": [*tidings, "config", "show"],
+        "items": [*store, "items", "--json"],
+        "feeds": [*store, "feeds", "list"],
+        "digest": [*store, "digest", "--week", "2024-06-09"],
+    }
+
+
+def run_once(argv: list[str], env: dict[str, str], cwd: Path) -> float:
+    """Wall milliseconds of one run; a command that fails makes the benchmark fail (a fast crash
+    is no start-up figure)."""
+    start = time.perf_counter()
+    done = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    elapsed = (time.perf_counter() - start) * 1000
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.decode(errors='replace')[-500:]}")
+    return elapsed
+
+
+def prepare_store(db: Path, env: dict[str, str], cwd: Path) -> None:
+    """Create and migrate the store once, untimed; the timed commands then find it at head."""
+    run_once([*tidings_command(), "--db", str(db), "items", "--json"], env, cwd)
+
+
+def measure(repeat: int, only: list[str] | None) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="tidings-startup-") as tmp:
+        work = Path(tmp)
+        db = work / "bench.db"
+        # No user config, no colour, no terminal: the same work on every machine.
+        env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "100"}
+        env.pop("TIDINGS_DB", None)
+        prepare_store(db, env, work)
+        todo = {name: argv for name, argv in commands(db).items() if only is None or name in {"baseline", *only}}
+        for argv in todo.values():  # warm-up: the file cache, .pyc files
+            run_once(argv, env, work)
+        times: dict[str, list[float]] = {name: [] for name in todo}
+        for _ in range(repeat):
+            for name, argv in todo.items():
+                times[name].append(run_once(argv, env, work))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=7, help="Timed runs per command (median reported).")
+    parser.add_argument("--only", nargs="*", help="Only these commands (the baseline always runs).")
+    parser.add_argument("--max-ratio", type=float, default=None, help="Exit 1 if a command is above this ratio.")
+    args = parser.parse_args()
+    medians = measure(max(1, args.repeat), args.only)
+    baseline = medians.pop("baseline")
+    label = 'baseline (python -c "import typer")'
+    print(f"{label:40} {baseline:8.1f} ms")
+    result: dict[str, float | int | str] = {"baseline_ms": round(baseline, 1)}
+    worst = 0.0
+    for name, ms in medians.items():
+        ratio = ms / baseline
+        worst = max(worst, ratio)
+        print(f"{'tidings ' + name:40} {ms:8.1f} ms  {ratio:5.2f}x")
+        result[f"{name}_ms"] = round(ms, 1)
+        result[f"{name}_ratio"] = round(ratio, 2)
+    result["max_ratio"] = round(worst, 2)
+    result["repeat"] = args.repeat
+    print(json.dumps(result))
+    return 1 if args.max_ratio is not None and worst > args.max_ratio else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
