@@ -26,7 +26,7 @@ from loopback import LoopbackServer, Reply, Request
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from tidings import llmtasks
+from tidings import llmtasks, translate
 from tidings.classify import Prediction
 from tidings.cli import app
 from tidings.config import Config, load_config, parse_duration
@@ -505,11 +505,11 @@ Few-shot prompting adds examples, as `prompt(x)` shows.
 
 
 def test_protect_and_restore_keep_code_and_links_untouched() -> None:
-    protected = llmtasks.protect(MARKDOWN)
+    protected = translate.protect(MARKDOWN)
     assert "print(" not in protected.text and "https://example.org/guide" not in protected.text
     assert "`prompt(x)`" not in protected.text and "[the guide](⟦" in protected.text
-    assert llmtasks.restore(protected.text, protected.pieces) == MARKDOWN
-    chunks = llmtasks.chunk_markdown(protected.text, 20)
+    assert translate.restore(protected.text, protected.pieces) == MARKDOWN
+    chunks = translate.chunk_markdown(protected.text, 20)
     assert len(chunks) >= 2 and any(c.startswith("## Few-shot") for c in chunks)
 
 
@@ -533,7 +533,7 @@ def test_translation_takes_three_steps_and_falls_back_when_markers_are_lost(faul
     config.glossary = {"Zero-shot": "零样本"}
     fake_translator(fault)
     llm, _ = gateway(config, None)
-    result = llmtasks.translate_markdown(llm, config, MARKDOWN, language="zh")
+    result = translate.translate_markdown(llm, config, MARKDOWN, language="zh")
     assert '```python\nprint("do not translate me")\n```' in result.text
     assert '(https://example.org/guide "Guide")' in result.text and "`prompt(x)`" in result.text
     assert result.text.startswith("# 词-词 词")
@@ -543,7 +543,7 @@ def test_translation_takes_three_steps_and_falls_back_when_markers_are_lost(faul
     # A model that drops the markers: the chunk keeps its source, code and links intact.
     fault.server.routes["/v1/chat/completions"] = lambda r: (fault.bodies.append(json.loads(r.body)), chat("翻译"))[1]
     llm, _ = gateway(config, None)
-    result = llmtasks.translate_markdown(llm, config, MARKDOWN, language="zh")
+    result = translate.translate_markdown(llm, config, MARKDOWN, language="zh")
     assert result.fallbacks and '```python\nprint("do not translate me")\n```' in result.text
 
 
@@ -727,12 +727,12 @@ def test_real_model_translate_keeps_code_and_links(real_config: Config) -> None:
     markdown = ("# 容器\n\n容器把应用和依赖打包。参见[文档](https://example.org/docs)。\n\n"
                 "```bash\ndocker run hello\n```\n")
     llm = LLM(real_config, None)
-    result = llmtasks.translate_markdown(llm, real_config, markdown, language="en")
+    result = translate.translate_markdown(llm, real_config, markdown, language="en")
     assert "```bash\ndocker run hello\n```" in result.text
     assert "(https://example.org/docs)" in result.text
     assert result.chunks
     assert llm.stats.calls >= 2 * len(result.chunks)
-    steps = llmtasks.dumps_steps(result)
+    steps = translate.dumps_steps(result)
     assert "step 1, literal translation" in steps and "step 2, problems" in steps and "step 3" in steps
 
 
