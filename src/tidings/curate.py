@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from .config import Config
@@ -33,8 +35,10 @@ from .store import (
     DigestEntryRow,
     Edit,
     Item,
+    ItemSource,
     ItemStatus,
     ItemTag,
+    Source,
     Store,
     get_or_create_source,
 )
@@ -715,3 +719,151 @@ def preview_week(store: Store, week: date, config: Config) -> DigestDoc | None:
             return doc_of(digest, config, order=section_order(store, config))
         finally:
             session.rollback()
+
+
+# --- lookups: what the web UI reads ----------------------------------------------------------------
+# The web layer holds no queries of its own: each page and form asks one of these, so a rule about
+# which rows count (a draft, a set-aside item, a link from the add-links box) is written once, here.
+
+
+def find_digest(session: Session, week: date) -> Digest | None:
+    """The digest of the week ending ``week``, or None; its rows load when they are read."""
+    return session.scalar(select(Digest).where(Digest.week == week))
+
+
+def week_digest(session: Session, week: date) -> Digest | None:
+    """The digest of ``week`` with its blocks, entries, their items and the items' tags loaded up
+    front: the week view and the digest page read all of them for every entry, and one query per
+    entry would make a long week slow."""
+    return session.scalar(
+        select(Digest)
+        .where(Digest.week == week)
+        .options(
+            selectinload(Digest.blocks),
+            selectinload(Digest.entries).selectinload(DigestEntryRow.item).selectinload(Item.tag_rows),
+        )
+    )
+
+
+def digest_weeks(session: Session) -> list[date]:
+    """Every week that has a digest, newest first (the week picker and the digest page's menu)."""
+    return list(session.scalars(select(Digest.week).order_by(Digest.week.desc())))
+
+
+def digests_with_counts(store: Store) -> list[tuple[Digest, int]]:
+    """Every digest, newest first, with how many entries it holds (kept or not)."""
+    with store.session() as session:
+        counts = dict(session.execute(
+            select(DigestEntryRow.digest_id, func.count(DigestEntryRow.id)).group_by(DigestEntryRow.digest_id)
+        ).all())
+        return [(digest, counts.get(digest.id, 0))
+                for digest in session.scalars(select(Digest).order_by(Digest.week.desc()))]
+
+
+def digest_status(store: Store, week: date) -> str | None:
+    """``draft`` or ``published`` (or how an imported digest was marked); None when the week has none."""
+    with store.session() as session:
+        digest = find_digest(session, week)
+        return digest.status if digest is not None else None
+
+
+def find_entry(session: Session, entry_id: int) -> DigestEntryRow | None:
+    return session.get(DigestEntryRow, entry_id)
+
+
+def week_of_entry(store: Store, entry_id: int) -> date | None:
+    """The week of the digest that holds entry ``entry_id``, or None when there is no such entry."""
+    with store.session() as session:
+        entry = find_entry(session, entry_id)
+        return entry.digest.week if entry is not None else None
+
+
+def items_by_id(store: Store, item_ids: list[int]) -> dict[int, Item]:
+    """The items that still exist among ``item_ids`` (a merge or a delete may have removed some)."""
+    if not item_ids:
+        return {}
+    with store.session() as session:
+        return {item.id: item for item in session.scalars(select(Item).where(Item.id.in_(item_ids)))}
+
+
+@dataclass
+class ItemHistory:
+    """Everything an item's page shows besides the item: where it came from, the digests it
+    appeared in, every edit and section correction, and the duplicates merged into it."""
+
+    item: Item
+    sources: list[Source]
+    appearances: list[tuple[date, str | None, str | None, bool, int]]
+    """(week, digest title, section, kept, entry id), newest week first."""
+    edits: list[Edit]
+    corrections: list[Correction]
+    duplicates: list[Item]
+
+
+def item_history(session: Session, item_id: int) -> ItemHistory | None:
+    """What item ``item_id``'s page shows, newest first; None when there is no such item."""
+    item = session.get(Item, item_id)
+    if item is None:
+        return None
+    sources = session.scalars(
+        select(Source).join(ItemSource, ItemSource.source_id == Source.id).where(ItemSource.item_id == item_id)
+    ).all()
+    appearances = session.execute(
+        select(Digest.week, Digest.title, DigestEntryRow.section, DigestEntryRow.kept, DigestEntryRow.id)
+        .join(Digest, Digest.id == DigestEntryRow.digest_id)
+        .where(DigestEntryRow.item_id == item_id)
+        .order_by(Digest.week.desc())
+    ).all()
+    edits = session.scalars(select(Edit).where(Edit.item_id == item_id).order_by(Edit.at.desc())).all()
+    corrections = session.scalars(
+        select(Correction).where(Correction.item_id == item_id).order_by(Correction.at.desc())
+    ).all()
+    duplicates = session.scalars(select(Item).where(Item.duplicate_of_id == item_id)).all()
+    return ItemHistory(item=item, sources=list(sources), appearances=[tuple(row) for row in appearances],
+                       edits=list(edits), corrections=list(corrections), duplicates=list(duplicates))
+
+
+def unfinished_web_links(store: Store) -> dict[date, list[tuple[int, str]]]:
+    """Links added in the web UI's add-links box whose work a restart interrupted, by draft week:
+    (item id, fetch URL) of each kept entry still pending, or fetched but not yet summarized or
+    filed. Links the curator dropped are left alone, and so are failed fetches (``tidings fetch``
+    retries the transient ones)."""
+    unfinished = or_(
+        Item.status == ItemStatus.PENDING,
+        and_(Item.status == ItemStatus.EXTRACTED, or_(Item.summary.is_(None), Item.section.is_(None))),
+    )
+    by_week: dict[date, list[tuple[int, str]]] = {}
+    with store.session() as session:
+        rows = session.execute(
+            select(Digest.week, Item)
+            .join(DigestEntryRow, DigestEntryRow.digest_id == Digest.id)
+            .join(Item, Item.id == DigestEntryRow.item_id)
+            .join(ItemSource, ItemSource.item_id == Item.id)
+            .join(Source, Source.id == ItemSource.source_id)
+            .where(Digest.status == "draft", DigestEntryRow.kept.is_(True), Source.kind == "web",
+                   Item.duplicate_of_id.is_(None), unfinished)
+            .order_by(Digest.week, Item.id)
+            .distinct()
+        ).all()
+        for week, item in rows:
+            by_week.setdefault(week, []).append((item.id, fetch_url_of(item)))
+    return by_week
+
+
+def requeue_set_aside(store: Store, item_id: int, refuse: Callable[[str], str | None]) -> str | None:
+    """Put a set-aside item (failed, or judged no article) back in the fetch queue, its error
+    cleared, and return the URL to fetch; None when there is no such item. ``refuse`` is the
+    caller's check of that URL (the web UI refuses what its add-links box would): when it names a
+    reason, or the item is not set aside, this raises UsageError and changes nothing."""
+    with store.session() as session:
+        item = session.get(Item, item_id)
+        if item is None:
+            return None
+        if item.status not in SET_ASIDE_STATUSES:
+            raise UsageError(f"this item is {item.status}, not set aside: nothing to retry")
+        url = fetch_url_of(item)
+        why = refuse(url)
+        if why is not None:
+            raise UsageError(why)
+        item.status, item.error, item.error_reason, item.error_transient = ItemStatus.PENDING, None, None, False
+        return url

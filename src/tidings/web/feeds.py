@@ -1,0 +1,104 @@
+"""The feeds page: subscriptions listed, added one by one or from an OPML file, removed, exported.
+Every feed added here passes ``collect.url_refusal``, as the CLI's ``feeds add`` and ``feeds import`` do."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, Response
+
+from .. import collect, pipeline
+from ..errors import ImportFormatError, UsageError
+from ..sources.http import FetchPolicy
+from ..store import Store
+from .deps import CSRF, FormError, PolicyDep, StoreDep, back, check_length, mutate, page, store_of
+
+router = APIRouter()
+
+MAX_OPML = 5 * 1024 * 1024  # bytes of an uploaded OPML file
+
+
+def subscribe_opml_checked(store: Store, content: bytes, where: str, report: pipeline.StageReport,
+                           policy: FetchPolicy) -> None:
+    """``collect.subscribe_opml``, with every feed put through ``url_refusal`` first: an OPML file
+    comes from elsewhere, and may list ``file:`` or private addresses. Refused feeds are failures
+    in ``report``, named with their reason; the others are subscribed."""
+    collect.subscribe_opml(store, content, where, report, check=lambda url: collect.url_refusal(url, policy))
+
+
+def feeds_failed(request: Request, exc: FormError, values: dict[str, str]) -> HTMLResponse:
+    return page(request, "feeds.html", 422, rows=collect.feed_rows(store_of(request)),
+                errors={exc.field: exc.message}, values=values, notice="")
+
+
+def feeds_done(request: Request, notice: str) -> HTMLResponse:
+    return page(request, "feeds.html", rows=collect.feed_rows(store_of(request)), errors={}, values={}, notice=notice)
+
+
+@router.get("/feeds", response_class=HTMLResponse)
+def feeds_page(request: Request) -> Response:
+    return feeds_done(request, "")
+
+
+@router.get("/feeds/export.opml")
+def feeds_export(store: StoreDep) -> Response:
+    return Response(collect.export_feeds(store), media_type="text/x-opml; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="tidings-feeds.opml"'})
+
+
+@router.post("/feeds/add", dependencies=CSRF)
+def feeds_add(request: Request, store: StoreDep, policy: PolicyDep, url: Annotated[str, Form()] = "",
+              folder: Annotated[str, Form()] = "") -> Response:
+    values = {"url": url, "folder": folder}
+
+    def work() -> Response:
+        address = url.strip()
+        try:
+            check_length("url", address, 2048)
+            check_length("folder", folder, 512)
+            why = collect.url_refusal(address, policy)
+            if why is not None:
+                raise FormError("url", f"refused: {why}")
+        except FormError as exc:
+            return feeds_failed(request, exc, values)
+        added = collect.subscribe(store, address, folder=folder.strip() or None)
+        return feeds_done(request, "Subscribed." if added else "Already subscribed.")
+
+    return mutate(request, "/feeds/add", values, work)
+
+
+@router.post("/feeds/remove", dependencies=CSRF)
+def feeds_remove(request: Request, store: StoreDep, url: Annotated[str, Form()] = "") -> Response:
+    def work() -> Response:
+        if not collect.remove_feed(store, url):
+            return feeds_failed(request, FormError("remove", f"not subscribed: {url[:200]}"), {})
+        return back("/feeds")
+
+    return mutate(request, "/feeds/remove", {"url": url}, work)
+
+
+@router.post("/feeds/import", dependencies=CSRF)
+def feeds_import(request: Request, store: StoreDep, policy: PolicyDep,
+                 opml: Annotated[UploadFile | None, File()] = None) -> Response:
+    def work() -> Response:
+        if opml is None or not opml.filename:
+            return feeds_failed(request, FormError("opml", "choose an OPML file"), {})
+        content = opml.file.read(MAX_OPML + 1)
+        if len(content) > MAX_OPML:
+            return feeds_failed(request, FormError("opml", "the file is larger than 5 MB"), {})
+        report = pipeline.StageReport("feeds import")
+        try:
+            subscribe_opml_checked(store, content, opml.filename, report, policy)
+        except (ImportFormatError, UsageError) as exc:
+            return feeds_failed(request, FormError("opml", f"not a usable OPML file: {exc}"), {})
+        refusals = "; ".join(f"{url[:200]} ({why})" for url, why in report.failures[:10])
+        if not report.done:
+            message = f"no feed was accepted: {refusals}" if refusals else "no feeds found in that file"
+            return feeds_failed(request, FormError("opml", message), {})
+        notice = f"Imported {report.done} feeds: {report.new} new, {report.unchanged} already subscribed."
+        if report.failures:
+            notice += f" Refused {report.failed}: {refusals}"
+        return feeds_done(request, notice)
+
+    return mutate(request, "/feeds/import", {}, work)

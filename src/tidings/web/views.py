@@ -1,0 +1,177 @@
+"""What the templates show, made from store rows: a week's entries grouped by section, set-aside
+items, search highlights. Plain dataclasses, so templates never reach into the ORM's lazy loads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from fastapi import HTTPException
+
+from .. import curate, pipeline
+from ..config import Config
+from ..htmltext import safe_href
+from ..records import DigestEntry
+from ..store import Digest, DigestEntryRow, Item
+
+
+@dataclass
+class EntryView:
+    id: int
+    item_id: int | None
+    title: str
+    url: str | None
+    domain: str
+    published: str
+    summary: str
+    summary_origin: str
+    section: str | None
+    tags: list[str]
+    note: str
+    kept: bool
+    marker: str | None
+    status: str
+    error: str
+    edited: bool
+    unsure: float | None = None
+    """The classifier's confidence when it filed this entry less surely than ``llm.classify_below``:
+    the week view marks it for the curator to check."""
+    index: int = 0
+    count: int = 0
+
+
+@dataclass
+class SetAsideView:
+    """An item of the week that failed or was judged not an article: listed apart, with its reason."""
+
+    id: int
+    title: str
+    url: str
+    status: str
+    reason: str
+    error: str
+
+
+@dataclass
+class SectionView:
+    name: str | None
+    label: str
+    entries: list[EntryView]
+
+
+def set_aside_view(item: Item) -> SetAsideView:
+    url = pipeline.fetch_url_of(item)
+    return SetAsideView(id=item.id, title=item.title or url, url=url, status=item.status,
+                        reason=item.error_reason or "", error=item.error or "")
+
+
+def domain(url: str | None) -> str:
+    """The host a link points to, without ``www.``: shown beside each entry's title."""
+    if not url:
+        return ""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
+    return host.removeprefix("www.")
+
+
+def unsure(row: DigestEntryRow, threshold: float) -> float | None:
+    item = row.item
+    # Only the local classifier's picks: a curator's move is sure, and an LLM's decision is recorded
+    # with the threshold of its time as its confidence.
+    origin = item.section_origin if item is not None else None
+    if item is None or origin not in ("model", "rules") or item.section_confidence is None:
+        return None
+    if row.section != item.section or item.section_confidence >= threshold:
+        return None
+    return round(item.section_confidence, 2)
+
+
+def entry_view(row: DigestEntryRow, entry: DigestEntry, unsure_below: float) -> EntryView:
+    item = row.item
+    url = safe_href(entry.url) or (safe_href(item.url) if item is not None else None)
+    if row.summary_override is not None:
+        origin = "edited" if item is None or item.summary_origin == "human" else f"{item.summary_origin}"
+    elif row.verbatim is not None:
+        origin = "human (imported)"
+    else:
+        origin = (item.summary_origin if item is not None else None) or ""
+    published = ""
+    if item is not None and item.published_at is not None:
+        published = item.published_at.date().isoformat()
+    return EntryView(
+        id=row.id,
+        item_id=row.item_id,
+        title=entry.title or (item.title if item is not None else "") or entry.url or "(untitled)",
+        url=url,
+        domain=domain(url),
+        published=published,
+        summary=entry.summary or "",
+        summary_origin=origin if entry.summary else "",
+        section=row.section,
+        tags=list(item.tags) if item is not None else [],
+        note=(item.note or "") if item is not None else "",
+        kept=row.kept,
+        marker=row.marker,
+        status=item.status if item is not None else "",
+        error=((item.error_reason or "") if item is not None else ""),
+        edited=row.edited,
+        unsure=unsure(row, unsure_below),
+    )
+
+
+def section_choices(digest: Digest | None, config: Config) -> list[str]:
+    """The sections an entry may move to: the configured ones, then any the digest itself uses."""
+    names = list(config.section_names)
+    for name in [*(digest.sections if digest else []), *(e.section for e in (digest.entries if digest else []))]:
+        if name and name not in names:
+            names.append(name)
+    if config.fallback_section not in names:
+        names.append(config.fallback_section)
+    return names
+
+
+def group_entries(digest: Digest, config: Config) -> list[SectionView]:
+    """Entries by section, in the configured order (old names sort by what they were renamed to)."""
+    doc = curate.doc_of(digest, config)
+    unsure_below = config.llm.classify_below
+    views = [entry_view(row, entry, unsure_below) for row, entry in zip(digest.entries, doc.entries, strict=True)]
+    order = {name: i for i, name in enumerate(config.section_names)}
+    own = {name: i for i, name in enumerate(digest.sections or [])}
+
+    def rank(name: str | None) -> tuple[int, int, str]:
+        if name is None:
+            return (2, 0, "")
+        canonical = curate.canonical_section(name, config) or name
+        if canonical in order:
+            return (0, order[canonical], name)
+        return (1, own.get(name, len(own)), name)
+
+    names: list[str | None] = list(config.section_names)
+    for view in views:
+        if view.section not in names:
+            names.append(view.section)
+    groups = []
+    for name in sorted(dict.fromkeys(names), key=rank):
+        members = [v for v in views if v.section == name]
+        for index, view in enumerate(members):
+            view.index, view.count = index, len(members)
+        if members or name in config.section_names:
+            groups.append(SectionView(name, name or "No section", members))
+    return groups
+
+
+def shown_entry(row: DigestEntryRow, config: Config) -> DigestEntry:
+    """The entry as the week view shows it (overrides applied), to tell what a form changed."""
+    doc = curate.doc_of(row.digest, config)
+    for other, entry in zip(row.digest.entries, doc.entries, strict=True):
+        if other.id == row.id:
+            return entry
+    raise HTTPException(404, "no such entry")
+
+
+def marked(snippet: str) -> list[tuple[str, bool]]:
+    """A search snippet's ``**word**`` highlights as (text, marked) parts, for escaped output."""
+    parts = snippet.split("**")
+    return [(part, index % 2 == 1) for index, part in enumerate(parts) if part]

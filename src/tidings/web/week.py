@@ -1,0 +1,330 @@
+"""The week view and every edit made from it: keep or drop, title and summary, section and
+position, tags, notes, one-item re-runs, and retrying a set-aside item.
+
+Each edit is a plain form post that calls one ``curate`` function and redirects back to the
+entry; a bad value gives the week page back with the message beside the field (422)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from .. import curate
+from ..collect import url_refusal
+from ..errors import UsageError
+from ..store import DigestEntryRow
+from . import jobs as web_jobs
+from .deps import (
+    CSRF,
+    ConfigDep,
+    FormError,
+    JobsDep,
+    PolicyDep,
+    RowId,
+    StoreDep,
+    back,
+    check_length,
+    config_of,
+    current_week,
+    jobs_of,
+    mutate,
+    page,
+    parse_week_param,
+    store_of,
+    week_url,
+)
+from .views import group_entries, section_choices, set_aside_view, shown_entry
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+router = APIRouter()
+
+FormKey = tuple[Any, str]
+"""(what the form is about: an entry id, ``"links"``, ``"item-<id>"`` ..., field name)."""
+
+
+def week_page(request: Request, week: date, *, status: int = 200, errors: dict[FormKey, str] | None = None,
+              values: dict[FormKey, str] | None = None, notice: str = "",
+              refused: list[tuple[str, str]] | None = None) -> HTMLResponse:
+    """The week's draft (or imported digest), its set-aside items and its jobs; ``errors`` and
+    ``values`` put a failed form back, filled in, beside the entry it was about."""
+    store, config, jobs = store_of(request), config_of(request), jobs_of(request)
+    with store.session() as session:
+        has_candidates = (curate.find_digest(session, week) is not None
+                          or bool(curate.candidates(session, week, config, None)))
+    if has_candidates:
+        curate.assemble_week(store, week, config)  # drafts pick up the week's new candidates
+    with store.session() as session:
+        digest = curate.week_digest(session, week)
+        groups = group_entries(digest, config) if digest is not None else []
+        choices = section_choices(digest, config)
+        vocabulary = curate.tag_vocabulary(session)
+        weeks = curate.digest_weeks(session)
+        status_of = digest.status if digest is not None else "none"
+        source_path = digest.source_path if digest is not None else None
+        # The draft's entries are the candidates; set-aside items are listed apart, not counted.
+        kept = sum(1 for g in groups for e in g.entries if e.kept)
+        total = sum(len(g.entries) for g in groups)
+        set_aside = [set_aside_view(item) for item in curate.set_aside(session, week, config)]
+    return page(
+        request, "week.html", status, week=week, groups=groups, choices=choices, vocabulary=vocabulary,
+        weeks=weeks, digest_status=status_of, source_path=source_path, kept=kept, total=total,
+        set_aside=set_aside,
+        errors=errors or {}, values=values or {}, notice=notice,
+        job_views=[(j, web_jobs.job_rows(store, j)) for j in jobs.for_week(week)],
+        refused=refused or [], current=current_week(config), prev_week=week - timedelta(days=7),
+        next_week=week + timedelta(days=7),
+    )
+
+
+def entry_week(request: Request, entry_id: int) -> date:
+    week = curate.week_of_entry(store_of(request), entry_id)
+    if week is None:
+        raise HTTPException(404, f"There is no digest entry {entry_id}.")
+    return week
+
+
+def load_entry(session: Session, entry_id: int) -> DigestEntryRow:
+    row = curate.find_entry(session, entry_id)
+    if row is None:
+        raise HTTPException(404, f"There is no digest entry {entry_id}.")
+    return row
+
+
+def form_failed(request: Request, entry_id: int, exc: FormError, values: dict[str, str]) -> HTMLResponse:
+    """The week page again, with the entry's form as it was posted and ``exc`` beside its field."""
+    week = entry_week(request, entry_id)
+    return week_page(request, week, status=422, errors={(entry_id, exc.field): exc.message},
+                     values={(entry_id, k): v for k, v in values.items()})
+
+
+@router.get("/", include_in_schema=False)
+def home() -> RedirectResponse:
+    return back("/week")
+
+
+@router.get("/week", response_class=HTMLResponse)
+def week_view(request: Request, config: ConfigDep, week: str | None = None, flash: str | None = None) -> Response:
+    try:
+        when = parse_week_param(week, config)
+    except FormError as exc:
+        return week_page(request, current_week(config), status=400, errors={("week", "week"): exc.message},
+                         values={("week", "week"): week or ""})
+    errors: dict[FormKey, str] = {}
+    message = request.app.state.flashes.pop(flash) if flash else None
+    if message is not None:
+        errors[(message[0], "stage_ok")] = message[1]
+    return week_page(request, when, errors=errors)
+
+
+# --- entry edits (each a plain form post) --------------------------------------------------------
+
+
+@router.post("/entry/{entry_id}/keep", dependencies=CSRF)
+def entry_keep(request: Request, entry_id: RowId, store: StoreDep, kept: Annotated[str, Form()] = "") -> Response:
+    values = {"kept": kept}
+
+    def work() -> Response:
+        if kept not in ("0", "1"):
+            return form_failed(request, entry_id, FormError("kept", "kept must be 0 or 1"), values)
+        with store.session() as session:
+            row = load_entry(session, entry_id)
+            curate.set_kept(session, row, kept == "1")
+            week = row.digest.week
+        return back(week_url(week, f"entry-{entry_id}"))
+
+    return mutate(request, f"/entry/{entry_id}/keep", values, work)
+
+
+@router.post("/entry/{entry_id}/edit", dependencies=CSRF)
+def entry_edit(request: Request, entry_id: RowId, store: StoreDep, config: ConfigDep,
+               title: Annotated[str | None, Form()] = None, summary: Annotated[str | None, Form()] = None) -> Response:
+    values = {k: v for k, v in (("title", title), ("summary", summary)) if v is not None}
+
+    def work() -> Response:
+        try:
+            if title is not None:
+                check_length("title", title, 1000)
+                if not title.strip():
+                    raise FormError("title", "a title cannot be empty")
+            if summary is not None:
+                check_length("summary", summary)
+            with store.session() as session:
+                row = load_entry(session, entry_id)
+                doc_entry = shown_entry(row, config)
+                new_title = title.strip() if title is not None else None
+                new_summary = summary.strip().replace("\r\n", "\n") if summary is not None else None
+                # Only what the user changed: re-sending the shown title must not mark it edited.
+                if new_title is not None and new_title == (doc_entry.title or ""):
+                    new_title = None
+                if new_summary is not None and new_summary == (doc_entry.summary or "").strip():
+                    new_summary = None
+                curate.edit_entry(session, row, title=new_title, summary=new_summary)
+                week = row.digest.week
+        except FormError as exc:
+            return form_failed(request, entry_id, exc, values)
+        return back(week_url(week, f"entry-{entry_id}"))
+
+    return mutate(request, f"/entry/{entry_id}/edit", values, work)
+
+
+def parse_position(index: str) -> int | None:
+    """The form's position within a section: empty means the end."""
+    if not index.strip():
+        return None
+    try:
+        position = int(index)
+    except ValueError as exc:
+        raise FormError("index", "the position must be a whole number") from exc
+    if position < 0:
+        raise FormError("index", "the position cannot be negative")
+    return position
+
+
+@router.post("/entry/{entry_id}/move", dependencies=CSRF)
+def entry_move(request: Request, entry_id: RowId, store: StoreDep, config: ConfigDep,
+               section: Annotated[str, Form()] = "", index: Annotated[str, Form()] = "") -> Response:
+    values = {"section": section, "index": index}
+
+    def work() -> Response:
+        try:
+            with store.session() as session:
+                row = load_entry(session, entry_id)
+                if section not in section_choices(row.digest, config):
+                    raise FormError("section", f"unknown section {section[:60]!r}: choose one from the list")
+                curate.move_entry(session, row, section, parse_position(index))
+                week = row.digest.week
+        except FormError as exc:
+            return form_failed(request, entry_id, exc, values)
+        return back(week_url(week, f"entry-{entry_id}"))
+
+    return mutate(request, f"/entry/{entry_id}/move", values, work)
+
+
+@router.post("/entry/{entry_id}/reorder", dependencies=CSRF)
+def entry_reorder(request: Request, entry_id: RowId, store: StoreDep, step: Annotated[str, Form()] = "") -> Response:
+    values = {"step": step}
+
+    def work() -> Response:
+        if step not in ("-1", "1"):
+            return form_failed(request, entry_id, FormError("step", "step must be -1 (up) or 1 (down)"), values)
+        with store.session() as session:
+            row = load_entry(session, entry_id)
+            curate.reorder_entry(session, row, int(step))
+            week = row.digest.week
+        return back(week_url(week, f"entry-{entry_id}"))
+
+    return mutate(request, f"/entry/{entry_id}/reorder", values, work)
+
+
+@router.post("/entry/{entry_id}/tags", dependencies=CSRF)
+def entry_tags(request: Request, entry_id: RowId, store: StoreDep, tags: Annotated[str, Form()] = "",
+               add: Annotated[str, Form()] = "") -> Response:
+    values = {"tags": tags}
+
+    def work() -> Response:
+        try:
+            check_length("tags", tags, 2000)
+            check_length("tags", add, 200)
+            try:
+                # The known tag picked from the vocabulary menu joins the typed ones.
+                parsed = curate.parse_tags(tags + ("," + add if add.strip() else ""))
+            except UsageError as exc:
+                raise FormError("tags", str(exc)) from exc
+            with store.session() as session:
+                row = load_entry(session, entry_id)
+                if row.item is None:
+                    raise FormError("tags", "this entry has no item to tag")
+                curate.set_item_tags(session, row.item, parsed, row)
+                week = row.digest.week
+        except FormError as exc:
+            return form_failed(request, entry_id, exc, values)
+        return back(week_url(week, f"entry-{entry_id}"))
+
+    return mutate(request, f"/entry/{entry_id}/tags", values, work)
+
+
+@router.post("/entry/{entry_id}/note", dependencies=CSRF)
+def entry_note(request: Request, entry_id: RowId, store: StoreDep, note: Annotated[str, Form()] = "") -> Response:
+    values = {"note": note}
+
+    def work() -> Response:
+        try:
+            check_length("note", note)
+            with store.session() as session:
+                row = load_entry(session, entry_id)
+                if row.item is None:
+                    raise FormError("note", "this entry has no item to note on")
+                curate.set_item_note(session, row.item, note.replace("\r\n", "\n"), row)
+                week = row.digest.week
+        except FormError as exc:
+            return form_failed(request, entry_id, exc, values)
+        return back(week_url(week, f"entry-{entry_id}"))
+
+    return mutate(request, f"/entry/{entry_id}/note", values, work)
+
+
+@router.post("/entry/{entry_id}/rerun", dependencies=CSRF)
+def entry_rerun(request: Request, entry_id: RowId, store: StoreDep, config: ConfigDep,
+                stage: Annotated[str, Form()] = "") -> Response:
+    values = {"stage": stage}
+
+    def work() -> Response:
+        week = entry_week(request, entry_id)
+        try:
+            if stage == "summarize":
+                message = curate.resummarize(store, config, entry_id)
+            elif stage == "classify":
+                message = curate.reclassify(store, config, entry_id)
+            else:
+                raise FormError("stage", "choose summarize or classify")
+        except UsageError as exc:
+            return week_page(request, week, status=422, errors={(entry_id, "stage"): str(exc)})
+        except FormError as exc:
+            return form_failed(request, entry_id, exc, values)
+        # The result shows once, beside the entry, on the page the redirect leads to.
+        flashes: dict[str, tuple[int, str]] = request.app.state.flashes
+        key = secrets.token_urlsafe(8)
+        while len(flashes) >= 100:  # never-read messages (a redirect not followed) do not pile up
+            flashes.pop(next(iter(flashes)))
+        flashes[key] = (entry_id, message)
+        return back(f"/week?week={week.isoformat()}&flash={key}#entry-{entry_id}")
+
+    return mutate(request, f"/entry/{entry_id}/rerun", values, work)
+
+
+# --- set-aside items -----------------------------------------------------------------------------
+
+
+@router.post("/item/{item_id}/retry", dependencies=CSRF)
+def item_retry(request: Request, item_id: RowId, store: StoreDep, config: ConfigDep, jobs: JobsDep,
+               policy: PolicyDep, week: Annotated[str, Form()] = "") -> Response:
+    """Put a set-aside item back in the queue and fetch it again, as the add-links box does."""
+
+    def work() -> Response:
+        try:
+            when = parse_week_param(week, config)
+        except FormError as exc:
+            raise HTTPException(400, exc.message) from exc
+
+        def refuse(url: str) -> str | None:
+            # What the links box would refuse is not fetched from here either.
+            why = url_refusal(url, policy)
+            return f"not fetched from the web UI: {why}" if why is not None else None
+
+        try:
+            url = curate.requeue_set_aside(store, item_id, refuse)
+        except UsageError as exc:
+            return week_page(request, when, status=422, errors={(f"item-{item_id}", "retry"): str(exc)})
+        if url is None:
+            raise HTTPException(404, f"There is no item {item_id}.")
+        job = web_jobs.new_job(when, [(item_id, url)])
+        web_jobs.start(jobs, job, store, config, policy)
+        return back(f"/week?week={when.isoformat()}&job={job.id}#jobs")
+
+    return mutate(request, f"/item/{item_id}/retry", {"week": week}, work)
