@@ -4,6 +4,7 @@ Later issues extend these models; every field has a default so that no file is n
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -262,6 +263,9 @@ class Config(Strict):
     routes: RoutesConfig = Field(default_factory=RoutesConfig)
     llm: LLMConfig = Field(default_factory=LLMConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    """Processes for the CPU stages (extract, fingerprint, summarize, classify); default: the core
+    count. 1 runs them in the calling process. Fetching keeps its own threads (``fetch.concurrency``)."""
 
     @model_validator(mode="after")
     def _routes_name_models(self) -> Config:

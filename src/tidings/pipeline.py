@@ -7,15 +7,15 @@ Stages never repeat work on unchanged items: that is what makes every command id
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from . import dedupe, summarize
+from . import dedupe
 from .classify import Classifier, item_doc, section_classifier
 from .config import Config
 from .errors import ExtractError, FetchError, UsageError
@@ -34,6 +34,9 @@ from .store import (
     Store,
     utcnow,
 )
+
+if TYPE_CHECKING:
+    from .stagework import Extraction
 
 Progress = Callable[[int, int, str], None]
 """``progress(done, total, label)``: stages report through this and never import Rich."""
@@ -197,26 +200,35 @@ def fetch_url_of(item: Item) -> str:
 
 
 def apply_extracted(item: Item, content: bytes, content_type: str | None) -> None:
-    from . import extract  # trafilatura is heavy; commands that never extract don't pay for it
+    """Extract ``content`` in this process and store the result on ``item``; raises ExtractError
+    (NoArticleError for a page with no prose) as the extractor does."""
+    from .stagework import extract_page
 
-    page = extract.extract(content, url=fetch_url_of(item), content_type=content_type)
-    if not summarize.has_prose(page.text):
-        # A bare code listing has nothing for a reader to read or a summary to say: set it aside
-        # with its reason, as a home page is, rather than publish a "summary" of markup.
-        raise extract.NoArticleError(
-            fetch_url_of(item), "only code, markup or navigation: no prose", title=page.title
-        )
-    if not item.title and page.title:
-        item.title = page.title
-        if getattr(page, "title_derived", False):
+    _store_extraction(item, extract_page(content, content_type, fetch_url_of(item)))
+
+
+def _store_extraction(item: Item, found: Extraction) -> None:
+    """Put a worker's :class:`~tidings.stagework.Extraction` on ``item``; a page without an article
+    is raised as the ExtractError the extractor gave, for the caller to record."""
+    if found.error_reason is not None:
+        from .extract import NoArticleError
+
+        if found.error_reason == "no_article":
+            raise NoArticleError(fetch_url_of(item), found.error or "", title=found.title)
+        raise ExtractError(fetch_url_of(item), found.error_reason, found.error or "")
+    if not item.title and found.title:
+        item.title = found.title
+        if found.title_derived:
             # The page names no title: this one is its first sentence. A new dict, so that the JSON
             # column is seen as changed (in-place mutation is invisible to SQLAlchemy).
             item.extra = {**(item.extra or {}), "title_derived": True}
-    item.author = item.author or page.author
-    item.published_at = item.published_at or page.published_at
-    item.language = page.language or item.language
-    item.text = page.text
-    item.content_hash = dedupe.content_hash(page.text)
+    item.author = item.author or found.author
+    item.published_at = item.published_at or found.published_at
+    item.language = found.language or item.language
+    item.text = found.text
+    item.content_hash = found.content_hash
+    # Fingerprinted by the worker along with the extraction: the dedupe stage finds it done.
+    item.fingerprint = found.fingerprint
     item.status = ItemStatus.EXTRACTED
     item.error = item.error_reason = None
     item.error_transient = False
@@ -231,9 +243,12 @@ def record_failure(item: Item, reason: str, message: str, *, transient: bool) ->
 
 def fetch_and_extract(
     store: Store, policy: FetchPolicy, *, retry_failed: bool = False, progress: Progress = _silent,
-    item_ids: Iterable[int] | None = None,
+    item_ids: Iterable[int] | None = None, workers: int | None = None,
 ) -> StageReport:
-    """``item_ids`` limits the run to those items (the web UI fetches only the links it was given)."""
+    """``item_ids`` limits the run to those items (the web UI fetches only the links it was given).
+
+    Pages are fetched by ``policy``'s threads and extracted by ``workers`` processes (default: one
+    per core; ``Config.workers``) as they arrive; each page is committed with its extraction."""
     report = StageReport("fetch")
     only = None if item_ids is None else set(item_ids)
     with store.session() as session:
@@ -266,30 +281,48 @@ def fetch_and_extract(
             del todo[url]
     total = len(todo)
     progress(0, total, "")
-    for number, (url, outcome) in enumerate(fetch_many(list(todo), policy), start=1):
-        with store.session() as session:
-            item = session.get(Item, todo[url])
-            assert item is not None
-            if isinstance(outcome, FetchError):
-                record_failure(item, outcome.reason, str(outcome), transient=outcome.transient)
-                report.fail(url, outcome.reason)
-            else:
-                item.raw = outcome.content[: policy.max_bytes]
-                item.raw_content_type = outcome.content_type
-                try:
-                    apply_extracted(item, outcome.content, outcome.content_type)
-                    report.done += 1
-                except ExtractError as exc:
-                    # The fetch worked and the page was judged: "not an article" is an outcome
-                    # recorded on the item, reported as skipped, not a failure of the run.
-                    record_failure(item, exc.reason, str(exc), transient=False)
-                    item.status = ItemStatus.REJECTED
-                    if not item.title and getattr(exc, "title", None):
-                        item.title = exc.title  # an error or home page still has a name to show
-                    report.skipped += 1
-                    report.notes.append((url, exc.reason))
+    from .stagework import extract_page, pool_for, run_jobs
+
+    def jobs() -> Iterator[tuple[tuple[str, Any], tuple[Any, ...] | None]]:
+        for url, outcome in fetch_many(list(todo), policy):
+            work = None if isinstance(outcome, FetchError) else (outcome.content, outcome.content_type, url)
+            yield (url, outcome), work
+
+    results = run_jobs(extract_page, jobs(), pool_for(workers, total))
+    for number, ((url, outcome), found) in enumerate(results, start=1):
+        _commit_fetched(store, todo[url], url, outcome, found, policy, report)
         progress(number, total, url)
     return report
+
+
+def _commit_fetched(
+    store: Store, item_id: int, url: str, outcome: Any, found: Extraction | None, policy: FetchPolicy,
+    report: StageReport,
+) -> None:
+    """One fetched page and its extraction, committed together: a kill before this leaves the item
+    pending, to be fetched again, and never half-stored."""
+    with store.session() as session:
+        item = session.get(Item, item_id)
+        assert item is not None
+        if isinstance(outcome, FetchError):
+            record_failure(item, outcome.reason, str(outcome), transient=outcome.transient)
+            report.fail(url, outcome.reason)
+            return
+        assert found is not None
+        item.raw = outcome.content[: policy.max_bytes]
+        item.raw_content_type = outcome.content_type
+        try:
+            _store_extraction(item, found)
+            report.done += 1
+        except ExtractError as exc:
+            # The fetch worked and the page was judged: "not an article" is an outcome
+            # recorded on the item, reported as skipped, not a failure of the run.
+            record_failure(item, exc.reason, str(exc), transient=False)
+            item.status = ItemStatus.REJECTED
+            if not item.title and getattr(exc, "title", None):
+                item.title = exc.title  # an error or home page still has a name to show
+            report.skipped += 1
+            report.notes.append((url, exc.reason))
 
 
 # --- dedupe ----------------------------------------------------------------------------------
@@ -306,6 +339,33 @@ def _imported_digests_of(session: Session, item_ids: Iterable[int]) -> dict[int,
     for item_id, digest_id in rows:
         found.setdefault(item_id, set()).add(digest_id)
     return found
+
+
+def _fingerprint_missing(store: Store, workers: int | None) -> None:
+    """Fingerprints for items with text and none yet (imported text; fetched pages come fingerprinted),
+    committed per chunk so a killed run keeps what it computed."""
+    from .stagework import CHUNK, chunks, fingerprint_texts, pool_for, run_jobs
+
+    with store.session() as session:
+        ids = session.scalars(
+            select(Item.id).where(Item.fingerprint.is_(None), Item.text.is_not(None), Item.duplicate_of_id.is_(None))
+            .order_by(Item.id)
+        ).all()
+
+    pool = pool_for(workers, len(ids))
+
+    def jobs() -> Iterator[tuple[list[int], tuple[Any, ...]]]:
+        for chunk in chunks(ids, CHUNK if pool else 1):
+            with store.session() as session:
+                rows = session.execute(select(Item.id, Item.text).where(Item.id.in_(list(chunk)))).all()
+            yield [r[0] for r in rows], ([r[1] or "" for r in rows],)
+
+    for chunk_ids, prints in run_jobs(fingerprint_texts, jobs(), pool):
+        with store.session() as session:
+            for item_id, blob in zip(chunk_ids, prints or [], strict=True):
+                item = session.get(Item, item_id)
+                if item is not None and blob is not None and item.fingerprint is None:
+                    item.fingerprint = blob
 
 
 def merge_items(session: Session, duplicate: Item, keep: Item) -> None:
@@ -335,16 +395,12 @@ def merge_items(session: Session, duplicate: Item, keep: Item) -> None:
     duplicate.status = ItemStatus.DUPLICATE
 
 
-def dedupe_items(store: Store, *, threshold: float = 0.8, progress: Progress = _silent) -> StageReport:
+def dedupe_items(
+    store: Store, *, threshold: float = 0.8, progress: Progress = _silent, workers: int | None = None
+) -> StageReport:
+    """Fingerprint the items that have none (in ``workers`` processes), then merge near-duplicates."""
     report = StageReport("dedupe")
-    with store.session() as session:
-        missing = session.scalars(
-            select(Item).where(Item.fingerprint.is_(None), Item.text.is_not(None), Item.duplicate_of_id.is_(None))
-        ).all()
-        for item in missing:
-            fp = dedupe.fingerprint(item.text)
-            if fp is not None:
-                item.fingerprint = dedupe.minhash_to_bytes(fp)
+    _fingerprint_missing(store, workers)
     with store.session() as session:
         rows = session.execute(
             select(Item.id, Item.fingerprint).where(Item.fingerprint.is_not(None), Item.duplicate_of_id.is_(None))
@@ -401,26 +457,43 @@ def summarize_items(
         )
         if item_ids is not None:  # the web UI's "re-run on this item"
             query = query.where(Item.id.in_(list(item_ids)))
-        ids = session.scalars(query).all()
-    cfg = config.summarize
-    for number, item_id in enumerate(ids, start=1):
-        with store.session() as session:
-            item = session.get(Item, item_id)
-            assert item is not None
-            text = summarize.summarize(
-                item.text or "",
-                title=item.title,
-                min_chars=cfg.min_chars,
-                max_chars=cfg.max_chars,
-                english_sentences=cfg.english_sentences,
-            )
-            if text:
-                item.summary, item.summary_origin = text, "extractive"
-                report.done += 1
-            else:
-                report.skipped += 1
-        progress(number, len(ids), str(item_id))
+        ids = session.scalars(query.order_by(Item.id)).all()
+    _summarize_offline(store, config, ids, report, progress)
     return report
+
+
+def _summarize_offline(
+    store: Store, config: Config, ids: Sequence[int], report: StageReport, progress: Progress
+) -> None:
+    """Extractive summaries of ``ids`` in ``config.workers`` processes, committed per chunk."""
+    from .stagework import CHUNK, chunks, pool_for, run_jobs, summarize_texts
+
+    cfg = config.summarize
+    # In-process, one item per commit as ever; across processes, a chunk per round trip and commit.
+    pool = pool_for(config.workers, len(ids))
+
+    def jobs() -> Iterator[tuple[list[int], tuple[Any, ...]]]:
+        for chunk in chunks(ids, CHUNK if pool else 1):
+            with store.session() as session:
+                rows = session.execute(
+                    select(Item.id, Item.text, Item.title).where(Item.id.in_(list(chunk))).order_by(Item.id)
+                ).all()
+            pairs = [(text or "", title) for _, text, title in rows]
+            yield [r[0] for r in rows], (pairs, cfg.min_chars, cfg.max_chars, cfg.english_sentences)
+
+    done = 0
+    for chunk_ids, texts in run_jobs(summarize_texts, jobs(), pool):
+        with store.session() as session:
+            for item_id, text in zip(chunk_ids, texts or [], strict=True):
+                item = session.get(Item, item_id)
+                # Still without a summary: a curator may have written one since the text was read.
+                if text and item is not None and item.summary is None:
+                    item.summary, item.summary_origin = text, "extractive"
+                    report.done += 1
+                else:
+                    report.skipped += 1
+        done += len(chunk_ids)
+        progress(done, len(ids), str(chunk_ids[-1]) if chunk_ids else "")
 
 
 def default_classifier(store: Store, config: Config) -> Classifier:
@@ -452,7 +525,13 @@ def classify_items(
     # Batches: the learned model classifies a few hundred items in one vectorised pass, and a killed
     # run loses at most one batch, whose items are still unfiled and so classified again next time.
     done = 0
-    predict_many = getattr(classifier, "predict_many", None)
+    from .stagework import picklable, pool_for
+
+    # A batch is split over the workers when the classifier can travel to them (a caller's own
+    # classifier may not pickle: it then runs here, as it always did).
+    pool = pool_for(config.workers, len(ids)) if len(ids) >= CLASSIFY_SPLIT else None
+    if pool is not None and not picklable(classifier):
+        pool = None
     for start in range(0, len(ids), CLASSIFY_BATCH):
         batch = ids[start : start + CLASSIFY_BATCH]
         with store.session() as session:
@@ -460,11 +539,7 @@ def classify_items(
             items = session.scalars(
                 select(Item).where(Item.id.in_(batch), Item.section.is_(None)).order_by(Item.id)
             ).all()
-            docs = [item_doc(i) for i in items]
-            if predict_many is not None:
-                predictions = predict_many(docs)
-            else:
-                predictions = [classifier.predict(d.title, d.summary, d.text, d.url) for d in docs]
+            predictions = _predict(classifier, [item_doc(i) for i in items], pool)
             for item, prediction in zip(items, predictions, strict=True):
                 item.section = prediction.section
                 item.section_confidence = prediction.confidence
@@ -474,6 +549,22 @@ def classify_items(
         done += len(batch)
         progress(done, len(ids), str(batch[-1]))
     return report
+
+
+CLASSIFY_SPLIT = 64
+"""Fewer items than this are classified in-process: the rules take ~1 ms an item."""
+
+
+def _predict(classifier: Classifier, docs: list[Any], pool: Any) -> list[Any]:
+    """Predictions for ``docs`` in order, over ``pool``'s workers when there is one."""
+    from .stagework import chunks, classify_docs, run_jobs
+
+    if pool is None or len(docs) < CLASSIFY_SPLIT:
+        return classify_docs(classifier, docs)
+    size = -(-len(docs) // pool._max_workers)  # noqa: SLF001 - one part per worker
+    parts = list(chunks(docs, size))
+    results = dict(run_jobs(classify_docs, ((n, (classifier, part)) for n, part in enumerate(parts)), pool))
+    return [p for n in range(len(parts)) for p in results[n] or []]
 
 
 def item_json(item: Item, *, with_text: bool = True) -> dict[str, Any]:

@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
-from .textutil import CJK_CHAR_RE, is_chinese, is_word_char, normalize_text, normalize_whitespace, tokenize
+from .textutil import (
+    CJK_CHAR_RE,
+    count_word_chars,
+    fast_tokenize,
+    is_chinese,
+    is_word_char,
+    normalize_text,
+    normalize_whitespace,
+)
 
 __all__ = ["has_prose", "prose_sentences", "split_sentences", "summarize"]
 
@@ -153,7 +163,7 @@ _SHELL_RE = re.compile(
     r"apt(?:-get)?|yum|dnf|brew|make|cd|ls|cat|echo|export|mkdir|rm|cp|mv|chmod|chown|systemctl|"
     r"python3?|node|java|mvn|gradle)\s+[-\w./~$]"
 )
-_CODE_CHARS = set("{}[]();=<>|&`\\")
+_CODE_CHARS_RE = re.compile(r"[{}\[\]();=<>|&`\\]")
 _CODE_TOKEN_RE = re.compile(r"&&|\|\||=>|->|::|\s--?[a-z]|\w\(|\)\s*\{|\w\.\w+\(|;\s*$|[{(\\]\s*$|^\s*[})\]]")
 _LIST_MARKER_RE = re.compile(r"^(?:[-*+•·>]|\d{1,2}[.)、]|[（(]\d{1,2}[)）])\s+")
 _CLAUSE_MARKS = "，、：,;；:"
@@ -175,6 +185,11 @@ class _Candidate:
     text: str
     tokens: list[str]
     weight: float = 1.0
+    counts: Counter[str] = field(init=False)
+    """Term counts, made once: the redundancy check compares every pick with every candidate."""
+
+    def __post_init__(self) -> None:
+        self.counts = Counter(self.tokens)
 
 
 def _weight(sentence: str, chinese: bool) -> float:
@@ -195,6 +210,7 @@ _CODE_SHAPE_RE = re.compile(r"(?:^|[;)}]\s*)//\s|^[\w.$]+\s*\(.*\)\s*;?$|^\s*(?:
 _NAV_RE = re.compile(r"^(?:[^|>»/·]{1,16}\s*[|>»·/]\s*){2,}[^|>»/·]{0,16}$")
 
 
+@lru_cache(maxsize=4096)  # prose_sentences and _is_junk ask about the same sentences
 def _looks_like_code(sentence: str) -> bool:
     if _CODE_HINT_RE.match(sentence) or _SHELL_RE.match(sentence):
         return True
@@ -202,15 +218,19 @@ def _looks_like_code(sentence: str) -> bool:
         return True
     if len(_CODE_TOKEN_RE.findall(sentence)) >= 2 or re.search(r"[{(\\]\s*$", sentence):
         return True  # pipelines, calls, an unclosed brace or a line continuation at the end
-    code = sum(1 for c in sentence if c in _CODE_CHARS)
+    code = len(_CODE_CHARS_RE.findall(sentence))
     return code >= 4 and code > 0.08 * len(sentence)
 
 
 def prose_sentences(text: str) -> list[str]:
     """The sentences of ``text`` that read as prose: not code, markup or navigation, mostly words."""
+    return _prose_of(split_sentences(text))
+
+
+def _prose_of(sentences: list[str]) -> list[str]:
     out = []
-    for sentence in split_sentences(text):
-        words = sum(1 for c in sentence if is_word_char(c))
+    for sentence in sentences:
+        words = count_word_chars(sentence)
         if words >= 2 and words >= 0.5 * len(sentence.replace(" ", "")) and not _looks_like_code(sentence):
             out.append(sentence)
     return out
@@ -227,7 +247,7 @@ def _is_junk(sentence: str, chinese: bool, max_len: int) -> bool:
     if len(sentence) > max_len:
         return True  # no prose sentence is this long: a code listing or a run-together table
     visible = _URL_RE.sub("", sentence)
-    words = sum(1 for c in visible if is_word_char(c))
+    words = count_word_chars(visible)
     if chinese:
         cjk = len(CJK_CHAR_RE.findall(visible))
         if cjk < 6 and words < 20:
@@ -242,16 +262,19 @@ def _is_junk(sentence: str, chinese: bool, max_len: int) -> bool:
 def _similarity_matrix(token_lists: Sequence[list[str]]) -> np.ndarray:
     """Cosine similarity of log-scaled term-frequency vectors."""
     vocab: dict[str, int] = {}
-    for toks in token_lists:
+    rows: list[int] = []
+    cols: list[int] = []
+    for i, toks in enumerate(token_lists):
         for t in toks:
-            vocab.setdefault(t, len(vocab))
+            rows.append(i)
+            cols.append(vocab.setdefault(t, len(vocab)))
     n = len(token_lists)
     if not vocab:
         return np.zeros((n, n))
+    # One scatter-add instead of a Python loop over every token: the counts land in a dense matrix,
+    # which at these sizes (≤ 600 sentences × a few thousand words) beats a sparse one.
     tf = np.zeros((n, len(vocab)))
-    for i, toks in enumerate(token_lists):
-        for t in toks:
-            tf[i, vocab[t]] += 1.0
+    np.add.at(tf, (np.asarray(rows), np.asarray(cols)), 1.0)
     tf = np.log1p(tf)
     norms = np.linalg.norm(tf, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
@@ -276,18 +299,17 @@ def _pagerank(weights: np.ndarray, personalization: np.ndarray, iterations: int 
     return rank
 
 
-def _cosine(a: list[str], b: list[str]) -> float:
+def _cosine(a: Counter[str], b: Counter[str]) -> float:
+    """Cosine similarity of two term-count vectors."""
     if not a or not b:
         return 0.0
-    ca: dict[str, int] = {}
-    for t in a:
-        ca[t] = ca.get(t, 0) + 1
-    cb: dict[str, int] = {}
-    for t in b:
-        cb[t] = cb.get(t, 0) + 1
-    dot = sum(v * cb.get(k, 0) for k, v in ca.items())
-    na = math.sqrt(sum(v * v for v in ca.values()))
-    nb = math.sqrt(sum(v * v for v in cb.values()))
+    if len(b) < len(a):
+        a, b = b, a
+    dot = sum(v * b.get(k, 0) for k, v in a.items())
+    if not dot:
+        return 0.0
+    na = math.sqrt(sum(v * v for v in a.values()))
+    nb = math.sqrt(sum(v * v for v in b.values()))
     return dot / (na * nb)
 
 
@@ -297,12 +319,13 @@ def _rank(cands: list[_Candidate], title: str | None) -> list[int]:
     n = len(cands)
     personalization = np.ones(n)
     scores = _pagerank(sim, personalization) * n  # ~1.0 on average, so the bonuses below are relative
-    title_tokens = tokenize(title, drop_stopwords=True) if title else []
+    # The title is tokenized once per text, not once per candidate.
+    title_counts = Counter(fast_tokenize(title, drop_stopwords=True)) if title else Counter()
     for i, c in enumerate(cands):
         # A small lead bias: the opening of an article usually states its point.
         bonus = _LEAD_BONUS / (1 + i)
-        if title_tokens:
-            bonus += _TITLE_BONUS * _cosine(c.tokens, title_tokens)
+        if title_counts:
+            bonus += _TITLE_BONUS * _cosine(c.counts, title_counts)
         scores[i] *= (1 + bonus) * c.weight
     return sorted(range(n), key=lambda i: (-scores[i], i))
 
@@ -362,8 +385,8 @@ def summarize(
         return ""
     sentences = split_sentences(text)
     # Decide the language on the prose only: a Chinese post that is mostly shell commands and
-    # config listings is still a Chinese post.
-    prose = prose_sentences(text)
+    # config listings is still a Chinese post. (Split once: prose_sentences would split again.)
+    prose = _prose_of(sentences)
     chinese = is_chinese("\n".join(prose) if prose else text)
     limit = max_chars if chinese else _ENGLISH_LENGTH_FACTOR * max_chars
     if not prose:
@@ -381,7 +404,7 @@ def summarize(
         if key in seen or (title_key and key.rstrip("。.!?！？") == title_key) or _is_junk(s, chinese, _ENGLISH_LENGTH_FACTOR * max_chars):
             continue
         seen.add(key)  # an exact repeat keeps only its first occurrence
-        tokens = tokenize(s, drop_stopwords=True)
+        tokens = fast_tokenize(s, drop_stopwords=True)
         if tokens:
             cands.append(_Candidate(i, s, tokens, _weight(s, chinese)))
     if not cands:
@@ -391,7 +414,7 @@ def summarize(
     picked: list[_Candidate] = []
 
     def redundant(c: _Candidate) -> bool:
-        return any(_cosine(c.tokens, p.tokens) >= _REDUNDANT for p in picked)
+        return any(_cosine(c.counts, p.counts) >= _REDUNDANT for p in picked)
 
     if chinese:
         result = ""
@@ -432,7 +455,7 @@ def ranked_sentences(text: str, *, title: str | None = None, max_len: int = 600)
         if key in seen or _is_junk(s, chinese, max_len):
             continue
         seen.add(key)
-        tokens = tokenize(s, drop_stopwords=True)
+        tokens = fast_tokenize(s, drop_stopwords=True)
         if tokens:
             cands.append(_Candidate(i, s, tokens, _weight(s, chinese)))
     if not cands:
