@@ -21,10 +21,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from .config import Config
 from .errors import ConfigError, UsageError
-from .formats import write_if_changed
 from .pipeline import fetch_url_of, upsert_record
 from .pipeline import run as run_stages
-from .publish import new_digest_doc
+from .publish import new_digest_doc, write_if_changed
 from .records import Cover, DigestDoc, DigestEntry, ItemRecord, RawBlock
 from .sources.digest import split_front_matter, trailing_ws
 from .store import (

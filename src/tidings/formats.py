@@ -20,8 +20,10 @@ from typing import Any
 
 from .errors import UsageError
 from .htmltext import markdown_html
+from .publish import RENDERERS, escape_markdown, render_docusaurus, write_if_changed, yaml_value
 from .records import DigestDoc, DigestEntry
 from .sources.digest import split_front_matter
+from .textutil import slugify
 
 FORMAT_NAMES = ("docusaurus", "hugo", "jekyll", "markdown", "html")
 _FENCE_RE = re.compile(r"^[ \t]*(`{3,}|~{3,})")
@@ -32,7 +34,6 @@ _TRUNCATE_RE = re.compile(r"<!--\s*truncate\s*-->")
 
 
 def _body(doc: DigestDoc, template_dir: str | Path | None) -> str:
-    from .publish import render_docusaurus  # late: publish registers this module's renderers
 
     _raw, body, _meta = split_front_matter(render_docusaurus(doc, template_dir))
     return body
@@ -95,7 +96,6 @@ def _list(value: Any) -> list[str]:
 
 
 def _front_matter(pairs: list[tuple[str, Any]]) -> str:
-    from .publish import yaml_value
 
     lines = ["---"]
     for key, value in pairs:
@@ -158,7 +158,6 @@ def render_jekyll(doc: DigestDoc, template_dir: str | Path | None = None) -> str
 
 def render_markdown(doc: DigestDoc, template_dir: str | Path | None = None) -> str:
     """Plain CommonMark: the title as a heading, no front matter."""
-    from .publish import escape_markdown
 
     body = portable_markdown(_body(doc, template_dir)).lstrip("\n")
     # The title is front matter, plain text to every generator; as a heading it would be Markdown,
@@ -192,7 +191,6 @@ def register(renderers: dict[str, Callable[..., str]]) -> None:
 
 
 def renderer(name: str) -> Callable[..., str]:
-    from .publish import RENDERERS
 
     register(RENDERERS)  # idempotent: the registry holds them however publish was imported
     if name not in RENDERERS:
@@ -205,7 +203,6 @@ def render(doc: DigestDoc, fmt: str, template_dir: str | Path | None = None) -> 
 
 
 def _file_slug(doc: DigestDoc) -> str:
-    from .site import slugify
 
     return slugify(str(doc.meta.get("slug") or _title(doc)))
 
@@ -228,21 +225,11 @@ def output_path(fmt: str, out_dir: Path, doc: DigestDoc) -> Path:
     raise UsageError(f"--format must be one of {', '.join(FORMAT_NAMES)}, not {fmt!r}")
 
 
-def write_if_changed(path: Path, content: bytes | str) -> bool:
-    """Write ``content`` to ``path`` unless it already holds exactly that; returns whether it wrote.
-    Every published file goes through here: an unchanged re-run touches nothing (static site
-    generators and git see no change), and the write is atomic, so a reader never sees half a file."""
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tidings-tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return True
-
-
 def write_output(text: str, fmt: str, out_dir: Path, doc: DigestDoc) -> Path:
     target = output_path(fmt, out_dir, doc)
     write_if_changed(target, text)
     return target
+
+
+# The registry lives in publish; this module adds its formats to it when loaded.
+register(RENDERERS)

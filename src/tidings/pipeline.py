@@ -683,10 +683,11 @@ def run(
         with progress(stage) as tick:
             if stage == "fetch":
                 report = fetch_and_extract(
-                    store, policy or FetchPolicy(), retry_failed=force, progress=tick, item_ids=ids
+                    store, policy or FetchPolicy(), retry_failed=force, progress=tick, item_ids=ids,
+                    workers=config.workers,
                 )
             elif stage == "dedupe":
-                report = dedupe_items(store, progress=tick)
+                report = dedupe_items(store, progress=tick, workers=config.workers)
             elif stage == "summarize":
                 report = summarize_items(store, config, progress=tick, item_ids=ids, llm=llms.get("summarize"))
             else:

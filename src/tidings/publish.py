@@ -1,6 +1,7 @@
 """Rendering digests: an imported one back to its exact source, a new one through a template.
 
-``RENDERERS`` maps a publishing target to its renderer; only Docusaurus exists so far."""
+``RENDERERS`` maps a publishing target to its renderer: Docusaurus here, and the formats of
+:mod:`tidings.formats` (Hugo, Jekyll, Markdown, HTML) once that module is loaded."""
 
 from __future__ import annotations
 
@@ -437,7 +438,15 @@ def new_digest_doc(week: date, entries: list[DigestEntry], sections: list[str], 
     )
 
 
-# Hugo, Jekyll, plain Markdown and HTML live in formats.py; it imports nothing from here at load time.
-from . import formats as _formats  # noqa: E402
-
-_formats.register(RENDERERS)
+def write_if_changed(path: Path, content: bytes | str) -> bool:
+    """Write ``content`` to ``path`` unless it already holds exactly that; returns whether it wrote.
+    Every published file goes through here: an unchanged re-run touches nothing (static site
+    generators and git see no change), and the write is atomic, so a reader never sees half a file."""
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tidings-tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return True

@@ -24,7 +24,6 @@ import hashlib
 import json
 import posixpath
 import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
@@ -40,12 +39,12 @@ from sqlalchemy.orm import selectinload
 from .config import Config
 from .curate import canonical_section, doc_of
 from .errors import UsageError
-from .formats import write_if_changed
 from .htmltext import markdown_html, safe_href, tokens
-from .publish import render_docusaurus
+from .publish import render_docusaurus, write_if_changed
 from .records import DigestEntry
 from .sources.digest import split_front_matter
 from .store import Digest, DigestEntryRow, Item, Store
+from .textutil import slugify
 
 MANIFEST = ".tidings-manifest.json"
 FEED_DIGESTS = 20  # the digest feeds carry the newest N digests in full
@@ -94,16 +93,6 @@ class SiteReport:
 
 
 # --- names and paths -----------------------------------------------------------------------------
-
-
-def slugify(name: str) -> str:
-    """A readable path segment: letters and digits of any script, joined by ``-``; emoji go.
-
-    ``🌟 AI 相关`` → ``ai-相关``; ``⭐️ Go & 云原生 & Rust 相关`` → ``go-云原生-rust-相关``."""
-    normal = unicodedata.normalize("NFKC", name).lower()
-    words = re.findall(r"[^\W_]+", normal)
-    slug = "-".join(words)[:80].strip("-")
-    return slug or "x-" + hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
 
 
 def _slugs(names: Iterable[str]) -> dict[str, str]:
