@@ -76,7 +76,7 @@ def main() -> None:
 
         llm = LLM(config, store)
         started = time.perf_counter()
-        first = summarize_stage(store, config, llm, item_ids=ids)
+        first = summarize_stage(store, config, llm, ids)
         elapsed = time.perf_counter() - started
         fallbacks = fallback_counts(store).get("summarize", 0)
         print(f"first run: {len(ids)} items in {elapsed:.1f}s, {llm.stats.calls} calls, "
@@ -88,7 +88,7 @@ def main() -> None:
                 item.summary, item.summary_origin = None, None
         cached = LLM(config, store)
         started = time.perf_counter()
-        summarize_stage(store, config, cached, item_ids=ids)
+        summarize_stage(store, config, cached, ids)
         rerun = time.perf_counter() - started
         print(f"cached re-run: {cached.stats.calls} calls, {cached.stats.hits} cache hits, {rerun:.2f}s")
         store.close()

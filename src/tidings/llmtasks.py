@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from . import summarize as extractive
-from .classify import Classifier, Prediction
+from .classify import Classifier, Prediction, item_doc
 from .config import Config, SummarizeConfig
 from .errors import LLMError
 from .llm import LLM, Message, estimate_tokens
@@ -482,22 +482,15 @@ def _windows(ids: Sequence[int], size: int) -> list[Sequence[int]]:
 
 
 def summarize_stage(
-    store: Store, config: Config, llm: LLM, *, progress: Progress = _silent, item_ids: Iterable[int] | None = None
+    store: Store, config: Config, llm: LLM, ids: Sequence[int], *, progress: Progress = _silent
 ) -> LLMStageReport:
-    """LLM summaries for items with text and no summary or only an extractive one (human summaries
-    are never touched). Items run ``max_concurrency`` at a time; each is committed when done."""
+    """LLM summaries for ``ids``, which the stage loop selected (``pipeline.needs_summary``); a human
+    summary is never touched. Items run ``max_concurrency`` at a time; each is committed when done."""
     report = LLMStageReport()
     route = llm.route("summarize")
     workers = route.config.max_concurrency if route else 1
     cfg = config.summarize
     with store.session() as session:
-        query = select(Item.id).where(
-            Item.duplicate_of_id.is_(None), Item.text.is_not(None),
-            or_(Item.summary.is_(None), Item.summary_origin == "extractive"),
-        )
-        if item_ids is not None:
-            query = query.where(Item.id.in_(list(item_ids)))
-        ids = list(session.scalars(query.order_by(Item.id)))
         examples = style_examples(session, config) if route else []
     done = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -541,63 +534,71 @@ def summarize_stage(
     return report
 
 
+CLASSIFY_BATCH = 500
+"""Items the local classifier files in one vectorised pass before the unsure ones go to the LLM."""
+
+
 def classify_stage(
-    store: Store, config: Config, llm: LLM, classifier: Classifier, *, progress: Progress = _silent,
-    item_ids: Iterable[int] | None = None,
+    store: Store, config: Config, llm: LLM, classifier: Classifier, ids: Sequence[int], *,
+    progress: Progress = _silent,
 ) -> LLMStageReport:
-    """The local classifier decides first; the LLM is consulted only for items it is unsure about
-    (confidence below ``llm.classify_below``). Items already filed by a human or an LLM are kept."""
+    """``ids`` were selected by the stage loop (``pipeline.needs_section``). The local classifier
+    files each batch in one pass; the LLM is consulted only for items it is unsure about (confidence
+    below ``llm.classify_below``). Each item is committed when done."""
+    from .stagework import classify_docs
+
     report = LLMStageReport()
     threshold = config.llm.classify_below
     route = llm.route("classify")
     with store.session() as session:
-        query = select(Item.id).where(
-            Item.duplicate_of_id.is_(None), Item.kind == "article",
-            or_(
-                Item.section.is_(None),
-                # Re-consider what a machine filed with low confidence; never a human's or an LLM's choice.
-                and_(
-                    or_(Item.section_origin.is_(None),
-                        and_(Item.section_origin != "human", ~Item.section_origin.like("llm:%"))),
-                    or_(Item.section_confidence.is_(None), Item.section_confidence < threshold),
-                ),
-            ),
-        )
-        if item_ids is not None:
-            query = query.where(Item.id.in_(list(item_ids)))
-        ids = list(session.scalars(query.order_by(Item.id)))
         vocabulary = tag_vocabulary(session, config.llm.max_vocabulary)
-    for number, item_id in enumerate(ids, start=1):
+    done = 0
+    for start in range(0, len(ids), CLASSIFY_BATCH):
+        batch = list(ids[start : start + CLASSIFY_BATCH])
         with store.session() as session:
-            item = session.get(Item, item_id)
-            assert item is not None
-            url = item.urls[0].url if item.urls else item.url
-            local = classifier.predict(item.title, item.summary, item.text, url)
-            result: ClassifyResult | None = None
-            if local.confidence < threshold and route is not None and report.stopped is None:
-                try:
-                    result = classify_text(llm, config, vocabulary, local, item.title, item.summary, item.text, url)
-                except LLMError as exc:
-                    report.stopped = str(exc)
-            if result is not None and result.fallback is None:
-                item.section, item.section_origin = result.section, result.origin[:64]
-                # The LLM gives no probability: record the level at which we deferred to it.
-                item.section_confidence = threshold
-                for tag in result.tags:
-                    if tag not in item.tags:
-                        item.tag_rows.append(ItemTag(tag=tag))
-                _mark(item, "classify", None)
-                report.llm += 1
-            else:
-                if result is not None and result.fallback:
-                    _mark(item, "classify", result.fallback)
-                    report.fallbacks.append((item_id, result.fallback))
-                item.section, item.section_confidence, item.section_origin = (
-                    local.section, local.confidence, local.method,
-                )
-                report.offline += 1
-        progress(number, len(ids), str(item_id))
+            items = session.scalars(select(Item).where(Item.id.in_(batch)).order_by(Item.id)).all()
+            local = dict(zip([i.id for i in items], classify_docs(classifier, [item_doc(i) for i in items]),
+                             strict=True))
+        for item_id in batch:
+            if item_id in local:
+                _classify_one(store, config, llm, route, vocabulary, item_id, local[item_id], threshold, report)
+            done += 1
+            progress(done, len(ids), str(item_id))
     return report
+
+
+def _classify_one(
+    store: Store, config: Config, llm: LLM, route: Any, vocabulary: Sequence[str], item_id: int,
+    local: Prediction, threshold: float, report: LLMStageReport,
+) -> None:
+    with store.session() as session:
+        item = session.get(Item, item_id)
+        if item is None or item.section_origin == "human":
+            return  # filed by hand since the batch was read
+        url = item.urls[0].url if item.urls else item.url
+        result: ClassifyResult | None = None
+        if local.confidence < threshold and route is not None and report.stopped is None:
+            try:
+                result = classify_text(llm, config, vocabulary, local, item.title, item.summary, item.text, url)
+            except LLMError as exc:
+                report.stopped = str(exc)
+        if result is not None and result.fallback is None:
+            item.section, item.section_origin = result.section, result.origin[:64]
+            # The LLM gives no probability: record the level at which we deferred to it.
+            item.section_confidence = threshold
+            for tag in result.tags:
+                if tag not in item.tags:
+                    item.tag_rows.append(ItemTag(tag=tag))
+            _mark(item, "classify", None)
+            report.llm += 1
+        else:
+            if result is not None and result.fallback:
+                _mark(item, "classify", result.fallback)
+                report.fallbacks.append((item_id, result.fallback))
+            item.section, item.section_confidence, item.section_origin = (
+                local.section, local.confidence, local.method,
+            )
+            report.offline += 1
 
 
 def fallback_counts(store: Store) -> dict[str, int]:

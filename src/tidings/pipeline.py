@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from . import dedupe
@@ -445,21 +445,47 @@ def summarize_items(
 ) -> StageReport:
     """Extractive summaries; with ``llm`` (a :class:`tidings.llm.LLM`) LLM summaries instead."""
     report = StageReport("summarize")
-    if llm is not None and llm.available("summarize"):
+    use_llm = llm is not None and llm.available("summarize")
+    with store.session() as session:
+        ids = list(session.scalars(needs_summary(item_ids, upgrade=use_llm)))
+    if use_llm:
         from .llmtasks import summarize_stage
 
-        outcome = summarize_stage(store, config, llm, progress=progress, item_ids=item_ids)
+        outcome = summarize_stage(store, config, llm, ids, progress=progress)
         _llm_notes(report, "summarize", outcome)
         return report
-    with store.session() as session:
-        query = select(Item.id).where(
-            Item.duplicate_of_id.is_(None), Item.text.is_not(None), Item.summary.is_(None)
-        )
-        if item_ids is not None:  # the web UI's "re-run on this item"
-            query = query.where(Item.id.in_(list(item_ids)))
-        ids = session.scalars(query.order_by(Item.id)).all()
     _summarize_offline(store, config, ids, report, progress)
     return report
+
+
+def needs_summary(item_ids: Iterable[int] | None, *, upgrade: bool) -> Select[tuple[int]]:
+    """The summarize stage's selection, whichever summarizer runs: items with text and no summary;
+    with an LLM (``upgrade``), also those with only an extractive one, since a model makes them better
+    and its cache makes a re-run free. A human summary is never selected."""
+    missing = Item.summary.is_(None)
+    wanted = or_(missing, Item.summary_origin == "extractive") if upgrade else missing
+    query = select(Item.id).where(Item.duplicate_of_id.is_(None), Item.text.is_not(None), wanted)
+    if item_ids is not None:  # the web UI's "re-run on this item", a job's own links
+        query = query.where(Item.id.in_(list(item_ids)))
+    return query.order_by(Item.id)
+
+
+def needs_section(item_ids: Iterable[int] | None, *, unsure_below: float | None) -> Select[tuple[int]]:
+    """The classify stage's selection: articles without a section; with an LLM for the unsure
+    (``unsure_below``), also those a local classifier filed below that confidence. A human's or an
+    LLM's choice is never selected."""
+    wanted = Item.section.is_(None)
+    if unsure_below is not None:
+        machine = or_(
+            Item.section_origin.is_(None),
+            and_(Item.section_origin != "human", ~Item.section_origin.like("llm:%")),
+        )
+        unsure = or_(Item.section_confidence.is_(None), Item.section_confidence < unsure_below)
+        wanted = or_(wanted, and_(machine, unsure))
+    query = select(Item.id).where(Item.duplicate_of_id.is_(None), Item.kind == "article", wanted)
+    if item_ids is not None:
+        query = query.where(Item.id.in_(list(item_ids)))
+    return query.order_by(Item.id)
 
 
 def _summarize_offline(
@@ -511,17 +537,16 @@ def classify_items(
     """The local classifier files items; with ``llm``, the low-confidence ones go to the LLM."""
     report = StageReport("classify")
     classifier = classifier or default_classifier(store, config)
-    if llm is not None and llm.available("classify"):
+    use_llm = llm is not None and llm.available("classify")
+    with store.session() as session:
+        below = config.llm.classify_below if use_llm else None
+        ids = list(session.scalars(needs_section(item_ids, unsure_below=below)))
+    if use_llm:
         from .llmtasks import classify_stage
 
-        outcome = classify_stage(store, config, llm, classifier, progress=progress, item_ids=item_ids)
+        outcome = classify_stage(store, config, llm, classifier, ids, progress=progress)
         _llm_notes(report, "classify", outcome)
         return report
-    with store.session() as session:
-        query = select(Item.id).where(Item.duplicate_of_id.is_(None), Item.section.is_(None), Item.kind == "article")
-        if item_ids is not None:  # the web UI's "re-run on this item"
-            query = query.where(Item.id.in_(list(item_ids)))
-        ids = session.scalars(query).all()
     # Batches: the learned model classifies a few hundred items in one vectorised pass, and a killed
     # run loses at most one batch, whose items are still unfiled and so classified again next time.
     done = 0
