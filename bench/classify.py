@@ -17,10 +17,10 @@ import random
 import time
 from pathlib import Path
 
-from tidings.classify import Doc, Example, KeywordClassifier, fit_section_model
 from tidings.config import Config
 from tidings.records import DigestEntry
 from tidings.sources.digest import infer_week, parse_digest
+from tidings.stages.classify import Doc, Example, KeywordClassifier, fit_section_model
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 

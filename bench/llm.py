@@ -25,8 +25,8 @@ from sqlalchemy import select
 
 from tidings import collect
 from tidings.config import Config
-from tidings.llm import LLM
-from tidings.llmtasks import fallback_counts, summarize_stage
+from tidings.llm.gateway import LLM
+from tidings.llm.tasks import fallback_counts, summarize_stage
 from tidings.store import Item, open_store
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"

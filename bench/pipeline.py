@@ -5,7 +5,7 @@ with 5% re-posted near-duplicates. The baseline is bare ``trafilatura.extract`` 
 in the same run; ``ratio`` = our items/s over the baseline's. The last line printed is JSON.
 
 The stages run as the pipeline runs them: pages are extracted and fingerprinted in the worker pool
-(``tidings.stagework``, ``--workers``, default ``Config.workers``: one per core), the parent checks
+(``tidings.stages.work``, ``--workers``, default ``Config.workers``: one per core), the parent checks
 fingerprints against the near-duplicate index, and the pages kept are summarized and classified in
 the pool, a chunk per task. Starting the workers is a one-off cost, like loading the dictionaries,
 and is left out of the timing (``pool_start_s`` reports it).
@@ -26,9 +26,10 @@ from pathlib import Path
 
 import trafilatura
 
-from tidings import dedupe, stagework
-from tidings.classify import Doc, KeywordClassifier
 from tidings.config import Config
+from tidings.stages import dedupe
+from tidings.stages import work as stagework
+from tidings.stages.classify import Doc, KeywordClassifier
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 LINK = re.compile(r"^\[《?(?P<title>[^\]]+?)》?\]\((?P<url>[^)\s]+)\)[。 ]+(?P<summary>.{40,})$", re.M)

@@ -34,9 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tidings import collect, searcheval
-from tidings import search as S
+from tidings import collect
 from tidings.config import Config
+from tidings.search import engine as S
+from tidings.search import evaluate as searcheval
 from tidings.store import Store, open_store
 
 REPO = Path(__file__).resolve().parents[1]

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from tidings import extract, summarize
 from tidings.errors import ExtractError
 from tidings.sources.blog import parse_blog_post
 from tidings.sources.notes import parse_notes
 from tidings.sources.social import parse_social
+from tidings.stages import extract, summarize
 from tidings.textutil import fast_tokenize, tokenize
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"

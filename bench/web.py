@@ -29,7 +29,7 @@ from sqlalchemy import select
 
 from tidings import collect
 from tidings.config import Config
-from tidings.site import build_site
+from tidings.publish.site import build_site
 from tidings.store import Digest, Item, ItemUrl, open_store
 from tidings.web import create_app
 

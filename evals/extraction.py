@@ -41,8 +41,8 @@ HERE = Path(__file__).resolve().parent
 CORPUS_HTML = HERE.parents[1] / "shared" / "corpus" / "html"
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from tidings.extract import decode_html, extract, html_to_text  # noqa: E402
 from tidings.htmltext import tokens  # noqa: E402
+from tidings.stages.extract import decode_html, extract, html_to_text  # noqa: E402
 
 SYSTEMS = ("before", "after", "readability", "trafilatura")
 

@@ -26,8 +26,8 @@ from weblib import WEEK, copy_db, corpus_db, week_db
 
 from tidings import curate, pipeline
 from tidings.config import Config, FetchConfig
+from tidings.publish.site import build_site
 from tidings.records import ItemRecord
-from tidings.site import build_site
 from tidings.store import Digest, DigestEntryRow, Store, open_store
 
 CHROMIUM = "/usr/bin/chromium"

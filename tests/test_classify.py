@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tidings.classify import Classifier, KeywordClassifier, Prediction
 from tidings.config import DEFAULT_SECTIONS, FALLBACK_SECTION, Config, SectionConfig
+from tidings.stages.classify import Classifier, KeywordClassifier, Prediction
 
 AI, GO, BACKEND, FRONTEND = (s["name"] for s in DEFAULT_SECTIONS)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import trafilatura
 
-from tidings.dedupe import (
+from tidings.stages.dedupe import (
     MIN_FINGERPRINT_CHARS,
     NearDuplicateIndex,
     canonicalize_url,

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tidings.errors import ImportFormatError
-from tidings.publish import render_docusaurus
+from tidings.publish.docusaurus import render_docusaurus
 from tidings.records import DigestDoc, DigestEntry, RawBlock
 from tidings.sources.digest import REASONS, infer_week, is_digest, parse_digest, parse_link
 

@@ -12,7 +12,7 @@ import pytest
 from tidings import curate, pipeline
 from tidings.config import Config
 from tidings.errors import UsageError
-from tidings.publish import render_docusaurus
+from tidings.publish.docusaurus import render_docusaurus
 from tidings.records import ItemRecord
 from tidings.store import Item, Store, open_store
 
@@ -95,7 +95,7 @@ def test_forced_summarize_recomputes_machine_summaries_and_keeps_human_ones(stor
         ItemRecord(url="https://example.com/m", title="Go 1.23 的 range over func"),
         ItemRecord(url="https://example.com/h", title="Go 1.23", summary="策展人写的。"),
     )
-    from tidings.extract import extract
+    from tidings.stages.extract import extract
 
     body = extract(text.encode(), url="https://example.com/m").text
     _set(store, machine, status="extracted", text=body, summary="旧的机器摘要。", summary_origin="extractive")

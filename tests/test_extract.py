@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tidings.errors import ExtractError
-from tidings.extract import (
+from tidings.stages.extract import (
     Extracted,
     NoArticleError,
     _choose,

@@ -15,10 +15,11 @@ from markdown_it import MarkdownIt
 from typer.testing import CliRunner
 from weblib import MARKER_WEEK, WEEK, copy_db, week_db
 
-from tidings import curate, formats
+from tidings import curate
 from tidings.cli import app
 from tidings.config import Config
-from tidings.publish import RENDERERS
+from tidings.publish import formats
+from tidings.publish.docusaurus import RENDERERS
 from tidings.records import DigestEntry
 from tidings.sources.digest import split_front_matter
 from tidings.store import open_store

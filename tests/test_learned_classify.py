@@ -17,7 +17,11 @@ import pytest
 from sqlalchemy import select
 
 from tidings import pipeline
-from tidings.classify import (
+from tidings.cli import run_cli
+from tidings.collect import import_paths
+from tidings.config import DEFAULT_SECTIONS, Config, SectionConfig
+from tidings.curate import move_entry
+from tidings.stages.classify import (
     SECTION_MODEL,
     Classifier,
     Doc,
@@ -41,12 +45,8 @@ from tidings.classify import (
     training_examples,
     with_llm,
 )
-from tidings.classify import _balanced as balanced_class_weights
-from tidings.cli import run_cli
-from tidings.collect import import_paths
-from tidings.config import DEFAULT_SECTIONS, Config, SectionConfig
-from tidings.curate import move_entry
-from tidings.evaluate import DEFAULT_CUTOFF, evaluate_classifier, split_examples
+from tidings.stages.classify import _balanced as balanced_class_weights
+from tidings.stages.classify_eval import DEFAULT_CUTOFF, evaluate_classifier, split_examples
 from tidings.store import ClassifierModel, Digest, DigestEntryRow, Item, Store, open_store
 
 AI = "🌟 AI 相关"
@@ -338,7 +338,7 @@ def test_evaluation_meets_its_figures_and_beats_the_rules(store: Store, capsys: 
 
 
 def test_evaluation_report_text(store: Store) -> None:
-    from tidings.evaluate import format_eval
+    from tidings.stages.classify_eval import format_eval
 
     text = format_eval(evaluate_classifier(store, Config()))
     assert "time split at 2024-03-31" in text
@@ -348,8 +348,8 @@ def test_evaluation_report_text(store: Store) -> None:
 
 
 def test_confidence_bands_count_exactly() -> None:
-    from tidings.classify import Prediction
-    from tidings.evaluate import confidence_bands
+    from tidings.stages.classify import Prediction
+    from tidings.stages.classify_eval import confidence_bands
 
     truth = ["a", "a", "b", "b"]
     predictions = [Prediction("a", 0.95, "model"), Prediction("b", 0.55, "model"),

@@ -26,13 +26,14 @@ from loopback import LoopbackServer, Reply, Request
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from tidings import llmtasks, translate
-from tidings.classify import Prediction
 from tidings.cli import app
 from tidings.config import Config, load_config, parse_duration
 from tidings.errors import BudgetExceeded, ConfigError, LLMError, LLMTimeout, UsageError
-from tidings.llm import LLM, Budget, estimate_tokens, usage_rows
+from tidings.llm import tasks as llmtasks
+from tidings.llm import translate
+from tidings.llm.gateway import LLM, Budget, estimate_tokens, usage_rows
 from tidings.pipeline import classify_items, summarize_items
+from tidings.stages.classify import Prediction
 from tidings.store import Item, ItemTag, LLMCall, Store, open_store
 
 GOOD_EN = (
@@ -741,7 +742,7 @@ def test_in_process_timeout_stops_a_long_prompt_midway(request: pytest.FixtureRe
     of time stops before the whole prompt was evaluated (not at the first generated token), and the
     same loaded model then answers the next call normally."""
     from tidings.config import ModelConfig
-    from tidings.llm import LlamaCppProvider
+    from tidings.llm.gateway import LlamaCppProvider
 
     settings = {k: v for k, v in model_settings("inprocess", request).items() if k in ModelConfig.model_fields}
     hurried = LlamaCppProvider("smol", ModelConfig.model_validate({**settings, "timeout": 0.05}))

@@ -22,10 +22,11 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from typer.testing import CliRunner
 
-from tidings import curate, formats
+from tidings import curate
 from tidings.cli import app
 from tidings.config import Config, DigestConfig
-from tidings.publish import escape_markdown, new_digest_doc, render_docusaurus
+from tidings.publish import formats
+from tidings.publish.docusaurus import escape_markdown, new_digest_doc, render_docusaurus
 from tidings.records import DigestEntry
 from tidings.sources.digest import parse_digest, split_front_matter
 

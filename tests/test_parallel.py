@@ -15,11 +15,12 @@ import pytest
 from loopback import LoopbackServer, Reply
 from sqlalchemy import select
 
-from tidings import pipeline, stagework
-from tidings.classify import Doc, KeywordClassifier
+from tidings import pipeline
 from tidings.config import Config
 from tidings.records import ItemRecord
 from tidings.sources.http import FetchPolicy
+from tidings.stages import work as stagework
+from tidings.stages.classify import Doc, KeywordClassifier
 from tidings.store import Item, open_store
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -68,7 +69,7 @@ def test_the_pool_gives_what_the_calling_process_gives(tmp_path: Path, corpus_di
 
 
 def test_classifying_over_the_pool_keeps_order_and_results(corpus_dir: Path) -> None:
-    from tidings import extract
+    from tidings.stages import extract
 
     texts = []
     for page in sorted((corpus_dir / "html").glob("*.html")):

@@ -13,7 +13,7 @@ from markdown_it import MarkdownIt
 
 from tidings.config import DigestConfig
 from tidings.errors import ConfigError
-from tidings.publish import (
+from tidings.publish.docusaurus import (
     RENDERERS,
     entry_markdown,
     escape_markdown,

@@ -19,10 +19,10 @@ from llama_server import running_llama_server
 from sqlalchemy import select, text
 from typer.testing import CliRunner
 
-from tidings import search as S
-from tidings import searcheval
 from tidings.cli import app
 from tidings.config import Config
+from tidings.search import engine as S
+from tidings.search import evaluate as searcheval
 from tidings.store import Item, ItemTag, Store, open_store
 
 REPO = Path(__file__).resolve().parents[1]

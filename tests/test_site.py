@@ -18,7 +18,7 @@ from weblib import WEEK, copy_db, corpus_db
 from tidings import curate
 from tidings.config import Config
 from tidings.htmltext import markdown_html, tokens
-from tidings.site import build_site
+from tidings.publish.site import build_site
 from tidings.store import Digest, DigestEntryRow, open_store
 from tidings.textutil import slugify
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import trafilatura
 
-from tidings.summarize import split_sentences, summarize
+from tidings.stages.summarize import split_sentences, summarize
 
 CHINESE_PAGES = [
     "wechat_fragment_js-content-inner_mdnice.html",

@@ -20,7 +20,7 @@ from weblib import MARKER_WEEK, WEEK, copy_db, week_db
 
 from tidings import curate, pipeline
 from tidings.config import Config, DigestConfig, FetchConfig
-from tidings.publish import render_docusaurus
+from tidings.publish.docusaurus import render_docusaurus
 from tidings.records import ItemRecord
 from tidings.store import Correction, Digest, DigestEntryRow, Edit, Item, Source, Store, open_store
 from tidings.web import CSP, create_app

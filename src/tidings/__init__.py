@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-    from .classify import Classifier
     from .collect import FileOutcome
     from .config import Config
     from .pipeline import StageReport
+    from .publish.site import SiteReport
     from .records import DigestDoc, ItemRecord
-    from .search import Answer, Filters, SearchResult
-    from .site import SiteReport
+    from .search.engine import Answer, Filters, SearchResult
     from .sources.http import FetchPolicy
+    from .stages.classify import Classifier
     from .store import Store
 
 __version__ = "0.1.0"
@@ -66,7 +66,7 @@ _LAZY_TYPES = {
     "Config": "tidings.config",
     "DigestDoc": "tidings.records",
     "FetchPolicy": "tidings.sources.http",
-    "Filters": "tidings.search",
+    "Filters": "tidings.search.engine",
     "ItemStatus": "tidings.store",
     "StageReport": "tidings.pipeline",
     "Store": "tidings.store",
@@ -196,7 +196,7 @@ def run(
     :func:`tidings.pipeline.run`, the one loop every command and the web UI drive. Each stage
     picks the items that still need it (only ``item_ids`` when given) and commits per item or
     batch, so an interrupted run resumes where it stopped. ``force`` re-does work (fetch retries
-    failed items). ``llms`` maps ``"summarize"``/``"classify"`` to a :class:`tidings.llm.LLM`;
+    failed items). ``llms`` maps ``"summarize"``/``"classify"`` to a :class:`tidings.llm.gateway.LLM`;
     without one the offline methods run. ``progress(stage)`` gives a context manager yielding a
     ``(done, total, what)`` callback. Returns one report per stage.
 
@@ -253,7 +253,8 @@ def render_week(
         # slug: 2024-06-09
         # ...
     """
-    from . import curate, formats
+    from . import curate
+    from .publish import formats
 
     render = formats.renderer(fmt)  # an unknown format fails before any work
     if save:
@@ -277,7 +278,7 @@ def build_site(
         report.digests, report.written
         # (52, 310)
     """
-    from .site import build_site as _build_site
+    from .publish.site import build_site as _build_site
 
     return _build_site(store, config, Path(out), title=title, base_url=base_url, include_drafts=include_drafts)
 
@@ -292,7 +293,7 @@ def search_archive(
     """Search the archive: BM25 over segmented text with field weights, fused with embeddings
     when ``hybrid`` and an embedding model is configured. The query takes words, "phrases",
     -exclusions and ``author:``/``tag:``/``section:``/``kind:``/``since:``/``until:``. (Not
-    named ``search``: that is the name of the module ``tidings.search``, which would shadow it.)
+    named ``search``: that is the name of the module ``tidings.search.engine``, which would shadow it.)
 
     Example::
 
@@ -300,7 +301,7 @@ def search_archive(
         [(hit.title, round(hit.score, 2)) for hit in result.hits]
         # [('Milvus 2.4 发布', 0.91), ...]
     """
-    from .search import search as _search
+    from .search.engine import search as _search
 
     return _search(store, query, config=config, filters=filters, limit=limit, recent=recent, hybrid=hybrid)
 
@@ -318,6 +319,6 @@ def ask(
         answer.refused, [c.url for c in answer.evidence]
         # (False, ['https://karpathy.ai/...'])
     """
-    from .search import ask as _ask
+    from .search.engine import ask as _ask
 
     return _ask(store, question, config=config, filters=filters, threshold=threshold, hybrid=hybrid)

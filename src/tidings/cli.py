@@ -30,10 +30,10 @@ if TYPE_CHECKING:  # annotations only: importing these at start-up is what made 
     from rich.console import Console
 
     from . import pipeline
-    from . import search as search_mod
     from .config import Config
-    from .llm import LLM
+    from .llm.gateway import LLM
     from .pipeline import StageReport
+    from .search import engine as search_mod
     from .sources.http import FetchPolicy
     from .store import Store
 
@@ -423,7 +423,7 @@ def llm_gateway(st: State, task: str, wanted: bool | None = True, budget_tokens:
     use = wanted if wanted is not None else task in st.config.llm.use_for
     if not use:
         return None
-    from .llm import LLM
+    from .llm.gateway import LLM
 
     gateway = LLM(st.config, st.store, budget_tokens=budget_tokens if budget_tokens is not None else st.budget_tokens)
     if not gateway.available(task):
@@ -493,8 +493,8 @@ def classify(
 
         tidings classify --llm
     """
-    from . import classify as learned
     from . import run as run_stages
+    from .stages import classify as learned
 
     st = state(ctx)
     if train:
@@ -520,7 +520,7 @@ def translation_source(st: State, target: str, allow_private: bool) -> str:
     """Markdown to translate from an item id, a URL (stored, else fetched) or a file."""
     from sqlalchemy import select
 
-    from . import dedupe, extract
+    from .stages import dedupe, extract
     from .store import Item, ItemUrl
 
     def from_item(item: Item | None) -> str | None:
@@ -558,7 +558,7 @@ def translation_source(st: State, target: str, allow_private: bool) -> str:
     if not path.is_file():
         raise UsageError(f"not an item id, a URL or a file: {target}")
     if path.suffix.lower() in (".html", ".htm"):
-        from . import extract
+        from .stages import extract
 
         page = extract.extract(path.read_bytes(), url=path.resolve().as_uri())
         return f"# {page.title}\n\n{page.text}\n" if page.title else page.text + "\n"
@@ -585,7 +585,7 @@ def translate(
 
         tidings translate notes/post.md --show-steps > post.zh.md
     """
-    from .translate import dumps_steps, translate_markdown
+    from .llm.translate import dumps_steps, translate_markdown
 
     st = state(ctx)
     gateway = llm_gateway(st, "translate", True, budget_tokens)
@@ -615,7 +615,7 @@ def models(
     from rich.table import Table
 
     from .config import LLM_TASKS
-    from .llm import LLM, check_model
+    from .llm.gateway import LLM, check_model
 
     st = state(ctx)
     cfg = st.config
@@ -659,7 +659,7 @@ def stats(
 
     from rich.table import Table
 
-    from .llm import usage_rows
+    from .llm.gateway import usage_rows
 
     st = state(ctx)
     rows = usage_rows(st.store, st.config)
@@ -714,7 +714,8 @@ def digest(
 
         tidings digest --week 2024-06-09 --format hugo --out ./my-hugo-site
     """
-    from . import formats, preview_week
+    from . import preview_week
+    from .publish import formats
 
     st = state(ctx)
     formats.renderer(fmt)  # a bad --format is a usage error before any work
@@ -1017,14 +1018,14 @@ def feeds_fetch(
     raise typer.Exit(summary_table([report]))
 
 
-# --- search, ask, index (tidings.search) -----------------------------------------------------
+# --- search, ask, index (tidings.search.engine) -----------------------------------------------------
 
 
 def search_filters(
     section: list[str] | None, tag: list[str] | None, author: list[str] | None, kind: list[str] | None,
     since: str | None, until: str | None,
 ) -> search_mod.Filters:
-    from . import search as search_mod
+    from .search import engine as search_mod
 
     return search_mod.Filters(
         authors=author or [], tags=tag or [], sections=section or [], kinds=kind or [],
@@ -1037,7 +1038,7 @@ def marked(text: str) -> str:
     """Rich markup for a snippet: the ``**matched**`` words in bold, everything else escaped."""
     from rich.markup import escape
 
-    from . import search as search_mod
+    from .search import engine as search_mod
 
     parts = text.split(search_mod.MARK_OPEN)
     out = [escape(parts[0])]
@@ -1158,7 +1159,7 @@ def index_cmd(
 
         tidings index --rebuild --embed
     """
-    from . import search as search_mod
+    from .search import engine as search_mod
 
     st = state(ctx)
     with bar(st, "index") as progress:
@@ -1191,7 +1192,7 @@ def eval_search(
 
         tidings eval search --queries evals/queries.jsonl --split all --json
     """
-    from . import searcheval
+    from .search import evaluate as searcheval
 
     st = state(ctx)
     if split not in (*searcheval.SPLITS, "all"):
@@ -1227,7 +1228,7 @@ def eval_ask(
 
         tidings eval ask --queries evals/queries.jsonl --threshold 0.5 --json
     """
-    from . import searcheval
+    from .search import evaluate as searcheval
 
     st = state(ctx)
     report = searcheval.evaluate_ask(
@@ -1263,7 +1264,7 @@ def eval_classify(
 
         tidings eval classify --cutoff 2024-03-31 --json
     """
-    from .evaluate import evaluate_classifier, format_eval
+    from .stages.classify_eval import evaluate_classifier, format_eval
 
     st = state(ctx)
     try:

@@ -116,7 +116,7 @@ class TagsConfig(Strict):
 
 
 class SearchConfig(Strict):
-    """Search and ask (``tidings.search``)."""
+    """Search and ask (``tidings.search.engine``)."""
 
     weights: dict[str, float] = Field(
         default_factory=lambda: {
@@ -300,3 +300,10 @@ def load_config(path: Path | None) -> Config:
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(f"{path}: {problems}") from exc
+
+
+def canonical_section(name: str | None, config: Config) -> str | None:
+    """A section's current name: old names map through ``classify.aliases``."""
+    if name is None:
+        return None
+    return config.classify.aliases.get(name, name)

@@ -19,12 +19,12 @@ import yaml
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from .config import Config
+from .config import Config, canonical_section
 from .errors import ConfigError, UsageError
 from .pipeline import fetch_url_of, upsert_record
 from .pipeline import run as run_stages
-from .publish import new_digest_doc, write_if_changed
-from .records import Cover, DigestDoc, DigestEntry, ItemRecord, RawBlock
+from .publish.docusaurus import doc_of, new_digest_doc, write_if_changed
+from .records import DigestDoc, DigestEntry, ItemRecord, RawBlock
 from .sources.digest import split_front_matter, trailing_ws
 from .store import (
     SET_ASIDE,
@@ -72,12 +72,6 @@ def week_window(week_end: date, config: Config) -> tuple[datetime, datetime]:
     if tz is None:
         start, end = start.astimezone(), end.astimezone()
     return start, end
-
-
-def canonical_section(name: str | None, config: Config) -> str | None:
-    if name is None:
-        return None
-    return config.classify.aliases.get(name, name)
 
 
 def _fingerprint(text: str) -> str:
@@ -322,55 +316,9 @@ def load_doc(store: Store, week: date, config: Config) -> DigestDoc | None:
 
 def section_order(store: Store, config: Config) -> list[str]:
     """Draft sections in the order the curator's own digests use, unless the config sets them."""
-    from .classify import section_layout
+    from .stages.classify import section_layout
 
     return [section.name for section in section_layout(store, config)]
-
-
-def doc_of(digest: Digest, config: Config, order: list[str] | None = None) -> DigestDoc:
-    parts: list[tuple[int, RawBlock | DigestEntry]] = []
-    for block in digest.blocks:
-        parts.append((block.position, RawBlock(text=block.text, section=block.section, role=block.role)))
-    for row in digest.entries:
-        title = row.title_override if row.title_override is not None else row.title_raw
-        summary = row.summary_override if row.summary_override is not None else row.summary_raw
-        entry = DigestEntry(
-            url_raw=row.url_raw,
-            title_raw=title,
-            separator=row.separator,
-            summary=summary,
-            section=row.section,
-            marker=row.marker,
-            verbatim=row.verbatim,
-            edited=row.edited,
-            kept=row.kept,
-        )
-        parts.append((row.position, entry))
-    parts.sort(key=lambda pair: pair[0])
-    cover = None
-    if digest.cover_image:
-        cover = Cover(
-            image=digest.cover_image,
-            alt=digest.cover_alt or "",
-            label=digest.cover_label or config.digest.cover_label,
-            caption=digest.cover_caption or "",
-        )
-    meta = {k: v for k, v in (digest.meta or {}).items() if not k.startswith("_")}
-    sections = digest.sections or config.section_names
-    if digest.front_matter_raw is None:
-        # Drafts render in the learned (or configured) section order; an entry filed elsewhere goes last.
-        sections = list(order or config.section_names)
-        for _, part in parts:
-            if isinstance(part, DigestEntry) and part.section and part.section not in sections:
-                sections.append(part.section)
-    return DigestDoc(
-        meta=meta,
-        front_matter_raw=digest.front_matter_raw,
-        cover=cover,
-        sections=sections,
-        blocks=[part for _, part in parts],
-        week=digest.week,
-    )
 
 
 # --- edits (the week view and the CLI) -----------------------------------------------------

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
-from . import dedupe
-from .classify import Classifier, item_doc, section_classifier
 from .config import Config
 from .errors import ExtractError, FetchError, UsageError
 from .records import ItemRecord
 from .sources.http import FetchPolicy, fetch_many, robots_allowed
+from .stages import dedupe
+from .stages.classify import Classifier, item_doc, section_classifier
 from .store import (
     Digest,
     DigestEntryRow,
@@ -36,7 +36,7 @@ from .store import (
 )
 
 if TYPE_CHECKING:
-    from .stagework import Extraction
+    from .stages.work import Extraction
 
 Progress = Callable[[int, int, str], None]
 """``progress(done, total, label)``: stages report through this and never import Rich."""
@@ -202,16 +202,16 @@ def fetch_url_of(item: Item) -> str:
 def apply_extracted(item: Item, content: bytes, content_type: str | None) -> None:
     """Extract ``content`` in this process and store the result on ``item``; raises ExtractError
     (NoArticleError for a page with no prose) as the extractor does."""
-    from .stagework import extract_page
+    from .stages.work import extract_page
 
     _store_extraction(item, extract_page(content, content_type, fetch_url_of(item)))
 
 
 def _store_extraction(item: Item, found: Extraction) -> None:
-    """Put a worker's :class:`~tidings.stagework.Extraction` on ``item``; a page without an article
+    """Put a worker's :class:`~tidings.stages.work.Extraction` on ``item``; a page without an article
     is raised as the ExtractError the extractor gave, for the caller to record."""
     if found.error_reason is not None:
-        from .extract import NoArticleError
+        from .stages.extract import NoArticleError
 
         if found.error_reason == "no_article":
             raise NoArticleError(fetch_url_of(item), found.error or "", title=found.title)
@@ -281,7 +281,7 @@ def fetch_and_extract(
             del todo[url]
     total = len(todo)
     progress(0, total, "")
-    from .stagework import extract_page, pool_for, run_jobs
+    from .stages.work import extract_page, pool_for, run_jobs
 
     def jobs() -> Iterator[tuple[tuple[str, Any], tuple[Any, ...] | None]]:
         for url, outcome in fetch_many(list(todo), policy):
@@ -344,7 +344,7 @@ def _imported_digests_of(session: Session, item_ids: Iterable[int]) -> dict[int,
 def _fingerprint_missing(store: Store, workers: int | None) -> None:
     """Fingerprints for items with text and none yet (imported text; fetched pages come fingerprinted),
     committed per chunk so a killed run keeps what it computed."""
-    from .stagework import CHUNK, chunks, fingerprint_texts, pool_for, run_jobs
+    from .stages.work import CHUNK, chunks, fingerprint_texts, pool_for, run_jobs
 
     with store.session() as session:
         ids = session.scalars(
@@ -443,13 +443,13 @@ def summarize_items(
     store: Store, config: Config, *, progress: Progress = _silent, item_ids: Iterable[int] | None = None,
     llm: Any = None,
 ) -> StageReport:
-    """Extractive summaries; with ``llm`` (a :class:`tidings.llm.LLM`) LLM summaries instead."""
+    """Extractive summaries; with ``llm`` (a :class:`tidings.llm.gateway.LLM`) LLM summaries instead."""
     report = StageReport("summarize")
     use_llm = llm is not None and llm.available("summarize")
     with store.session() as session:
         ids = list(session.scalars(needs_summary(item_ids, upgrade=use_llm)))
     if use_llm:
-        from .llmtasks import summarize_stage
+        from .llm.tasks import summarize_stage
 
         outcome = summarize_stage(store, config, llm, ids, progress=progress)
         _llm_notes(report, "summarize", outcome)
@@ -492,7 +492,7 @@ def _summarize_offline(
     store: Store, config: Config, ids: Sequence[int], report: StageReport, progress: Progress
 ) -> None:
     """Extractive summaries of ``ids`` in ``config.workers`` processes, committed per chunk."""
-    from .stagework import CHUNK, chunks, pool_for, run_jobs, summarize_texts
+    from .stages.work import CHUNK, chunks, pool_for, run_jobs, summarize_texts
 
     cfg = config.summarize
     # In-process, one item per commit as ever; across processes, a chunk per round trip and commit.
@@ -542,7 +542,7 @@ def classify_items(
         below = config.llm.classify_below if use_llm else None
         ids = list(session.scalars(needs_section(item_ids, unsure_below=below)))
     if use_llm:
-        from .llmtasks import classify_stage
+        from .llm.tasks import classify_stage
 
         outcome = classify_stage(store, config, llm, classifier, ids, progress=progress)
         _llm_notes(report, "classify", outcome)
@@ -550,7 +550,7 @@ def classify_items(
     # Batches: the learned model classifies a few hundred items in one vectorised pass, and a killed
     # run loses at most one batch, whose items are still unfiled and so classified again next time.
     done = 0
-    from .stagework import picklable, pool_for
+    from .stages.work import picklable, pool_for
 
     # A batch is split over the workers when the classifier can travel to them (a caller's own
     # classifier may not pickle: it then runs here, as it always did).
@@ -582,7 +582,7 @@ CLASSIFY_SPLIT = 64
 
 def _predict(classifier: Classifier, docs: list[Any], pool: Any) -> list[Any]:
     """Predictions for ``docs`` in order, over ``pool``'s workers when there is one."""
-    from .stagework import chunks, classify_docs, run_jobs
+    from .stages.work import chunks, classify_docs, run_jobs
 
     if pool is None or len(docs) < CLASSIFY_SPLIT:
         return classify_docs(classifier, docs)
@@ -691,7 +691,7 @@ def run(
     killed run resumes where it stopped. ``force`` re-does a stage's work: fetch retries failed
     items, summarize and classify recompute machine results (for items named in ``item_ids``, any
     result), keeping the old one when the stage finds nothing new. ``llms`` maps a task
-    (``"summarize"``, ``"classify"``) to an :class:`tidings.llm.LLM`; without one, the offline
+    (``"summarize"``, ``"classify"``) to an :class:`tidings.llm.gateway.LLM`; without one, the offline
     default runs.
 
     >>> reports = run(store, config, stages=["summarize"], item_ids=[42], force=True)  # doctest: +SKIP

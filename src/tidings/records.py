@@ -32,6 +32,57 @@ class ItemRecord:
     line: int | None = None  # where in the source file it started, for messages
 
 
+@dataclass(frozen=True)
+class ItemView:
+    """One stored item as every interface shows it. ``tidings items --json``, the web's pages, the
+    static site and search results all derive from this one shape (``Item.view()`` makes it), so a
+    field means the same everywhere."""
+
+    id: int
+    url: str
+    """The canonical URL, or a stable ``post:``/``note:``/``blog:`` identifier."""
+    link: str
+    """The URL to open: the first one the item was seen under (canonicalization may drop what a
+    server needs)."""
+    urls: list[str]
+    title: str | None
+    title_derived: bool
+    """The page named no title: this one is its first heading or sentence."""
+    summary: str | None
+    summary_origin: str | None
+    section: str | None
+    section_confidence: float | None
+    section_origin: str | None
+    tags: list[str]
+    kind: str
+    author: str | None
+    author_handle: str | None
+    category: str | None
+    note: str | None
+    links: list[str]
+    language: str | None
+    published_at: datetime | None
+    seen_at: datetime | None
+    status: str
+    error: str | None
+    error_reason: str | None
+    text: str | None
+
+    @property
+    def byline(self) -> str | None:
+        """``Name @handle``, either part when only one is known."""
+        parts = [self.author, f"@{self.author_handle}" if self.author_handle else None]
+        return " ".join(p for p in parts if p) or None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``items --json`` object: every field, dates as ISO 8601."""
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        for name in ("published_at", "seen_at"):
+            moment = data[name]
+            data[name] = moment.isoformat() if moment else None
+        return data
+
+
 @dataclass
 class Extracted:
     """What extraction found in one page."""

@@ -44,6 +44,7 @@ from sqlalchemy.orm import (
 )
 
 from .errors import StoreError
+from .records import ItemView
 
 
 class ItemStatus(StrEnum):
@@ -141,6 +142,20 @@ class Item(Base):
     @property
     def links(self) -> list[str]:
         return [link.url for link in self.link_rows]
+
+    def view(self, *, with_text: bool = True) -> ItemView:
+        """This item as every interface shows it (see :class:`tidings.records.ItemView`)."""
+        return ItemView(
+            id=self.id, url=self.url, link=self.urls[0].url if self.urls else self.url,
+            urls=[u.url for u in self.urls], title=self.title,
+            title_derived=bool((self.extra or {}).get("title_derived")),
+            summary=self.summary, summary_origin=self.summary_origin, section=self.section,
+            section_confidence=self.section_confidence, section_origin=self.section_origin,
+            tags=self.tags, kind=self.kind, author=self.author, author_handle=self.author_handle,
+            category=self.category, note=self.note, links=self.links, language=self.language,
+            published_at=self.published_at, seen_at=self.seen_at, status=self.status,
+            error=self.error, error_reason=self.error_reason, text=self.text if with_text else None,
+        )
 
     @validates("status")
     def _known_status(self, _key: str, value: str) -> str:

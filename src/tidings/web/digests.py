@@ -44,7 +44,7 @@ def parse_digest_week(value: str) -> date:
 
 
 def check_format(fmt: str, message: str | None = None) -> None:
-    from .. import formats  # the renderers load only when a digest is shown
+    from ..publish import formats  # the renderers load only when a digest is shown
 
     if fmt not in formats.FORMAT_NAMES:
         raise HTTPException(400, message or f"Unknown format {fmt[:20]!r}: use one of {', '.join(formats.FORMAT_NAMES)}.")
@@ -53,7 +53,7 @@ def check_format(fmt: str, message: str | None = None) -> None:
 def digest_context(store: Store, config: Config, week: date, fmt: str) -> dict[str, Any]:
     """What the digest page shows: the digest, its rendering in ``fmt``, its front matter as the
     Docusaurus rendering has it, and where writing it would go. A draft is refreshed first."""
-    from .. import formats
+    from ..publish import formats
 
     with store.session() as session:
         digest = curate.week_digest(session, week)
@@ -158,7 +158,7 @@ def digest_cover(request: Request, week: str, store: StoreDep, image: Annotated[
 
 @router.post("/digest/{week}/write", dependencies=CSRF)
 def digest_write(request: Request, week: str, store: StoreDep, config: ConfigDep) -> Response:
-    from .. import formats
+    from ..publish import formats
 
     when = parse_digest_week(week)
 

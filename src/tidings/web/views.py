@@ -8,9 +8,10 @@ from urllib.parse import urlsplit
 
 from fastapi import HTTPException
 
-from .. import curate, pipeline
-from ..config import Config
+from .. import pipeline
+from ..config import Config, canonical_section
 from ..htmltext import safe_href
+from ..publish.docusaurus import doc_of
 from ..records import DigestEntry
 from ..store import Digest, DigestEntryRow, Item
 
@@ -134,7 +135,7 @@ def section_choices(digest: Digest | None, config: Config) -> list[str]:
 
 def group_entries(digest: Digest, config: Config) -> list[SectionView]:
     """Entries by section, in the configured order (old names sort by what they were renamed to)."""
-    doc = curate.doc_of(digest, config)
+    doc = doc_of(digest, config)
     unsure_below = config.llm.classify_below
     views = [entry_view(row, entry, unsure_below) for row, entry in zip(digest.entries, doc.entries, strict=True)]
     order = {name: i for i, name in enumerate(config.section_names)}
@@ -143,7 +144,7 @@ def group_entries(digest: Digest, config: Config) -> list[SectionView]:
     def rank(name: str | None) -> tuple[int, int, str]:
         if name is None:
             return (2, 0, "")
-        canonical = curate.canonical_section(name, config) or name
+        canonical = canonical_section(name, config) or name
         if canonical in order:
             return (0, order[canonical], name)
         return (1, own.get(name, len(own)), name)
@@ -164,7 +165,7 @@ def group_entries(digest: Digest, config: Config) -> list[SectionView]:
 
 def shown_entry(row: DigestEntryRow, config: Config) -> DigestEntry:
     """The entry as the week view shows it (overrides applied), to tell what a form changed."""
-    doc = curate.doc_of(row.digest, config)
+    doc = doc_of(row.digest, config)
     for other, entry in zip(row.digest.entries, doc.entries, strict=True):
         if other.id == row.id:
             return entry

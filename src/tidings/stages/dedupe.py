@@ -20,7 +20,7 @@ import numpy as np
 if TYPE_CHECKING:  # datasketch pulls in scipy (~2 s): imported only when fingerprints are made
     from datasketch import LeanMinHash, MinHash, MinHashLSH
 
-from .textutil import normalize_text, shingle_units
+from ..textutil import normalize_text, shingle_units
 
 __all__ = [
     "GLOBAL_TRACKING_PARAMS",

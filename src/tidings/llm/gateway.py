@@ -11,7 +11,7 @@ calls through.
   retried), a per-model concurrency limit, the token budget, and accounting of tokens and time even
   when the answer later turns out to be unusable.
 
-The tasks themselves (prompts, validation, fallbacks) live in :mod:`tidings.llmtasks`.
+The tasks themselves (prompts, validation, fallbacks) live in :mod:`tidings.llm.gateway.tasks`.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from typing import Any, Protocol, runtime_checkable
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .config import Config, ModelConfig
-from .errors import BudgetExceeded, ConfigError, LLMError, LLMTimeout
-from .store import LLMCall, Store
-from .textutil import CJK_CHAR_RE
+from ..config import Config, ModelConfig
+from ..errors import BudgetExceeded, ConfigError, LLMError, LLMTimeout
+from ..store import LLMCall, Store
+from ..textutil import CJK_CHAR_RE
 
 __all__ = [
     "LLM",
@@ -57,7 +57,7 @@ __all__ = [
     "usage_rows",
 ]
 
-log = logging.getLogger("tidings.llm")
+log = logging.getLogger("tidings.llm.gateway")
 
 Message = dict[str, str]
 """``{"role": "system" | "user" | "assistant", "content": "…"}``"""

@@ -21,8 +21,8 @@ from lxml import etree
 from lxml.html import HtmlElement, tostring
 from trafilatura import bare_extraction, load_html
 
-from . import records
-from .errors import ExtractError
+from .. import records
+from ..errors import ExtractError
 
 
 @dataclass

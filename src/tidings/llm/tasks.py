@@ -1,6 +1,6 @@
 """The LLM tasks: summarize and classify + tags, each with its prompt, its validation and its offline
 fallback; plus the steps that run them over the stored items the stage loop selected. The 3-step
-translation lives in :mod:`tidings.translate`.
+translation lives in :mod:`tidings.llm.translate`.
 
 Every prompt puts the article inside a clearly delimited block, and every system prompt says that
 what is inside is data, not instructions (prompt injection). Every answer is validated; a summary
@@ -23,15 +23,15 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import summarize as extractive
-from .classify import Classifier, Prediction, item_doc
-from .config import Config, SummarizeConfig
-from .errors import LLMError
-from .llm import LLM, Message, estimate_tokens
-from .store import Item, ItemTag, Store
-from .textutil import cjk_ratio, is_chinese, normalize_whitespace
+from ..config import Config, SummarizeConfig
+from ..errors import LLMError
+from ..stages import summarize as extractive
+from ..stages.classify import Classifier, Prediction, item_doc
+from ..store import Item, ItemTag, Store
+from ..textutil import cjk_ratio, is_chinese, normalize_whitespace
+from .gateway import LLM, Message, estimate_tokens
 
-log = logging.getLogger("tidings.llm")
+log = logging.getLogger("tidings.llm.gateway")
 
 SUMMARY_PROMPT = "summarize.1"
 CLASSIFY_PROMPT = "classify.1"
@@ -545,7 +545,7 @@ def classify_stage(
     """``ids`` were selected by the stage loop (``pipeline.needs_section``). The local classifier
     files each batch in one pass; the LLM is consulted only for items it is unsure about (confidence
     below ``llm.classify_below``). Each item is committed when done."""
-    from .stagework import classify_docs
+    from ..stages.work import classify_docs
 
     report = LLMStageReport()
     threshold = config.llm.classify_below

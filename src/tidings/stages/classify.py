@@ -26,14 +26,14 @@ from datetime import date
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from .config import SectionConfig
-from .textutil import CJK_CHAR_RE
+from ..config import SectionConfig
+from ..textutil import CJK_CHAR_RE
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from .config import Config
-    from .store import Item, Store
+    from ..config import Config
+    from ..store import Item, Store
 
 __all__ = [
     "DEFAULT_DOMAIN_HINTS",
@@ -395,7 +395,7 @@ def domain_tokens(url: str | None) -> list[str]:
 
 
 def _word_tokens(text: str) -> list[str]:
-    from .textutil import tokenize
+    from ..textutil import tokenize
 
     return tokenize(text, drop_stopwords=True)
 
@@ -530,7 +530,7 @@ def current_sections(store: Store, config: Config, *, until: date | None = None)
     aliases applied, in its order (``until``: the latest digest on or before that week)."""
     from sqlalchemy import select
 
-    from .store import Digest
+    from ..store import Digest
 
     with store.session() as session:
         query = select(Digest).where(Digest.status != "draft").order_by(Digest.week.desc())
@@ -553,7 +553,7 @@ def training_examples(store: Store, config: Config, *, until: date | None = None
     its new section: the move changed the entry)."""
     from sqlalchemy import select
 
-    from .store import Correction, Digest, DigestEntryRow, Item
+    from ..store import Correction, Digest, DigestEntryRow, Item
 
     aliases = config.classify.aliases
     today_sections = set(current_sections(store, config, until=until))
@@ -712,7 +712,7 @@ def fit_section_model(
 def _next_version(session: Session, kind: str) -> int:
     from sqlalchemy import func, select
 
-    from .store import ClassifierModel
+    from ..store import ClassifierModel
 
     return int(session.scalar(select(func.max(ClassifierModel.version)).where(ClassifierModel.kind == kind)) or 0) + 1
 
@@ -721,7 +721,7 @@ def save_model(store: Store, kind: str, obj: object, metrics: dict[str, Any]) ->
     """Store ``obj`` pickled as the next version of ``kind``; returns the version."""
     import sklearn
 
-    from .store import ClassifierModel
+    from ..store import ClassifierModel
 
     blob = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     with store.session() as session:
@@ -741,7 +741,7 @@ def load_model(store: Store, kind: str) -> tuple[Any, int, dict[str, Any]] | Non
     changed its internals) is reported and skipped: the caller falls back to the rules."""
     from sqlalchemy import select
 
-    from .store import ClassifierModel
+    from ..store import ClassifierModel
 
     with store.session() as session:
         row = session.scalar(
@@ -901,7 +901,7 @@ def section_layout(store: Store, config: Config) -> list[SectionInfo]:
     past digest has them (aliases applied), else the built-in defaults."""
     from sqlalchemy import func, select
 
-    from .store import Digest, DigestEntryRow
+    from ..store import Digest, DigestEntryRow
 
     counts: dict[str, int] = {}
     with store.session() as session:
@@ -1011,7 +1011,7 @@ def train_tag_suggester(store: Store) -> TagSuggester | None:
     from sqlalchemy import or_, select
     from sqlalchemy.orm import selectinload
 
-    from .store import Edit, Item, ItemTag
+    from ..store import Edit, Item, ItemTag
 
     with store.session() as session:
         tagged = select(ItemTag.item_id).distinct()
@@ -1062,7 +1062,7 @@ def suggest_item_tags(store: Store, config: Config, item_ids: Iterable[int]) -> 
     """Store tag suggestions in ``item.extra["suggested_tags"]`` for items that have no tags of their
     own. Suggestions are kept apart from the item's tags so they never feed the vocabulary until the
     user accepts them. Returns how many items got suggestions."""
-    from .store import Item
+    from ..store import Item
 
     suggester = tag_suggester(store)
     if suggester is None:

@@ -27,10 +27,10 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 
-from .config import Config
-from .errors import UsageError
-from .search import Answer, Filters, ask, date_bound, search
-from .store import Item, ItemUrl, Store
+from ..config import Config
+from ..errors import UsageError
+from ..store import Item, ItemUrl, Store
+from .engine import Answer, Filters, ask, date_bound, search
 
 SPLITS = ("calibration", "heldout")
 

@@ -18,12 +18,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
-from .htmltext import markdown_html
-from .publish import RENDERERS, escape_markdown, render_docusaurus, write_if_changed, yaml_value
-from .records import DigestDoc, DigestEntry
-from .sources.digest import split_front_matter
-from .textutil import slugify
+from ..errors import UsageError
+from ..htmltext import markdown_html
+from ..records import DigestDoc, DigestEntry
+from ..sources.digest import split_front_matter
+from ..textutil import slugify
+from .docusaurus import RENDERERS, escape_markdown, render_docusaurus, write_if_changed, yaml_value
 
 FORMAT_NAMES = ("docusaurus", "hugo", "jekyll", "markdown", "html")
 _FENCE_RE = re.compile(r"^[ \t]*(`{3,}|~{3,})")

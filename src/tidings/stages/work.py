@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+from ..errors import ExtractError
+from ..textutil import add_user_words, user_words
 from . import dedupe, summarize
-from .errors import ExtractError
-from .textutil import add_user_words, user_words
 
 K = TypeVar("K")
 R = TypeVar("R")
@@ -117,7 +117,7 @@ def summarize_texts(
 
 
 def classify_docs(classifier: Any, docs: Sequence[Any]) -> list[Any]:
-    """Predictions for ``docs`` (:class:`tidings.classify.Doc`), vectorised when the classifier can."""
+    """Predictions for ``docs`` (:class:`tidings.stages.classify.Doc`), vectorised when the classifier can."""
     predict_many = getattr(classifier, "predict_many", None)
     if predict_many is not None:
         return list(predict_many(docs))
@@ -163,7 +163,7 @@ def _context() -> multiprocessing.context.BaseContext:
     if "forkserver" in methods:
         ctx = multiprocessing.get_context("forkserver")
         # Loaded once in the fork server, inherited by every worker it forks.
-        ctx.set_forkserver_preload([__name__, "tidings.extract", "datasketch"])
+        ctx.set_forkserver_preload([__name__, "tidings.stages.extract", "datasketch"])
         return ctx
     return multiprocessing.get_context("spawn")
 

@@ -34,10 +34,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
-from .config import Config
-from .errors import TidingsError, UsageError
-from .store import Store
-from .textutil import CJK_CHAR_RE, STOPWORDS, add_user_words, has_cjk, is_chinese
+from ..config import Config
+from ..errors import TidingsError, UsageError
+from ..store import Store
+from ..textutil import CJK_CHAR_RE, STOPWORDS, add_user_words, has_cjk, is_chinese
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def _segment_latin(norm: str, start: int, end: int) -> Iterator[tuple[str, int, 
 def _segment_plain(norm: str, start: int, end: int) -> Iterator[tuple[str, int, int]]:
     """jieba sees only the runs of CJK characters: on Latin text it walks its dictionary graph
     character by character, several times slower than a regex, and splits ``node.js``."""
-    from .textutil import _get_tokenizer  # the project's one jieba instance, with the user words
+    from ..textutil import _get_tokenizer  # the project's one jieba instance, with the user words
 
     tok = _get_tokenizer()
     pos = start
@@ -797,7 +797,7 @@ class Embedder(Protocol):
 
 @dataclass
 class LLMEmbedder:
-    """The ``embed`` route of the model gateway (``tidings.llm``): an OpenAI-compatible endpoint
+    """The ``embed`` route of the model gateway (``tidings.llm.gateway``): an OpenAI-compatible endpoint
     (OpenAI, llama.cpp server, Ollama, vLLM …) or an in-process GGUF model."""
 
     llm: Any
@@ -831,7 +831,7 @@ def embedder_from_config(config: Config | None, store: Store | None = None) -> E
     name = getattr(config.routes, "embed", None) if config is not None else None
     if not name or name not in config.models:  # type: ignore[union-attr]
         return None
-    from .llm import LLM, model_id
+    from ..llm.gateway import LLM, model_id
 
     assert config is not None
     return LLMEmbedder(LLM(config, store), model_id(config.models[name]))
@@ -1441,7 +1441,7 @@ def chunk(text: str, max_chars: int = _MAX_PASSAGE) -> list[str]:
 
 def sentences_of(passage: str) -> list[str]:
     """Sentences of a passage, each verbatim (split line by line, so none is re-joined)."""
-    from .summarize import split_sentences
+    from ..stages.summarize import split_sentences
 
     out: list[str] = []
     for line in passage.splitlines():
@@ -1483,7 +1483,7 @@ def refine_groups(conn: sqlite3.Connection, groups: list[Group]) -> list[tuple[G
     such a word that is in no dictionary and in no indexed item is noise, not a concept the archive
     lacks. It is cut again by the dictionary alone, and only its real words are kept. A word the
     dictionary knows ("世界杯") stays, absent or not: that absence is what refusal is about."""
-    from .textutil import _get_tokenizer
+    from ..textutil import _get_tokenizer
 
     out: list[tuple[Group, int]] = []
     for g in groups:

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .textutil import (
+from ..textutil import (
     CJK_CHAR_RE,
     count_word_chars,
     fast_tokenize,

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
+from ..config import Config
+from ..store import Store
 from .classify import (
     Example,
     KeywordClassifier,
@@ -22,8 +24,6 @@ from .classify import (
     fit_section_model,
     training_examples,
 )
-from .config import Config
-from .store import Store
 
 DEFAULT_CUTOFF = date(2024, 3, 31)
 
@@ -100,7 +100,7 @@ def split_examples(store: Store, config: Config, cutoff: date) -> tuple[list[Exa
 def evaluate_classifier(
     store: Store, config: Config, cutoff: date = DEFAULT_CUTOFF, params: ModelParams | None = None
 ) -> ClassifyEval:
-    from .errors import UsageError
+    from ..errors import UsageError
 
     train, test = split_examples(store, config, cutoff)
     if not train or not test:

@@ -1,7 +1,7 @@
 """Rendering digests: an imported one back to its exact source, a new one through a template.
 
 ``RENDERERS`` maps a publishing target to its renderer: Docusaurus here, and the formats of
-:mod:`tidings.formats` (Hugo, Jekyll, Markdown, HTML) once that module is loaded."""
+:mod:`tidings.publish.formats` (Hugo, Jekyll, Markdown, HTML) once that module is loaded."""
 
 from __future__ import annotations
 
@@ -12,16 +12,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined
 from jinja2 import TemplateError as JinjaTemplateError
 
-from .config import DigestConfig
-from .errors import ConfigError
-from .records import Cover, DigestDoc, DigestEntry, RawBlock
-from .sources.digest import BOUNDARY_ROLES, parse_head, trailing_ws
+from ..config import Config, DigestConfig
+from ..errors import ConfigError
+from ..records import Cover, DigestDoc, DigestEntry, RawBlock
+from ..sources.digest import BOUNDARY_ROLES, parse_head, trailing_ws
+
+if TYPE_CHECKING:
+    from ..store import Digest
 
 TEMPLATE_NAME = "docusaurus.md.j2"
 _FRONT_MATTER_ORDER = ("slug", "title", "authors", "tags")
@@ -450,3 +453,51 @@ def write_if_changed(path: Path, content: bytes | str) -> bool:
     tmp.write_bytes(data)
     tmp.replace(path)
     return True
+
+
+def doc_of(digest: Digest, config: Config, order: list[str] | None = None) -> DigestDoc:
+    """The stored digest as a document to render: blocks and entries in position order (overrides
+    applied), its cover, and its sections (a draft's in ``order``, entries filed elsewhere last)."""
+    parts: list[tuple[int, RawBlock | DigestEntry]] = []
+    for block in digest.blocks:
+        parts.append((block.position, RawBlock(text=block.text, section=block.section, role=block.role)))
+    for row in digest.entries:
+        title = row.title_override if row.title_override is not None else row.title_raw
+        summary = row.summary_override if row.summary_override is not None else row.summary_raw
+        entry = DigestEntry(
+            url_raw=row.url_raw,
+            title_raw=title,
+            separator=row.separator,
+            summary=summary,
+            section=row.section,
+            marker=row.marker,
+            verbatim=row.verbatim,
+            edited=row.edited,
+            kept=row.kept,
+        )
+        parts.append((row.position, entry))
+    parts.sort(key=lambda pair: pair[0])
+    cover = None
+    if digest.cover_image:
+        cover = Cover(
+            image=digest.cover_image,
+            alt=digest.cover_alt or "",
+            label=digest.cover_label or config.digest.cover_label,
+            caption=digest.cover_caption or "",
+        )
+    meta = {k: v for k, v in (digest.meta or {}).items() if not k.startswith("_")}
+    sections = digest.sections or config.section_names
+    if digest.front_matter_raw is None:
+        # Drafts render in the learned (or configured) section order; an entry filed elsewhere goes last.
+        sections = list(order or config.section_names)
+        for _, part in parts:
+            if isinstance(part, DigestEntry) and part.section and part.section not in sections:
+                sections.append(part.section)
+    return DigestDoc(
+        meta=meta,
+        front_matter_raw=digest.front_matter_raw,
+        cover=cover,
+        sections=sections,
+        blocks=[part for _, part in parts],
+        week=digest.week,
+    )

@@ -10,11 +10,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .config import Config
-from .errors import LLMError
-from .llm import LLM, Message, estimate_tokens
-from .llmtasks import data_rule, fence, language_name, language_problem
-from .textutil import CJK_CHAR_RE
+from ..config import Config
+from ..errors import LLMError
+from ..textutil import CJK_CHAR_RE
+from .gateway import LLM, Message, estimate_tokens
+from .tasks import data_rule, fence, language_name, language_problem
 
 LITERAL_PROMPT = "translate-literal.1"
 CRITIQUE_PROMPT = "translate-critique.1"

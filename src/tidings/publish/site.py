@@ -36,15 +36,14 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from .config import Config
-from .curate import canonical_section, doc_of
-from .errors import UsageError
-from .htmltext import markdown_html, safe_href, tokens
-from .publish import render_docusaurus, write_if_changed
-from .records import DigestEntry
-from .sources.digest import split_front_matter
-from .store import Digest, DigestEntryRow, Item, Store
-from .textutil import slugify
+from ..config import Config, canonical_section
+from ..errors import UsageError
+from ..htmltext import markdown_html, safe_href, tokens
+from ..records import DigestEntry
+from ..sources.digest import split_front_matter
+from ..store import Digest, DigestEntryRow, Item, Store
+from ..textutil import slugify
+from .docusaurus import doc_of, render_docusaurus, write_if_changed
 
 MANIFEST = ".tidings-manifest.json"
 FEED_DIGESTS = 20  # the digest feeds carry the newest N digests in full
@@ -52,7 +51,7 @@ FEED_ITEMS = 50  # a section feed carries its newest N items
 SUMMARY_CHARS = 280  # of an item's summary on listing pages and in the search index
 _INVALID_XML_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _WEEK_LINK_RE = re.compile(r"^(?:\.\./|\./|/)*(?:blog/)?(\d{4}-\d{2}-\d{2})/?(?:index(?:\.mdx?|\.html)?)?$")
-STATIC = Path(__file__).parent / "static" / "site"
+STATIC = Path(__file__).resolve().parent.parent / "static" / "site"
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Search and ask over the store (``engine``), and their labelled evaluation (``evaluate``)."""
