@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 from .config import Config
 from .errors import ExtractError, FetchError, UsageError
 from .records import ItemRecord
-from .sources.http import FetchPolicy, fetch_many, robots_allowed
 from .stages import dedupe
 from .stages.classify import Classifier, item_doc, section_classifier
 from .store import (
@@ -36,6 +35,8 @@ from .store import (
 )
 
 if TYPE_CHECKING:
+    # httpx (through the fetcher) loads only in commands that fetch: `digest` and `items` start faster.
+    from .sources.http import FetchPolicy
     from .stages.work import Extraction
 
 Progress = Callable[[int, int, str], None]
@@ -249,6 +250,8 @@ def fetch_and_extract(
 
     Pages are fetched by ``policy``'s threads and extracted by ``workers`` processes (default: one
     per core; ``Config.workers``) as they arrive; each page is committed with its extraction."""
+    from .sources.http import fetch_many, robots_allowed
+
     report = StageReport("fetch")
     only = None if item_ids is None else set(item_ids)
     with store.session() as session:
@@ -592,32 +595,6 @@ def _predict(classifier: Classifier, docs: list[Any], pool: Any) -> list[Any]:
     return [p for n in range(len(parts)) for p in results[n] or []]
 
 
-def item_json(item: Item, *, with_text: bool = True) -> dict[str, Any]:
-    return {
-        "id": item.id,
-        "url": item.url,
-        "urls": [u.url for u in item.urls],
-        "title": item.title,
-        "summary": item.summary,
-        "summary_origin": item.summary_origin,
-        "section": item.section,
-        "tags": item.tags,
-        "kind": item.kind,
-        "author": item.author,
-        "author_handle": item.author_handle,
-        "category": item.category,
-        "note": item.note,
-        "links": item.links,
-        "language": item.language,
-        "published_at": item.published_at.isoformat() if item.published_at else None,
-        "seen_at": item.seen_at.isoformat() if item.seen_at else None,
-        "status": item.status,
-        "error": item.error,
-        "error_reason": item.error_reason,
-        "text": item.text if with_text else None,
-    }
-
-
 def touch_seen(item: Item) -> None:
     item.seen_at = utcnow()
 
@@ -707,6 +684,8 @@ def run(
         old = _forget(store, stage, ids) if force and stage in _FORCE_FIELDS else {}
         with progress(stage) as tick:
             if stage == "fetch":
+                from .sources.http import FetchPolicy
+
                 report = fetch_and_extract(
                     store, policy or FetchPolicy(), retry_failed=force, progress=tick, item_ids=ids,
                     workers=config.workers,

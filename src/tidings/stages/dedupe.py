@@ -15,8 +15,6 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
-import numpy as np
-
 if TYPE_CHECKING:  # datasketch pulls in scipy (~2 s): imported only when fingerprints are made
     from datasketch import LeanMinHash, MinHash, MinHashLSH
 
@@ -295,6 +293,8 @@ def minhash_to_bytes(m: MinHash) -> bytes:
     """A compact, self-describing encoding (11-byte header + 4 bytes per permutation for the
     default scheme) for keeping fingerprints in the database."""
     scheme = getattr(m, "scheme", "legacy")
+    import numpy as np  # only fingerprints need it: URL canonicalization stays light
+
     values = np.asarray(m.hashvalues)
     dtype = "<u8" if values.dtype.itemsize == 8 else "<u4"
     header = _HEADER.pack(_MAGIC, _FORMAT_VERSION, _SCHEMES.index(scheme), int(m.seed), len(values))
@@ -314,6 +314,8 @@ def minhash_from_bytes(data: bytes) -> LeanMinHash:
     width = len(body) // num_perm
     if width not in (4, 8):
         raise ValueError("fingerprint length does not match its header")
+    import numpy as np
+
     values = np.frombuffer(body, dtype="<u8" if width == 8 else "<u4")
     from datasketch import LeanMinHash
 
