@@ -679,15 +679,18 @@ def find_digest(session: Session, week: date) -> Digest | None:
 
 
 def week_digest(session: Session, week: date) -> Digest | None:
-    """The digest of ``week`` with its blocks, entries, their items and the items' tags loaded up
-    front: the week view and the digest page read all of them for every entry, and one query per
-    entry would make a long week slow."""
+    """The digest of ``week`` with its blocks, entries, their items and the items' URLs, tags and
+    links loaded up front: the week view makes each entry's ``Item.view()``, which reads all of
+    them, and one query per entry would make a long week slow."""
+    items = selectinload(Digest.entries).selectinload(DigestEntryRow.item)
     return session.scalar(
         select(Digest)
         .where(Digest.week == week)
         .options(
             selectinload(Digest.blocks),
-            selectinload(Digest.entries).selectinload(DigestEntryRow.item).selectinload(Item.tag_rows),
+            items.selectinload(Item.tag_rows),
+            items.selectinload(Item.urls),
+            items.selectinload(Item.link_rows),
         )
     )
 

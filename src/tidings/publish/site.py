@@ -39,7 +39,7 @@ from sqlalchemy.orm import selectinload
 from ..config import Config, canonical_section
 from ..errors import UsageError
 from ..htmltext import markdown_html, safe_href, tokens
-from ..records import DigestEntry
+from ..records import DigestEntry, ItemView
 from ..sources.digest import split_front_matter
 from ..store import Digest, DigestEntryRow, Item, Store
 from ..textutil import slugify
@@ -56,14 +56,22 @@ STATIC = Path(__file__).resolve().parent.parent / "static" / "site"
 
 @dataclass
 class SiteEntry:
+    """One kept digest entry as the site lists it. The item's own fields come from ``item`` (the
+    :class:`~tidings.records.ItemView` every interface shares); title, link, summary and section
+    are the entry's as this digest shows them, shortened for listing pages."""
+
     key: str  # stable across stores: a hash of the item's canonical URL
-    item_id: int | None
+    item: ItemView | None  # None for an imported entry that matched no stored item
     title: str
     url: str | None  # the external link, http(s) only
     summary: str
     week: date
     section: str | None
-    tags: list[str]
+
+    @property
+    def tags(self) -> list[str]:
+        """The item's tags: an entry has none of its own."""
+        return self.item.tags if self.item is not None else []
 
 
 @dataclass
@@ -113,7 +121,7 @@ def href(from_path: str, to_path: str) -> str:
     return quote(posixpath.relpath(to_path, base), safe="/#")
 
 
-def _item_key(item: Item | None, row: DigestEntryRow, week: date) -> str:
+def _item_key(item: ItemView | None, row: DigestEntryRow, week: date) -> str:
     basis = item.url if item is not None else f"digest:{week.isoformat()}/{row.position}"
     return hashlib.sha1(basis.encode("utf-8")).hexdigest()[:16]
 
@@ -139,12 +147,16 @@ def _digest_title(digest: Digest) -> str:
 def collect_digests(store: Store, config: Config, *, include_drafts: bool = False) -> list[SiteDigest]:
     """Every digest the site shows, newest first, with its entries as a reader sees them."""
     digests: list[SiteDigest] = []
+    items = selectinload(Digest.entries).selectinload(DigestEntryRow.item)
     with store.session() as session:
         query = (
             select(Digest)
             .options(
                 selectinload(Digest.blocks),
-                selectinload(Digest.entries).selectinload(DigestEntryRow.item).selectinload(Item.tag_rows),
+                # Item.view() reads each item's URLs, tags and links: a query each, not three per entry.
+                items.selectinload(Item.tag_rows),
+                items.selectinload(Item.urls),
+                items.selectinload(Item.link_rows),
             )
             .order_by(Digest.week.desc())
         )
@@ -180,20 +192,20 @@ def collect_digests(store: Store, config: Config, *, include_drafts: bool = Fals
 
 
 def _site_entry(row: DigestEntryRow, entry: DigestEntry, week: date, config: Config) -> SiteEntry:
-    item = row.item
+    # No page shows an item's text: leave it out of the view.
+    item = row.item.view(with_text=False) if row.item is not None else None
     title = entry.title or (item.title if item is not None else None) or entry.url or "(untitled)"
     url = safe_href(entry.url) or (safe_href(item.url) if item is not None else None)
     summary = entry.prose or entry.summary or (item.summary if item is not None else None)
     section = canonical_section(entry.section or (item.section if item is not None else None), config)
     return SiteEntry(
         key=_item_key(item, row, week),
-        item_id=item.id if item is not None else None,
+        item=item,
         title=_short(title, 300),
         url=url,
         summary=_short(summary),
         week=week,
         section=section,
-        tags=list(item.tags) if item is not None else [],
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
-from .. import curate, pipeline
+from .. import curate
 from ..htmltext import safe_href, text_html
 from .deps import RowId, StoreDep, page
 
@@ -18,12 +18,11 @@ def item_page(request: Request, item_id: RowId, store: StoreDep) -> Response:
         found = curate.item_history(session, item_id)
         if found is None:
             raise HTTPException(404, f"There is no item {item_id}.")
-        item = found.item
-        # Rendered inside the session: the page reads the item's URLs and each duplicate's, which
-        # load when read.
+        # The page shows the item as ``Item.view()`` has it, like ``items --json`` and the week view.
+        item = found.item.view()
+        duplicates = [dup.view(with_text=False) for dup in found.duplicates]
         return page(
-            request, "item.html", item=item, urls=[u.url for u in item.urls], sources=found.sources,
-            appearances=found.appearances, history=found.edits, corrections=found.corrections,
-            duplicates=found.duplicates, text_html=text_html(item.text or ""),
-            href=safe_href(pipeline.fetch_url_of(item)),
+            request, "item.html", item=item, sources=found.sources, appearances=found.appearances,
+            history=found.edits, corrections=found.corrections, duplicates=duplicates,
+            text_html=text_html(item.text or ""), href=safe_href(item.link),
         )

@@ -8,31 +8,33 @@ from urllib.parse import urlsplit
 
 from fastapi import HTTPException
 
-from .. import pipeline
 from ..config import Config, canonical_section
 from ..htmltext import safe_href
 from ..publish.docusaurus import doc_of
-from ..records import DigestEntry
+from ..records import DigestEntry, ItemView
 from ..store import Digest, DigestEntryRow, Item
 
 
 @dataclass
 class EntryView:
+    """One digest entry as the week view shows it: its item's fields come from ``item`` (the one
+    :class:`~tidings.records.ItemView` every interface shares); only what belongs to the entry in
+    this digest is here."""
+
     id: int
-    item_id: int | None
+    item: ItemView | None
+    """The entry's item; None for an imported entry that matched no stored item."""
     title: str
+    """As shown in this digest: the curator's override, else the digest's text, else the item's."""
     url: str | None
-    domain: str
-    published: str
+    """The entry's link (http(s) only): the digest's own, else the item's canonical URL."""
     summary: str
     summary_origin: str
+    """Where the shown summary came from: ``edited``, ``human (imported)`` or the item's origin."""
     section: str | None
-    tags: list[str]
-    note: str
+    """The entry's section in this digest, which a curator's move may set apart from the item's."""
     kept: bool
     marker: str | None
-    status: str
-    error: str
     edited: bool
     unsure: float | None = None
     """The classifier's confidence when it filed this entry less surely than ``llm.classify_below``:
@@ -40,17 +42,19 @@ class EntryView:
     index: int = 0
     count: int = 0
 
+    @property
+    def domain(self) -> str:
+        return domain(self.url)
+
 
 @dataclass
 class SetAsideView:
-    """An item of the week that failed or was judged not an article: listed apart, with its reason."""
+    """An item of the week that failed or was judged not an article: listed apart, with its reason
+    (``item.error_reason``, ``item.error``) and the URL it is fetched from (``item.link``)."""
 
-    id: int
+    item: ItemView
     title: str
-    url: str
-    status: str
-    reason: str
-    error: str
+    """The item's title, or the URL it is fetched from when it has none."""
 
 
 @dataclass
@@ -61,9 +65,8 @@ class SectionView:
 
 
 def set_aside_view(item: Item) -> SetAsideView:
-    url = pipeline.fetch_url_of(item)
-    return SetAsideView(id=item.id, title=item.title or url, url=url, status=item.status,
-                        reason=item.error_reason or "", error=item.error or "")
+    view = item.view(with_text=False)
+    return SetAsideView(item=view, title=view.title or view.link)
 
 
 def domain(url: str | None) -> str:
@@ -77,8 +80,7 @@ def domain(url: str | None) -> str:
     return host.removeprefix("www.")
 
 
-def unsure(row: DigestEntryRow, threshold: float) -> float | None:
-    item = row.item
+def unsure(row: DigestEntryRow, item: ItemView | None, threshold: float) -> float | None:
     # Only the local classifier's picks: a curator's move is sure, and an LLM's decision is recorded
     # with the threshold of its time as its confidence.
     origin = item.section_origin if item is not None else None
@@ -90,7 +92,8 @@ def unsure(row: DigestEntryRow, threshold: float) -> float | None:
 
 
 def entry_view(row: DigestEntryRow, entry: DigestEntry, unsure_below: float) -> EntryView:
-    item = row.item
+    # The week view shows no item text: leave it out rather than carry every page's body around.
+    item = row.item.view(with_text=False) if row.item is not None else None
     url = safe_href(entry.url) or (safe_href(item.url) if item is not None else None)
     if row.summary_override is not None:
         origin = "edited" if item is None or item.summary_origin == "human" else f"{item.summary_origin}"
@@ -98,27 +101,18 @@ def entry_view(row: DigestEntryRow, entry: DigestEntry, unsure_below: float) -> 
         origin = "human (imported)"
     else:
         origin = (item.summary_origin if item is not None else None) or ""
-    published = ""
-    if item is not None and item.published_at is not None:
-        published = item.published_at.date().isoformat()
     return EntryView(
         id=row.id,
-        item_id=row.item_id,
+        item=item,
         title=entry.title or (item.title if item is not None else "") or entry.url or "(untitled)",
         url=url,
-        domain=domain(url),
-        published=published,
         summary=entry.summary or "",
         summary_origin=origin if entry.summary else "",
         section=row.section,
-        tags=list(item.tags) if item is not None else [],
-        note=(item.note or "") if item is not None else "",
         kept=row.kept,
         marker=row.marker,
-        status=item.status if item is not None else "",
-        error=((item.error_reason or "") if item is not None else ""),
         edited=row.edited,
-        unsure=unsure(row, unsure_below),
+        unsure=unsure(row, item, unsure_below),
     )
 
 
