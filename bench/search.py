@@ -5,7 +5,7 @@ assembled from the corpus's own text: titles spliced from two real titles, bodie
 sentences, dates spread over 2022-2024. The real items stay, so the labelled queries of
 evals/queries.jsonl still have their answers, now among 10k or 100k distractors.
 
-- tidings: ``search.rebuild_index`` (jieba segmentation, FTS5 with porter) and ``search.search``
+- tidings: ``search.index.rebuild_index`` (jieba segmentation, FTS5 with porter) and ``search.rank.search``
   (query parsing, synonyms, BM25 with field weights, coordination, snippets, filters);
 - baseline: SQLite FTS5 with its default tokenizer (unicode61) over the same raw text, the query
   words as typed OR-ed together, the same bm25 weights, phrases, exclusions and filters.
@@ -36,8 +36,10 @@ from typing import Any
 
 from tidings import collect
 from tidings.config import Config
-from tidings.search import engine as S
 from tidings.search import evaluate as searcheval
+from tidings.search.index import rebuild_index
+from tidings.search.query import Filters, filter_sql, parse_query
+from tidings.search.rank import field_weights, search
 from tidings.store import Store, open_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,8 +126,14 @@ def build_baseline(db: Path) -> float:
 
 
 @dataclass
-class Hit:
+class BaselineItem:
     id: int
+
+
+@dataclass
+class Hit:
+    item: BaselineItem
+    """Shaped like tidings' SearchHit.item, the one field evaluate_search reads."""
 
 
 @dataclass
@@ -137,8 +145,8 @@ def _quote(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-def baseline_search(conn: sqlite3.Connection, query: str, filters: S.Filters | None, limit: int) -> Result:
-    parsed = S.parse_query(query)
+def baseline_search(conn: sqlite3.Connection, query: str, filters: Filters | None, limit: int) -> Result:
+    parsed = parse_query(query)
     if filters is not None:
         parsed.filters = filters.merge(parsed.filters)
     words = [w for w in re.split(r"[\s，。？！?!,]+", parsed.text) if re.search(r"\w", w)]
@@ -151,8 +159,8 @@ def baseline_search(conn: sqlite3.Connection, query: str, filters: S.Filters | N
     match = " AND ".join(positive)
     if parsed.excludes:
         match = f"({match}) NOT ({' OR '.join(_quote(e) for e in parsed.excludes)})"
-    clauses, params = S.filter_sql(parsed.filters, None)
-    weights = ", ".join(str(w) for w in S._weights(None))
+    clauses, params = filter_sql(parsed.filters, None)
+    weights = ", ".join(str(w) for w in field_weights(None))
     sql = (
         "SELECT baseline_fts.rowid FROM baseline_fts JOIN items ON items.id = baseline_fts.rowid "
         "JOIN search_docs ON search_docs.item_id = baseline_fts.rowid WHERE baseline_fts MATCH ? "
@@ -163,7 +171,7 @@ def baseline_search(conn: sqlite3.Connection, query: str, filters: S.Filters | N
         rows = conn.execute(sql, [match, *params, limit]).fetchall()
     except sqlite3.OperationalError:
         rows = []
-    return Result([Hit(r[0]) for r in rows])
+    return Result([Hit(BaselineItem(r[0])) for r in rows])
 
 
 # --- measuring -------------------------------------------------------------------------------
@@ -194,13 +202,13 @@ def measure(base_db: Path, size: int, workdir: Path, config: Config, queries: li
     store = open_store(db)
     try:
         started = time.perf_counter()
-        indexed = S.rebuild_index(store, config)
+        indexed = rebuild_index(store, config)
         build = indexed / (time.perf_counter() - started)
         log(f"[{size}] tidings index: {indexed} items, {build:.0f} items/s")
         ours = {
             "items": indexed,
             "build_items_per_s": round(build, 1),
-            **latencies(lambda q: S.search(store, q.query, config=config, filters=q.filters, limit=10), queries, repeat),
+            **latencies(lambda q: search(store, q.query, config=config, filters=q.filters, limit=10), queries, repeat),
             "recall@10": searcheval.evaluate_search(store, queries, config=config, split="all")["recall@10"],
         }
         baseline_build = build_baseline(db)

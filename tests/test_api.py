@@ -73,6 +73,6 @@ def test_a_week_through_the_public_api_alone(tmp_path: Path, monkeypatch: pytest
         assert saved == preview  # the draft it saves is the one the preview showed
 
         result = tidings.search_archive(store, "迭代器", config=config, hybrid=False)
-        assert [hit.url for hit in result.hits] == [(PAGES / "go-iterators.html").resolve().as_uri()]
+        assert [hit.item.url for hit in result.hits] == [(PAGES / "go-iterators.html").resolve().as_uri()]
     finally:
         store.close()

@@ -21,8 +21,12 @@ from typer.testing import CliRunner
 
 from tidings.cli import app
 from tidings.config import Config
-from tidings.search import engine as S
 from tidings.search import evaluate as searcheval
+from tidings.search.ask import Answer, Citation, DraftAnswer, Passage, ask, chunk, sentences_of
+from tidings.search.index import TRIGGERS, SearchError, connect, index_stats, refresh_index
+from tidings.search.query import Filters, parse_query, query_groups
+from tidings.search.rank import SearchResult, embedder_from_config, rrf, search, update_embeddings
+from tidings.search.segment import normalize, segment, segmenter_signature
 from tidings.store import Item, ItemTag, Store, open_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,8 +71,8 @@ def scratch(corpus_db: Path, tmp_path: Path) -> Iterator[Store]:
     st.close()
 
 
-def titles(result: S.SearchResult) -> list[str]:
-    return [h.title or "" for h in result.hits]
+def titles(result: SearchResult) -> list[str]:
+    return [h.item.title or "" for h in result.hits]
 
 
 def fields(store: Store, item_id: int) -> dict[str, str]:
@@ -87,14 +91,14 @@ def fields(store: Store, item_id: int) -> dict[str, str]:
 
 def test_segment_offsets_point_into_the_original_text() -> None:
     text = "用Rust写操作系统，Node.js 与 ＧＰＴ-4o 的 𝐦𝐚𝐜𝐡𝐢𝐧𝐞 C++"
-    words = S.segment(text)
+    words = segment(text)
     assert [w for w, _s, _e in words] == ["用", "rust", "写", "操作系统", "node.js", "与", "gpt-4o", "的", "machine", "c++"]
     for word, start, end in words:
-        assert S._normalize(text[start:end])[0] == word  # full-width and math letters fold, offsets stay
+        assert normalize(text[start:end])[0] == word  # full-width and math letters fold, offsets stay
 
 
 def test_parse_query_syntax() -> None:
-    q = S.parse_query('Mixtral "专家 网络" -ollama -"LM Studio" author:dotey tag:AI section:AI kind:post '
+    q = parse_query('Mixtral "专家 网络" -ollama -"LM Studio" author:dotey tag:AI section:AI kind:post '
                       "since:2023-12 until:2023 http://x.y/z")
     assert q.text == "Mixtral http://x.y/z"
     assert q.phrases == ["专家 网络"]
@@ -102,100 +106,100 @@ def test_parse_query_syntax() -> None:
     f = q.filters
     assert (f.authors, f.tags, f.sections, f.kinds) == (["dotey"], ["AI"], ["AI"], ["post"])
     assert (f.since, f.until) == ("2023-12-01", "2023-12-31")
-    assert S.parse_query("“向量 数据库” 检索").phrases == ["向量 数据库"]  # Chinese quotes work too
+    assert parse_query("“向量 数据库” 检索").phrases == ["向量 数据库"]  # Chinese quotes work too
 
 
 def test_query_groups_expand_synonyms_and_drop_question_words() -> None:
-    groups = S.query_groups("哪些文章讨论过向量数据库？", CONFIG)
+    groups = query_groups("哪些文章讨论过向量数据库？", CONFIG)
     assert [g.label for g in groups] == ["向量 数据库"]
     assert ["vector", "database"] in groups[0].forms
-    assert ["llm"] in S.query_groups("大模型", CONFIG)[0].forms
+    assert ["llm"] in query_groups("大模型", CONFIG)[0].forms
 
 
 # --- search on the real corpus ---------------------------------------------------------------
 
 
 def test_known_item_chinese(store: Store) -> None:
-    top = S.search(store, "Mixtral 路由", config=CONFIG, limit=5)
+    top = search(store, "Mixtral 路由", config=CONFIG, limit=5)
     assert top.mode == "bm25"
     assert "Mixtral AI 公布 MoE 8x7B 详细细节" in titles(top)[0]
-    assert "fasthttp是如何做到比net/http快十倍的" in titles(S.search(store, "fasthttp 为什么比 net/http 快", config=CONFIG))[0]
-    assert "Paxos vs. Raft" in titles(S.search(store, "Paxos Raft 共识算法 相同点", config=CONFIG))[0]
+    assert "fasthttp是如何做到比net/http快十倍的" in titles(search(store, "fasthttp 为什么比 net/http 快", config=CONFIG))[0]
+    assert "Paxos vs. Raft" in titles(search(store, "Paxos Raft 共识算法 相同点", config=CONFIG))[0]
 
 
 def test_known_item_english(store: Store) -> None:
-    assert titles(S.search(store, "defeating nondeterminism LLM inference", config=CONFIG))[0] == (
+    assert titles(search(store, "defeating nondeterminism LLM inference", config=CONFIG))[0] == (
         "Defeating Nondeterminism in LLM Inference"
     )
-    assert titles(S.search(store, "understanding xor", config=CONFIG))[0] == "Understanding XOR"
+    assert titles(search(store, "understanding xor", config=CONFIG))[0] == "Understanding XOR"
 
 
 def test_cross_lingual_synonyms(store: Store) -> None:
     """"vector database" finds the Chinese article that only says 向量数据库, and LLM finds 大模型."""
-    hits = S.search(store, "vector database", config=CONFIG).hits
-    found = [h for h in hits if h.title and "托文档搜索的福" in h.title]
+    hits = search(store, "vector database", config=CONFIG).hits
+    found = [h for h in hits if h.item.title and "托文档搜索的福" in h.item.title]
     assert found
-    assert "vector database" not in " ".join(fields(store, found[0].id).values()).lower()
+    assert "vector database" not in " ".join(fields(store, found[0].item.id).values()).lower()
     assert "**向量数据库**" in found[0].snippet
-    llm = S.search(store, "LLM 构造数据集 微调", config=CONFIG).hits
-    assert any("利用大模型构造数据集，并微调大模型" in (h.title or "") for h in llm[:3])
+    llm = search(store, "LLM 构造数据集 微调", config=CONFIG).hits
+    assert any("利用大模型构造数据集，并微调大模型" in (h.item.title or "") for h in llm[:3])
 
 
 def test_filters_as_options(store: Store) -> None:
-    by_author = S.search(store, "MLX", config=CONFIG, filters=S.Filters(authors=["dotey"])).hits
-    assert by_author and all(h.author_handle == "dotey" for h in by_author)
-    by_name = S.search(store, "MLX", config=CONFIG, filters=S.Filters(authors=["宝玉"])).hits
-    assert [h.id for h in by_name] == [h.id for h in by_author]
-    notes = S.search(store, "MoE", config=CONFIG, filters=S.Filters(kinds=["note"])).hits
-    assert notes and {h.kind for h in notes} == {"note"} and notes[0].title == "MoE"
-    dated = S.search(store, "Go 1.22", config=CONFIG, filters=S.Filters(since="2024-06-01", until="2024-06-30")).hits
+    by_author = search(store, "MLX", config=CONFIG, filters=Filters(authors=["dotey"])).hits
+    assert by_author and all(h.item.author_handle == "dotey" for h in by_author)
+    by_name = search(store, "MLX", config=CONFIG, filters=Filters(authors=["宝玉"])).hits
+    assert [h.item.id for h in by_name] == [h.item.id for h in by_author]
+    notes = search(store, "MoE", config=CONFIG, filters=Filters(kinds=["note"])).hits
+    assert notes and {h.item.kind for h in notes} == {"note"} and notes[0].item.title == "MoE"
+    dated = search(store, "Go 1.22", config=CONFIG, filters=Filters(since="2024-06-01", until="2024-06-30")).hits
     assert dated and all("2024-06-01" <= (h.date or "") <= "2024-06-30" for h in dated)
-    assert any(h.title == "Go 1.22.4 is Released!" for h in dated)
-    backend = S.search(store, "外键", config=CONFIG, filters=S.Filters(sections=["后端"])).hits
-    assert backend and all("后端" in (h.section or "") for h in backend)
-    tagged = S.search(store, "流量", config=CONFIG, filters=S.Filters(tags=["istio"])).hits
-    assert [h.title for h in tagged][:1] == ["全栈服务网格 - Aeraki 助你在 Istio 服务网格中管理任何七层流量"]
+    assert any(h.item.title == "Go 1.22.4 is Released!" for h in dated)
+    backend = search(store, "外键", config=CONFIG, filters=Filters(sections=["后端"])).hits
+    assert backend and all("后端" in (h.item.section or "") for h in backend)
+    tagged = search(store, "流量", config=CONFIG, filters=Filters(tags=["istio"])).hits
+    assert [h.item.title for h in tagged][:1] == ["全栈服务网格 - Aeraki 助你在 Istio 服务网格中管理任何七层流量"]
 
 
 def test_inline_filters_equal_options(store: Store) -> None:
-    inline = S.search(store, "author:karpathy Mixtral since:2023-12 until:2023-12", config=CONFIG).hits
-    option = S.search(store, "Mixtral", config=CONFIG, filters=S.Filters(
+    inline = search(store, "author:karpathy Mixtral since:2023-12 until:2023-12", config=CONFIG).hits
+    option = search(store, "Mixtral", config=CONFIG, filters=Filters(
         authors=["karpathy"], since="2023-12-01", until="2023-12-31")).hits
-    assert inline and [h.id for h in inline] == [h.id for h in option]
-    assert inline[0].title.startswith("Official post on Mixtral 8x7B")
+    assert inline and [h.item.id for h in inline] == [h.item.id for h in option]
+    assert inline[0].item.title.startswith("Official post on Mixtral 8x7B")
     # Filters alone list the matching items, newest first.
-    only = S.search(store, "author:op7418 kind:post", config=CONFIG, limit=50)
+    only = search(store, "author:op7418 kind:post", config=CONFIG, limit=50)
     assert only.mode == "filter" and len(only.hits) == 8
     assert [h.date for h in only.hits] == sorted((h.date for h in only.hits), reverse=True)
 
 
 def test_phrases(store: Store) -> None:
-    hits = S.search(store, '"Go 1.22"', config=CONFIG, limit=20).hits
+    hits = search(store, '"Go 1.22"', config=CONFIG, limit=20).hits
     assert len(hits) >= 5
     for h in hits:
-        assert "go 1.22" in " ".join(fields(store, h.id).values()).lower()
+        assert "go 1.22" in " ".join(fields(store, h.item.id).values()).lower()
     # The same words unquoted match far more items, in any order.
-    assert len(S.search(store, "Go 1.22", config=CONFIG, limit=100).hits) > len(hits)
+    assert len(search(store, "Go 1.22", config=CONFIG, limit=100).hits) > len(hits)
 
 
 def test_exclusion(store: Store) -> None:
-    plain = S.search(store, "Mixtral 8x7B", config=CONFIG, limit=30).hits
-    assert any("ollama" in " ".join(fields(store, h.id).values()).lower() for h in plain)
-    excluded = S.search(store, "Mixtral 8x7B -ollama -poe", config=CONFIG, limit=30).hits
+    plain = search(store, "Mixtral 8x7B", config=CONFIG, limit=30).hits
+    assert any("ollama" in " ".join(fields(store, h.item.id).values()).lower() for h in plain)
+    excluded = search(store, "Mixtral 8x7B -ollama -poe", config=CONFIG, limit=30).hits
     assert excluded
     for h in excluded:
-        body = " ".join(fields(store, h.id).values()).lower()
+        body = " ".join(fields(store, h.item.id).values()).lower()
         assert "ollama" not in body and "poe" not in body
 
 
 def test_snippets_highlight_matches_in_the_original_text(store: Store) -> None:
-    hit = S.search(store, "Mixtral 路由", config=CONFIG).hits[0]
+    hit = search(store, "Mixtral 路由", config=CONFIG).hits[0]
     assert "**路由**" in hit.snippet and "**Mixtral**" in hit.snippet
-    body = fields(store, hit.id)["text"]
+    body = fields(store, hit.item.id)["text"]
     plain = hit.snippet.replace("**", "").strip("…")
     assert plain.split(" ")[0] in body  # copied from the original, not from the segmented text
     # English stemming: the query says "embeddings", the text says "embedding" and both light up.
-    stemmed = S.search(store, "embeddings clustering", config=CONFIG).hits[0]
+    stemmed = search(store, "embeddings clustering", config=CONFIG).hits[0]
     assert "**embedding**" in stemmed.snippet.lower()
 
 
@@ -210,10 +214,29 @@ def test_search_json_cli(corpus_db: Path) -> None:
     assert "Mixtral AI 公布 MoE 8x7B" in human
 
 
+def test_hits_carry_the_one_item_view(store: Store) -> None:
+    """A hit's item is exactly what Item.view() shows everywhere else (minus the text), and its
+    JSON keeps the keys, order and date format `search --json` has always had."""
+    hits = search(store, "tag:istio 流量", config=CONFIG, limit=5).hits
+    assert hits and any(h.item.tags for h in hits)
+    with store.session() as session:
+        for hit in hits:
+            row = session.get(Item, hit.item.id)
+            assert row is not None and hit.item == row.view(with_text=False)
+    data = hits[0].to_json()
+    assert list(data) == ["id", "url", "title", "score", "snippet", "section", "tags", "author",
+                          "author_handle", "published_at", "date", "kind", "bm25_rank", "vector_rank"]
+    item = hits[0].item
+    assert (data["id"], data["url"], data["tags"], data["author"]) == (item.id, item.url, item.tags, item.byline)
+    dated = next(h for h in search(store, "author:dotey MLX", config=CONFIG).hits if h.item.published_at)
+    assert dated.to_json()["published_at"] == dated.item.published_at.isoformat(timespec="microseconds")
+    assert len(dated.to_json()["published_at"]) == len("2023-12-11T00:00:00.000000")  # as SQLite stores it
+
+
 def test_recency_boost_prefers_newer_items(store: Store) -> None:
-    plain = S.search(store, "Go 1.22", config=CONFIG, limit=10).hits
-    boosted = S.search(store, "Go 1.22", config=CONFIG, limit=10, recent=True).hits
-    assert {h.id for h in plain} & {h.id for h in boosted}
+    plain = search(store, "Go 1.22", config=CONFIG, limit=10).hits
+    boosted = search(store, "Go 1.22", config=CONFIG, limit=10, recent=True).hits
+    assert {h.item.id for h in plain} & {h.item.id for h in boosted}
     mean = lambda hits: sum(int((h.date or "2000")[:4]) * 12 + int((h.date or "2000-01")[5:7]) for h in hits[:5]) / 5  # noqa: E731
     assert mean(boosted) >= mean(plain)
 
@@ -222,17 +245,17 @@ def test_recency_boost_prefers_newer_items(store: Store) -> None:
 
 
 def test_edited_title_is_findable_at_once(scratch: Store) -> None:
-    assert not S.search(scratch, '"zyxwv量子猫"', config=CONFIG).hits
+    assert not search(scratch, '"zyxwv量子猫"', config=CONFIG).hits
     with scratch.session() as session:
         item = session.scalars(select(Item).where(Item.title == "Understanding XOR")).one()
         item.title = "Understanding XOR zyxwv量子猫"
         item_id = item.id
-    hits = S.search(scratch, '"zyxwv量子猫"', config=CONFIG).hits
-    assert [h.id for h in hits] == [item_id] and "**zyxwv量子猫**" in hits[0].title.replace("zyxwv量子猫", "**zyxwv量子猫**")
+    hits = search(scratch, '"zyxwv量子猫"', config=CONFIG).hits
+    assert [h.item.id for h in hits] == [item_id] and "**zyxwv量子猫**" in hits[0].item.title.replace("zyxwv量子猫", "**zyxwv量子猫**")
     with scratch.session() as session:  # and the old title is gone from the index, not left behind
         session.get(Item, item_id).title = "异或运算"
-    assert item_id not in [h.id for h in S.search(scratch, '"zyxwv量子猫"', config=CONFIG).hits]
-    assert item_id in [h.id for h in S.search(scratch, "异或运算", config=CONFIG).hits]
+    assert item_id not in [h.item.id for h in search(scratch, '"zyxwv量子猫"', config=CONFIG).hits]
+    assert item_id in [h.item.id for h in search(scratch, "异或运算", config=CONFIG).hits]
 
 
 def test_every_kind_of_change_reaches_the_index(scratch: Store) -> None:
@@ -240,20 +263,20 @@ def test_every_kind_of_change_reaches_the_index(scratch: Store) -> None:
         item = session.scalars(select(Item).where(Item.title == "SSE 服务器发送事件")).one()
         item.tag_rows.append(ItemTag(tag="实时推送"))  # a change in item_tags only
         item_id = item.id
-    assert [h.id for h in S.search(scratch, "tag:实时推送", config=CONFIG).hits] == [item_id]
+    assert [h.item.id for h in search(scratch, "tag:实时推送", config=CONFIG).hits] == [item_id]
     with scratch.engine.begin() as conn:  # raw SQL, bypassing the ORM and its updated_at
         conn.execute(text("UPDATE items SET summary = 'qwertz摘要' WHERE id = :id"), {"id": item_id})
-    assert [h.id for h in S.search(scratch, '"qwertz摘要"', config=CONFIG).hits] == [item_id]
+    assert [h.item.id for h in search(scratch, '"qwertz摘要"', config=CONFIG).hits] == [item_id]
     with scratch.engine.begin() as conn:  # merged into another item: no longer listed
         other = conn.execute(text("SELECT min(id) FROM items WHERE id != :id"), {"id": item_id}).scalar()
         conn.execute(text("UPDATE items SET duplicate_of_id = :o WHERE id = :id"), {"o": other, "id": item_id})
-    assert not S.search(scratch, '"qwertz摘要"', config=CONFIG).hits
+    assert not search(scratch, '"qwertz摘要"', config=CONFIG).hits
     with scratch.session() as session:
         session.add(Item(url="https://example.org/new", title="全新条目 plumbus", kind="article", extra={}))
-    assert [h.title for h in S.search(scratch, "plumbus", config=CONFIG).hits] == ["全新条目 plumbus"]
+    assert [h.item.title for h in search(scratch, "plumbus", config=CONFIG).hits] == ["全新条目 plumbus"]
     with scratch.engine.begin() as conn:
         conn.execute(text("DELETE FROM items WHERE url = 'https://example.org/new'"))
-    assert not S.search(scratch, "plumbus", config=CONFIG).hits
+    assert not search(scratch, "plumbus", config=CONFIG).hits
 
 
 def test_rebuild_and_self_repair(scratch: Store, tmp_path: Path) -> None:
@@ -263,25 +286,25 @@ def test_rebuild_and_self_repair(scratch: Store, tmp_path: Path) -> None:
         conn.execute(text("DELETE FROM search_docs"))
         conn.execute(text("DROP TRIGGER search_items_au"))  # as a batch-mode table rebuild would
         conn.commit()
-    assert not S.search(scratch, "Mixtral", config=CONFIG, refresh=False).hits
+    assert not search(scratch, "Mixtral", config=CONFIG, refresh=False).hits
     db = scratch.engine.url.database
     run_cli(Path(db), "index", "--rebuild")
-    assert S.index_stats(scratch)["indexed"] == live
-    assert S.search(scratch, "Mixtral 路由", config=CONFIG).hits
+    assert index_stats(scratch)["indexed"] == live
+    assert search(scratch, "Mixtral 路由", config=CONFIG).hits
     with scratch.engine.connect() as conn:  # the missing trigger was put back
         assert conn.execute(text("SELECT count(*) FROM sqlite_master WHERE name = 'search_items_au'")).scalar() == 1
 
 
 def test_user_dictionary_change_reindexes(scratch: Store) -> None:
     # jieba's dictionary is process-wide, so the word is one no other test searches for.
-    before = S.segmenter_signature(CONFIG)
+    before = segmenter_signature(CONFIG)
     custom = Config.model_validate({"user_dictionary": ["思维链监控"]})
-    assert S.segmenter_signature(custom) != before
-    assert S.refresh_index(scratch, custom) == S.index_stats(scratch)["indexed"]  # everything again
-    with S._connect(scratch) as conn:
+    assert segmenter_signature(custom) != before
+    assert refresh_index(scratch, custom) == index_stats(scratch)["indexed"]  # everything again
+    with connect(scratch) as conn:
         rows = conn.execute("SELECT rowid FROM search_fts WHERE title MATCH '\"思维链监控\"'").fetchall()
     assert rows  # segmented with the new word kept whole
-    assert S.refresh_index(scratch, custom) == 0
+    assert refresh_index(scratch, custom) == 0
 
 
 def test_migration_triggers_match_the_live_definitions() -> None:
@@ -291,13 +314,13 @@ def test_migration_triggers_match_the_live_definitions() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     frozen = {s.split()[2]: s for s in module.UPGRADE if s.startswith("CREATE TRIGGER")}
-    assert frozen == S.TRIGGERS
+    assert frozen == TRIGGERS
 
 
 # --- ask -------------------------------------------------------------------------------------
 
 
-def assert_verified(store: Store, answer: S.Answer) -> None:
+def assert_verified(store: Store, answer: Answer) -> None:
     for c in answer.evidence:
         f = fields(store, c.item_id)
         assert c.quote in f["title"] or c.quote in f["summary"] or c.quote in f["text"] or c.quote in f["note"]
@@ -305,12 +328,12 @@ def assert_verified(store: Store, answer: S.Answer) -> None:
 
 
 def test_ask_cites_verbatim_quotes(store: Store) -> None:
-    answer = S.ask(store, "Mixtral 8x7B 的路由网络每次选几个专家来处理令牌？", config=CONFIG)
+    answer = ask(store, "Mixtral 8x7B 的路由网络每次选几个专家来处理令牌？", config=CONFIG)
     assert not answer.refused and answer.confidence >= answer.threshold
     assert "Mixtral AI 公布 MoE 8x7B 详细细节" in (answer.evidence[0].title or "")
     assert "路由网络选择两组" in answer.evidence[0].quote
     assert_verified(store, answer)
-    english = S.ask(store, "What are the properties of XOR?", config=CONFIG)
+    english = ask(store, "What are the properties of XOR?", config=CONFIG)
     assert not english.refused and english.evidence[0].title == "Understanding XOR"
     assert_verified(store, english)
 
@@ -322,7 +345,7 @@ def test_ask_json_cli(corpus_db: Path) -> None:
 
 
 def test_ask_refuses_without_evidence(store: Store, corpus_db: Path) -> None:
-    answer = S.ask(store, "Haskell 的 monad transformer 怎么用？", config=CONFIG)
+    answer = ask(store, "Haskell 的 monad transformer 怎么用？", config=CONFIG)
     assert answer.refused and not answer.evidence and answer.confidence < answer.threshold
     assert answer.answer == "存档里没有关于这个问题的内容。"
     assert answer.related  # the nearest items, listed apart from evidence
@@ -331,26 +354,26 @@ def test_ask_refuses_without_evidence(store: Store, corpus_db: Path) -> None:
 
 
 def test_llm_hook_keeps_only_verified_citations(store: Store) -> None:
-    seen: list[list[S.Passage]] = []
+    seen: list[list[Passage]] = []
 
-    def answerer(question: str, passages: list[S.Passage]) -> S.DraftAnswer:
+    def answerer(question: str, passages: list[Passage]) -> DraftAnswer:
         seen.append(passages)
         real = passages[0].text[:30]
-        return S.DraftAnswer(
+        return DraftAnswer(
             text="Mixtral 用路由网络挑专家 [1]，而且它有 100 万亿参数 [2]。",
             citations=[(0, real), (0, "Mixtral 拥有 100 万亿个参数")],  # the second is made up
         )
 
-    answer = S.ask(store, "Mixtral 8x7B 的路由网络每次选几个专家？", config=CONFIG, answerer=answerer)
+    answer = ask(store, "Mixtral 8x7B 的路由网络每次选几个专家？", config=CONFIG, answerer=answerer)
     assert seen and answer.citations_proposed == 2 and answer.citations_dropped == 1
     assert len(answer.evidence) == 1 and answer.answer == "Mixtral 用路由网络挑专家 [1]，而且它有 100 万亿参数。"
     f = fields(store, answer.evidence[0].item_id)
     assert answer.evidence[0].quote in f["text"] + f["summary"] + f["title"]
 
-    def liar(question: str, passages: list[S.Passage]) -> S.DraftAnswer:
-        return S.DraftAnswer("made up [1]", [(0, "nothing like this is in the archive")])
+    def liar(question: str, passages: list[Passage]) -> DraftAnswer:
+        return DraftAnswer("made up [1]", [(0, "nothing like this is in the archive")])
 
-    fallback = S.ask(store, "Mixtral 8x7B 的路由网络每次选几个专家？", config=CONFIG, answerer=liar)
+    fallback = ask(store, "Mixtral 8x7B 的路由网络每次选几个专家？", config=CONFIG, answerer=liar)
     assert fallback.evidence and "made up" not in fallback.answer  # extractive answer instead
     assert_verified(store, fallback)
 
@@ -358,11 +381,11 @@ def test_llm_hook_keeps_only_verified_citations(store: Store) -> None:
 def test_chunks_are_verbatim_slices() -> None:
     text = ("第一段。很短。\n\n" + "这是一个很长的句子，" * 30 + "结束。另一个句子！\n第二行。\n\n"
             + "An English paragraph. " * 40)
-    pieces = S.chunk(text, max_chars=120)
+    pieces = chunk(text, max_chars=120)
     assert len(pieces) > 4
     for piece in pieces:
         assert piece in text
-        assert len(piece) <= 120 or len(S.sentences_of(piece)) == 1  # only a single long sentence is longer
+        assert len(piece) <= 120 or len(sentences_of(piece)) == 1  # only a single long sentence is longer
 
 
 # --- evaluation --------------------------------------------------------------------------------
@@ -401,9 +424,9 @@ def test_eval_commands(corpus_db: Path) -> None:
 
 def test_calibration_picks_the_separating_threshold() -> None:
     def outcome(conf: float, answerable: bool) -> searcheval.AskOutcome:
-        answer = S.Answer("q", "a", conf, [S.Citation(1, "u", "t", "q")] if answerable else [], [], False, 0.0)
+        answer = Answer("q", "a", conf, [Citation(1, "u", "t", "q")] if answerable else [], [], False, 0.0)
         if not answerable:
-            answer.evidence = [S.Citation(2, "u", "t", "q")]
+            answer.evidence = [Citation(2, "u", "t", "q")]
         return searcheval.AskOutcome("x", answerable, {1}, answer)
 
     outcomes = [outcome(0.9, True), outcome(0.7, True), outcome(0.2, False), outcome(0.3, False)]
@@ -428,39 +451,39 @@ class FakeEmbedder:
         out = []
         for t in texts:
             v = [0.0] * 64
-            for w, _s, _e in S.segment(t):
+            for w, _s, _e in segment(t):
                 v[hash(w) % 64] += 1.0
             out.append(v)
         return out
 
 
 def test_rrf() -> None:
-    fused = S.rrf([[1, 2, 3], [3, 1, 4]], k=60)
+    fused = rrf([[1, 2, 3], [3, 1, 4]], k=60)
     assert fused[1] == pytest.approx(1 / 61 + 1 / 62) and fused[4] == pytest.approx(1 / 63)
     assert sorted(fused, key=lambda i: -fused[i])[:2] == [1, 3]
 
 
 def test_hybrid_fusion_and_cache_with_a_fake_embedder(scratch: Store) -> None:
     embedder = FakeEmbedder()
-    first = S.search(scratch, "Mixtral 路由", config=CONFIG, embedder=embedder)
+    first = search(scratch, "Mixtral 路由", config=CONFIG, embedder=embedder)
     assert first.mode == "hybrid"
-    stats = S.index_stats(scratch)
+    stats = index_stats(scratch)
     assert stats["embeddings"] == stats["indexed"] == sum(embedder.calls[:-1])  # each item once, then the query
     assert any(h.vector_rank for h in first.hits) and any(h.bm25_rank for h in first.hits)
     embedder.calls.clear()
-    S.search(scratch, "向量数据库", config=CONFIG, embedder=embedder)
+    search(scratch, "向量数据库", config=CONFIG, embedder=embedder)
     assert embedder.calls == [1]  # cached: only the query is embedded
     with scratch.session() as session:
         item = session.scalars(select(Item).where(Item.title == "Understanding XOR")).one()
         item.summary = "XOR 的性质"
     embedder.calls.clear()
-    assert S.update_embeddings(scratch, embedder, CONFIG) == 1  # only the edited item again
+    assert update_embeddings(scratch, embedder, CONFIG) == 1  # only the edited item again
     # Vector results obey filters and exclusions too.
-    filtered = S.search(scratch, "Mixtral -ollama", config=CONFIG, embedder=embedder,
-                        filters=S.Filters(authors=["dotey"]), limit=20).hits
+    filtered = search(scratch, "Mixtral -ollama", config=CONFIG, embedder=embedder,
+                        filters=Filters(authors=["dotey"]), limit=20).hits
     for h in filtered:
-        assert h.author_handle == "dotey"
-        assert "ollama" not in " ".join(fields(scratch, h.id).values()).lower()
+        assert h.item.author_handle == "dotey"
+        assert "ollama" not in " ".join(fields(scratch, h.item.id).values()).lower()
 
 
 def test_failing_embedder_falls_back_to_bm25(store: Store) -> None:
@@ -468,9 +491,9 @@ def test_failing_embedder_falls_back_to_bm25(store: Store) -> None:
         model = "broken"
 
         def embed(self, texts: Sequence[str]) -> list[list[float]]:
-            raise S.SearchError("endpoint down")
+            raise SearchError("endpoint down")
 
-    result = S.search(store, "Mixtral 路由", config=CONFIG, embedder=Broken())
+    result = search(store, "Mixtral 路由", config=CONFIG, embedder=Broken())
     assert result.mode == "bm25" and result.hits
 
 
@@ -502,25 +525,25 @@ def test_hybrid_with_a_real_embedding_endpoint(embedding_server: str, tmp_path: 
                "'扣子', 'LLM AS a judge', 'GPT-5 发布', 'Genie 3.0')"
         conn.execute(text(f"DELETE FROM items WHERE title NOT IN {keep}"))
     try:
-        embedder = S.embedder_from_config(config, st)
+        embedder = embedder_from_config(config, st)
         assert embedder is not None and embedder.model == "smollm2"
-        result = S.search(st, "Claude Agent Skills", config=config)
+        result = search(st, "Claude Agent Skills", config=config)
         assert result.mode == "hybrid" and result.hits
         assert any(h.vector_rank for h in result.hits)
-        stats = S.index_stats(st)
+        stats = index_stats(st)
         assert stats["embeddings"] == stats["indexed"] == 8
-        with S._connect(st) as conn:
+        with connect(st) as conn:
             before = dict(conn.execute("SELECT item_id, vector FROM embeddings").fetchall())
-        assert S.update_embeddings(st, embedder, config) == 0  # computed once, then cached
+        assert update_embeddings(st, embedder, config) == 0  # computed once, then cached
         with st.session() as session:
             item = session.scalars(select(Item).where(Item.title == "MoE")).one()
             item.summary = "混合专家模型的路由与负载均衡"
             moe = item.id
-        assert S.update_embeddings(st, embedder, config) == 1
-        with S._connect(st) as conn:
+        assert update_embeddings(st, embedder, config) == 1
+        with connect(st) as conn:
             after = dict(conn.execute("SELECT item_id, vector FROM embeddings").fetchall())
         assert after[moe] != before[moe] and all(after[i] == before[i] for i in before if i != moe)
-        ask = S.ask(st, "Claude Agent Skills 是什么？", config=config)
-        assert_verified(st, ask)
+        answer = ask(st, "Claude Agent Skills 是什么？", config=config)
+        assert_verified(st, answer)
     finally:
         st.close()

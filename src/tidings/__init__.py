@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     from .pipeline import StageReport
     from .publish.site import SiteReport
     from .records import DigestDoc, ItemRecord
-    from .search.engine import Answer, Filters, SearchResult
+    from .search.ask import Answer
+    from .search.query import Filters
+    from .search.rank import SearchResult
     from .sources.http import FetchPolicy
     from .stages.classify import Classifier
     from .store import Store
@@ -66,7 +68,7 @@ _LAZY_TYPES = {
     "Config": "tidings.config",
     "DigestDoc": "tidings.records",
     "FetchPolicy": "tidings.sources.http",
-    "Filters": "tidings.search.engine",
+    "Filters": "tidings.search.query",
     "ItemStatus": "tidings.store",
     "StageReport": "tidings.pipeline",
     "Store": "tidings.store",
@@ -293,15 +295,15 @@ def search_archive(
     """Search the archive: BM25 over segmented text with field weights, fused with embeddings
     when ``hybrid`` and an embedding model is configured. The query takes words, "phrases",
     -exclusions and ``author:``/``tag:``/``section:``/``kind:``/``since:``/``until:``. (Not
-    named ``search``: that is the name of the module ``tidings.search.engine``, which would shadow it.)
+    named ``search``: that is the name of the package ``tidings.search``, which would shadow it.)
 
     Example::
 
         result = tidings.search_archive(store, '向量数据库 since:2024-01', config=config, limit=5)
-        [(hit.title, round(hit.score, 2)) for hit in result.hits]
+        [(hit.item.title, round(hit.score, 2)) for hit in result.hits]
         # [('Milvus 2.4 发布', 0.91), ...]
     """
-    from .search.engine import search as _search
+    from .search.rank import search as _search
 
     return _search(store, query, config=config, filters=filters, limit=limit, recent=recent, hybrid=hybrid)
 
@@ -319,6 +321,6 @@ def ask(
         answer.refused, [c.url for c in answer.evidence]
         # (False, ['https://karpathy.ai/...'])
     """
-    from .search.engine import ask as _ask
+    from .search.ask import ask as _ask
 
     return _ask(store, question, config=config, filters=filters, threshold=threshold, hybrid=hybrid)

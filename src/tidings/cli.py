@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # annotations only: importing these at start-up is what made 
     from .config import Config
     from .llm.gateway import LLM
     from .pipeline import StageReport
-    from .search import engine as search_mod
+    from .search.query import Filters as SearchFilters
     from .sources.http import FetchPolicy
     from .store import Store
 
@@ -1021,19 +1021,19 @@ def feeds_fetch(
     raise typer.Exit(summary_table([report]))
 
 
-# --- search, ask, index (tidings.search.engine) -----------------------------------------------------
+# --- search, ask, index (tidings.search) ------------------------------------------------------------
 
 
 def search_filters(
     section: list[str] | None, tag: list[str] | None, author: list[str] | None, kind: list[str] | None,
     since: str | None, until: str | None,
-) -> search_mod.Filters:
-    from .search import engine as search_mod
+) -> SearchFilters:
+    from .search.query import Filters, date_bound
 
-    return search_mod.Filters(
+    return Filters(
         authors=author or [], tags=tag or [], sections=section or [], kinds=kind or [],
-        since=search_mod.date_bound(since, end=False) if since else None,
-        until=search_mod.date_bound(until, end=True) if until else None,
+        since=date_bound(since, end=False) if since else None,
+        until=date_bound(until, end=True) if until else None,
     )
 
 
@@ -1041,12 +1041,12 @@ def marked(text: str) -> str:
     """Rich markup for a snippet: the ``**matched**`` words in bold, everything else escaped."""
     from rich.markup import escape
 
-    from .search import engine as search_mod
+    from .search.snippets import MARK_CLOSE, MARK_OPEN
 
-    parts = text.split(search_mod.MARK_OPEN)
+    parts = text.split(MARK_OPEN)
     out = [escape(parts[0])]
     for part in parts[1:]:
-        word, _, rest = part.partition(search_mod.MARK_CLOSE)
+        word, _, rest = part.partition(MARK_CLOSE)
         out.append(f"[bold yellow]{escape(word)}[/bold yellow]{escape(rest)}")
     return "".join(out)
 
@@ -1096,9 +1096,10 @@ def search_cmd(
         err.print("no results", highlight=False)
         return
     for number, hit in enumerate(result.hits, start=1):
-        meta = " · ".join(x for x in (hit.date, hit.section, hit.to_json()["author"], hit.kind) if x)
-        out.print(f"[bold]{number}. {escape_markup(hit.title or hit.url)}[/bold]  [dim]{hit.score:.3f}[/dim]", highlight=False)
-        out.print(f"   [dim]{escape_markup(meta)}[/dim]  {escape_markup(hit.url)}", highlight=False)
+        item = hit.item
+        meta = " · ".join(x for x in (hit.date, item.section, item.byline, item.kind) if x)
+        out.print(f"[bold]{number}. {escape_markup(item.title or item.url)}[/bold]  [dim]{hit.score:.3f}[/dim]", highlight=False)
+        out.print(f"   [dim]{escape_markup(meta)}[/dim]  {escape_markup(item.url)}", highlight=False)
         if hit.snippet:
             out.print("   " + marked(hit.snippet), highlight=False)
     err.print(f"{len(result.hits)} result(s), ranked by {result.mode}", highlight=False)
@@ -1162,20 +1163,21 @@ def index_cmd(
 
         tidings index --rebuild --embed
     """
-    from .search import engine as search_mod
+    from .search.index import index_stats, rebuild_index, refresh_index
+    from .search.rank import embedder_from_config, update_embeddings
 
     st = state(ctx)
     with bar(st, "index") as progress:
         if rebuild:
-            search_mod.rebuild_index(st.store, st.config, progress=progress)
+            rebuild_index(st.store, st.config, progress=progress)
         else:
-            search_mod.refresh_index(st.store, st.config, progress=progress)
+            refresh_index(st.store, st.config, progress=progress)
     if embed:
-        embedder = search_mod.embedder_from_config(st.config, st.store)
+        embedder = embedder_from_config(st.config, st.store)
         if embedder is None:
             raise UsageError("--embed needs an embedding model: set routes.embed in tidings.toml")
-        search_mod.update_embeddings(st.store, embedder, st.config)
-    stats = search_mod.index_stats(st.store)
+        update_embeddings(st.store, embedder, st.config)
+    stats = index_stats(st.store)
     err.print(f"indexed {stats['indexed']} item(s), {stats['embeddings']} embedding(s)", highlight=False)
 
 

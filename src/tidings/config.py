@@ -116,7 +116,7 @@ class TagsConfig(Strict):
 
 
 class SearchConfig(Strict):
-    """Search and ask (``tidings.search.engine``)."""
+    """Search and ask (``tidings.search``)."""
 
     weights: dict[str, float] = Field(
         default_factory=lambda: {

@@ -30,7 +30,9 @@ from sqlalchemy import func, or_, select
 from ..config import Config
 from ..errors import UsageError
 from ..store import Item, ItemUrl, Store
-from .engine import Answer, Filters, ask, date_bound, search
+from .ask import Answer, ask
+from .query import Filters, date_bound
+from .rank import search
 
 SPLITS = ("calibration", "heldout")
 
@@ -146,7 +148,7 @@ def evaluate_search(
             continue
         expected = resolve_expected(store, q.expect)
         result = search_fn(store, q.query, config=config, filters=q.filters, limit=k, hybrid=hybrid)
-        ids = [h.id for h in result.hits]
+        ids = [h.item.id for h in result.hits]
         ranks = [ids.index(e) + 1 for e in expected if e in ids]
         outcomes.append(SearchOutcome(q.id, q.query, sorted(expected), sorted(ranks)))
     return {"split": split, "queries": len(outcomes), **search_metrics(outcomes),

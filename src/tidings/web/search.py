@@ -1,4 +1,4 @@
-"""The search and ask pages over the store's index (``tidings.search.engine``)."""
+"""The search and ask pages over the store's index (``tidings.search.rank`` and ``tidings.search.ask``)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ router = APIRouter()
 
 @router.get("/search", response_class=HTMLResponse)
 def search_page(request: Request, store: StoreDep, config: ConfigDep, q: str = "") -> Response:
-    from ..search.engine import search  # the index and its segmenter load on the first search
+    from ..search.rank import search  # the index and its segmenter load on the first search
 
     query = q.strip()[:500]
     hits: list[tuple[Any, list[tuple[str, bool]]]] = []
@@ -34,7 +34,7 @@ def search_page(request: Request, store: StoreDep, config: ConfigDep, q: str = "
 
 @router.get("/ask", response_class=HTMLResponse)
 def ask_page(request: Request, store: StoreDep, config: ConfigDep, q: str = "") -> Response:
-    from ..search.engine import ask
+    from ..search.ask import ask
 
     question = q.strip()[:1000]
     answer = None

@@ -5,7 +5,7 @@ Revises: 0001
 Create Date: 2026-12-02 09:00:00
 
 FTS5 and triggers are SQLite-only, so this revision is raw SQL and does nothing on other dialects
-(a PostgreSQL store would get its own search backend). See ``tidings.search.engine`` for how the tables
+(a PostgreSQL store would get its own search backend). See ``tidings.search.index`` for how the tables
 are used:
 
 - ``search_fts``: one row per indexed item (rowid = items.id). Text is segmented by tidings

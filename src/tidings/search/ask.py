@@ -1,0 +1,396 @@
+"""Ask: an answer from the archive, citing only quotes that occur verbatim in the cited item.
+
+The question is searched (:func:`tidings.search.rank.search`); the hits are cut into passages,
+each scored by the IDF-weighted share of the question's concepts it holds. Too little evidence
+gives a refusal; otherwise the best passages are quoted (extractive) or handed to an LLM whose
+citations are checked the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..config import Config
+from ..errors import TidingsError
+from ..store import Store
+from ..textutil import CJK_CHAR_RE, has_cjk, is_chinese
+from .index import connect
+from .query import QUERY_STOPWORDS, Filters, Group
+from .rank import Embedder, doc_frequency, idf_weight, search
+from .segment import segment, segmented
+
+log = logging.getLogger(__name__)
+
+REFUSAL_THRESHOLD = 0.42
+"""Evidence coverage below which ``ask`` refuses. Calibrated with ``tidings eval ask`` on the
+calibration half of evals/queries.jsonl (the midpoint of the best-separating interval)."""
+
+
+@dataclass
+class Passage:
+    item_id: int
+    field: str
+    text: str
+    """A verbatim slice of the item's field."""
+    title: str | None = None
+    url: str = ""
+    coverage: float = 0.0
+    matched: frozenset[str] = frozenset()
+
+
+@dataclass
+class Citation:
+    item_id: int
+    url: str
+    title: str | None
+    quote: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Answer:
+    question: str
+    answer: str
+    confidence: float
+    evidence: list[Citation]
+    related: list[dict[str, Any]]
+    refused: bool
+    threshold: float
+    citations_proposed: int = 0
+    citations_dropped: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "answer": self.answer,
+            "confidence": round(self.confidence, 4),
+            "evidence": [c.to_json() for c in self.evidence],
+            "related": self.related,
+            "refused": self.refused,
+        }
+
+
+@dataclass
+class DraftAnswer:
+    """What an LLM answerer returns: text with ``[n]`` tags and the quotes they stand for."""
+
+    text: str
+    citations: list[tuple[int, str]]
+    """(index into the passages given, verbatim quote)."""
+
+
+Answerer = Callable[[str, list[Passage]], DraftAnswer]
+"""The LLM hook: write an answer from these passages only, citing each claim ``[n]``."""
+
+_PARAGRAPH_RE = re.compile(r"\n\s*\n")
+_MAX_PASSAGE = 400
+_MAX_QUOTE = 240
+
+
+def chunk(text: str, max_chars: int = _MAX_PASSAGE) -> list[str]:
+    """Passages of ``text`` along paragraph boundaries; a long paragraph is cut at line ends and
+    between sentences. Every passage is a slice of ``text``, so it is verbatim by construction."""
+    passages: list[str] = []
+    for paragraph in _PARAGRAPH_RE.split(text):
+        paragraph = paragraph.strip()
+        if not paragraph:
+            continue
+        if len(paragraph) <= max_chars:
+            passages.append(paragraph)
+            continue
+        for line in paragraph.splitlines():
+            line = line.strip()
+            if len(line) <= max_chars:
+                if line:
+                    passages.append(line)
+                continue
+            start = end = 0
+            pos = 0
+            for sentence in sentences_of(line):
+                at = line.find(sentence, pos)
+                if at < 0:
+                    continue
+                if end > start and at + len(sentence) - start > max_chars:
+                    passages.append(line[start:end])
+                    start = at
+                elif end == start:
+                    start = at
+                end = pos = at + len(sentence)
+            if end > start:
+                passages.append(line[start:end])
+    return [p for p in passages if p.strip()]
+
+
+def sentences_of(passage: str) -> list[str]:
+    """Sentences of a passage, each verbatim (split line by line, so none is re-joined)."""
+    from ..stages.summarize import split_sentences
+
+    out: list[str] = []
+    for line in passage.splitlines():
+        out.extend(s for s in split_sentences(line) if s)
+    return out
+
+
+def is_verbatim(quote: str, fields: Sequence[str | None]) -> bool:
+    """The citation check: the quote occurs, character for character, in one stored field."""
+    if not quote or not quote.strip():
+        return False
+    return any(f and quote in f for f in fields)
+
+
+
+def refine_groups(conn: sqlite3.Connection, groups: list[Group]) -> list[tuple[Group, int]]:
+    """Groups with their document frequency, minus segmentation noise.
+
+    jieba's HMM glues unknown character pairs into "words" ("库是" from "automaxprocs 库是做什么的");
+    such a word that is in no dictionary and in no indexed item is noise, not a concept the archive
+    lacks. It is cut again by the dictionary alone, and only its real words are kept. A word the
+    dictionary knows ("世界杯") stays, absent or not: that absence is what refusal is about."""
+    from ..textutil import _get_tokenizer
+
+    out: list[tuple[Group, int]] = []
+    for g in groups:
+        df = doc_frequency(conn, g)
+        word = g.label
+        if df or len(g.forms) > 1 or not CJK_CHAR_RE.fullmatch(word[:1] or "x") or len(word) < 2:
+            out.append((g, df))
+            continue
+        tok = _get_tokenizer()
+        if tok.FREQ.get(word):
+            out.append((g, df))
+            continue
+        for part in tok.lcut(word, HMM=False):
+            if len(part) >= 2 and part not in QUERY_STOPWORDS and all(part != o.label for o, _ in out):
+                sub = Group(part, [[part]])
+                out.append((sub, doc_frequency(conn, sub)))
+    return out
+
+
+def _score_passages(passages: list[Passage], groups: list[Group], idf: dict[str, float]) -> None:
+    """Coverage of each passage: the IDF-weighted share of the question's concepts it contains
+    (with the item's title as context). Matching runs through an in-memory FTS5 table with the
+    index's tokenizer, so stemming and phrases behave exactly as in search."""
+    db = sqlite3.connect(":memory:")
+    try:
+        db.execute("CREATE VIRTUAL TABLE p USING fts5(body, tokenize = 'porter unicode61 remove_diacritics 2')")
+        db.executemany("INSERT INTO p (rowid, body) VALUES (?, ?)",
+                       [(i, segmented(p.text)) for i, p in enumerate(passages)])
+        matched: dict[int, set[str]] = {i: set() for i in range(len(passages))}
+        for g in groups:
+            for (rowid,) in db.execute("SELECT rowid FROM p WHERE p MATCH ?", (g.fts(),)):
+                matched[rowid].add(g.label)
+    finally:
+        db.close()
+    context: dict[int, set[str]] = {}
+    for i, p in enumerate(passages):
+        if p.field in ("title", "meta"):
+            context.setdefault(p.item_id, set()).update(matched[i])
+    total = sum(idf.values()) or 1.0
+    for i, p in enumerate(passages):
+        found = matched[i] | context.get(p.item_id, set())
+        p.matched = frozenset(matched[i])
+        p.coverage = sum(idf[g] for g in found) / total
+
+
+def _sentence_coverage(sentence: str, groups: list[Group], idf: dict[str, float]) -> float:
+    words = [w for w, _s, _e in segment(sentence)]
+    total = sum(idf.values()) or 1.0
+    score = 0.0
+    for g in groups:
+        if any(_contains(words, form) for form in g.forms):
+            score += idf[g.label]
+    return score / total
+
+
+def _contains(words: list[str], form: list[str]) -> bool:
+    n = len(form)
+    if n == 1:  # a rough stem match, enough to pick a sentence inside an already-matched passage
+        f = form[0]
+        return any(w == f or (len(f) >= 4 and w.startswith(f)) or (len(w) >= 4 and f.startswith(w)) for w in words)
+    return any(words[i : i + n] == form for i in range(len(words) - n + 1))
+
+
+_URL_RE = re.compile(r"https?://\S+")
+_LEADING_MARKUP_RE = re.compile(r"^(?:#{1,6}\s+|>\s*|[-*+]\s+|\d{1,2}[.)、]\s*|\|\s*)+")
+
+
+def _url_share(sentence: str) -> float:
+    """How much of a sentence is URLs: a link is a poor quote, the sentence around it is better."""
+    return sum(len(m.group()) for m in _URL_RE.finditer(sentence)) / max(1, len(sentence))
+
+
+def _strip_markup(sentence: str) -> str:
+    """Drop leading Markdown (heading marks, quote marks, bullets): a slice, so still verbatim."""
+    return sentence[_LEADING_MARKUP_RE.match(sentence).end() if _LEADING_MARKUP_RE.match(sentence) else 0 :].strip()
+
+
+def _trim_quote(sentence: str, groups: list[Group]) -> str:
+    """A long sentence is cut to a window around its first matched word; still a verbatim slice."""
+    if len(sentence) <= _MAX_QUOTE:
+        return sentence
+    lowered = sentence.lower()
+    first = min(
+        (lowered.find(form[0]) for g in groups for form in g.forms if form and lowered.find(form[0]) >= 0),
+        default=0,
+    )
+    start = max(0, min(first - _MAX_QUOTE // 4, len(sentence) - _MAX_QUOTE))
+    return sentence[start : start + _MAX_QUOTE].strip()
+
+
+def refusal_text(question: str) -> str:
+    # Any Han character means a Chinese reader: "Haskell 的 monad 怎么用？" is mostly Latin letters.
+    if has_cjk(question) or is_chinese(question):
+        return "存档里没有关于这个问题的内容。"
+    return "The archive has nothing on this."
+
+
+def ask(
+    store: Store,
+    question: str,
+    *,
+    config: Config | None = None,
+    filters: Filters | None = None,
+    embedder: Embedder | None = None,
+    hybrid: bool = True,
+    answerer: Answerer | None = None,
+    threshold: float | None = None,
+    items: int = 8,
+    max_evidence: int = 3,
+) -> Answer:
+    """Answer from the archive, citing only quotes that occur verbatim in the cited item.
+
+    Offline the answer is extractive: the best supporting sentences, each cited. With
+    ``answerer`` (an LLM) the answer is written from the retrieved passages and its citations are
+    verified the same way; unverifiable ones are dropped, and if none survive the extractive
+    answer is used. Evidence weaker than ``threshold`` gives a refusal with the nearest items
+    listed as related, not as evidence."""
+    if threshold is None:
+        configured = config.search.refusal_threshold if config else None
+        threshold = REFUSAL_THRESHOLD if configured is None else configured
+    result = search(store, question, config=config, filters=filters, limit=items, embedder=embedder, hybrid=hybrid)
+    groups = result.compiled.groups
+    related = [{"item_id": h.item.id, "url": h.item.url, "title": h.item.title, "score": h.score}
+               for h in result.hits[:5]]
+    fields_of: dict[int, tuple[str | None, ...]] = {}
+    passages: list[Passage] = []
+    idf: dict[str, float] = {}
+    with connect(store) as conn:
+        total = conn.execute("SELECT count(*) FROM search_docs").fetchone()[0] or 1
+        refined = refine_groups(conn, groups)
+        groups = [g for g, _df in refined]
+        idf = {g.label: idf_weight(total, df) for g, df in refined}
+        for hit in result.hits:
+            item = hit.item
+            row = conn.execute(
+                "SELECT title, summary, note, substr(text, 1, 30000) FROM items WHERE id = ?", (item.id,)
+            ).fetchone()
+            if row is None:
+                continue
+            fields_of[item.id] = row
+            # Who wrote it, its tags and section: context for "what did Karpathy say about …",
+            # never quoted (a citation must come from the item's own words).
+            meta = " ; ".join(x for x in (item.author, item.author_handle, *item.tags, item.section) if x)
+            if meta:
+                passages.append(Passage(item.id, "meta", meta, item.title, item.url))
+            for name, value in zip(("title", "summary", "note", "text"), row, strict=True):
+                if not value:
+                    continue
+                pieces = [value.strip()] if name == "title" else chunk(value)
+                passages.extend(Passage(item.id, name, p, item.title, item.url) for p in pieces)
+    if passages and groups:
+        _score_passages(passages, groups, idf)
+    # An item's best passage must itself match: a title that covers everything lends context, but
+    # a passage with no word of the question is no evidence.
+    candidates = sorted(
+        (p for p in passages if p.matched and p.field != "meta"),
+        key=lambda p: (-p.coverage, p.field != "summary", len(p.text)),
+    )
+    confidence = candidates[0].coverage if candidates else 0.0
+    refused = confidence < threshold or not candidates
+    answer = Answer(question, "", confidence, [], related, refused, threshold)
+    if refused:
+        answer.answer = refusal_text(question)
+        return answer
+    top_passages = _pick_passages(candidates, confidence, max_evidence)
+    if answerer is not None:
+        if _llm_answer(answer, answerer, question, top_passages, fields_of):
+            return answer
+    _extractive_answer(answer, top_passages, groups, idf, fields_of)
+    if not answer.evidence:  # nothing survived verification: never show an unsupported answer
+        answer.refused = True
+        answer.answer = refusal_text(question)
+    return answer
+
+
+def _pick_passages(candidates: list[Passage], best: float, n: int) -> list[Passage]:
+    """The best passage per item, for up to ``n`` items close to the best coverage."""
+    picked: list[Passage] = []
+    seen: set[int] = set()
+    for p in candidates:
+        if p.item_id in seen or p.coverage < 0.75 * best:
+            continue
+        picked.append(p)
+        seen.add(p.item_id)
+        if len(picked) == n:
+            break
+    return picked
+
+
+def _cite(answer: Answer, passage: Passage, quote: str, fields_of: dict[int, tuple[str | None, ...]]) -> bool:
+    answer.citations_proposed += 1
+    if not is_verbatim(quote, fields_of.get(passage.item_id, ())):
+        answer.citations_dropped += 1
+        log.warning("ask: dropped a citation of item %d that is not verbatim: %r", passage.item_id, quote[:80])
+        return False
+    answer.evidence.append(Citation(passage.item_id, passage.url, passage.title, quote))
+    return True
+
+
+def _extractive_answer(
+    answer: Answer, passages: list[Passage], groups: list[Group], idf: dict[str, float],
+    fields_of: dict[int, tuple[str | None, ...]],
+) -> None:
+    parts: list[str] = []
+    for passage in passages:
+        sentences = [q for q in (_strip_markup(s) for s in sentences_of(passage.text)) if q] or [passage.text]
+        best = max(sentences, key=lambda s: (_sentence_coverage(s, groups, idf) - _url_share(s), -abs(len(s) - 80)))
+        quote = _trim_quote(best, groups)
+        if any(quote == c.quote for c in answer.evidence):
+            continue
+        if _cite(answer, passage, quote, fields_of):
+            parts.append(f"{quote} [{len(answer.evidence)}]")
+    answer.answer = "\n".join(parts)
+
+
+def _llm_answer(
+    answer: Answer, answerer: Answerer, question: str, passages: list[Passage],
+    fields_of: dict[int, tuple[str | None, ...]],
+) -> bool:
+    """Run the LLM hook; keep only verified citations and renumber the text's tags to match."""
+    try:
+        draft = answerer(question, passages)
+    except TidingsError as exc:
+        log.warning("ask: the answerer failed (%s); answering extractively", exc)
+        return False
+    numbers: dict[int, int] = {}
+    for n, (index, quote) in enumerate(draft.citations, start=1):
+        if 0 <= index < len(passages) and _cite(answer, passages[index], quote, fields_of):
+            numbers[n] = len(answer.evidence)
+        elif not 0 <= index < len(passages):
+            answer.citations_proposed += 1
+            answer.citations_dropped += 1
+    if not answer.evidence:
+        return False
+
+    def renumber(m: re.Match[str]) -> str:
+        n = int(m.group(1))
+        return f"[{numbers[n]}]" if n in numbers else ""
+
+    answer.answer = re.sub(r" ?\[(\d+)\]", lambda m: (" " + renumber(m)) if renumber(m) else "", draft.text).strip()
+    return True

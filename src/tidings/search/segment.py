@@ -1,0 +1,130 @@
+"""Segmentation: mixed Chinese/English text cut into the words the index stores and queries use.
+
+FTS5 cannot segment Chinese, so tidings does: every indexed field is cut into words by jieba
+(English lower-cased, compound tech terms such as ``node.js`` kept whole) and stored as words
+joined by spaces; FTS5's ``unicode61`` tokenizer then only splits on those spaces, and ``porter``
+stems English words the same way on both sides. Queries are segmented by the same function, so a
+query word and an indexed word always compare equal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from collections.abc import Iterator
+
+from ..config import Config
+from ..textutil import CJK_CHAR_RE, add_user_words, has_cjk
+
+SEGMENTER_VERSION = "1"
+"""Bumped whenever :func:`segment` changes: a store indexed with another version is re-indexed."""
+MAX_INDEXED_CHARS = 200_000
+"""Longer texts are indexed up to here: enough for any article, bounded for pathological pages."""
+
+# Outside CJK text any Unicode word counts (Cyrillic, Greek …), with the connectors that keep tech
+# terms whole (C++, C#, Node.js, gpt-4o).
+_WORD_RE = re.compile(r"[^\W_]+(?:[.+#'\-][^\W_]+)*[+#]*")
+
+
+def normalize(text: str) -> tuple[str, list[int] | None]:
+    """NFKC + lower case, and the map from each normalized character back to the original.
+
+    ``None`` means the identity map. When normalizing keeps the length (full-width punctuation
+    and letters map one to one, as in nearly all Chinese text) the map is taken as the identity
+    without a per-character loop; only a text with ligatures or similar expansions pays for it."""
+    lowered = unicodedata.normalize("NFKC", text).lower()
+    if len(lowered) == len(text):
+        return lowered, None
+    parts: list[str] = []
+    origin: list[int] = []
+    for i, ch in enumerate(text):
+        norm = ch.lower() if ch.isascii() else unicodedata.normalize("NFKC", ch).lower()
+        parts.append(norm)
+        origin.extend([i] * len(norm))
+    return "".join(parts), origin
+
+
+_CJK_RUN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]+")
+_mixed_words: re.Pattern[str] | None = None
+"""User-dictionary words that mix scripts ("大模型Agent"): found first and kept whole."""
+
+
+def _segment_latin(norm: str, start: int, end: int) -> Iterator[tuple[str, int, int]]:
+    for m in _WORD_RE.finditer(norm, start, end):
+        yield m.group(), m.start(), m.end()
+
+
+def _segment_plain(norm: str, start: int, end: int) -> Iterator[tuple[str, int, int]]:
+    """jieba sees only the runs of CJK characters: on Latin text it walks its dictionary graph
+    character by character, several times slower than a regex, and splits ``node.js``."""
+    from ..textutil import _get_tokenizer  # the project's one jieba instance, with the user words
+
+    tok = _get_tokenizer()
+    pos = start
+    for m in _CJK_RUN_RE.finditer(norm, start, end):
+        yield from _segment_latin(norm, pos, m.start())
+        run = m.group()
+        if len(run) == 1:
+            yield run, m.start(), m.end()
+        else:
+            for word, s, e in tok.tokenize(run):
+                yield word, m.start() + s, m.start() + e
+        pos = m.end()
+    yield from _segment_latin(norm, pos, end)
+
+
+def _segment_normalized(norm: str) -> Iterator[tuple[str, int, int]]:
+    """Words of already-normalized text with their offsets in it."""
+    if not has_cjk(norm):
+        yield from _segment_latin(norm, 0, len(norm))
+        return
+    pos = 0
+    if _mixed_words is not None:
+        for m in _mixed_words.finditer(norm):
+            yield from _segment_plain(norm, pos, m.start())
+            yield m.group(), m.start(), m.end()
+            pos = m.end()
+    yield from _segment_plain(norm, pos, len(norm))
+
+
+def segment(text: str) -> list[tuple[str, int, int]]:
+    """Words of mixed Chinese/English text, lower-cased and NFKC-normalized, each with its
+    ``(start, end)`` offsets in the *original* text. Punctuation and spaces are dropped."""
+    if not text:
+        return []
+    norm, origin = normalize(text)
+    words = list(_segment_normalized(norm))
+    if origin is None:
+        return words
+    return [(w, origin[s], origin[e - 1] + 1) for w, s, e in words]
+
+
+def segmented(text: str | None) -> str:
+    """The form stored in the index: words joined by single spaces."""
+    if not text:
+        return ""
+    norm, _ = normalize(text[:MAX_INDEXED_CHARS])
+    return " ".join(w for w, _s, _e in _segment_normalized(norm))
+
+
+def segmenter_signature(config: Config | None) -> str:
+    """Identifies how text is segmented: a change of version or user dictionary re-indexes."""
+    words = sorted(set(config.user_dictionary)) if config else []
+    return hashlib.sha1(json.dumps([SEGMENTER_VERSION, words], ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def prepare(config: Config | None) -> None:
+    """Teach jieba the configured user dictionary before anything is segmented."""
+    global _mixed_words
+    if config is None:
+        return
+    add_user_words(config.user_dictionary)
+    mixed = sorted(
+        {w.strip().lower() for w in config.user_dictionary if has_cjk(w) and re.search(r"[^\W_]", CJK_CHAR_RE.sub("", w))},
+        key=len, reverse=True,
+    )
+    _mixed_words = re.compile("|".join(re.escape(w) for w in mixed)) if mixed else None
+
+

@@ -1,0 +1,159 @@
+"""Snippets: FTS5 highlights the segmented text; the marks are mapped back onto the original
+text, and a window around the densest cluster of matches is cut from it."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+from .query import CompiledQuery, phrase_expr
+from .segment import MAX_INDEXED_CHARS, normalize, segment
+
+_OPEN, _CLOSE = "\x02", "\x03"  # highlight() markers: control characters never occur in segmented text
+MARK_OPEN, MARK_CLOSE = "**", "**"
+"""How snippets mark matched words: Markdown bold, readable raw and rendered alike."""
+SNIPPET_COLUMNS = ("title", "summary", "text", "note")
+"""The fields a snippet may come from: the first four FTS5 columns, in their order there, which
+is the order :func:`highlights` returns and :func:`build_snippet` takes them in."""
+
+
+def highlight_expr(compiled: CompiledQuery) -> str | None:
+    """What to highlight: the positive words and phrases (never the excluded ones)."""
+    parts = [g.fts() for g in compiled.groups]
+    parts += [p for p in (phrase_expr(x) for x in compiled.parsed.phrases) if p]
+    return " OR ".join(parts) if parts else None
+
+
+def highlights(conn: sqlite3.Connection, ids: list[int], compiled: CompiledQuery) -> dict[int, tuple[str, ...]]:
+    """FTS5's highlight() of the snippet columns, per item, for the query's positive terms."""
+    expr = highlight_expr(compiled)
+    if not expr or not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    cols = ", ".join(f"highlight(search_fts, {c}, '{_OPEN}', '{_CLOSE}')" for c in range(len(SNIPPET_COLUMNS)))
+    return {
+        row[0]: tuple(row[1:])
+        for row in conn.execute(
+            f"SELECT rowid, {cols} FROM search_fts WHERE search_fts MATCH ? AND rowid IN ({marks})", [expr, *ids]
+        )
+    }
+
+
+def _marked_words(highlighted: str) -> list[tuple[str, bool]]:
+    """Words of a highlight() result, each with whether any of it lies between the markers.
+    (A phrase match is one marked span over several words.) Walks words, not characters: a
+    blog post's text column is tens of thousands of characters."""
+    words: list[tuple[str, bool]] = []
+    inside = False
+    for raw in highlighted.split(" "):
+        if not raw:
+            continue
+        if _OPEN not in raw and _CLOSE not in raw:
+            words.append((raw, inside))
+            continue
+        marked = inside
+        for ch in raw:
+            if ch == _OPEN:
+                inside = True
+            elif ch == _CLOSE:
+                inside = False
+            elif inside:
+                marked = True
+        words.append((raw.replace(_OPEN, "").replace(_CLOSE, ""), marked))
+    return words
+
+
+def matched_spans(original: str, highlighted: str) -> list[tuple[int, int]]:
+    """Offsets in ``original`` of the words FTS5 marked. The indexed words are, in order,
+    substrings of the normalized original, so a forward search aligns them without re-running
+    the segmenter."""
+    norm, origin = normalize(original[:MAX_INDEXED_CHARS])
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    for word, marked in _marked_words(highlighted):
+        at = norm.find(word, pos)
+        if at < 0:
+            return spans  # the index is out of date for this text; keep what aligned
+        end = at + len(word)
+        pos = end
+        if marked:
+            if origin is None:
+                spans.append((at, end))
+            else:
+                spans.append((origin[at], origin[end - 1] + 1))
+    return spans
+
+
+def _fallback_spans(original: str, compiled: CompiledQuery) -> list[tuple[int, int]]:
+    """Without a highlight (the text matched nowhere), mark exact query words if present."""
+    wanted = {tuple(form) for g in compiled.groups for form in g.forms if len(form) == 1}
+    return [(s, e) for w, s, e in segment(original[:20_000]) if (w,) in wanted]
+
+
+def _clean(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
+
+
+def render_snippet(original: str, spans: list[tuple[int, int]], width: int) -> str:
+    """A window of about ``width`` characters around the densest cluster of matches, with the
+    matched words wrapped in MARK_OPEN / MARK_CLOSE and the rest copied from the original."""
+    if not spans:
+        body = _clean(original).strip()
+        return body[:width] + ("…" if len(body) > width else "")
+    best_i, best_score = 0, -1.0
+    for i, (s, _e) in enumerate(spans):
+        inside = [original[a:b].lower() for a, b in spans[i:] if b <= s + width]
+        score = len(set(inside)) + 0.01 * len(inside)
+        if score > best_score:
+            best_i, best_score = i, score
+    first = spans[best_i][0]
+    start = max(0, first - width // 4)
+    # Start at a word or line boundary rather than mid-word when one is close.
+    boundary = max(original.rfind(c, max(0, start - 12), first) for c in " \n，。,.；;：:、")
+    if boundary >= 0 and boundary < first:
+        start = boundary + 1
+    end = min(len(original), start + width)
+    inside = [(max(a, start), min(b, end)) for a, b in spans if b > start and a < end]
+    merged: list[list[int]] = []
+    for a, b in inside:
+        if merged and not original[merged[-1][1] : a].strip():
+            merged[-1][1] = b
+        else:
+            merged.append([a, b])
+    pieces: list[str] = []
+    pos = start
+    for a, b in merged:
+        pieces.append(_clean(original[pos:a]))
+        pieces.append(MARK_OPEN + _clean(original[a:b]) + MARK_CLOSE)
+        pos = b
+    pieces.append(_clean(original[pos:end]))
+    text = "".join(pieces).strip()
+    return ("…" if start > 0 else "") + text + ("…" if end < len(original) else "")
+
+
+def build_snippet(
+    originals: tuple[str | None, ...], highlighted: tuple[str, ...] | None, width: int, compiled: CompiledQuery
+) -> str:
+    """Pick the field that shows the most matched words (summary, text, note; the title as a last
+    resort, since it is shown anyway) and render a highlighted window of it."""
+    order = (1, 2, 3, 0)
+    best: tuple[int, int, list[tuple[int, int]]] | None = None
+    for rank, col in enumerate(order):
+        original = originals[col]
+        if not original:
+            continue
+        if highlighted and highlighted[col] and _OPEN in highlighted[col]:
+            spans = matched_spans(original, highlighted[col])
+        else:
+            spans = []
+        distinct = len({original[a:b].lower() for a, b in spans})
+        if distinct and (best is None or distinct > best[0] or (distinct == best[0] and rank < best[1])):
+            best = (distinct, rank, spans)
+    if best is not None:
+        col = order[best[1]]
+        return render_snippet(originals[col] or "", best[2], width)
+    for col in order:  # nothing highlighted (a tag or author matched): the start of the best field
+        original = originals[col]
+        if original:
+            return render_snippet(original, _fallback_spans(original, compiled), width)
+    return ""
