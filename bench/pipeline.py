@@ -12,6 +12,7 @@ and is left out of the timing (``pool_start_s`` reports it).
 
     python bench/pipeline.py --n 2000
     python bench/pipeline.py --workers 1   # everything in this process, as before the pool
+    python bench/pipeline.py --steps       # CPU ms per item of each step, in this process
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import random
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import trafilatura
 
@@ -110,10 +112,47 @@ def run_baseline(pages: list[str]) -> float:
     return elapsed
 
 
+def run_steps(pages: list[str]) -> dict[str, float]:
+    """CPU milliseconds per page of each step, run one after the other in this process: where the
+    time of :func:`run_tidings` goes (process time, so other load on the machine barely shows)."""
+    from threadpoolctl import threadpool_limits
+
+    from tidings.stages import extract, summarize
+
+    threadpool_limits(1)  # as in the pool's workers: BLAS threads made TextRank's matrices slower
+    config = Config()
+    classifier = KeywordClassifier(config.sections, config.fallback_section)
+    cfg = config.summarize
+    urls = [f"https://bench.example/{number}" for number in range(len(pages))]
+    found: list[extract.Extracted] = []
+    costs: dict[str, float] = {}
+
+    def timed(name: str, step: Any) -> list[Any]:
+        start = time.process_time()
+        out = [step(number) for number in range(len(pages))]
+        costs[name] = round((time.process_time() - start) * 1000 / len(pages), 3)
+        return out
+
+    timed("baseline_trafilatura", lambda n: trafilatura.extract(pages[n]))
+    found = timed("extract", lambda n: extract.extract(pages[n].encode("utf-8"), url=urls[n]))
+    timed("has_prose", lambda n: summarize.has_prose(found[n].text))
+    timed("content_hash", lambda n: dedupe.content_hash(found[n].text))
+    timed("fingerprint", lambda n: dedupe.fingerprint_bytes(found[n].text))
+    summaries = timed("summarize", lambda n: summarize.summarize(
+        found[n].text, title=found[n].title, min_chars=cfg.min_chars, max_chars=cfg.max_chars,
+        english_sentences=cfg.english_sentences))
+    timed("classify", lambda n: classifier.predict(found[n].title, summaries[n], found[n].text, urls[n]))
+    ours = sum(v for k, v in costs.items() if k != "baseline_trafilatura")
+    costs["tidings_total"] = round(ours, 3)
+    costs["ideal_ratio_2_cores"] = round(2 * costs["baseline_trafilatura"] / ours, 3)
+    return costs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=Config().workers, help="processes (1: no pool)")
+    parser.add_argument("--steps", action="store_true", help="CPU ms per item of each step, in this process")
     args = parser.parse_args()
     pages = make_pages(args.n)
     # Load the dictionaries and datasketch (scipy) outside the timed part: one-off start-up costs.
@@ -122,6 +161,9 @@ def main() -> None:
     tokenize("预热一下分词词典")
     fast_tokenize("预热一下分词词典")
     dedupe.NearDuplicateIndex(0.8)
+    if args.steps:
+        print(json.dumps(run_steps(pages)))
+        return
     started = time.perf_counter()
     pool = stagework.get_pool(args.workers)
     if pool is not None:  # start every worker now, each with its dictionaries loaded

@@ -166,3 +166,49 @@ def test_accuracy_on_all_sectioned_digests(corpus_dir: Path, clf: KeywordClassif
     # Measured: 0.714 overall, 0.948 where confidence >= 0.5.
     assert accuracy >= 0.68
     assert confident_accuracy >= 0.9
+
+
+# --- the anchored keyword search finds what a scan of every pattern found ------------------------
+
+
+class _ScanningClassifier(KeywordClassifier):
+    """The keyword rules as they matched before: every pattern scans the whole field, and each
+    match is checked against every claimed span."""
+
+    def _field_scores(self, value: str, weight: float, scores: list[float]) -> None:
+        import math
+
+        from tidings.stages.classify import _MAX_HITS, _fold
+
+        folded = _fold(value)
+        lowered = folded.lower()
+        matches: list[tuple[int, int, int]] = []
+        for rule in self._rules:
+            if rule.needle not in lowered:
+                continue
+            matches.extend((m.start(), m.end(), rule.section) for m in rule.pattern.finditer(folded))
+        matches.sort(key=lambda m: (-(m[1] - m[0]), m[0], m[2]))
+        claimed: list[tuple[int, int]] = []
+        hits: dict[int, int] = {}
+        for start, end, section in matches:
+            if any(start >= a and end <= b for a, b in claimed):
+                continue
+            claimed.append((start, end))
+            hits[section] = hits.get(section, 0) + 1
+        for section, n in hits.items():
+            scores[section] += weight * (1 + math.log(min(n, _MAX_HITS)))
+
+
+def test_scores_equal_the_scanning_rules_on_the_corpus(corpus_dir: Path, clf: KeywordClassifier) -> None:
+    scanning = _ScanningClassifier([SectionConfig(**s) for s in DEFAULT_SECTIONS], FALLBACK_SECTION)
+    items = _labelled_items(corpus_dir, "2023-07-30")
+    texts = [path.read_text(encoding="utf-8") for path in sorted(corpus_dir.rglob("*.md"))]
+    # Letters that case-fold outside ASCII (the Kelvin sign, long s, dotted I), keywords glued to
+    # each other, camel case, plurals and overlapping matches.
+    tricky = ["\u212a8s ſpring İnfra GOLANG", "GraphRAGvLLMs LLMs大模型", "Go语言Goroutines go1.22 Google Mongo",
+              "神经网络网络 Cloud   Native cloud native", "JavaScriptJava Vue3 vue", "ΣΟΦΙΑ Rust rustc rusts"]
+    for _, title, summary, url in items:
+        assert clf.scores(title, summary, None, url) == scanning.scores(title, summary, None, url), title
+    for text in texts + tricky:
+        for field in (text, text[:300]):
+            assert clf.scores(field, field, field, None) == scanning.scores(field, field, field, None), field[:80]

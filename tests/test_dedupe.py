@@ -282,3 +282,62 @@ def test_shingles_ignore_punctuation_and_spacing() -> None:
     assert shingles("微服务，架构！") == shingles("微 服 务 架 构")
     assert shingles("Hello, World of Go") == shingles("hello world  of go")
     assert shingles("") == set()
+
+
+# --- the fingerprint computed in numpy equals datasketch's, byte for byte --------------------------
+
+
+def _datasketch_fingerprint(text: str | None) -> bytes | None:
+    """The fingerprint as it was computed before (and is stored in users' stores): datasketch's
+    MinHash over the sorted shingles."""
+    from datasketch import LeanMinHash, MinHash
+
+    from tidings.textutil import normalize_text
+
+    if not text or len(normalize_text(text)) < MIN_FINGERPRINT_CHARS:
+        return None
+    sh = shingles(text)
+    if not sh:
+        return None
+    m = MinHash(num_perm=128, seed=1, scheme="affine32")
+    m.update_batch([s.encode("utf-8") for s in sorted(sh)])
+    return minhash_to_bytes(LeanMinHash(m))
+
+
+def _corpus_texts(corpus_dir: Path) -> list[str]:
+    texts = [path.read_text(encoding="utf-8", errors="replace") for path in sorted(corpus_dir.rglob("*.md"))]
+    # Each digest item on its own too: many short texts near the 200-character threshold.
+    texts += [para for text in texts[:20] for para in text.split("\n\n")]
+    for path in sorted((corpus_dir / "html").glob("*.html")):
+        texts.append(trafilatura.extract(path.read_bytes()) or "")
+    return texts
+
+
+# Case folding outside ASCII (İ lower-cases to two characters, final sigma), full-width forms,
+# combining marks, kana and hangul, connectors of compound words, and the 4-unit boundary.
+_EDGE_TEXTS = [
+    "İSTANBUL İzmir ΣΟΦΙΑ σοφίας " * 20,
+    "ＡＢＣ１２３ 全角字符，标点！" * 20,
+    "Cafe\u0301 de\u0301ja\u0300 vu " * 30,
+    "ひらがなカタカナ한국어 テスト" * 20,
+    "Node.js C++ gpt-4o k8s v1.2.3 __biz " * 20,
+    "一二三四" + " " * 300,
+    "a b c d " * 50,
+    "ﬁ ﬂ ½ ² ㈱ … " * 40,
+]
+
+
+def test_fingerprint_bytes_equal_datasketch_on_the_corpus(corpus_dir: Path) -> None:
+    from tidings.stages.dedupe import fingerprint_bytes
+
+    texts = _corpus_texts(corpus_dir) + _EDGE_TEXTS + ["", "，。！" * 100, "短文本"]
+    made = 0
+    for text in texts:
+        expected = _datasketch_fingerprint(text)
+        assert fingerprint_bytes(text) == expected, text[:80]
+        fp = fingerprint(text)
+        assert (fp is None) == (expected is None)
+        if fp is not None:
+            assert minhash_to_bytes(fp) == expected
+            made += 1
+    assert made > 100  # the comparison covered real fingerprints, not just Nones

@@ -9,8 +9,10 @@ import importlib.util
 import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trafilatura
 
 from tidings.errors import ExtractError
 from tidings.stages.extract import (
@@ -417,3 +419,64 @@ def test_readability_helps_on_the_chinese_fragments() -> None:
         pytest.skip("no shared corpus")
     summary = _evaluation()["summary"]["zh"]
     assert summary["after"]["f1"] > summary["before"]["f1"] + 0.005
+
+
+# --- the page measures computed once equal the measures computed each time ----------------------
+
+
+def _old_link_density(tree: Any) -> tuple[float, int]:
+    import copy
+
+    from tidings.stages.extract import _NOISE_XPATH, _norm
+
+    body = tree.find(".//body")
+    body = copy.deepcopy(body if body is not None else tree)
+    for noise in body.xpath("." + _NOISE_XPATH.replace("|//", "|.//")):
+        noise.drop_tree()
+    total = len(_norm(body.text_content()))
+    linked = sum(len(_norm(a.text_content())) for a in body.iter("a"))
+    return (linked / total if total else 0.0), total
+
+
+def _old_linked_share(text: str, tree: Any) -> float:
+    from tidings.stages.extract import _norm
+
+    links = {_norm(a.text_content()) for a in tree.iter("a")}
+    lines = [n for n in (_norm(line).lstrip("-*") for line in text.splitlines()) if n]
+    total = sum(len(n) for n in lines)
+    return sum(len(n) for n in lines if n in links) / total if total else 0.0
+
+
+# Marks that compose with what comes before them, right after a block boundary: there the block
+# text and the plain text of a page measure differently, and the block text must be measured.
+_COMBINING_PAGE = ("<html><body><div><p>Cafe</p><p>\u0301 au lait, e</p><p>\u0301t\u00e9 "
+                   "<a href='/x'>lien</a></p><p>\u1100</p><p>\u1161\u11a8 ｶ</p><p>ﾞ</p>"
+                   "<p>" + "texte visible " * 10 + "</p></div></body></html>")
+
+
+def test_page_measures_equal_the_old_ones(corpus_dir: Path) -> None:
+    from tidings.stages.extract import _block_text, _norm, _Page
+
+    pages = [path.read_bytes().decode("utf-8", "replace") for path in sorted((corpus_dir / "html").glob("*.html"))]
+    for html in [*pages, _COMBINING_PAGE]:
+        tree = _parse(html)
+        if tree is None:
+            continue
+        page = _Page(tree)
+        body = tree.find(".//body")
+        assert page.density() == _old_link_density(tree)
+        assert page.block_visible() == len(_norm(_block_text(body if body is not None else tree)))
+        text = (trafilatura.extract(html) or "") + "\n\u0301- lien\n* " + "\u0301" * 3
+        assert page.lines(text)[0] == len(_norm(text))
+        assert page.linked_share(text) == _old_linked_share(text, tree)
+    # The page with marks after block boundaries really takes the slow path.
+    tree = _parse(_COMBINING_PAGE)
+    assert _Page(tree).block_visible() != _Page(tree).density()[1]
+
+
+def test_language_counts_by_runs_equal_counts_by_character() -> None:
+    from tidings.stages.extract import _HAN, _HAN_RUN, _KANA, _KANA_RUN, _count
+
+    text = "中文テキスト混合 text 한국어 ひらがな" * 3
+    assert _count(_HAN_RUN, text) == len(_HAN.findall(text))
+    assert _count(_KANA_RUN, text) == len(_KANA.findall(text))

@@ -37,6 +37,7 @@ CJK_RUN_RE = re.compile(f"[{_CJK_RANGES}]+")
 LATIN_WORD_RE = re.compile(r"[A-Za-z0-9_\u00c0-\u024f]+(?:[.+#'\-][A-Za-z0-9_\u00c0-\u024f]+)*[+#]*")
 _WS_RE = re.compile(r"\s+")
 _LATIN_LETTER_RE = re.compile(r"[A-Za-z\u00c0-\u024f]")
+_LATIN_LETTER_RUN_RE = re.compile(r"[A-Za-z\u00c0-\u024f]+")
 _TOKEN_SPLIT_RE = re.compile(f"([{_CJK_RANGES}]+)")
 _COMPOUND_RE = re.compile(r"[.+#'\-]")
 
@@ -137,8 +138,8 @@ def has_cjk(text: str) -> bool:
 def cjk_ratio(text: str) -> float:
     """CJK characters as a share of CJK characters plus Latin letters (digits, spaces and
     punctuation count for neither, so code snippets and numbers don't tip the balance)."""
-    cjk = len(CJK_CHAR_RE.findall(text))
-    latin = len(_LATIN_LETTER_RE.findall(text))
+    cjk = count_chars(CJK_RUN_RE, text)
+    latin = count_chars(_LATIN_LETTER_RUN_RE, text)
     total = cjk + latin
     return cjk / total if total else 0.0
 
@@ -171,14 +172,24 @@ def is_word_char(ch: str) -> bool:
 _WORD_CHAR_RE = re.compile(f"[^\\W_]|[{_CJK_RANGES}]")
 
 
+_WORD_RUN_RE = re.compile(f"(?:[^\\W_]|[{_CJK_RANGES}])+")
+
+
 def count_word_chars(text: str) -> int:
     """How many characters of ``text`` are word characters (:func:`is_word_char`), in one regex pass
-    rather than a Python call per character (the summarizer counts every sentence this way)."""
-    return len(_WORD_CHAR_RE.findall(text))
+    rather than a Python call per character (the summarizer counts every sentence this way). Runs,
+    not single characters: a sentence is a few runs, and a list of every character cost more."""
+    return sum(map(len, _WORD_RUN_RE.findall(text)))
+
+
+def count_chars(runs: re.Pattern[str], text: str) -> int:
+    """How many characters of ``text`` the runs of ``runs`` (a ``[…]+`` pattern) cover."""
+    return sum(map(len, runs.findall(text)))
 
 
 def _is_token(tok: str) -> bool:
-    return _WORD_CHAR_RE.search(tok) is not None
+    # An alphanumeric token (most words) has a word character; only the rest needs the regex.
+    return tok.isalnum() or _WORD_CHAR_RE.search(tok) is not None
 
 
 def tokenize(text: str, *, lowercase: bool = True, drop_stopwords: bool = False) -> list[str]:
@@ -206,19 +217,22 @@ def _segment(text: str, segmenter: str | None, *, lowercase: bool, drop_stopword
     if has_cjk(text):
         cut = _get_fast_segmenter().cut if segmenter == "fast" else _get_tokenizer().lcut
         pos = 0
-        for m in LATIN_WORD_RE.finditer(text):
+        # Without a connector anywhere in the text no word is a compound term: skip the word scan.
+        for m in LATIN_WORD_RE.finditer(text) if _COMPOUND_RE.search(text) else ():
             if not _COMPOUND_RE.search(m.group()):
                 continue
-            tokens.extend(w for w in cut(text[pos : m.start()]) if _is_token(w))
+            tokens.extend([w for w in cut(text[pos : m.start()]) if _is_token(w)])
             tokens.append(m.group())
             pos = m.end()
-        tokens.extend(w for w in cut(text[pos:]) if _is_token(w))
+        tokens.extend([w for w in cut(text[pos:]) if _is_token(w)])
     else:
         tokens = LATIN_WORD_RE.findall(text)
+    if lowercase and drop_stopwords:
+        return [low for t in tokens if (low := t.lower()) not in STOPWORDS]  # one lower() per token
     if lowercase:
-        tokens = [t.lower() for t in tokens]
+        return [t.lower() for t in tokens]
     if drop_stopwords:
-        tokens = [t for t in tokens if t.lower() not in STOPWORDS]
+        return [t for t in tokens if t.lower() not in STOPWORDS]
     return tokens
 
 
@@ -236,6 +250,21 @@ def shingle_units(text: str) -> list[str]:
         else:
             units.extend(w.lower() for w in LATIN_WORD_RE.findall(part))
     return units
+
+
+# One unit of :func:`shingle_units`: a CJK character or a Latin word. A Latin word never holds a CJK
+# character, so one scan of the whole text finds the same units as splitting it into CJK runs first.
+_SHINGLE_UNIT_RE = re.compile(f"[{_CJK_RANGES}]|{LATIN_WORD_RE.pattern}")
+
+
+def joined_shingle_units(normalized: str) -> str:
+    """``" ".join(shingle_units(text))`` for ``normalized = NFKC(text)``, in one regex pass and one
+    ``lower()`` over the joined string (fingerprints hash every shingle of every page).
+
+    Lower-casing the joined string equals lower-casing each word: units are Latin words and CJK
+    characters, and no character there lower-cases differently by context (Greek final sigma is the
+    only such case in Python, and Greek letters are not word characters here)."""
+    return " ".join(_SHINGLE_UNIT_RE.findall(normalized)).lower()
 
 
 def calendar_day(year: str | int, month: str | int, day: str | int) -> datetime | None:

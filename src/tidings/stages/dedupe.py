@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 if TYPE_CHECKING:  # datasketch pulls in scipy (~2 s): imported only when fingerprints are made
+    import numpy as np
     from datasketch import LeanMinHash, MinHash, MinHashLSH
 
-from ..textutil import normalize_text, shingle_units
+from ..textutil import joined_shingle_units, normalize_text, normalize_whitespace, shingle_units
 
 __all__ = [
     "GLOBAL_TRACKING_PARAMS",
@@ -33,6 +34,7 @@ __all__ = [
     "find_near_duplicates",
     "find_near_duplicates_in_fingerprints",
     "fingerprint",
+    "fingerprint_bytes",
     "minhash_from_bytes",
     "minhash_to_bytes",
     "shingles",
@@ -276,17 +278,98 @@ def shingles(text: str, size: int = SHINGLE_SIZE) -> set[str]:
 def fingerprint(text: str | None) -> LeanMinHash | None:
     """A MinHash of the text's shingles, or None when the text is under
     :data:`MIN_FINGERPRINT_CHARS` characters or has no words at all."""
-    if not text or len(normalize_text(text)) < MIN_FINGERPRINT_CHARS:
+    values = _fingerprint_values(text)
+    if values is None:
         return None
-    sh = shingles(text)
-    if not sh:
-        return None
-    from datasketch import LeanMinHash, MinHash
+    from datasketch import LeanMinHash
 
-    m = MinHash(num_perm=NUM_PERM, seed=_SEED, scheme=_SCHEME)
-    m.update_batch([s.encode("utf-8") for s in sorted(sh)])
-    # Lean: no permutation tables kept around, a fraction of the memory for large batches.
-    return LeanMinHash(m)
+    return LeanMinHash(seed=_SEED, hashvalues=values, scheme=_SCHEME)
+
+
+def fingerprint_bytes(text: str | None) -> bytes | None:
+    """``minhash_to_bytes(fingerprint(text))`` without the MinHash objects: what the pipeline stores."""
+    values = _fingerprint_values(text)
+    if values is None:
+        return None
+    return _HEADER.pack(_MAGIC, _FORMAT_VERSION, _SCHEMES.index(_SCHEME), _SEED, NUM_PERM) + values.astype("<u4").tobytes()
+
+
+# --- the MinHash itself, computed here for speed -------------------------------------------------
+#
+# Stored fingerprints must stay byte-identical to what datasketch's MinHash(num_perm=128, seed=1,
+# scheme="affine32").update_batch(shingles) gives (they are in users' stores): the same sha1_hash32
+# of each shingle's UTF-8 bytes, the same MurmurHash3 pre-mix, the same permutations a·h + b mod 2³²
+# and the minimum per permutation. What changes is only the cost: shingles are sliced out of one
+# encoded string instead of built one by one, their 32-bit hashes are read in one np.frombuffer
+# rather than one struct.unpack each, the order is left alone (a minimum does not depend on it), and
+# the permutations are drawn once per process, not once per page. tests/test_dedupe.py checks the
+# equality against datasketch on the shared corpus.
+
+_ROWS_PER_BLOCK = 4096  # shingles per numpy block: bounds memory (4096 × 128 × 4 bytes) on huge texts
+_permutations: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def _perms() -> tuple[np.ndarray, np.ndarray]:
+    global _permutations
+    if _permutations is None:
+        import numpy as np
+        from datasketch import MinHash  # the very draw datasketch makes, so the values cannot drift
+
+        a, b = MinHash(num_perm=NUM_PERM, seed=_SEED, scheme=_SCHEME).permutations
+        _permutations = (np.ascontiguousarray(a, dtype=np.uint32), np.ascontiguousarray(b, dtype=np.uint32))
+    return _permutations
+
+
+def _shingle_bytes(normalized: str) -> list[bytes]:
+    """The UTF-8 bytes of every shingle of an NFKC text, repeats included (see :func:`shingles`)."""
+    import numpy as np  # only fingerprints need it: URL canonicalization stays light
+
+    joined = joined_shingle_units(normalized).encode("utf-8")
+    if not joined:
+        return []
+    # Units hold no space, and no byte of a multi-byte UTF-8 character is a space: the spaces of the
+    # encoded string are exactly the unit boundaries.
+    spaces = np.flatnonzero(np.frombuffer(joined, dtype=np.uint8) == 32)
+    if len(spaces) < SHINGLE_SIZE:  # at most SHINGLE_SIZE units: the whole text is one shingle
+        return [joined]
+    starts = [0, *(spaces + 1).tolist()]
+    ends = [*spaces.tolist(), len(joined)]
+    last = SHINGLE_SIZE - 1
+    return [joined[start:end] for start, end in zip(starts[: len(starts) - last], ends[last:], strict=True)]
+
+
+def _fingerprint_values(text: str | None) -> np.ndarray | None:
+    """The 128 MinHash values (uint32) of ``text``, or None where :func:`fingerprint` gives None."""
+    if not text:
+        return None
+    normalized = unicodedata.normalize("NFKC", text)
+    if len(normalize_whitespace(normalized)) < MIN_FINGERPRINT_CHARS:  # == len(normalize_text(text))
+        return None
+    pieces = _shingle_bytes(normalized)
+    if not pieces:
+        return None
+    import numpy as np
+
+    sha1 = hashlib.sha1
+    # sha1_hash32: the first four digest bytes, little-endian.
+    hashed = np.frombuffer(b"".join([sha1(p).digest()[:4] for p in pieces]), dtype="<u4").astype(np.uint32)
+    a, b = _perms()
+    values = np.full(NUM_PERM, np.iinfo(np.uint32).max, dtype=np.uint32)
+    for start in range(0, len(hashed), _ROWS_PER_BLOCK):
+        hv = _fmix32(hashed[start : start + _ROWS_PER_BLOCK])[:, None]
+        np.minimum(values, (hv * a + b).min(axis=0), out=values)  # uint32 arithmetic wraps: mod 2³²
+    return values
+
+
+def _fmix32(hv: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finalizer, as datasketch applies it before the affine32 permutations."""
+    import numpy as np
+
+    hv = hv ^ (hv >> np.uint32(16))
+    hv = hv * np.uint32(0x85EBCA6B)
+    hv = hv ^ (hv >> np.uint32(13))
+    hv = hv * np.uint32(0xC2B2AE35)
+    return hv ^ (hv >> np.uint32(16))
 
 
 def minhash_to_bytes(m: MinHash) -> bytes:

@@ -221,23 +221,87 @@ def _block_text(element: HtmlElement) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def _link_density(tree: HtmlElement) -> tuple[float, int]:
-    """Share of the visible body text that sits inside links, and the length of that text."""
-    body = tree.find(".//body")
-    body = copy.deepcopy(body if body is not None else tree)
-    for noise in body.xpath("." + _NOISE_XPATH.replace("|//", "|.//")):
-        noise.drop_tree()
-    total = len(_norm(body.text_content()))
-    linked = sum(len(_norm(a.text_content())) for a in body.iter("a"))
-    return (linked / total if total else 0.0), total
+def _norm_len(text: str | None) -> int:
+    return len(_norm(text))
 
 
-def _linked_share(text: str, tree: HtmlElement) -> float:
-    """Share of an extracted text made of lines that are the text of some link on the page."""
-    links = {_norm(a.text_content()) for a in tree.iter("a")}
-    lines = [n for n in (_norm(line).lstrip("-*") for line in text.splitlines()) if n]
-    total = sum(len(n) for n in lines)
-    return sum(len(n) for n in lines if n in links) / total if total else 0.0
+# Characters after which NFKC can neither compose nor reorder across a line break inserted before
+# them: ASCII and Latin up to the combining diacritics, general punctuation, CJK symbols and
+# punctuation (less the ideographic tone marks), kana (less the combining voiced-sound marks), Han,
+# Hangul syllables and full-width ASCII. None of them is ever the second half of a composition nor
+# decomposes to a mark. A body made only of them measures the same as plain text or as block text.
+_SAFE_FOR_BREAKS = re.compile("[\x00-\u02ff\u2000-\u206f\u3000-\u3029\u3030-\u303f\u3041-\u3096"
+                              "\u309b-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3\uf900-\ufaff"
+                              "\uff01-\uff5e]*")
+
+
+class _Page:
+    """The measures of one parsed page that the readability and navigation checks ask for, each
+    computed once: the link texts, the visible body text without scripts, and the normal forms of
+    the lines of a text (trafilatura's is measured up to four times).
+
+    Lengths are ``len(_norm(...))`` exactly. Line by line is the same sum as the whole text: NFKC never
+    composes across a line break, and _norm drops the breaks (tests/test_extract.py checks it)."""
+
+    def __init__(self, tree: HtmlElement) -> None:
+        self.tree = tree
+        body = tree.find(".//body")
+        self.body: HtmlElement = body if body is not None else tree
+        self._links: set[str] | None = None
+        self._density: tuple[float, int, str] | None = None
+        self._block_visible: int | None = None
+        self._lines: dict[str, tuple[int, list[str]]] = {}
+
+    def links(self) -> set[str]:
+        """Normal forms of the texts of every link on the page."""
+        if self._links is None:
+            self._links = {_norm(a.text_content()) for a in self.tree.iter("a")}
+        return self._links
+
+    def lines(self, text: str) -> tuple[int, list[str]]:
+        """``len(_norm(text))`` and the normal forms of the text's lines."""
+        if text not in self._lines:
+            norms = [_norm(line) for line in text.splitlines()]
+            self._lines[text] = (sum(len(n) for n in norms), norms)
+        return self._lines[text]
+
+    def density(self) -> tuple[float, int]:
+        """Share of the visible body text that sits inside links, and the length of that text."""
+        if self._density is None:
+            body = copy.deepcopy(self.body)
+            for noise in body.xpath("." + _NOISE_XPATH.replace("|//", "|.//")):
+                noise.drop_tree()
+            content = body.text_content()
+            total = _norm_len(content)
+            linked = sum(_norm_len(a.text_content()) for a in body.iter("a"))
+            self._density = ((linked / total if total else 0.0), total, content)
+        return self._density[:2]
+
+    def block_visible(self) -> int:
+        """``len(_norm(_block_text(body)))``: the visible text as the readability check measures it.
+
+        Block text is the plain text with line breaks added between blocks, and _norm drops breaks:
+        unless a character that may compose with the one before it follows a block boundary, it is
+        the length :meth:`density` has already measured."""
+        if self._block_visible is None:
+            self.density()
+            assert self._density is not None
+            if _SAFE_FOR_BREAKS.fullmatch(self._density[2]):
+                self._block_visible = self._density[1]
+            else:
+                self._block_visible = _norm_len(_block_text(self.body))
+        return self._block_visible
+
+    def linked_share(self, text: str) -> float:
+        """Share of an extracted text made of lines that are the text of some link on the page."""
+        links = self.links()
+        lines = [n for n in (norm.lstrip("-*") for norm in self.lines(text)[1]) if n]
+        total = sum(len(n) for n in lines)
+        return sum(len(n) for n in lines if n in links) / total if total else 0.0
+
+
+def _as_page(page: _Page | HtmlElement) -> _Page:
+    return page if isinstance(page, _Page) else _Page(page)
 
 
 def _parse(html: str) -> HtmlElement | None:
@@ -444,9 +508,10 @@ def _parse_date(value: str | None) -> datetime | None:
 
 
 def _traf(tree: HtmlElement, url: str | None, *, recall: bool = False) -> Any:
+    # No copy of the tree here: bare_extraction copies a tree it is given before it changes anything.
     try:
         return bare_extraction(
-            copy.deepcopy(tree), url=url, with_metadata=True, include_comments=False, include_tables=True,
+            tree, url=url, with_metadata=True, include_comments=False, include_tables=True,
             favor_recall=recall, deduplicate=False,
             # htmldate's extensive search runs dateparser over the whole page: seconds per page, and
             # mostly guesses (a fragment "dated" 2015-01-01). Meta tags and visible dates suffice.
@@ -532,20 +597,23 @@ def extract(content: bytes | str, url: str | None = None, content_type: str | No
         says = _first(tree, html, site.no_body_message)
         raise NoArticleError(where, f"{site.name} page without an article" + (f": {says}" if says else ""),
                              title=title or says, site_name=site_name)
+    kept = None  # len(_norm(text)), when there is no site body to keep whatever its length
     if body:
         text = _body_text(body, page_url)
     else:
-        text = _generic_text((doc.text or "") if doc is not None else "", tree, html, use_readability)
-        density, visible = _link_density(tree)
+        page = _Page(tree)
+        text = _generic_text((doc.text or "") if doc is not None else "", page, html, use_readability)
+        density, visible = page.density()
         if visible < 20:
             raise NoArticleError(where, "no article: the page has no text", title=title, site_name=site_name)
         # A home page or an index is mostly links, and what trafilatura keeps of it is link texts: the
         # navigation, not an article. (An article inside heavy chrome keeps a long text of prose.)
-        if density >= 0.7 and (len(_norm(text)) < 500 or _linked_share(text, tree) >= 0.5):
+        if density >= 0.7 and (page.lines(text)[0] < 500 or page.linked_share(text) >= 0.5):
             raise NoArticleError(where, f"no article: the page is {density:.0%} links (navigation or an index)",
                                  title=title, site_name=site_name)
+        kept = page.lines(text)[0]  # stripping white space below leaves the normal form as it is
     text = text.strip()
-    if len(_norm(text)) < 20 and not (site and body):
+    if kept is not None and kept < 20:  # (only a site's body comes without a length: body implies site)
         raise NoArticleError(where, "no article: the page has (almost) no text", title=title, site_name=site_name)
 
     derived = False
@@ -603,25 +671,26 @@ def _readability_text(html: str) -> str:
         return ""
 
 
-def _doubtful(text: str, tree: HtmlElement) -> bool:
+def _doubtful(text: str, tree: _Page | HtmlElement) -> bool:
     """Is trafilatura's text worth a second opinion? Cheap signals only, so that clean pages skip it."""
-    body = tree.find(".//body")
-    visible = len(_norm(_block_text(body if body is not None else tree)))
-    kept = len(_norm(text))
+    page = _as_page(tree)
+    visible = page.block_visible()
+    kept = page.lines(text)[0]
     # Kept clearly less than the page shows (part of the article may be lost: on a page with no
     # chrome, trafilatura drops short lines and headings), or kept link texts.
-    return kept < 0.85 * visible or _linked_share(text, tree) >= 0.2
+    return kept < 0.85 * visible or page.linked_share(text) >= 0.2
 
 
-def _choose(traf: str, read: str, tree: HtmlElement) -> str:
+def _choose(traf: str, read: str, tree: _Page | HtmlElement) -> str:
     """trafilatura's text, unless readability's is clearly the article and trafilatura's is not.
 
     Prefer readability when it holds much more text that is not link texts (trafilatura lost part of
     the article), or as much text with far fewer link lines (trafilatura kept navigation)."""
-    t_len, r_len = len(_norm(traf)), len(_norm(read))
+    page = _as_page(tree)
+    t_len, r_len = page.lines(traf)[0], page.lines(read)[0]
     if r_len < 200:
         return traf
-    t_links, r_links = _linked_share(traf, tree), _linked_share(read, tree)
+    t_links, r_links = page.linked_share(traf), page.linked_share(read)
     if r_links > max(t_links, 0.15):
         return traf  # readability took a block of links
     if r_len >= 1.1 * t_len:
@@ -631,10 +700,10 @@ def _choose(traf: str, read: str, tree: HtmlElement) -> str:
     return traf
 
 
-def _generic_text(traf: str, tree: HtmlElement, html: str, use_readability: bool) -> str:
-    if not use_readability or not _doubtful(traf, tree):
+def _generic_text(traf: str, page: _Page, html: str, use_readability: bool) -> str:
+    if not use_readability or not _doubtful(traf, page):
         return traf
-    return _choose(traf, _readability_text(html), tree)
+    return _choose(traf, _readability_text(html), page)
 
 
 # --- titles for pages that name none -------------------------------------------------------------
@@ -698,6 +767,12 @@ _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af]")
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+# The same classes as runs: counting the characters of a few runs beats a list of every character.
+_HAN_RUN, _KANA_RUN, _HANGUL_RUN, _CYRILLIC_RUN = (re.compile(p.pattern + "+") for p in (_HAN, _KANA, _HANGUL, _CYRILLIC))
+
+
+def _count(runs: re.Pattern[str], text: str) -> int:
+    return sum(map(len, runs.findall(text)))
 _LATIN_WORD = re.compile(r"[A-Za-z\u00c0-\u024f]{2,}")
 _STOPWORDS = {
     "en": {"the", "and", "of", "to", "is", "in", "that", "for", "with", "are", "this", "it", "on", "you"},
@@ -711,8 +786,8 @@ def detect_language(text: str) -> str:
     """A script-based guess: "zh", "ja", "ko", "ru", or for Latin script "en"/"de"/"fr"/"es" by their
     commonest words; "und" when there is nothing to go on."""
     sample = text[:20000]
-    han, kana, hangul = len(_HAN.findall(sample)), len(_KANA.findall(sample)), len(_HANGUL.findall(sample))
-    cyrillic = len(_CYRILLIC.findall(sample))
+    han, kana, hangul = _count(_HAN_RUN, sample), _count(_KANA_RUN, sample), _count(_HANGUL_RUN, sample)
+    cyrillic = _count(_CYRILLIC_RUN, sample)
     words = _LATIN_WORD.findall(sample)
     # One Han character carries about as much as one Latin word, and Chinese tech writing is full of
     # English identifiers and code: compare characters with words, not letters.

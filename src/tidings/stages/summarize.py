@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ import numpy as np
 
 from ..textutil import (
     CJK_CHAR_RE,
+    CJK_RUN_RE,
+    count_chars,
     count_word_chars,
     fast_tokenize,
     is_chinese,
@@ -249,7 +252,7 @@ def _is_junk(sentence: str, chinese: bool, max_len: int) -> bool:
     visible = _URL_RE.sub("", sentence)
     words = count_word_chars(visible)
     if chinese:
-        cjk = len(CJK_CHAR_RE.findall(visible))
+        cjk = count_chars(CJK_RUN_RE, visible)
         if cjk < 6 and words < 20:
             return True
     elif len(visible.split()) < 5:
@@ -259,22 +262,26 @@ def _is_junk(sentence: str, chinese: bool, max_len: int) -> bool:
     return _looks_like_code(sentence)
 
 
-def _similarity_matrix(token_lists: Sequence[list[str]]) -> np.ndarray:
-    """Cosine similarity of log-scaled term-frequency vectors."""
+def _similarity_matrix(counts: Sequence[Counter[str]]) -> np.ndarray:
+    """Cosine similarity of log-scaled term-frequency vectors, from each sentence's term counts."""
     vocab: dict[str, int] = {}
     rows: list[int] = []
     cols: list[int] = []
-    for i, toks in enumerate(token_lists):
-        for t in toks:
+    values: list[int] = []
+    # A Counter keeps its terms in order of first occurrence, so the columns come in the order a
+    # token-by-token scan gives them (the order the dot products sum in, which fixes the last bit).
+    for i, terms in enumerate(counts):
+        for t, n in terms.items():
             rows.append(i)
             cols.append(vocab.setdefault(t, len(vocab)))
-    n = len(token_lists)
+            values.append(n)
+    n = len(counts)
     if not vocab:
         return np.zeros((n, n))
-    # One scatter-add instead of a Python loop over every token: the counts land in a dense matrix,
-    # which at these sizes (≤ 600 sentences × a few thousand words) beats a sparse one.
+    # The counts land in a dense matrix, which at these sizes (≤ 600 sentences × a few thousand
+    # words) beats a sparse one.
     tf = np.zeros((n, len(vocab)))
-    np.add.at(tf, (np.asarray(rows), np.asarray(cols)), 1.0)
+    tf[np.asarray(rows), np.asarray(cols)] = values
     tf = np.log1p(tf)
     norms = np.linalg.norm(tf, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
@@ -291,8 +298,14 @@ def _pagerank(weights: np.ndarray, personalization: np.ndarray, iterations: int 
     dangling = out == 0
     transition = np.divide(weights, out[:, None], out=np.zeros_like(weights), where=~dangling[:, None])
     rank = np.full(n, 1.0 / n)
+    # Constant parts hoisted out of the loop; without dangling sentences their term is exactly zero.
+    teleport = (1 - _DAMPING) * p
+    any_dangling = bool(dangling.any())
     for _ in range(iterations):
-        new = _DAMPING * (rank @ transition + rank[dangling].sum() * p) + (1 - _DAMPING) * p
+        spread = rank @ transition
+        if any_dangling:
+            spread = spread + rank[dangling].sum() * p
+        new = _DAMPING * spread + teleport
         if np.abs(new - rank).sum() < 1e-9:
             return new
         rank = new
@@ -315,7 +328,7 @@ def _cosine(a: Counter[str], b: Counter[str]) -> float:
 
 def _rank(cands: list[_Candidate], title: str | None) -> list[int]:
     """Candidate positions, best first."""
-    sim = _similarity_matrix([c.tokens for c in cands])
+    sim = _similarity_matrix([c.counts for c in cands])
     n = len(cands)
     personalization = np.ones(n)
     scores = _pagerank(sim, personalization) * n  # ~1.0 on average, so the bonuses below are relative
@@ -400,11 +413,12 @@ def summarize(
     seen: set[str] = set()
     for i, raw in enumerate(sentences[:_MAX_SENTENCES]):
         s = _LIST_MARKER_RE.sub("", raw, count=1) or raw
-        key = normalize_text(s)
+        normal = unicodedata.normalize("NFKC", s)  # once: the key and the tokens both start from it
+        key = normalize_whitespace(normal)
         if key in seen or (title_key and key.rstrip("。.!?！？") == title_key) or _is_junk(s, chinese, _ENGLISH_LENGTH_FACTOR * max_chars):
             continue
         seen.add(key)  # an exact repeat keeps only its first occurrence
-        tokens = fast_tokenize(s, drop_stopwords=True)
+        tokens = fast_tokenize(normal, drop_stopwords=True)  # (NFKC of an NFKC text is itself)
         if tokens:
             cands.append(_Candidate(i, s, tokens, _weight(s, chinese)))
     if not cands:
@@ -451,11 +465,12 @@ def ranked_sentences(text: str, *, title: str | None = None, max_len: int = 600)
     seen: set[str] = set()
     for i, raw in enumerate(sentences[:_MAX_SENTENCES]):
         s = _LIST_MARKER_RE.sub("", raw, count=1) or raw
-        key = normalize_text(s)
+        normal = unicodedata.normalize("NFKC", s)  # once: the key and the tokens both start from it
+        key = normalize_whitespace(normal)
         if key in seen or _is_junk(s, chinese, max_len):
             continue
         seen.add(key)
-        tokens = fast_tokenize(s, drop_stopwords=True)
+        tokens = fast_tokenize(normal, drop_stopwords=True)  # (NFKC of an NFKC text is itself)
         if tokens:
             cands.append(_Candidate(i, s, tokens, _weight(s, chinese)))
     if not cands:

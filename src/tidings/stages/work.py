@@ -20,6 +20,7 @@ import os
 import pickle
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -82,7 +83,9 @@ def extract_page(content: bytes, content_type: str | None, url: str) -> Extracti
         # The message without the "url: " prefix ExtractError adds: the parent raises it anew.
         message = str(exc).removeprefix(f"{exc.url}: ")
         return Extraction(title=getattr(exc, "title", None), error_reason=exc.reason, error=message)
-    fp = dedupe.fingerprint(page.text)
+    # The hash and the fingerprint both start from the text's NFKC form; NFKC of an NFKC text is
+    # itself (and quick to check), so one normalisation serves both.
+    normal = unicodedata.normalize("NFKC", page.text)
     return Extraction(
         text=page.text,
         title=page.title,
@@ -90,18 +93,14 @@ def extract_page(content: bytes, content_type: str | None, url: str) -> Extracti
         author=page.author,
         published_at=page.published_at,
         language=page.language,
-        content_hash=dedupe.content_hash(page.text),
-        fingerprint=dedupe.minhash_to_bytes(fp) if fp is not None else None,
+        content_hash=dedupe.content_hash(normal),
+        fingerprint=dedupe.fingerprint_bytes(normal),
     )
 
 
 def fingerprint_texts(texts: Sequence[str]) -> list[bytes | None]:
     """Stored fingerprints of ``texts`` (None for those too short to have one)."""
-    out: list[bytes | None] = []
-    for text in texts:
-        fp = dedupe.fingerprint(text)
-        out.append(dedupe.minhash_to_bytes(fp) if fp is not None else None)
-    return out
+    return [dedupe.fingerprint_bytes(text) for text in texts]
 
 
 def summarize_texts(
