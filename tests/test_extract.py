@@ -480,3 +480,30 @@ def test_language_counts_by_runs_equal_counts_by_character() -> None:
     text = "中文テキスト混合 text 한국어 ひらがな" * 3
     assert _count(_HAN_RUN, text) == len(_HAN.findall(text))
     assert _count(_KANA_RUN, text) == len(_KANA.findall(text))
+
+
+def test_safe_characters_normalise_one_at_a_time() -> None:
+    """What makes the quick length exact: no safe character is the second half of a canonical
+    composition (Hangul jamo are outside the ranges), nor decomposes to something starting with a
+    combining mark; so NFKC of a text of safe characters is NFKC of each in turn."""
+    import random
+    import sys
+
+    from tidings.stages.extract import _SAFE_RANGES, _norm, _norm_len
+
+    seconds = set()
+    for code in range(sys.maxunicode + 1):
+        parts = unicodedata.decomposition(chr(code)).split()
+        if len(parts) == 2 and not parts[0].startswith("<"):
+            seconds.add(int(parts[1], 16))
+    safe = [chr(c) for first, last in _SAFE_RANGES for c in range(first, last + 1)]
+    for char in safe:
+        head = unicodedata.normalize("NFKD", char)[:1]
+        assert ord(char) not in seconds and (not head or unicodedata.combining(head) == 0), hex(ord(char))
+    rng = random.Random(5)
+    odd = [c for c in safe if len(_norm(c)) != (0 if c.isspace() else 1)]
+    for _ in range(300):
+        text = "".join(rng.choice(odd if rng.random() < 0.3 else safe) for _ in range(rng.randint(0, 60)))
+        assert _norm_len(text) == len(_norm(text)) == sum(len(_norm(c)) for c in text), text
+    for text in ("Cafe\u0301", "e\n\u0301", "ｶﾞ", "\u1100\u1161", "ΣΑΣ σας", "", " \u3000\xa0\n"):
+        assert _norm_len(text) == len(_norm(text))

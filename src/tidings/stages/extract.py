@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import copy
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -166,6 +167,17 @@ _GUTTER_XPATH = ("//td[contains(concat(' ', @class, ' '), ' gutter ')] | //*[con
                  " | //*[contains(@class,'hljs-ln-numbers')] | //ul[contains(@class,'pre-numbering')]")
 
 
+_NOISE_IN = "." + _NOISE_XPATH.replace("|//", "|.//")  # the noise inside one element
+
+
+@functools.lru_cache(maxsize=512)
+def _xpath(expr: str) -> etree.XPath:
+    """``expr`` compiled once: calling it on an element gives what ``element.xpath(expr)`` gives,
+    without parsing the expression again for every page (a third of the cost of the small ones).
+    lxml serialises calls of one XPath object across threads."""
+    return etree.XPath(expr)
+
+
 def _clean(text: str | None) -> str:
     return _WS.sub(" ", text or "").strip()
 
@@ -177,7 +189,7 @@ def _norm(text: str | None) -> str:
 
 def _xpath_values(tree: HtmlElement, expr: str) -> list[str]:
     try:
-        found = tree.xpath(expr)
+        found = _xpath(expr)(tree)
     except etree.XPathError:
         return []
     if not isinstance(found, list):
@@ -208,7 +220,7 @@ def _first(tree: HtmlElement, html: str, rules: tuple[str, ...]) -> str | None:
 def _block_text(element: HtmlElement) -> str:
     """Plain text of an element, one line per block, for bodies trafilatura trims too hard."""
     element = copy.deepcopy(element)
-    for noise in element.xpath("." + _NOISE_XPATH.replace("|//", "|.//")):
+    for noise in _xpath(_NOISE_IN)(element):
         noise.drop_tree()
     for el in element.iter():
         if not isinstance(el.tag, str):
@@ -221,18 +233,43 @@ def _block_text(element: HtmlElement) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def _norm_len(text: str | None) -> int:
-    return len(_norm(text))
+# Characters NFKC treats one at a time: ASCII and Latin up to the combining diacritics, general
+# punctuation, CJK symbols and punctuation (less the ideographic tone marks), kana (less the combining
+# voiced-sound marks), Han, Hangul syllables and full-width ASCII. None of them is ever the second half
+# of a composition, nor decomposes to something starting with a mark (tests/test_extract.py checks
+# it), so NFKC of a text made of them is the NFKC of each character in turn, whatever stands around
+# it (a line break between blocks included).
+_SAFE_RANGES = ((0x0000, 0x02FF), (0x2000, 0x206F), (0x3000, 0x3029), (0x3030, 0x303F), (0x3041, 0x3096),
+                (0x309B, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xAC00, 0xD7A3), (0xF900, 0xFAFF),
+                (0xFF01, 0xFF5E))
+_SAFE_FOR_BREAKS = re.compile("[" + "".join(f"\\u{a:04x}-\\u{b:04x}" for a, b in _SAFE_RANGES) + "]*")
+_SPACE_RUNS = re.compile(r"\s+")  # \s is str.isspace(), the white space str.split() drops
+_odd_chars: tuple[re.Pattern[str], dict[str, int]] | None = None
 
 
-# Characters after which NFKC can neither compose nor reorder across a line break inserted before
-# them: ASCII and Latin up to the combining diacritics, general punctuation, CJK symbols and
-# punctuation (less the ideographic tone marks), kana (less the combining voiced-sound marks), Han,
-# Hangul syllables and full-width ASCII. None of them is ever the second half of a composition nor
-# decomposes to a mark. A body made only of them measures the same as plain text or as block text.
-_SAFE_FOR_BREAKS = re.compile("[\x00-\u02ff\u2000-\u206f\u3000-\u3029\u3030-\u303f\u3041-\u3096"
-                              "\u309b-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3\uf900-\ufaff"
-                              "\uff01-\uff5e]*")
+def _odd() -> tuple[re.Pattern[str], dict[str, int]]:
+    """The safe characters whose normal form is not one character (nor none, for white space):
+    "…" is "...", "½" is "1⁄2", "İ" lower-cases to two. Found once per process (some 20 ms)."""
+    global _odd_chars
+    if _odd_chars is None:
+        odd: dict[str, int] = {}
+        for char in (chr(c) for first, last in _SAFE_RANGES for c in range(first, last + 1)):
+            extra = len(_norm(char)) - (0 if char.isspace() else 1)
+            if extra:
+                odd[char] = extra
+        _odd_chars = (re.compile("[" + "".join(re.escape(c) for c in odd) + "]"), odd)
+    return _odd_chars
+
+
+def _norm_len(text: str) -> int:
+    """``len(_norm(text))`` without normalising a text made of safe characters (nearly every page):
+    then it is the count of characters that are not white space, corrected for the few whose normal
+    form is longer or shorter. NFKC of a whole Chinese text costs ten times that."""
+    if not _SAFE_FOR_BREAKS.fullmatch(text):
+        return len(_norm(text))
+    pattern, odd = _odd()
+    spaces = sum(map(len, _SPACE_RUNS.findall(text)))
+    return len(text) - spaces + sum(odd[c] for c in pattern.findall(text))
 
 
 class _Page:
@@ -269,7 +306,7 @@ class _Page:
         """Share of the visible body text that sits inside links, and the length of that text."""
         if self._density is None:
             body = copy.deepcopy(self.body)
-            for noise in body.xpath("." + _NOISE_XPATH.replace("|//", "|.//")):
+            for noise in _xpath(_NOISE_IN)(body):
                 noise.drop_tree()
             content = body.text_content()
             total = _norm_len(content)
@@ -421,14 +458,14 @@ def _site_for(host: str, tree: HtmlElement) -> _Site | None:
         if any(host == h or host.endswith("." + h) for h in site.hosts):
             return site
     for site in SITES:
-        if tree.xpath(site.marks):
+        if _xpath(site.marks)(tree):
             return site
     return None
 
 
 def _site_body(site: _Site, tree: HtmlElement) -> list[HtmlElement]:
     for rule in site.body:
-        found = [el for el in tree.xpath(rule) if isinstance(el, HtmlElement)]
+        found = [el for el in _xpath(rule)(tree) if isinstance(el, HtmlElement)]
         # Keep outermost matches only, so nested matches are not read twice.
         outer = [el for el in found if not any(anc in found for anc in el.iterancestors())]
         if outer:
@@ -573,7 +610,7 @@ def extract(content: bytes | str, url: str | None = None, content_type: str | No
     tree = _parse(html)
     if tree is None:
         raise ExtractError(where, "no_article", "not an HTML page")
-    for gutter in tree.xpath(_GUTTER_XPATH):
+    for gutter in _xpath(_GUTTER_XPATH)(tree):
         gutter.drop_tree()
     page_url = _page_url(url, tree, html)
     site = _site_for(_host(page_url), tree)
