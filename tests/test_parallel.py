@@ -160,3 +160,24 @@ def test_a_killed_pooled_run_resumes_without_loss_or_duplicates(tmp_path: Path) 
     assert all(r["status"] in ("extracted", "duplicate") for r in rows)
     # the re-run fetched only what the killed run had not finished
     assert len(server.requests) < 32 + len(served_before)
+
+
+def test_pages_sent_in_batches_come_back_one_by_one(corpus_dir: Path) -> None:
+    """While the workers are busy, pages go out several to a task: every page still comes back once,
+    under its own key, with what extracting it in this process gives; and an error raised by a job
+    ends the stream at that job, after the results of the jobs before it in its batch."""
+    pages = [page.read_bytes() for page in sorted((corpus_dir / "html").glob("*.html"))]
+    jobs = [(n, (page, None, f"https://corpus.example/{n}")) for n, page in enumerate(pages * 3)]
+    pool = stagework.get_pool(2)
+    assert pool is not None
+    alone = dict(stagework.run_jobs(stagework.extract_page, jobs, None))
+    pooled = list(stagework.run_jobs(stagework.extract_page, jobs, pool))
+    assert sorted(key for key, _ in pooled) == sorted(alone)  # each page once
+    assert dict(pooled) == alone
+
+    broken = [*jobs[:40], ("broken", (12345, None, "https://corpus.example/broken")), *jobs[40:]]
+    seen: list[object] = []
+    with pytest.raises(AttributeError):  # an int is no page: extract() fails outside its own errors
+        for key, _ in stagework.run_jobs(stagework.extract_page, broken, pool):
+            seen.append(key)
+    assert "broken" not in seen and len(seen) == len(set(seen))

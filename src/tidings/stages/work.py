@@ -214,6 +214,39 @@ def picklable(value: object) -> bool:
     return True
 
 
+PAGE_BATCH = 8
+"""Pages per task once every worker has work queued. A task costs the parent about half a
+millisecond of pickling and bookkeeping, as much as a sixth of a page's extraction; while the
+workers are busy anyway, pages that arrive wait for the next free slot together, in one task."""
+
+_Outcome = tuple[list[Any], BaseException | None]
+
+
+def _run_batch(fn: Callable[..., Any], batch: Sequence[tuple[Any, ...]]) -> _Outcome:
+    """``fn`` on each args of ``batch``, in a worker: the results, and the error that stopped it, if
+    one did (the parent yields the results before it, then raises it, as if run one by one)."""
+    results: list[Any] = []
+    for args in batch:
+        try:
+            results.append(fn(*args))
+        except Exception as exc:  # noqa: BLE001 - handed back to be raised in the parent at its job
+            return results, exc
+    return results, None
+
+
+def _finished(inflight: dict[Future[_Outcome], list[K]], block: bool) -> Iterator[tuple[K, Any]]:
+    """The results of the tasks that are done (waiting for one if ``block``), job by job."""
+    done = [f for f in inflight if f.done()]
+    if block and not done:
+        done = list(wait(inflight, return_when=FIRST_COMPLETED)[0])
+    for future in done:
+        keys = inflight.pop(future)
+        results, error = future.result()
+        yield from zip(keys, results, strict=False)  # shorter when an error stopped the batch
+        if error is not None:
+            raise error
+
+
 def run_jobs(
     fn: Callable[..., R],
     jobs: Iterable[tuple[K, tuple[Any, ...] | None]],
@@ -222,28 +255,38 @@ def run_jobs(
     """``(key, fn(*args))`` for each job, as results come in; a job whose args are None yields
     ``(key, None)`` without running anything (a failed fetch has nothing to extract).
 
-    Without a pool each job runs here, in order. With one, at most two jobs per worker are in
-    flight: ``jobs`` may be a stream (pages as they are fetched), and memory stays bounded."""
+    Without a pool each job runs here, in order. With one, at most two tasks per worker are in
+    flight: ``jobs`` may be a stream (pages as they are fetched), and memory stays bounded. A job
+    goes out at once while a slot is free; while none is, :func:`extract_page` jobs that come in are
+    held and sent together (up to :data:`PAGE_BATCH`). Other stages' jobs are chunks already."""
     if pool is None:
         for key, args in jobs:
             yield key, (fn(*args) if args is not None else None)
         return
     window = 2 * pool._max_workers  # noqa: SLF001 - the executor does not expose its size otherwise
-    inflight: dict[Future[R], K] = {}
+    most = PAGE_BATCH if fn is extract_page else 1
+    inflight: dict[Future[_Outcome], list[K]] = {}
+    keys: list[K] = []
+    batch: list[tuple[Any, ...]] = []
     try:
         for key, args in jobs:
             if args is None:
                 yield key, None
                 continue
-            inflight[pool.submit(fn, *args)] = key
+            keys.append(key)
+            batch.append(args)
+            yield from _finished(inflight, block=False)
+            if len(inflight) < window or len(batch) >= most:
+                while len(inflight) >= window:
+                    yield from _finished(inflight, block=True)
+                inflight[pool.submit(_run_batch, fn, batch)] = keys
+                keys, batch = [], []
+        if batch:
             while len(inflight) >= window:
-                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield inflight.pop(future), future.result()
+                yield from _finished(inflight, block=True)
+            inflight[pool.submit(_run_batch, fn, batch)] = keys
         while inflight:
-            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield inflight.pop(future), future.result()
+            yield from _finished(inflight, block=True)
     finally:
         for future in inflight:
             future.cancel()  # the consumer stopped early: don't leave queued work behind
