@@ -208,7 +208,13 @@ def _weight(sentence: str, chinese: bool) -> float:
 # tags in backticks or words; a literal `<br>` in extracted text is a page's source leaking through.
 _MARKUP_RE = re.compile(r"</?[A-Za-z][\w:-]*(?:\s[^<>]*)?/?>|<%|%>|<!|&(?:nbsp|lt|gt|amp|quot|#\d+);", re.I)
 # Code that reads almost like prose: a trailing // comment, a bare call, a doc-comment line.
-_CODE_SHAPE_RE = re.compile(r"(?:^|[;)}]\s*)//\s|^[\w.$]+\s*\(.*\)\s*;?$|^\s*(?:/\*|\*/|\*\s*@\w)|\*/\s*$")
+_CODE_SHAPE_RE = re.compile(
+    r"(?:^|[;)}]\s*)//\s|^[\w.$]+\s*\(.*\)\s*;?$|^\s*(?:/\*|\*/|\*\s*@\w)|\*/\s*$"
+    # A compiler's or linter's report: its gutter, arrows and labelled notes ("= note:", "error[E0382]:").
+    r"|^\s*(?:\||-->|=\s*(?:note|help):|(?:error|warning)(?:\[\w+\])?:)"
+)
+# A caption that ran into the text: "Listing 8-3: Using the push method ...", "图 2：架构".
+_CAPTION_RE = re.compile(r"^(?:Listing|Figure|Fig\.|Table|Example|图|表|代码|清单)\s*[\dA-Z][\d.-]*\s*[:：]")
 # Navigation and chrome: short pieces joined by separators ("首页 | 新闻 | 博问", "Home > Blog > Go").
 _NAV_RE = re.compile(r"^(?:[^|>»/·]{1,16}\s*[|>»·/]\s*){2,}[^|>»/·]{0,16}$")
 
@@ -256,6 +262,10 @@ def _is_junk(sentence: str, chinese: bool, max_len: int) -> bool:
         if cjk < 6 and words < 20:
             return True
     elif len(visible.split()) < 5:
+        return True
+    elif sentence[-1] not in _CJK_JOIN_END and sentence[-1] not in ".!?:;)\"'’”":
+        return True  # an English line with no closing punctuation: a heading, label or caption
+    if _CAPTION_RE.match(sentence):
         return True
     if words < 0.5 * len(sentence.replace(" ", "")):
         return True  # mostly punctuation, symbols or URL

@@ -23,6 +23,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -144,6 +145,14 @@ def _init_worker(words: Sequence[str], parent: int) -> None:
         pass
 
 
+def _one_blas_thread() -> AbstractContextManager[object]:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return nullcontext()
+    return threadpool_limits(1)
+
+
 def _exit_with(parent: int) -> None:
     """End this worker when the parent is gone. A parent killed with SIGKILL never shuts its pool
     down, and idle workers (and the fork server they keep alive) would otherwise wait forever."""
@@ -260,8 +269,11 @@ def run_jobs(
     goes out at once while a slot is free; while none is, :func:`extract_page` jobs that come in are
     held and sent together (up to :data:`PAGE_BATCH`). Other stages' jobs are chunks already."""
     if pool is None:
-        for key, args in jobs:
-            yield key, (fn(*args) if args is not None else None)
+        # One BLAS thread here too: TextRank's matrices are small, and BLAS threads fighting over
+        # the cores made an in-process summary several times slower than a worker's.
+        with _one_blas_thread():
+            for key, args in jobs:
+                yield key, (fn(*args) if args is not None else None)
         return
     window = 2 * pool._max_workers  # noqa: SLF001 - the executor does not expose its size otherwise
     most = PAGE_BATCH if fn is extract_page else 1
