@@ -127,3 +127,20 @@ def test_the_store_refuses_an_unknown_item_status(store: Store) -> None:
     _set(store, item_id, status=ItemStatus.REJECTED)
     with store.session() as session:
         assert session.get(Item, item_id).status == "rejected"
+
+
+def test_run_for_an_empty_week_writes_nothing_and_names_the_week_with_items(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tidings.cli import run_cli
+
+    db = str(tmp_path / "t.db")
+    page = EXAMPLES / "go-iterators.html"
+    assert run_cli(["--db", db, "add", str(page)]) == 0
+    capsys.readouterr()
+    # 2024-06-08 is a Saturday: snapped to its week end, which holds nothing (the page was seen today).
+    assert run_cli(["--db", db, "run", "--week", "2024-06-08", "--out", str(tmp_path / "blog")]) == 0
+    err = capsys.readouterr().err
+    assert "2024-06-08 is not a week end; using 2024-06-09" in err
+    assert "nothing for week 2024-06-09" in err and "the newest items are in the week ending" in err
+    assert not (tmp_path / "blog").exists()

@@ -756,6 +756,8 @@ def run(
 
     st = state(ctx)
     when = parse_week(week, st)
+    if week is not None:
+        when = week_end_of(st, when)
     summarizer = llm_gateway(st, "summarize", None)
     classifier_llm = llm_gateway(st, "classify", None)
     reports = run_stages(
@@ -766,8 +768,14 @@ def run(
     llm_footer(classifier_llm)
     text = render_week(st.store, when, st.config, save=True)
     assert text is not None  # saving makes the week's draft, so there is always one to render
-    digest_report = StageReport("digest", done=1)
-    reports.append(digest_report)
+    if not curate.week_has_entries(st.store, when):
+        # An empty digest is never written: say why, and which week the items are in.
+        newest = curate.week_of_newest_candidate(st.store, st.config)
+        hint = f"; the newest items are in the week ending {newest} (--week {newest})" if newest and newest != when else ""
+        err.print(f"nothing for week {when}: no item seen in its 7 days has its text yet{hint}", highlight=False)
+        reports.append(StageReport("digest", skipped=1))
+        raise typer.Exit(summary_table(reports))
+    reports.append(StageReport("digest", done=1))
     if out_dir is None:
         sys.stdout.write(text)
     else:

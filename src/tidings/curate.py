@@ -10,7 +10,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -72,6 +72,34 @@ def week_window(week_end: date, config: Config) -> tuple[datetime, datetime]:
     if tz is None:
         start, end = start.astimezone(), end.astimezone()
     return start, end
+
+
+def week_has_entries(store: Store, week: date) -> bool:
+    """Whether the week's digest has something to publish: an imported one always does (it is the
+    curator's file); a draft, when it holds any entry. An empty draft is not worth writing."""
+    with store.session() as session:
+        digest = session.scalar(select(Digest).where(Digest.week == week))
+        if digest is None:
+            return False
+        if digest.status != "draft":
+            return True
+        return session.scalar(select(func.count(DigestEntryRow.id)).where(DigestEntryRow.digest_id == digest.id)) > 0
+
+
+def week_of_newest_candidate(store: Store, config: Config) -> date | None:
+    """The week end of the newest extracted article, for a hint when the week asked for is empty."""
+    with store.session() as session:
+        newest = session.scalar(
+            select(func.max(Item.seen_at)).where(
+                Item.status == ItemStatus.EXTRACTED, Item.kind == "article", Item.duplicate_of_id.is_(None)
+            )
+        )
+    if newest is None:
+        return None
+    if newest.tzinfo is None:  # SQLite hands back naive datetimes; ours are stored in UTC
+        newest = newest.replace(tzinfo=UTC)
+    day = newest.astimezone(timezone_of(config)).date()
+    return latest_week_end(day + timedelta(days=6), config.week_ends_on)
 
 
 def _fingerprint(text: str) -> str:
