@@ -255,6 +255,26 @@ def entry_from_item(item: Item, section: str | None) -> DigestEntry:
     )
 
 
+def new_draft(week: date, config: Config) -> Digest:
+    """A new, empty draft digest for ``week`` (front matter and cover from the config), not yet
+    added to a session: ``assemble_week`` stores it, ``preview_week`` only renders it."""
+    doc = new_digest_doc(week, [], config.section_names, config.digest)
+    digest = Digest(
+        week=week,
+        status="draft",
+        meta=_jsonable(doc.meta),
+        slug=str(doc.meta.get("slug")),
+        title=str(doc.meta.get("title")),
+        authors=_as_list(doc.meta.get("authors")),
+        tags=_as_list(doc.meta.get("tags")),
+        sections=config.section_names,
+    )
+    if doc.cover:
+        digest.cover_image, digest.cover_alt = doc.cover.image, doc.cover.alt
+        digest.cover_label, digest.cover_caption = doc.cover.label, doc.cover.caption
+    return digest
+
+
 def assemble_week(store: Store, week: date, config: Config) -> Digest:
     """The week's digest: an imported one as it is, or a draft created and refreshed from candidates."""
     with store.session() as session:
@@ -268,20 +288,7 @@ def assemble_week(store: Store, week: date, config: Config) -> Digest:
         if digest is not None and digest.status != "draft":
             return digest
         if digest is None:
-            doc = new_digest_doc(week, [], config.section_names, config.digest)
-            digest = Digest(
-                week=week,
-                status="draft",
-                meta=_jsonable(doc.meta),
-                slug=str(doc.meta.get("slug")),
-                title=str(doc.meta.get("title")),
-                authors=_as_list(doc.meta.get("authors")),
-                tags=_as_list(doc.meta.get("tags")),
-                sections=config.section_names,
-            )
-            if doc.cover:
-                digest.cover_image, digest.cover_alt = doc.cover.image, doc.cover.alt
-                digest.cover_label, digest.cover_caption = doc.cover.label, doc.cover.caption
+            digest = new_draft(week, config)
             session.add(digest)
             session.flush()
         refresh_draft(session, digest, week, config)
@@ -676,15 +683,7 @@ def preview_week(store: Store, week: date, config: Config) -> DigestDoc | None:
             if digest is None:
                 if not candidates(session, week, config, None):
                     return None
-                doc = new_digest_doc(week, [], config.section_names, config.digest)
-                digest = Digest(
-                    week=week, status="draft", meta=_jsonable(doc.meta), slug=str(doc.meta.get("slug")),
-                    title=str(doc.meta.get("title")), authors=_as_list(doc.meta.get("authors")),
-                    tags=_as_list(doc.meta.get("tags")), sections=config.section_names,
-                )
-                if doc.cover:
-                    digest.cover_image, digest.cover_alt = doc.cover.image, doc.cover.alt
-                    digest.cover_label, digest.cover_caption = doc.cover.label, doc.cover.caption
+                digest = new_draft(week, config)
             if digest.status == "draft":
                 refresh_draft(session, digest, week, config)
                 for entry in digest.entries:
