@@ -233,10 +233,15 @@ def set_aside(session: Session, week: date, config: Config) -> list[Item]:
     digest = session.scalar(select(Digest).where(Digest.week == week))
     query = _week_items(session, week, config, digest).where(Item.status.in_(SET_ASIDE_STATUSES))
     found = {item.id: item for item in session.scalars(query)}
-    asked = select(Item).where(Item.duplicate_of_id.is_(None), Item.status.in_(SET_ASIDE_STATUSES))
+    # Links asked for in this week (``import --week``) whatever day they were seen: the JSON field
+    # is compared in SQL, so only those rows load, not every set-aside item of the store.
+    asked = select(Item).where(
+        Item.duplicate_of_id.is_(None),
+        Item.status.in_(SET_ASIDE_STATUSES),
+        Item.extra["asked_for_week"].as_string() == week.isoformat(),
+    )
     for item in session.scalars(asked):
-        if (item.extra or {}).get("asked_for_week") == week.isoformat():
-            found.setdefault(item.id, item)
+        found.setdefault(item.id, item)
     if digest is not None and digest.status == "draft":
         for entry in digest.entries:
             if entry.item is not None and entry.item.status in SET_ASIDE_STATUSES:
