@@ -11,7 +11,7 @@ calls through.
   retried), a per-model concurrency limit, the token budget, and accounting of tokens and time even
   when the answer later turns out to be unusable.
 
-The tasks themselves (prompts, validation, fallbacks) live in :mod:`tidings.llm.gateway.tasks`.
+The tasks themselves (prompts, validation, fallbacks) live in :mod:`tidings.llm.tasks`.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ __all__ = [
     "usage_rows",
 ]
 
-log = logging.getLogger("tidings.llm.gateway")
+log = logging.getLogger(__name__)
 
 Message = dict[str, str]
 """``{"role": "system" | "user" | "assistant", "content": "…"}``"""

@@ -12,7 +12,6 @@ stops LLM calls, and the stage finishes the remaining items offline.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,8 +29,6 @@ from ..stages.classify import Classifier, Prediction, item_doc
 from ..store import Item, ItemTag, Store
 from ..textutil import cjk_ratio, is_chinese, normalize_whitespace
 from .gateway import LLM, Message, estimate_tokens
-
-log = logging.getLogger("tidings.llm.gateway")
 
 SUMMARY_PROMPT = "summarize.1"
 CLASSIFY_PROMPT = "classify.1"
