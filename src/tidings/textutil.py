@@ -36,7 +36,6 @@ CJK_RUN_RE = re.compile(f"[{_CJK_RANGES}]+")
 # (C++, C#, Node.js, gpt-4o, k8s, v1.2.3, __biz).
 LATIN_WORD_RE = re.compile(r"[A-Za-z0-9_\u00c0-\u024f]+(?:[.+#'\-][A-Za-z0-9_\u00c0-\u024f]+)*[+#]*")
 _WS_RE = re.compile(r"\s+")
-_LATIN_LETTER_RE = re.compile(r"[A-Za-z\u00c0-\u024f]")
 _LATIN_LETTER_RUN_RE = re.compile(r"[A-Za-z\u00c0-\u024f]+")
 _TOKEN_SPLIT_RE = re.compile(f"([{_CJK_RANGES}]+)")
 _COMPOUND_RE = re.compile(r"[.+#'\-]")
@@ -170,16 +169,14 @@ def is_word_char(ch: str) -> bool:
 
 # One character that is_word_char accepts: [^\W_] is exactly str.isalnum(), plus the CJK ranges.
 _WORD_CHAR_RE = re.compile(f"[^\\W_]|[{_CJK_RANGES}]")
-
-
-_WORD_RUN_RE = re.compile(f"(?:[^\\W_]|[{_CJK_RANGES}])+")
+_WORD_RUN_RE = re.compile(f"(?:{_WORD_CHAR_RE.pattern})+")
 
 
 def count_word_chars(text: str) -> int:
     """How many characters of ``text`` are word characters (:func:`is_word_char`), in one regex pass
     rather than a Python call per character (the summarizer counts every sentence this way). Runs,
     not single characters: a sentence is a few runs, and a list of every character cost more."""
-    return sum(map(len, _WORD_RUN_RE.findall(text)))
+    return count_chars(_WORD_RUN_RE, text)
 
 
 def count_chars(runs: re.Pattern[str], text: str) -> int:
