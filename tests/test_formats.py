@@ -19,7 +19,7 @@ from tidings import curate
 from tidings.cli import app
 from tidings.config import Config
 from tidings.publish import formats
-from tidings.publish.docusaurus import RENDERERS
+from tidings.publish.formats import RENDERERS
 from tidings.records import DigestEntry
 from tidings.sources.digest import split_front_matter
 from tidings.store import open_store

@@ -14,7 +14,6 @@ from markdown_it import MarkdownIt
 from tidings.config import DigestConfig
 from tidings.errors import ConfigError
 from tidings.publish.docusaurus import (
-    RENDERERS,
     entry_markdown,
     escape_markdown,
     link_destination,
@@ -22,6 +21,7 @@ from tidings.publish.docusaurus import (
     render_docusaurus,
     yaml_value,
 )
+from tidings.publish.formats import RENDERERS
 from tidings.records import DigestDoc, DigestEntry, RawBlock
 from tidings.sources.digest import parse_digest
 

@@ -1,14 +1,13 @@
 """Rendering digests: an imported one back to its exact source, a new one through a template.
 
-``RENDERERS`` maps a publishing target to its renderer: Docusaurus here, and the formats of
-:mod:`tidings.publish.formats` (Hugo, Jekyll, Markdown, HTML) once that module is loaded."""
+The other formats (Hugo, Jekyll, Markdown, HTML) and the one renderer registry, ``RENDERERS``,
+are in :mod:`tidings.publish.formats`."""
 
 from __future__ import annotations
 
 import json
 import re
 import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -402,9 +401,6 @@ def render_docusaurus(doc: DigestDoc, template_dir: str | Path | None = None) ->
     if doc.front_matter_raw is not None:
         return doc.front_matter_raw + _render_body(doc)
     return _render_new(doc, template_dir)
-
-
-RENDERERS: dict[str, Callable[[DigestDoc], str]] = {"docusaurus": render_docusaurus}
 
 
 class _Fields(dict[str, Any]):

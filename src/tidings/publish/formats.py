@@ -3,8 +3,8 @@
 Each starts from the Docusaurus rendering (so edits, drops and moves show the same everywhere),
 swaps the front matter for its own and turns Docusaurus-only syntax into portable Markdown:
 ``:::tip`` admonitions become block quotes, MDX ``import`` lines go, ``<!--truncate-->`` becomes
-``<!--more-->``. ``register`` adds them to ``publish.RENDERERS``; ``output_path`` gives each
-format's directory layout under ``--out``.
+``<!--more-->``. ``RENDERERS`` is the one renderer registry, Docusaurus included; ``output_path``
+gives each format's directory layout under ``--out``.
 
 Text from fetched pages and LLMs is escaped once, where entries are rendered
 (``publish.escape_markdown``), so it reaches every format as plain text: no raw HTML, JSX,
@@ -23,9 +23,8 @@ from ..htmltext import markdown_html
 from ..records import DigestDoc, DigestEntry
 from ..sources.digest import split_front_matter
 from ..textutil import slugify
-from .docusaurus import RENDERERS, escape_markdown, render_docusaurus, write_if_changed, yaml_value
+from .docusaurus import escape_markdown, render_docusaurus, write_if_changed, yaml_value
 
-FORMAT_NAMES = ("docusaurus", "hugo", "jekyll", "markdown", "html")
 _FENCE_RE = re.compile(r"^[ \t]*(`{3,}|~{3,})")
 _ADMONITION_OPEN_RE = re.compile(r"^[ \t]*:::[ \t]*([A-Za-z]+)[ \t]*(.*?)[ \t]*$")
 _ADMONITION_CLOSE_RE = re.compile(r"^[ \t]*:::[ \t]*$")
@@ -183,16 +182,18 @@ def render_html(doc: DigestDoc, template_dir: str | Path | None = None) -> str:
     )
 
 
-def register(renderers: dict[str, Callable[..., str]]) -> None:
-    renderers.setdefault("hugo", render_hugo)
-    renderers.setdefault("jekyll", render_jekyll)
-    renderers.setdefault("markdown", render_markdown)
-    renderers.setdefault("html", render_html)
+RENDERERS: dict[str, Callable[..., str]] = {
+    "docusaurus": render_docusaurus,
+    "hugo": render_hugo,
+    "jekyll": render_jekyll,
+    "markdown": render_markdown,
+    "html": render_html,
+}
+"""Every publishing target and its renderer, ``(doc, template_dir=None) -> str``."""
+FORMAT_NAMES = tuple(RENDERERS)
 
 
 def renderer(name: str) -> Callable[..., str]:
-
-    register(RENDERERS)  # idempotent: the registry holds them however publish was imported
     if name not in RENDERERS:
         raise UsageError(f"--format must be one of {', '.join(FORMAT_NAMES)}, not {name!r}")
     return RENDERERS[name]
@@ -230,6 +231,3 @@ def write_output(text: str, fmt: str, out_dir: Path, doc: DigestDoc) -> Path:
     write_if_changed(target, text)
     return target
 
-
-# The registry lives in publish; this module adds its formats to it when loaded.
-register(RENDERERS)
