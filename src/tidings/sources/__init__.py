@@ -30,6 +30,7 @@ _MAGIC = (
 # C0 controls no text file carries (TAB, LF, VT, FF, CR and ESC do occur in real text).
 _CONTROL = re.compile("[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
 _BAD = re.compile("[\x00\udc80-\udcff]")  # NUL, or an undecodable byte (surrogateescape)
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # an undecodable byte (surrogateescape)
 _BINARY_SHARE = 0.10
 _SAMPLE = 65536
 
@@ -72,7 +73,7 @@ def _not_text(data: bytes, text: str, *, markup: bool) -> str | None:
     controls = len(_CONTROL.findall(sample))
     if controls / len(sample) > _BINARY_SHARE:
         return f"a binary file ({controls} control bytes in its first {len(sample)} characters), not text"
-    undecodable = sum(1 for ch in sample if "\udc80" <= ch <= "\udcff")
+    undecodable = len(_UNDECODABLE.findall(sample))
     if not markup and undecodable / len(sample) > _BINARY_SHARE:
         return (f"neither UTF-8 nor GB18030 text ({undecodable} undecodable bytes in its first "
                 f"{len(sample)} characters); save it as UTF-8")
@@ -87,7 +88,7 @@ def _not_utf8(text: str) -> bool:
     line is damage, whatever the rest of the file looks like."""
     bad = good = 0
     for line in text.split("\n"):
-        if any("\udc80" <= ch <= "\udcff" for ch in line):
+        if _UNDECODABLE.search(line):
             bad += 1
         elif not line.isascii():
             good += 1
@@ -123,7 +124,7 @@ def decode_bytes(data: bytes, *, reject_lines: bool = True) -> Decoded:
     why = _not_text(body, text, markup=markup)
     if why:
         return Decoded("", "utf-8", binary=why)
-    return decode_as(body, "utf-8", reject_lines=reject_lines)
+    return _repaired(text, tail, "utf-8", reject_lines)  # the text decoded above: no second pass
 
 
 def decode_as(data: bytes, encoding: str, *, reject_lines: bool = True) -> Decoded:
@@ -131,6 +132,12 @@ def decode_as(data: bytes, encoding: str, *, reject_lines: bool = True) -> Decod
     reported as :func:`decode_bytes` does: never a U+FFFD, never a silent drop."""
     tail = _truncated_tail(data) if encoding == "utf-8" else 0
     text = data[: len(data) - tail].decode(encoding, errors="surrogateescape")
+    return _repaired(text, tail, encoding, reject_lines)
+
+
+def _repaired(text: str, tail: int, encoding: str, reject_lines: bool) -> Decoded:
+    """A surrogateescape-decoded ``text`` (``tail`` bytes of a cut last character left off) with
+    its bad lines repaired and every repair reported by line."""
     problems: list[tuple[int, str]] = []
     if _BAD.search(text):
         text = _repair_lines(text, problems, reject_lines, encoding)
@@ -232,11 +239,6 @@ def _expanded_size(
         size = (values, chars)
     sizes[key] = size
     return size
-
-
-def read_text(path: Path) -> str:
-    """A file's text by :func:`decode_bytes`; for callers that want no report of damage."""
-    return decode_bytes(path.read_bytes()).text
 
 
 def detect(path: Path, content: bytes, section_names: list[str], text: str | None = None) -> tuple[str, str]:
