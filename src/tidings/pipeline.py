@@ -16,7 +16,7 @@ from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from .config import Config
-from .errors import ExtractError, FetchError, UsageError
+from .errors import FetchError, UsageError
 from .records import ItemRecord
 from .stages import dedupe
 from .stages.classify import Classifier, item_doc, section_classifier
@@ -31,7 +31,6 @@ from .store import (
     ItemUrl,
     Source,
     Store,
-    utcnow,
 )
 
 if TYPE_CHECKING:
@@ -200,23 +199,8 @@ def fetch_url_of(item: Item) -> str:
     return item.urls[0].url if item.urls else item.url
 
 
-def apply_extracted(item: Item, content: bytes, content_type: str | None) -> None:
-    """Extract ``content`` in this process and store the result on ``item``; raises ExtractError
-    (NoArticleError for a page with no prose) as the extractor does."""
-    from .stages.work import extract_page
-
-    _store_extraction(item, extract_page(content, content_type, fetch_url_of(item)))
-
-
 def _store_extraction(item: Item, found: Extraction) -> None:
-    """Put a worker's :class:`~tidings.stages.work.Extraction` on ``item``; a page without an article
-    is raised as the ExtractError the extractor gave, for the caller to record."""
-    if found.error_reason is not None:
-        from .stages.extract import NoArticleError
-
-        if found.error_reason == "no_article":
-            raise NoArticleError(fetch_url_of(item), found.error or "", title=found.title)
-        raise ExtractError(fetch_url_of(item), found.error_reason, found.error or "")
+    """Put a worker's :class:`~tidings.stages.work.Extraction` of an article on ``item``."""
     if not item.title and found.title:
         item.title = found.title
         if found.title_derived:
@@ -314,18 +298,19 @@ def _commit_fetched(
         assert found is not None
         item.raw = outcome.content[: policy.max_bytes]
         item.raw_content_type = outcome.content_type
-        try:
+        if found.error_reason is None:
             _store_extraction(item, found)
             report.done += 1
-        except ExtractError as exc:
-            # The fetch worked and the page was judged: "not an article" is an outcome
-            # recorded on the item, reported as skipped, not a failure of the run.
-            record_failure(item, exc.reason, str(exc), transient=False)
-            item.status = ItemStatus.REJECTED
-            if not item.title and getattr(exc, "title", None):
-                item.title = exc.title  # an error or home page still has a name to show
-            report.skipped += 1
-            report.notes.append((url, exc.reason))
+            return
+        # The fetch worked and the page was judged: "not an article" is an outcome recorded on the
+        # item, reported as skipped, not a failure of the run. (The message reads as the worker's
+        # ExtractError did: "url: message".)
+        record_failure(item, found.error_reason, f"{url}: {found.error or found.error_reason}", transient=False)
+        item.status = ItemStatus.REJECTED
+        if not item.title and found.title:
+            item.title = found.title  # an error or home page still has a name to show
+        report.skipped += 1
+        report.notes.append((url, found.error_reason))
 
 
 # --- dedupe ----------------------------------------------------------------------------------
@@ -593,10 +578,6 @@ def _predict(classifier: Classifier, docs: list[Any], pool: Any) -> list[Any]:
     parts = list(chunks(docs, size))
     results = dict(run_jobs(classify_docs, ((n, (classifier, part)) for n, part in enumerate(parts)), pool))
     return [p for n in range(len(parts)) for p in results[n] or []]
-
-
-def touch_seen(item: Item) -> None:
-    item.seen_at = utcnow()
 
 
 # --- the one loop --------------------------------------------------------------------------
