@@ -345,3 +345,50 @@ def test_real_imported_digests_under_the_compiler(corpus_dir: Path, capsys: pyte
             print(f"\n[mdx] format {fmt}: {len(reports) - len(bad)}/{len(reports)} corpus digests compile")
             for report in bad:
                 print(f"  {Path(report['file']).parent.name}: {report['error']}")
+
+
+# --- the real shared pages, through the CLI --------------------------------------------------------
+
+
+@needs_mdx
+def test_the_first_week_of_real_pages_compiles_in_every_format(tmp_path: Path, corpus_dir: Path) -> None:
+    """The 30 shared pages added and one ``tidings run --out``, as a new user types it: the written
+    Docusaurus post compiles with @mdx-js/mdx 3 (as MDX and as Markdown) to headings, paragraphs,
+    text and links only, each kept page's title is plain text in it, and the Hugo, Jekyll and
+    Markdown renderings of the same week carry no raw HTML."""
+    pages = sorted(str(p) for p in (corpus_dir / "html").glob("*.html"))
+    assert len(pages) >= 30
+    db = tmp_path / "real.db"
+    env = {**os.environ, "TIDINGS_DB": str(db)}
+    runner = CliRunner()
+    result = runner.invoke(app, ["--db", str(db), "add", *pages], env=env)
+    assert result.exit_code == 0, result.output
+    config = Config()
+    week = curate.latest_week_end(curate.today(config) + timedelta(days=6), config.week_ends_on)
+    out = tmp_path / "site"
+    result = runner.invoke(app, ["--db", str(db), "run", "--week", week.isoformat(), "--out", str(out)], env=env)
+    assert result.exit_code == 0, result.output
+    written = (out / "blog" / week.isoformat() / "index.md").read_text(encoding="utf-8")
+    listed = runner.invoke(app, ["--db", str(db), "items", "--json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    items = [json.loads(line) for line in listed.stdout.splitlines() if line.strip()]
+    for fmt in ("mdx", "md"):
+        report = compile_text(tmp_path, written, fmt, name=f"real-{fmt}.md")
+        assert report["ok"], report["error"]
+        assert report["jsx"] == [] and report["expressions"] == [] and report["esm"] == [] and report["html"] == []
+        assert set(report["nodes"]) <= {"root", "heading", "paragraph", "text", "link"}, report["nodes"]
+        linked = [item for item in items if item["link"] in report["links"]]
+        assert len(linked) >= 20, report["links"]
+        for item in linked:
+            title = _plain(item["title"])
+            assert any(text == title or text.startswith(f"《{title}》。") for text in report["texts"]), title
+    for fmt in ("hugo", "jekyll", "markdown"):
+        result = runner.invoke(app, ["--db", str(db), "digest", "--week", week.isoformat(), "--format", fmt], env=env)
+        assert result.exit_code == 0, result.output
+        _raw, body, _meta = split_front_matter(result.stdout)
+        if fmt == "jekyll" and body.startswith("{% raw %}"):
+            body = body.removeprefix("{% raw %}\n").rsplit("{% endraw %}", 1)[0]
+        types, _texts = commonmark_blocks(body)
+        assert not [t for t in types if t.startswith("html")], (fmt, types)
+        report = compile_text(tmp_path, body, "md", name=f"real-{fmt}.md")
+        assert report["ok"] and report["html"] == [], (fmt, report)
