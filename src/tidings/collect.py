@@ -16,8 +16,8 @@ from .errors import FetchError, ImportFormatError, UsageError
 from .pipeline import Progress, StageReport, _silent, ingest
 from .records import ItemRecord, ParseResult
 from .sources import decode_bytes, detect, walk
-from .sources.http import FetchPolicy, check_url, is_local_reference, local_path
 from .sources.links import parse_links, resolve_local
+from .sources.urlcheck import FetchPolicy, check_url, is_local_reference, local_path
 from .store import ItemSource, Source, Store, utcnow
 
 log = logging.getLogger("tidings")

@@ -12,7 +12,8 @@ DNS rebinding (TOCTOU): a name can resolve to a public address when checked and 
 connected. So the check that matters happens at connect time: the transport's network backend resolves
 the name itself, refuses the connection if any address is not public, and connects to the very
 address it checked (TLS still verifies the certificate against the host name). ``check_url`` runs the
-same test earlier, per hop, so that a refusal carries the URL and a clear reason.
+same test earlier, per hop, so that a refusal carries the URL and a clear reason. The policy and those
+checks live in :mod:`tidings.sources.urlcheck`, which does not import httpx.
 
 httpx exceptions are mapped to ``FetchError`` reasons here; nothing above this module sees httpx.
 """
@@ -20,67 +21,32 @@ httpx exceptions are mapped to ``FetchError`` reasons here; nothing above this m
 from __future__ import annotations
 
 import email.utils
-import ipaddress
 import mimetypes
 import random
-import socket
 import threading
 import time
 import urllib.robotparser
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit, urlunsplit
-from urllib.request import url2pathname
 
 import httpcore
 import httpx
 
-from ..config import FetchConfig
 from ..errors import FetchError
+from .urlcheck import FetchPolicy, Refused, check_http, check_url, checked_addresses, local_path
+from .urlcheck import is_local_reference as is_local_reference
 
-DEFAULT_USER_AGENT = FetchConfig().user_agent
 RETRY_AFTER_CAP = 30.0  # never let a server park us for long; a later run can try again
 _BACKOFF_CAP = 30.0
 _REDIRECTS = {301, 302, 303, 307, 308}
 Job = TypeVar("Job")
 Outcome = TypeVar("Outcome")
 _SENSITIVE_HEADERS = {"authorization", "cookie", "proxy-authorization"}
-
-
-@dataclass(frozen=True)
-class FetchPolicy:
-    """How, and what, we may fetch. Frozen: one policy is shared by all threads of a run."""
-
-    connect_timeout: float = 10.0
-    read_timeout: float = 30.0
-    max_bytes: int = 20 * 1024 * 1024
-    max_redirects: int = 5
-    user_agent: str = DEFAULT_USER_AGENT
-    retries: int = 3
-    backoff_base: float = 0.5
-    allow_hosts: tuple[str, ...] = ()  # exact "host:port" entries allowed even if private/loopback
-    allow_private: bool = False  # the CLI's --allow-private
-    allow_files: bool = False  # local paths / file:// (CLI yes, web UI never)
-    concurrency: int = 8
-    per_host_concurrency: int = 2
-    # A wall-clock cap on one request (all hops, the whole body): read_timeout alone lets a server
-    # that drips one byte every few seconds hold a worker forever.
-    total_timeout: float = 120.0
-
-    @classmethod
-    def from_config(cls, cfg: FetchConfig, **overrides: Any) -> FetchPolicy:
-        names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in cfg.model_dump().items() if k in names}
-        values["allow_hosts"] = tuple(values.get("allow_hosts") or ())
-        policy = cls(**values)
-        if "allow_hosts" in overrides:
-            overrides["allow_hosts"] = tuple(overrides["allow_hosts"])
-        return replace(policy, **overrides)
 
 
 @dataclass
@@ -93,16 +59,6 @@ class FetchResult:
     content_type: str | None = None  # the full header value, charset included, for decoding
 
 
-class _Refused(Exception):
-    """Raised inside the transport, which knows the host but not the URL; ``fetch`` adds the URL."""
-
-    def __init__(self, reason: str, message: str, *, transient: bool = False) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.transient = transient
-
-
 class _RetryableError(FetchError):
     """A transient FetchError that says how long the server asked us to wait."""
 
@@ -111,60 +67,7 @@ class _RetryableError(FetchError):
         self.retry_after = retry_after
 
 
-# --- address checks ------------------------------------------------------------------------------
-
-
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-
-def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address):
-        # Addresses that embed an IPv4 address reach that address: judge it instead.
-        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
-        if embedded is None and ip in _NAT64:
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None:
-            return _is_public(embedded)
-        if ip.is_site_local:
-            return False
-    return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
-                or ip.is_unspecified or not ip.is_global)
-
-
-def _host_key(host: str, port: int) -> set[str]:
-    host = host.lower().rstrip(".")
-    return {f"{host}:{port}", f"[{host}]:{port}"}
-
-
-def _host_allowed(host: str, port: int, policy: FetchPolicy) -> bool:
-    return policy.allow_private or bool(_host_key(host, port) & {h.lower() for h in policy.allow_hosts})
-
-
-def _resolve(host: str, port: int) -> list[str]:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise _Refused("dns_error", f"cannot resolve {host}: {exc}", transient=True) from exc
-    addresses: list[str] = []
-    for _family, _type, _proto, _name, sockaddr in infos:
-        address = str(sockaddr[0]).split("%", 1)[0]  # drop an IPv6 zone id
-        if address not in addresses:
-            addresses.append(address)
-    if not addresses:
-        raise _Refused("dns_error", f"{host} has no address", transient=True)
-    return addresses
-
-
-def _checked_addresses(host: str, port: int, policy: FetchPolicy) -> list[str]:
-    """Resolve ``host`` and return its addresses, refusing if any is not public (unless allowed)."""
-    addresses = _resolve(host, port)
-    if _host_allowed(host, port, policy):
-        return addresses
-    for address in addresses:
-        if not _is_public(ipaddress.ip_address(address)):
-            what = host if host.strip("[]") == address else f"{host} resolves to {address}, which"
-            raise _Refused("private_host", f"{what} is a private, loopback or link-local address; not fetched")
-    return addresses
+# --- connecting: the address checks of urlcheck, at connect time ---------------------------------
 
 
 class _GuardedBackend(httpcore.NetworkBackend):
@@ -176,7 +79,7 @@ class _GuardedBackend(httpcore.NetworkBackend):
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                     socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
-        addresses = _checked_addresses(host, port, self._policy)
+        addresses = checked_addresses(host, port, self._policy)
         for address in addresses[:-1]:
             try:
                 return self._inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
@@ -188,7 +91,7 @@ class _GuardedBackend(httpcore.NetworkBackend):
 
     def connect_unix_socket(self, path: str, timeout: float | None = None,
                             socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
-        raise _Refused("bad_scheme", "unix sockets are never fetched")
+        raise Refused("bad_scheme", "unix sockets are never fetched")
 
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
@@ -236,77 +139,12 @@ def make_client(policy: FetchPolicy, transport: httpx.BaseTransport | None = Non
     )
 
 
-# --- URL checks ----------------------------------------------------------------------------------
-
-
-def _local_path(url: str) -> Path | None:
-    """The path a local-file reference names, or None when ``url`` is not one."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise FetchError(url, "bad_scheme", f"file URL on another host ({parts.netloc}) is not fetched")
-        return Path(url2pathname(parts.path))
-    if scheme == "" or (len(scheme) == 1 and url[1:2] == ":"):  # a bare path, or a Windows drive letter
-        return Path(url).expanduser()
-    return None
-
-
-def local_path(url: str) -> Path | None:
-    """The path a local-file reference (``file:`` URL or bare path) names, or None for other URLs.
-    Raises FetchError (bad_scheme) for a ``file:`` URL on another host."""
-    return _local_path(url)
-
-
-def is_local_reference(url: str) -> bool:
-    """Whether fetching ``url`` would read the local disk rather than the network."""
-    try:
-        return _local_path(url) is not None
-    except FetchError:
-        return True  # file://otherhost/...: not the network either (fetch refuses it)
-
-
-def _check_http(url: str, policy: FetchPolicy) -> None:
-    """Raise _Refused unless ``url`` is an http(s) URL to a host we may reach."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https"):
-        raise _Refused("bad_scheme", f"only http and https URLs are fetched, not {parts.scheme or 'this'}:")
-    try:
-        host = parts.hostname
-        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-    except ValueError as exc:
-        raise _Refused("bad_url", f"malformed URL: {exc}") from exc
-    if not host:
-        raise _Refused("bad_url", "the URL has no host")
-    if not _host_allowed(host, port, policy):
-        # When allowed outright, the transport still resolves, and reports DNS errors, on connecting.
-        _checked_addresses(host, port, policy)
-
-
-def check_url(url: str, policy: FetchPolicy) -> None:
-    """Raise FetchError unless ``url`` may be fetched under ``policy``.
-
-    Reasons: bad_scheme, bad_url, file_not_found, private_host, dns_error (transient)."""
-    path = _local_path(url)
-    if path is None:
-        try:
-            _check_http(url, policy)
-        except _Refused as exc:
-            raise FetchError(url, exc.reason, exc.message, transient=exc.transient) from None
-        return
-    if not policy.allow_files:
-        raise FetchError(url, "bad_scheme", "local files are not fetched here")
-    if not path.is_file():
-        why = "is a directory, not a file" if path.is_dir() else "no such file"
-        raise FetchError(url, "file_not_found", f"{path}: {why}")
-
-
 # --- fetching ------------------------------------------------------------------------------------
 
 
 def _read_file(url: str, policy: FetchPolicy) -> FetchResult:
     check_url(url, policy)
-    path = _local_path(url)
+    path = local_path(url)
     if path is None:  # check_url passed, so this is a path; keep the type checker honest
         raise FetchError(url, "bad_scheme", "not a local file")
     try:
@@ -372,7 +210,7 @@ def _fetch_once(url: str, policy: FetchPolicy, headers: dict[str, str], client: 
     current, hops = url, 0
     while True:
         try:
-            _check_http(current, policy)
+            check_http(current, policy)
             with client.stream("GET", current, headers=headers) as response:
                 status = response.status_code
                 if status in _REDIRECTS and response.headers.get("location"):
@@ -392,7 +230,7 @@ def _fetch_once(url: str, policy: FetchPolicy, headers: dict[str, str], client: 
                 content = _read_body(url, response, policy, deadline)
                 return FetchResult(url, str(response.url), status, result_headers, content,
                                    response.headers.get("content-type"))
-        except _Refused as exc:
+        except Refused as exc:
             # Errors are reported against the URL asked for, which is what the store knows.
             where = "" if current == url else f"redirected to {current}: "
             raise FetchError(url, exc.reason, where + exc.message, transient=exc.transient) from None
@@ -425,7 +263,7 @@ def fetch(url: str, policy: FetchPolicy, *, headers: dict[str, str] | None = Non
     """Fetch one URL (or local file, when allowed). Raises FetchError; transient ones are retried
     ``policy.retries`` times first. A 304 is returned, not raised."""
     url = url.strip()
-    if _local_path(url) is not None:
+    if local_path(url) is not None:
         return _read_file(url, policy)
     own = client is None
     http = client if client is not None else make_client(policy)
