@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from .config import Config
@@ -602,31 +602,35 @@ _FORCE_FIELDS = {
 
 def _forget(store: Store, stage: str, item_ids: Iterable[int] | None) -> dict[int, tuple[Any, ...]]:
     """Clear a stage's result so it is recomputed. A human's result is cleared only for items named
-    one by one (the curator asked for that item); a forced run over everything never touches it."""
+    one by one (the curator asked for that item); a forced run over everything never touches it.
+
+    Reads and clears only the stage's columns, and only where there is a result to clear: a forced
+    run over a large store loads no item's text or page."""
     names = _FORCE_FIELDS[stage]
-    origin = getattr(Item, names[-1])
+    columns = [getattr(Item, name) for name in names]
+    origin = columns[-1]
+    where = [Item.duplicate_of_id.is_(None), columns[0].is_not(None)]
+    if item_ids is None:
+        where.append(or_(origin.is_(None), origin != "human"))
+    else:
+        where.append(Item.id.in_(list(item_ids)))
     with store.session() as session:
-        query = select(Item).where(Item.duplicate_of_id.is_(None))
-        if item_ids is None:
-            query = query.where(or_(origin.is_(None), origin != "human"))
-        else:
-            query = query.where(Item.id.in_(list(item_ids)))
-        old: dict[int, tuple[Any, ...]] = {}
-        for item in session.scalars(query):
-            old[item.id] = tuple(getattr(item, name) for name in names)
-            for name in names:
-                setattr(item, name, None)
+        old = {row[0]: tuple(row[1:]) for row in session.execute(select(Item.id, *columns).where(*where))}
+        if old:
+            session.execute(update(Item).where(*where).values(dict.fromkeys(names)))
     return old
 
 
 def _restore(store: Store, stage: str, old: dict[int, tuple[Any, ...]]) -> None:
     """Put back what a forced stage could not replace: an old summary beats none."""
     names = _FORCE_FIELDS[stage]
+    first = getattr(Item, names[0])
     with store.session() as session:
-        for item in session.scalars(select(Item).where(Item.id.in_(list(old)))):
-            if getattr(item, names[0]) is None:
-                for name, value in zip(names, old[item.id], strict=True):
-                    setattr(item, name, value)
+        # The items still without a result, found without an IN over every forgotten id.
+        empty = session.scalars(select(Item.id).where(first.is_(None))).all()
+        rows = [{"id": item_id, **dict(zip(names, old[item_id], strict=True))} for item_id in empty if item_id in old]
+        if rows:
+            session.execute(update(Item), rows)  # by primary key, one executemany
 
 
 def run(
