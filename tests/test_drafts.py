@@ -144,3 +144,44 @@ def test_run_for_an_empty_week_writes_nothing_and_names_the_week_with_items(
     assert "2024-06-08 is not a week end; using 2024-06-09" in err
     assert "nothing for week 2024-06-09" in err and "the newest items are in the week ending" in err
     assert not (tmp_path / "blog").exists()
+
+
+def test_forced_stages_over_the_corpus_redo_machine_results_and_keep_human_ones(
+    store: Store, corpus_dir: Path
+) -> None:
+    """``force`` over every item, on the real pages: machine summaries and sections are recomputed
+    (to what a first run gives: both are deterministic), a human's are never touched, and an item the
+    stage can say nothing about keeps its old result."""
+    from tidings.stages.work import extract_page
+
+    config = Config(workers=1)
+    records = []
+    for page in sorted((corpus_dir / "html").glob("*.html")):
+        found = extract_page(page.read_bytes(), None, f"https://corpus.example/{page.name}")
+        if found.error_reason is None:
+            records.append(ItemRecord(url=f"https://corpus.example/{page.name}", title=found.title, text=found.text))
+    assert len(records) >= 20
+    ids = _ingest(store, *records)
+    code = _ingest(store, ItemRecord(url="https://corpus.example/code-only", title="代码", text="}\n};\n"))[0]
+    pipeline.run(store, config, stages=["summarize", "classify"])
+    with store.session() as session:
+        first = {i: (session.get(Item, i).summary, session.get(Item, i).section) for i in ids}
+    assert all(summary and section for summary, section in first.values())
+    human, machine = ids[0], ids[1:]
+    _set(store, human, summary="策展人写的。", summary_origin="human", section="📒 其他", section_origin="human",
+         section_confidence=1.0)
+    for item_id in machine:
+        _set(store, item_id, summary="旧的机器摘要。", summary_origin="extractive", section="📒 其他",
+             section_origin="rules", section_confidence=0.1)
+    _set(store, code, summary="旧摘要。", summary_origin="extractive", section="📒 其他", section_origin="rules")
+    summarized, classified = pipeline.run(store, config, stages=["summarize", "classify"], force=True)
+    assert summarized.done == len(machine) and classified.done == len(machine) + 1
+    with store.session() as session:
+        for item_id in machine:
+            item = session.get(Item, item_id)
+            assert item is not None and (item.summary, item.section) == first[item_id], item.url
+        item = session.get(Item, human)
+        assert item is not None and (item.summary, item.section) == ("策展人写的。", "📒 其他")
+        assert (item.summary_origin, item.section_origin) == ("human", "human")
+        item = session.get(Item, code)
+        assert item is not None and (item.summary, item.summary_origin) == ("旧摘要。", "extractive")
