@@ -387,6 +387,24 @@ def _fallback(text: str, limit: int) -> str:
     return flat if len(flat) <= limit else _cut_at_clause(flat, limit)
 
 
+def _candidates(sentences: list[str], chinese: bool, max_len: int, title_key: str | None = None) -> list[_Candidate]:
+    """The sentences worth ranking, tokenized: list markers dropped, junk (see :func:`_is_junk`), exact
+    repeats and a repeat of the title (``title_key``, normalized) left out."""
+    cands: list[_Candidate] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(sentences[:_MAX_SENTENCES]):
+        s = _LIST_MARKER_RE.sub("", raw, count=1) or raw
+        normal = unicodedata.normalize("NFKC", s)  # once: the key and the tokens both start from it
+        key = normalize_whitespace(normal)
+        if key in seen or (title_key and key.rstrip("。.!?！？") == title_key) or _is_junk(s, chinese, max_len):
+            continue
+        seen.add(key)  # an exact repeat keeps only its first occurrence
+        tokens = fast_tokenize(normal, drop_stopwords=True)  # (NFKC of an NFKC text is itself)
+        if tokens:
+            cands.append(_Candidate(i, s, tokens, _weight(s, chinese)))
+    return cands
+
+
 def summarize(
     text: str,
     *,
@@ -419,18 +437,7 @@ def summarize(
         return flat
 
     title_key = normalize_text(title).rstrip("。.!?！？") if title else None
-    cands: list[_Candidate] = []
-    seen: set[str] = set()
-    for i, raw in enumerate(sentences[:_MAX_SENTENCES]):
-        s = _LIST_MARKER_RE.sub("", raw, count=1) or raw
-        normal = unicodedata.normalize("NFKC", s)  # once: the key and the tokens both start from it
-        key = normalize_whitespace(normal)
-        if key in seen or (title_key and key.rstrip("。.!?！？") == title_key) or _is_junk(s, chinese, _ENGLISH_LENGTH_FACTOR * max_chars):
-            continue
-        seen.add(key)  # an exact repeat keeps only its first occurrence
-        tokens = fast_tokenize(normal, drop_stopwords=True)  # (NFKC of an NFKC text is itself)
-        if tokens:
-            cands.append(_Candidate(i, s, tokens, _weight(s, chinese)))
+    cands = _candidates(sentences, chinese, _ENGLISH_LENGTH_FACTOR * max_chars, title_key)
     if not cands:
         return _fallback("\n".join(prose), limit)
 
@@ -471,18 +478,7 @@ def ranked_sentences(text: str, *, title: str | None = None, max_len: int = 600)
     sentences = split_sentences(text or "")
     prose = [s for s in sentences if not _looks_like_code(s)]
     chinese = is_chinese("\n".join(prose) if prose else text or "")
-    cands: list[_Candidate] = []
-    seen: set[str] = set()
-    for i, raw in enumerate(sentences[:_MAX_SENTENCES]):
-        s = _LIST_MARKER_RE.sub("", raw, count=1) or raw
-        normal = unicodedata.normalize("NFKC", s)  # once: the key and the tokens both start from it
-        key = normalize_whitespace(normal)
-        if key in seen or _is_junk(s, chinese, max_len):
-            continue
-        seen.add(key)
-        tokens = fast_tokenize(normal, drop_stopwords=True)  # (NFKC of an NFKC text is itself)
-        if tokens:
-            cands.append(_Candidate(i, s, tokens, _weight(s, chinese)))
+    cands = _candidates(sentences, chinese, max_len)
     if not cands:
         return []
     return [(cands[pos].index, cands[pos].text) for pos in _rank(cands, title)]
