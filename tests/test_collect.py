@@ -121,6 +121,25 @@ def test_opml_subscriptions_round_trip(tmp_path: Path, corpus_dir: Path) -> None
     ]
 
 
+def test_opml_given_to_import_goes_through_the_url_check(tmp_path: Path, corpus_dir: Path) -> None:
+    """``tidings import`` of an OPML file subscribes only what ``feeds import`` would (issue 13.6):
+    a real export with a file and a cloud-metadata address slipped in."""
+    real = (corpus_dir / "opml" / "inoreader_echopi.opml").read_bytes()
+    bad = (b'<outline type="rss" text="p" xmlUrl="file:///etc/passwd"/>'
+           b'<outline type="rss" text="m" xmlUrl="http://169.254.169.254/latest/meta-data/"/>'
+           b'<outline type="rss" text="ok" xmlUrl="https://93.184.216.34/feed.xml"/>')
+    body = real.index(b"<body>") + len(b"<body>")
+    # Only the three added feeds: the real ones would need DNS, which tests may not use.
+    path = tmp_path / "subs.opml"
+    path.write_bytes(real[:body] + bad + b"</body></opml>")
+    store = open_store(tmp_path / "t.db")
+    report, outcomes = collect.import_paths(store, [str(path)], "auto", Config())
+    assert [o.format for o in outcomes] == ["opml"]
+    assert report.new == 1 and report.failed == 2
+    assert {what for what, _ in report.failures} == {"file:///etc/passwd", "http://169.254.169.254/latest/meta-data/"}
+    assert [f.locator for f, _ in collect.feed_rows(store)] == ["https://93.184.216.34/feed.xml"]
+
+
 def test_follow_links_queues_outgoing_links(tmp_path: Path, corpus_dir: Path) -> None:
     store = open_store(tmp_path / "t.db")
     social = corpus_dir / "social" / "posts-2023-12-part1.md"

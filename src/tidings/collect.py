@@ -68,6 +68,8 @@ def import_paths(
 
     report = StageReport("import")
     outcomes: list[FileOutcome] = []
+    # An OPML file is as untrusted here as in `feeds import` or the web's upload: the same check.
+    feed_policy = FetchPolicy.from_config(config.fetch, allow_private=False, allow_files=False)
     files = list(walk(paths, fmt)) if paths != ["-"] else [(Path("-"), None, Path.cwd())]
     for number, (path, skip, root) in enumerate(files, start=1):
         on_file(number, len(files), str(path))
@@ -97,7 +99,7 @@ def import_paths(
                 _import_digest(store, text, where, config, week, report)
                 continue
             if chosen == "opml":
-                subscribe_opml(store, content, where, report)
+                subscribe_opml(store, content, where, report, check=lambda url: url_refusal(url, feed_policy))
                 continue
             if chosen == "links":
                 result = parse_links(text, file=where)
@@ -190,10 +192,11 @@ def url_refusal(url: str, policy: FetchPolicy) -> str | None:
     """Why ``url`` may not be added under ``policy``, or None when it may.
 
     Every way of adding a link or a feed asks this one question (in the web UI: the add-links
-    box, feeds add and OPML uploads; in the CLI: ``add``, ``feeds add`` and ``feeds import``), so
-    none of them is a way around the others. A name that does not resolve right now is accepted:
-    the fetch retries it and shows its failure per item. Other schemes, private addresses (unless
-    the policy allows them), missing files and malformed URLs are refused."""
+    box, feeds add and OPML uploads; in the CLI: ``add``, ``feeds add``, ``feeds import`` and
+    ``import`` of an OPML file), so none of them is a way around the others. A name that does not
+    resolve right now is accepted: the fetch retries it and shows its failure per item. Other
+    schemes, private addresses (unless the policy allows them), missing files and malformed URLs
+    are refused."""
     try:
         check_url(url, policy)
     except FetchError as exc:
