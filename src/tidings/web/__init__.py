@@ -34,16 +34,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..collect import url_refusal
     from .app import create_app, serve
-    from .feeds import subscribe_opml_checked
     from .security import CSP, csrf_secret, csrf_token, resolve_token
 
-__all__ = ["CSP", "create_app", "csrf_secret", "csrf_token", "resolve_token", "serve", "subscribe_opml_checked",
-           "url_refusal"]
+__all__ = ["CSP", "create_app", "csrf_secret", "csrf_token", "resolve_token", "serve", "url_refusal"]
 
 # Where each public name lives. Loaded on first use, so that importing ``tidings.web`` for a
 # name that needs no web framework (``url_refusal``, ``CSP``) does not import FastAPI.
 _HOMES = {
-    "create_app": ".app", "serve": ".app", "subscribe_opml_checked": ".feeds", "url_refusal": "..collect",
+    "create_app": ".app", "serve": ".app", "url_refusal": "..collect",
     "CSP": ".security", "csrf_secret": ".security", "csrf_token": ".security", "resolve_token": ".security",
 }
 

@@ -10,21 +10,11 @@ from fastapi.responses import HTMLResponse, Response
 
 from .. import collect, pipeline
 from ..errors import ImportFormatError, UsageError
-from ..sources.http import FetchPolicy
-from ..store import Store
 from .deps import CSRF, FormError, PolicyDep, StoreDep, back, check_length, mutate, page, store_of
 
 router = APIRouter()
 
 MAX_OPML = 5 * 1024 * 1024  # bytes of an uploaded OPML file
-
-
-def subscribe_opml_checked(store: Store, content: bytes, where: str, report: pipeline.StageReport,
-                           policy: FetchPolicy) -> None:
-    """``collect.subscribe_opml``, with every feed put through ``url_refusal`` first: an OPML file
-    comes from elsewhere, and may list ``file:`` or private addresses. Refused feeds are failures
-    in ``report``, named with their reason; the others are subscribed."""
-    collect.subscribe_opml(store, content, where, report, check=lambda url: collect.url_refusal(url, policy))
 
 
 def feeds_failed(request: Request, exc: FormError, values: dict[str, str]) -> HTMLResponse:
@@ -89,7 +79,10 @@ def feeds_import(request: Request, store: StoreDep, policy: PolicyDep,
             return feeds_failed(request, FormError("opml", "the file is larger than 5 MB"), {})
         report = pipeline.StageReport("feeds import")
         try:
-            subscribe_opml_checked(store, content, opml.filename, report, policy)
+            # An OPML file comes from elsewhere and may list file: or private addresses: every
+            # feed passes the links box's check, and the refused ones are failures in the report.
+            collect.subscribe_opml(store, content, opml.filename, report,
+                                   check=lambda url: collect.url_refusal(url, policy))
         except (ImportFormatError, UsageError) as exc:
             return feeds_failed(request, FormError("opml", f"not a usable OPML file: {exc}"), {})
         refusals = "; ".join(f"{url[:200]} ({why})" for url, why in report.failures[:10])
