@@ -275,17 +275,13 @@ def week_end_of(st: State, day: date) -> date:
     stored under ``day`` itself (an imported one dated otherwise) is kept: it is what was asked for."""
     from datetime import timedelta
 
-    from sqlalchemy import select
-
     from . import curate
-    from .store import Digest
 
     end = curate.latest_week_end(day + timedelta(days=6), st.config.week_ends_on)
     if end == day:
         return day
-    with st.store.session() as session:
-        if session.scalar(select(Digest.id).where(Digest.week == day)) is not None:
-            return day
+    if curate.digest_status(st.store, day) is not None:
+        return day
     err.print(f"{day} is not a week end; using {end}", highlight=False)
     return end
 
@@ -518,10 +514,9 @@ def classify(
 
 def translation_source(st: State, target: str, allow_private: bool) -> str:
     """Markdown to translate from an item id, a URL (stored, else fetched) or a file."""
-    from sqlalchemy import select
-
-    from .stages import dedupe, extract
-    from .store import Item, ItemUrl
+    from . import curate
+    from .stages import extract
+    from .store import Item
 
     def from_item(item: Item | None) -> str | None:
         if item is None or not item.text:
@@ -532,17 +527,13 @@ def translation_source(st: State, target: str, allow_private: bool) -> str:
 
     if target.isdigit():
         with st.store.session() as session:
-            found = from_item(session.get(Item, int(target)))
+            found = from_item(curate.find_item_by(session, target))
         if found is None:
             raise UsageError(f"no item {target} with text (see `tidings items`)")
         return found
     if target.startswith(("http://", "https://")):
         with st.store.session() as session:
-            item = session.scalar(select(Item).where(Item.url == dedupe.canonicalize_url(target)))
-            if item is None:
-                row = session.scalar(select(ItemUrl).where(ItemUrl.url == target))
-                item = row.item if row else None
-            found = from_item(item)
+            found = from_item(curate.find_item_by(session, target))
         if found is not None:
             return found
         from .errors import FetchError
@@ -799,23 +790,11 @@ def items(
 
         tidings items --json --kind post | jq .title
     """
-    from sqlalchemy import select
-    from sqlalchemy.orm import selectinload
-
-    from .store import Item
+    from . import curate
 
     st = state(ctx)
     with st.store.session() as session:
-        query = select(Item).where(Item.duplicate_of_id.is_(None)).order_by(Item.id)
-        if as_json:  # Item.view() reads these: a few queries in all, not three per item
-            query = query.options(selectinload(Item.urls), selectinload(Item.tag_rows), selectinload(Item.link_rows))
-        if status:
-            query = query.where(Item.status == status)
-        if kind:
-            query = query.where(Item.kind == kind)
-        if limit:
-            query = query.limit(limit)
-        rows = session.scalars(query).all()
+        rows = curate.list_items(session, status=status, kind=kind, limit=limit, for_view=as_json)
         if as_json:
             for item in rows:
                 # The one item shape every interface derives from (records.ItemView).
