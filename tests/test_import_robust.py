@@ -130,6 +130,29 @@ def test_gb18030_only_for_files_that_are_not_utf8_at_all() -> None:
     assert [line for line, _ in decoded.problems] == [2]
 
 
+def test_real_gb18030_file_is_read_only_when_it_decodes_cleanly(tmp_path: Path) -> None:
+    """The notes file saved as GB18030 imports the same notes as the UTF-8 original; one bad
+    GB18030 sequence in it means it is no longer tried as GB18030: it is refused, never garbled."""
+    text = NOTES.read_text(encoding="utf-8")
+    gbk = text.encode("gb18030")
+    decoded = decode_bytes(gbk)
+    assert decoded.encoding == "gb18030" and decoded.text == text and not decoded.problems
+    clean, broken = tmp_path / "clean.md", tmp_path / "broken.md"
+    clean.write_bytes(gbk)
+    at = gbk.index(b"\n", len(gbk) // 2) + 1
+    broken.write_bytes(gbk[:at] + b"\x81\x20" + gbk[at:])  # 0x81 0x20 starts no GB18030 character
+    assert decode_bytes(broken.read_bytes()).encoding != "gb18030"
+    store = open_store(tmp_path / "t.db")
+    report, _ = import_paths(store, [str(clean)], "notes", Config())
+    expected = notes.parse_notes(text, file=str(clean)).items
+    assert report.new == len(expected) > 0 and not report.failures
+    report, _ = import_paths(store, [str(broken)], "notes", Config())
+    assert report.new == 0 and report.failed == 1 and "save it as UTF-8" in report.failures[0][0]
+    with store.session() as session:
+        titles = {i.title for i in session.scalars(select(Item))}
+    assert titles == {r.title for r in expected} and not any(garbled(t) for t in titles)
+
+
 @pytest.mark.parametrize("feed", FEEDS, ids=lambda p: p.name)
 def test_cut_feeds_never_raise_and_never_garble(feed: Path) -> None:
     data = feed.read_bytes()
