@@ -374,3 +374,21 @@ def test_faster_steps_give_the_old_results(pages: dict[str, str]) -> None:
     # A sentence sharing no word with any other is a dangling node of the graph.
     sim = _similarity_matrix([Counter(["a", "b"]), Counter(["b"]), Counter(["c"])])
     assert np.array_equal(_pagerank(sim, np.ones(3)), _old_pagerank(sim, np.ones(3)))
+
+
+def test_has_prose_stopping_early_judges_as_the_whole_count(pages: dict[str, str], corpus_dir: Path) -> None:
+    """has_prose stops at the first paragraph of prose; it must judge every text as counting all of its
+    prose sentences does, the code-only corpus page included (no prose: the pipeline sets it aside)."""
+    from tidings.stages.extract import extract
+    from tidings.stages.summarize import has_prose, prose_sentences
+
+    def whole_count(text: str) -> bool:
+        prose = sum(len(s) for s in prose_sentences(text))
+        return prose >= 60 or prose >= 0.1 * len(text.strip())
+
+    code_only = extract((corpus_dir / "html" / "cnblogs_post_xu-tao-week13.html").read_bytes(), None).text
+    texts = [*pages.values(), code_only, "}\n};\n", "", "短句。\n" * 3, "x = 1;\n" * 50 + "一句话说明这段代码做什么。"]
+    texts += [path.read_text(encoding="utf-8") for path in sorted((corpus_dir / "digests").rglob("*.md"))[:40]]
+    for text in texts:
+        assert has_prose(text) == whole_count(text), text[:80]
+    assert not has_prose(code_only) and all(has_prose(text) for text in pages.values())

@@ -12,7 +12,7 @@ import math
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -119,35 +119,41 @@ def split_sentences(text: str) -> list[str]:
     (``e.g.``, ``Dr.``, ``vs.``) and initials. Closing quotes and brackets stay with their sentence.
     Decimals, versions, URLs and file names are never split because their dots have no space after.
     """
-    sentences: list[str] = []
+    return list(_sentences(text))
+
+
+def _sentences(text: str) -> Iterator[str]:
+    """:func:`split_sentences` one at a time, for a caller that may stop early."""
     for line in _unwrap(text.splitlines()):
         if line.strip():
-            sentences.extend(_split_line(line))
-    return sentences
+            yield from _split_line(line)
 
 
 _CONTINUES_RE = re.compile(r"[A-Za-z0-9,)'’]$")
 
 
-def _unwrap(lines: list[str]) -> list[str]:
+def _unwrap(lines: Iterable[str]) -> Iterator[str]:
     """Re-join hard-wrapped English lines: a line that stops mid-sentence (ends in a word or a
     comma) followed directly by one starting in lower case is the same sentence. Chinese lines are
     left alone: a line without closing punctuation there is far more often a heading."""
-    out: list[str] = []
+    pending: str | None = None
     for line in lines:
         stripped = line.strip()
         if (
-            out
+            pending is not None
             and stripped
             and stripped[0].isascii()
             and stripped[0].islower()
-            and out[-1].strip()
-            and _CONTINUES_RE.search(out[-1].rstrip())
+            and pending.strip()
+            and _CONTINUES_RE.search(pending.rstrip())
         ):
-            out[-1] = out[-1].rstrip() + " " + stripped
+            pending = pending.rstrip() + " " + stripped
         else:
-            out.append(line)
-    return out
+            if pending is not None:
+                yield pending
+            pending = line
+    if pending is not None:
+        yield pending
 
 
 # ------------------------------------------------------------------------------------------
@@ -236,20 +242,31 @@ def prose_sentences(text: str) -> list[str]:
     return _prose_of(split_sentences(text))
 
 
-def _prose_of(sentences: list[str]) -> list[str]:
-    out = []
-    for sentence in sentences:
-        words = count_word_chars(sentence)
-        if words >= 2 and words >= 0.5 * len(sentence.replace(" ", "")) and not _looks_like_code(sentence):
-            out.append(sentence)
-    return out
+def _prose_of(sentences: Iterable[str]) -> list[str]:
+    return [s for s in sentences if _is_prose(s)]
+
+
+def _is_prose(sentence: str) -> bool:
+    words = count_word_chars(sentence)
+    return words >= 2 and words >= 0.5 * len(sentence.replace(" ", "")) and not _looks_like_code(sentence)
+
+
+_ENOUGH_PROSE = 60
 
 
 def has_prose(text: str) -> bool:
     """Whether a page has something to read besides code: a short paragraph of prose, or prose making up
-    a tenth of it. A listing with a stray comment or two has neither."""
-    prose = sum(len(s) for s in prose_sentences(text))
-    return prose >= 60 or prose >= 0.1 * len(text.strip())
+    a tenth of it. A listing with a stray comment or two has neither.
+
+    Stops splitting at the first paragraph's worth of prose: an article (nearly every page) is judged
+    on its first lines, and the summarizer splits the whole text later anyway."""
+    prose = 0
+    for sentence in _sentences(text):
+        if _is_prose(sentence):
+            prose += len(sentence)
+            if prose >= _ENOUGH_PROSE:
+                return True
+    return prose >= 0.1 * len(text.strip())
 
 
 def _is_junk(sentence: str, chinese: bool, max_len: int) -> bool:
