@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from loopback import LoopbackServer, Reply
 from netguard import no_traffic_off_machine
 from sqlalchemy import event, select
-from weblib import MARKER_WEEK, WEEK, copy_db, week_db
+from weblib import MARKER_WEEK, WEEK, copy_db, wait_for_job, week_db
 
 from tidings import curate, pipeline
 from tidings.config import Config, DigestConfig, FetchConfig
@@ -395,11 +395,7 @@ def test_add_links_fetches_in_the_background_and_refuses_what_it_must(store: Sto
             assert response.status_code == 303
             location = response.headers["location"]
             job_id = re.search(r"job=(\w+)", location).group(1)  # type: ignore[union-attr]
-            for _ in range(200):
-                job = client.get(f"/jobs/{job_id}.json").json()
-                if job["state"] in ("done", "failed"):
-                    break
-                time.sleep(0.05)
+            job = wait_for_job(client, location, timeout=10)
             assert job["state"] == "done", job
             states = {row["url"]: row for row in job["items"]}
             assert states[srv.url("/a")]["state"] == "done"
@@ -688,12 +684,7 @@ def test_week_view_sets_failed_items_aside_with_their_reason_and_retries_them(st
             assert "no-summary-badge" in main and ">no summary<" in main
             response = post(client, f"/item/{failed}/retry", {"week": week.isoformat()})
             assert response.status_code == 303
-            job_id = re.search(r"job=(\w+)", response.headers["location"]).group(1)  # type: ignore[union-attr]
-            for _ in range(400):
-                job = client.get(f"/jobs/{job_id}.json").json()
-                if job["state"] in ("done", "failed"):
-                    break
-                time.sleep(0.05)
+            job = wait_for_job(client, response.headers["location"])
             assert job["state"] == "done", job
             html = client.get(f"/week?week={week.isoformat()}").text
             main, _, aside = html.partition('id="set-aside"')

@@ -6,13 +6,19 @@ copied for every test that writes to it."""
 from __future__ import annotations
 
 import functools
+import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tidings import collect
 from tidings.config import Config
 from tidings.store import open_store
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 WEEK = "2024-06-09"  # a sectioned week with a cover, the one the issue names
 MARKER_WEEK = "2022-01-09"  # one of the 70 digests without ## sections
@@ -46,3 +52,17 @@ def copy_db(source: Path, target: Path) -> Path:
     return target
 
 
+
+
+def wait_for_job(client: TestClient, location: str, timeout: float = 20.0, every: float = 0.05) -> dict[str, Any]:
+    """The job a web form started (its id is in the redirect's ``location``, ``job=...``), polled
+    through ``/jobs/<id>.json`` until it is done or failed, or ``timeout`` seconds pass: the
+    caller asserts on the state it comes back in."""
+    found = re.search(r"job=(\w+)", location)
+    assert found is not None, f"no job in {location!r}"
+    deadline = time.monotonic() + timeout
+    while True:
+        job: dict[str, Any] = client.get(f"/jobs/{found.group(1)}.json").json()
+        if job["state"] in ("done", "failed") or time.monotonic() > deadline:
+            return job
+        time.sleep(every)
