@@ -4,16 +4,14 @@ saved pages, and a pooled run killed with SIGKILL resumes without losing or dupl
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from loopback import LoopbackServer, Reply
 from sqlalchemy import select
+from test_pipeline import kill_once_committed, start_fetch
 
 from tidings import pipeline
 from tidings.config import Config
@@ -52,13 +50,28 @@ def _advance(db: Path, urls: list[str], policy: FetchPolicy, workers: int) -> li
         return [{name: getattr(i, name) for name in FIELDS} for i in session.scalars(select(Item).order_by(Item.id))]
 
 
-def test_the_pool_gives_what_the_calling_process_gives(tmp_path: Path, corpus_dir: Path) -> None:
+def test_the_pool_gives_what_the_calling_process_gives(
+    tmp_path: Path, corpus_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    used: list[tuple[int | None, bool]] = []  # (workers, got a pool) for every stage that asked
+    real_pool_for = stagework.pool_for
+
+    def recording(workers: int | None, items: int) -> object:
+        pool = real_pool_for(workers, items)
+        used.append((workers, pool is not None))
+        return pool
+
+    monkeypatch.setattr(stagework, "pool_for", recording)
     with LoopbackServer(_pages_routes(corpus_dir)) as server:
         urls = sorted(server.url(path) for path in server.routes)
         policy = FetchPolicy(allow_hosts=(server.host_port,), retries=0)
         alone = _advance(tmp_path / "alone.db", urls, policy, workers=1)
         pooled = _advance(tmp_path / "pooled.db", urls, policy, workers=2)
     assert stagework.get_pool(2) is not None  # the pooled run had a pool to run in
+    # ... and really ran in it: extraction and summaries (the stages with >= MIN_POOL_ITEMS items)
+    # went to the pool with workers=2, and never with workers=1.
+    assert not any(got for workers, got in used if workers == 1)
+    assert sum(got for workers, got in used if workers == 2) >= 2
     assert pooled == alone
     # and the run did real work: articles extracted, fingerprinted, summarized, filed; others set aside
     extracted = [i for i in alone if i["status"] == "extracted"]
@@ -66,6 +79,9 @@ def test_the_pool_gives_what_the_calling_process_gives(tmp_path: Path, corpus_di
     assert [i["url"] for i in extracted if not (i["summary"] and i["section"])] == []
     assert len([i for i in extracted if i["fingerprint"]]) >= 20
     assert any(i["status"] == "rejected" and i["error_reason"] == "no_article" for i in alone)
+    # the code-only page is set aside for having no prose (issue 13.3), not summarized as markup
+    [code_only] = [i for i in alone if str(i["url"]).endswith("/cnblogs_post_xu-tao-week13")]
+    assert code_only["status"] == "rejected" and "no prose" in str(code_only["error"]) and not code_only["summary"]
 
 
 def test_classifying_over_the_pool_keeps_order_and_results(corpus_dir: Path) -> None:
@@ -121,23 +137,11 @@ def test_a_killed_pooled_run_resumes_without_loss_or_duplicates(tmp_path: Path) 
         return Reply(200, page, {"Content-Type": "text/html; charset=utf-8"})
 
     with LoopbackServer({"*": slow_page}) as server:
-        links = tmp_path / "links.txt"
-        links.write_text("".join(f"{server.url(f'/p{n}')}\n" for n in range(32)), encoding="utf-8")
-        config = tmp_path / "tidings.toml"
-        config.write_text(f'workers = 2\n[fetch]\nallow_hosts = ["{server.host_port}"]\nconcurrency = 2\n',
-                          encoding="utf-8")
-        env = {**os.environ, "TIDINGS_DB": str(tmp_path / "t.db")}
-        base = [sys.executable, "-m", "tidings.cli", "--config", str(config)]
-        subprocess.run([*base, "import", "--format", "links", str(links)], env=env, check=True, capture_output=True)
-        proc = subprocess.Popen([*base, "fetch"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 60
+        proc, base, env = start_fetch(tmp_path, server, 32, "workers = 2\n")
         workers: set[int] = set()
-        while len([r for r in server.requests if r.path.startswith("/p")]) < 8 and time.time() < deadline:
-            workers |= _children(proc.pid)
-            time.sleep(0.05)
-        workers |= _children(proc.pid)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        # Killed once pages are committed, not once some were served: the pool may take a while to
+        # start, and a kill before the first commit would leave the re-run everything to fetch again.
+        kill_once_committed(proc, tmp_path / "t.db", 3, watch=lambda: workers.update(_children(proc.pid)))
         served_before = {r.path for r in server.requests}
         assert 0 < len(served_before) < 32
         assert workers, "the fetch ran without a worker pool"

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -167,6 +168,32 @@ def _extracted(db: Path) -> int:
         return 0
 
 
+def start_fetch(tmp_path: Path, server: LoopbackServer, pages: int, config_text: str) -> tuple[subprocess.Popen[bytes], list[str], dict[str, str]]:
+    """``pages`` links on ``server`` imported into a fresh store, then ``tidings fetch`` started in a
+    subprocess (to be killed); returns it, the command prefix and the environment to re-run with."""
+    links = tmp_path / "links.txt"
+    links.write_text("".join(f"{server.url(f'/p{n}')}\n" for n in range(pages)), encoding="utf-8")
+    config = tmp_path / "tidings.toml"
+    config.write_text(f'{config_text}[fetch]\nallow_hosts = ["{server.host_port}"]\nconcurrency = 2\n', encoding="utf-8")
+    env = {**os.environ, "TIDINGS_DB": str(tmp_path / "t.db")}
+    base = [sys.executable, "-m", "tidings.cli", "--config", str(config)]
+    subprocess.run([*base, "import", "--format", "links", str(links)], env=env, check=True, capture_output=True)
+    proc = subprocess.Popen([*base, "fetch"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, base, env
+
+
+def kill_once_committed(proc: subprocess.Popen[bytes], db: Path, pages: int, watch: Callable[[], None] = lambda: None) -> None:
+    """SIGKILL ``proc`` once ``pages`` pages are committed (the extraction pool may take a moment to
+    start): the re-run must then find work done, and fetch only the rest. ``watch`` runs while waiting."""
+    deadline = time.time() + 60
+    while _extracted(db) < pages and time.time() < deadline:
+        watch()
+        time.sleep(0.05)
+    watch()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 def test_a_killed_run_resumes_without_duplicates(tmp_path: Path) -> None:
     page = (EXAMPLES / "pages" / "go-iterators.html").read_bytes()
 
@@ -175,20 +202,8 @@ def test_a_killed_run_resumes_without_duplicates(tmp_path: Path) -> None:
         return Reply(200, page, {"Content-Type": "text/html; charset=utf-8"})
 
     with LoopbackServer({"*": slow_page}) as server:
-        links = tmp_path / "links.txt"
-        links.write_text("".join(f"{server.url(f'/p{n}')}\n" for n in range(24)), encoding="utf-8")
-        config = tmp_path / "tidings.toml"
-        config.write_text(f'[fetch]\nallow_hosts = ["{server.host_port}"]\nconcurrency = 2\n', encoding="utf-8")
-        env = {**os.environ, "TIDINGS_DB": str(tmp_path / "t.db")}
-        base = [sys.executable, "-m", "tidings.cli", "--config", str(config)]
-        subprocess.run([*base, "import", "--format", "links", str(links)], env=env, check=True, capture_output=True)
-        proc = subprocess.Popen([*base, "fetch"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 60
-        # Killed once a few pages are committed (the extraction pool may take a moment to start).
-        while _extracted(tmp_path / "t.db") < 3 and time.time() < deadline:
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc, base, env = start_fetch(tmp_path, server, 24, "")
+        kill_once_committed(proc, tmp_path / "t.db", 3)
         served_before = {r.path for r in server.requests}
         assert 0 < len(served_before) < 24
         done = subprocess.run([*base, "fetch"], env=env, capture_output=True, text=True)
