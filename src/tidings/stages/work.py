@@ -137,15 +137,12 @@ def _init_worker(words: Sequence[str], parent: int) -> None:
     similarity matrices of TextRank several times slower by contending for them)."""
     add_user_words(words)
     threading.Thread(target=_exit_with, args=(parent,), name="tidings-parent-watch", daemon=True).start()
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    except ImportError:  # threadpoolctl comes with scikit-learn; without it BLAS keeps its default
-        pass
+    _one_blas_thread()  # the limit applies when made, and a worker keeps it for its life
 
 
 def _one_blas_thread() -> AbstractContextManager[object]:
+    """One BLAS thread from now until the returned context exits (a no-op without threadpoolctl,
+    which comes with scikit-learn; BLAS then keeps its default)."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
