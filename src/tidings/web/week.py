@@ -7,6 +7,7 @@ entry; a bad value gives the week page back with the message beside the field (4
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -125,52 +126,58 @@ def week_view(request: Request, config: ConfigDep, week: str | None = None, flas
 # --- entry edits (each a plain form post) --------------------------------------------------------
 
 
-@router.post("/entry/{entry_id}/keep", dependencies=CSRF)
-def entry_keep(request: Request, entry_id: RowId, store: StoreDep, kept: Annotated[str, Form()] = "") -> Response:
-    values = {"kept": kept}
-
-    def work() -> Response:
-        if kept not in ("0", "1"):
-            return form_failed(request, entry_id, FormError("kept", "kept must be 0 or 1"), values)
-        with store.session() as session:
-            row = load_entry(session, entry_id)
-            curate.set_kept(session, row, kept == "1")
-            week = row.digest.week
-        return back(week_url(week, f"entry-{entry_id}"))
-
-    return mutate(request, f"/entry/{entry_id}/keep", values, work)
-
-
-@router.post("/entry/{entry_id}/edit", dependencies=CSRF)
-def entry_edit(request: Request, entry_id: RowId, store: StoreDep, config: ConfigDep,
-               title: Annotated[str | None, Form()] = None, summary: Annotated[str | None, Form()] = None) -> Response:
-    values = {k: v for k, v in (("title", title), ("summary", summary)) if v is not None}
+def edit_entry(request: Request, entry_id: int, action: str, values: dict[str, str],
+               apply: Callable[[Session, DigestEntryRow], None]) -> Response:
+    """One entry edit: ``apply`` changes the row in a session, and the browser goes back to the
+    entry. A FormError from ``apply`` gives the week page back with the form as it was posted."""
+    store = store_of(request)
 
     def work() -> Response:
         try:
-            if title is not None:
-                check_length("title", title, 1000)
-                if not title.strip():
-                    raise FormError("title", "a title cannot be empty")
-            if summary is not None:
-                check_length("summary", summary)
             with store.session() as session:
                 row = load_entry(session, entry_id)
-                doc_entry = shown_entry(row, config)
-                new_title = title.strip() if title is not None else None
-                new_summary = summary.strip().replace("\r\n", "\n") if summary is not None else None
-                # Only what the user changed: re-sending the shown title must not mark it edited.
-                if new_title is not None and new_title == (doc_entry.title or ""):
-                    new_title = None
-                if new_summary is not None and new_summary == (doc_entry.summary or "").strip():
-                    new_summary = None
-                curate.edit_entry(session, row, title=new_title, summary=new_summary)
+                apply(session, row)
                 week = row.digest.week
         except FormError as exc:
             return form_failed(request, entry_id, exc, values)
         return back(week_url(week, f"entry-{entry_id}"))
 
-    return mutate(request, f"/entry/{entry_id}/edit", values, work)
+    return mutate(request, f"/entry/{entry_id}/{action}", values, work)
+
+
+@router.post("/entry/{entry_id}/keep", dependencies=CSRF)
+def entry_keep(request: Request, entry_id: RowId, kept: Annotated[str, Form()] = "") -> Response:
+    def apply(session: Session, row: DigestEntryRow) -> None:
+        if kept not in ("0", "1"):
+            raise FormError("kept", "kept must be 0 or 1")
+        curate.set_kept(session, row, kept == "1")
+
+    return edit_entry(request, entry_id, "keep", {"kept": kept}, apply)
+
+
+@router.post("/entry/{entry_id}/edit", dependencies=CSRF)
+def entry_edit(request: Request, entry_id: RowId, config: ConfigDep,
+               title: Annotated[str | None, Form()] = None, summary: Annotated[str | None, Form()] = None) -> Response:
+    values = {k: v for k, v in (("title", title), ("summary", summary)) if v is not None}
+
+    def apply(session: Session, row: DigestEntryRow) -> None:
+        if title is not None:
+            check_length("title", title, 1000)
+            if not title.strip():
+                raise FormError("title", "a title cannot be empty")
+        if summary is not None:
+            check_length("summary", summary)
+        doc_entry = shown_entry(row, config)
+        new_title = title.strip() if title is not None else None
+        new_summary = summary.strip().replace("\r\n", "\n") if summary is not None else None
+        # Only what the user changed: re-sending the shown title must not mark it edited.
+        if new_title is not None and new_title == (doc_entry.title or ""):
+            new_title = None
+        if new_summary is not None and new_summary == (doc_entry.summary or "").strip():
+            new_summary = None
+        curate.edit_entry(session, row, title=new_title, summary=new_summary)
+
+    return edit_entry(request, entry_id, "edit", values, apply)
 
 
 def parse_position(index: str) -> int | None:
@@ -187,86 +194,53 @@ def parse_position(index: str) -> int | None:
 
 
 @router.post("/entry/{entry_id}/move", dependencies=CSRF)
-def entry_move(request: Request, entry_id: RowId, store: StoreDep, config: ConfigDep,
+def entry_move(request: Request, entry_id: RowId, config: ConfigDep,
                section: Annotated[str, Form()] = "", index: Annotated[str, Form()] = "") -> Response:
-    values = {"section": section, "index": index}
+    def apply(session: Session, row: DigestEntryRow) -> None:
+        if section not in section_choices(row.digest, config):
+            raise FormError("section", f"unknown section {section[:60]!r}: choose one from the list")
+        curate.move_entry(session, row, section, parse_position(index))
 
-    def work() -> Response:
-        try:
-            with store.session() as session:
-                row = load_entry(session, entry_id)
-                if section not in section_choices(row.digest, config):
-                    raise FormError("section", f"unknown section {section[:60]!r}: choose one from the list")
-                curate.move_entry(session, row, section, parse_position(index))
-                week = row.digest.week
-        except FormError as exc:
-            return form_failed(request, entry_id, exc, values)
-        return back(week_url(week, f"entry-{entry_id}"))
-
-    return mutate(request, f"/entry/{entry_id}/move", values, work)
+    return edit_entry(request, entry_id, "move", {"section": section, "index": index}, apply)
 
 
 @router.post("/entry/{entry_id}/reorder", dependencies=CSRF)
-def entry_reorder(request: Request, entry_id: RowId, store: StoreDep, step: Annotated[str, Form()] = "") -> Response:
-    values = {"step": step}
-
-    def work() -> Response:
+def entry_reorder(request: Request, entry_id: RowId, step: Annotated[str, Form()] = "") -> Response:
+    def apply(session: Session, row: DigestEntryRow) -> None:
         if step not in ("-1", "1"):
-            return form_failed(request, entry_id, FormError("step", "step must be -1 (up) or 1 (down)"), values)
-        with store.session() as session:
-            row = load_entry(session, entry_id)
-            curate.reorder_entry(session, row, int(step))
-            week = row.digest.week
-        return back(week_url(week, f"entry-{entry_id}"))
+            raise FormError("step", "step must be -1 (up) or 1 (down)")
+        curate.reorder_entry(session, row, int(step))
 
-    return mutate(request, f"/entry/{entry_id}/reorder", values, work)
+    return edit_entry(request, entry_id, "reorder", {"step": step}, apply)
 
 
 @router.post("/entry/{entry_id}/tags", dependencies=CSRF)
-def entry_tags(request: Request, entry_id: RowId, store: StoreDep, tags: Annotated[str, Form()] = "",
+def entry_tags(request: Request, entry_id: RowId, tags: Annotated[str, Form()] = "",
                add: Annotated[str, Form()] = "") -> Response:
-    values = {"tags": tags}
-
-    def work() -> Response:
+    def apply(session: Session, row: DigestEntryRow) -> None:
+        check_length("tags", tags, 2000)
+        check_length("tags", add, 200)
         try:
-            check_length("tags", tags, 2000)
-            check_length("tags", add, 200)
-            try:
-                # The known tag picked from the vocabulary menu joins the typed ones.
-                parsed = curate.parse_tags(tags + ("," + add if add.strip() else ""))
-            except UsageError as exc:
-                raise FormError("tags", str(exc)) from exc
-            with store.session() as session:
-                row = load_entry(session, entry_id)
-                if row.item is None:
-                    raise FormError("tags", "this entry has no item to tag")
-                curate.set_item_tags(session, row.item, parsed, row)
-                week = row.digest.week
-        except FormError as exc:
-            return form_failed(request, entry_id, exc, values)
-        return back(week_url(week, f"entry-{entry_id}"))
+            # The known tag picked from the vocabulary menu joins the typed ones.
+            parsed = curate.parse_tags(tags + ("," + add if add.strip() else ""))
+        except UsageError as exc:
+            raise FormError("tags", str(exc)) from exc
+        if row.item is None:
+            raise FormError("tags", "this entry has no item to tag")
+        curate.set_item_tags(session, row.item, parsed, row)
 
-    return mutate(request, f"/entry/{entry_id}/tags", values, work)
+    return edit_entry(request, entry_id, "tags", {"tags": tags}, apply)
 
 
 @router.post("/entry/{entry_id}/note", dependencies=CSRF)
-def entry_note(request: Request, entry_id: RowId, store: StoreDep, note: Annotated[str, Form()] = "") -> Response:
-    values = {"note": note}
+def entry_note(request: Request, entry_id: RowId, note: Annotated[str, Form()] = "") -> Response:
+    def apply(session: Session, row: DigestEntryRow) -> None:
+        check_length("note", note)
+        if row.item is None:
+            raise FormError("note", "this entry has no item to note on")
+        curate.set_item_note(session, row.item, note.replace("\r\n", "\n"), row)
 
-    def work() -> Response:
-        try:
-            check_length("note", note)
-            with store.session() as session:
-                row = load_entry(session, entry_id)
-                if row.item is None:
-                    raise FormError("note", "this entry has no item to note on")
-                curate.set_item_note(session, row.item, note.replace("\r\n", "\n"), row)
-                week = row.digest.week
-        except FormError as exc:
-            return form_failed(request, entry_id, exc, values)
-        return back(week_url(week, f"entry-{entry_id}"))
-
-    return mutate(request, f"/entry/{entry_id}/note", values, work)
+    return edit_entry(request, entry_id, "note", {"note": note}, apply)
 
 
 @router.post("/entry/{entry_id}/rerun", dependencies=CSRF)
