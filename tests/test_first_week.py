@@ -107,3 +107,30 @@ def test_a_second_run_changes_nothing(first_week: dict) -> None:
     assert again.returncode in (0, 1), again.stderr
     digest = workdir / "blog" / "blog" / week.isoformat() / "index.md"
     assert digest.read_text(encoding="utf-8") == first_week["digest"]
+
+
+def test_the_week_view_lists_the_rejected_pages_apart(first_week: dict) -> None:
+    """Issue 13.2 on the real pages: the web's week view lists each rejected or failed page apart,
+    with its reason and a retry action, and "kept of N" counts only the draft's real candidates."""
+    from fastapi.testclient import TestClient
+
+    from tidings.config import Config
+    from tidings.store import open_store
+    from tidings.web import create_app
+
+    items, week = first_week["items"], first_week["week"]
+    aside = [i for i in items if i["status"] in ("rejected", "error")]
+    store = open_store(first_week["workdir"] / "t.db")
+    try:
+        with TestClient(create_app(store, Config()), base_url="http://127.0.0.1:8000") as client:
+            response = client.get(f"/week?week={week.isoformat()}")
+    finally:
+        store.close()
+    assert response.status_code == 200
+    main, _, listed = response.text.partition('id="set-aside"')
+    assert f"Set aside: {len(aside)}" in listed
+    for item in aside:
+        assert f'action="/item/{item["id"]}/retry"' in listed and f'action="/item/{item["id"]}/retry"' not in main
+        assert item["error_reason"] in listed, item
+    candidates = len(_entries_by_url(first_week["digest"]))
+    assert f"{candidates} kept of {candidates}" in " ".join(main.split())
