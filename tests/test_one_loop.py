@@ -8,7 +8,6 @@ and the resulting items are compared field by field."""
 from __future__ import annotations
 
 import re
-import time
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 from loopback import LoopbackServer, Reply
 from netguard import no_traffic_off_machine
 from starlette.testclient import TestClient
+from weblib import wait_for_job
 
 from tidings import pipeline
 from tidings.cli import run_cli
@@ -93,12 +93,7 @@ def _through_the_web(tmp_path: Path, urls: list[str], host_port: str) -> Path:
             response = client.post("/week/links", data={"csrf": token, "week": WEEK.isoformat(), "links": "\n".join(urls)},
                                    follow_redirects=False)
             assert response.status_code == 303, response.text[:300]
-            job_id = re.search(r"job=(\w+)", response.headers["location"]).group(1)  # type: ignore[union-attr]
-            for _ in range(1200):
-                job = client.get(f"/jobs/{job_id}.json").json()
-                if job["state"] in ("done", "failed"):
-                    break
-                time.sleep(0.1)
+            job = wait_for_job(client, response.headers["location"], timeout=120, every=0.1)
             assert job["state"] == "done", job
     finally:
         store.close()
