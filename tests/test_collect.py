@@ -15,7 +15,7 @@ from sqlalchemy import select
 from tidings import collect, pipeline
 from tidings.config import Config
 from tidings.records import ItemRecord
-from tidings.sources.http import FetchPolicy
+from tidings.sources.urlcheck import FetchPolicy
 from tidings.store import Item, Source, open_store, utcnow
 
 

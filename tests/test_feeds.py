@@ -16,7 +16,7 @@ from loopback import LoopbackServer, Reply, Request
 
 from tidings.errors import FetchError, ImportFormatError
 from tidings.sources.feeds import ParsedFeed, looks_like, parse_date, parse_feed, poll_feed
-from tidings.sources.http import FetchPolicy
+from tidings.sources.urlcheck import FetchPolicy
 
 FEEDS = CORPUS / "feeds"  # module level: parametrize needs SOURCES.tsv at collection time
 

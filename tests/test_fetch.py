@@ -19,7 +19,8 @@ from netguard import AUDIT, VIOLATIONS, audit, no_traffic_off_machine
 from tidings.config import FetchConfig
 from tidings.errors import ExtractError, FetchError
 from tidings.sources import http
-from tidings.sources.http import FetchPolicy, FetchResult, check_url, fetch, fetch_many, robots_allowed
+from tidings.sources.http import FetchResult, fetch, fetch_many, robots_allowed
+from tidings.sources.urlcheck import FetchPolicy, check_url
 from tidings.stages.extract import decode_html, extract
 
 # --- the off-machine traffic guard ---------------------------------------------------------------

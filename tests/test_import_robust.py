@@ -36,7 +36,7 @@ from tidings.sources import (
     opml,
     social,
 )
-from tidings.sources.http import FetchPolicy
+from tidings.sources.urlcheck import FetchPolicy
 from tidings.store import Item, open_store
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"

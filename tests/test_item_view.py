@@ -24,7 +24,7 @@ from tidings import curate
 from tidings.cli import run_cli
 from tidings.config import Config, FetchConfig
 from tidings.records import ItemView
-from tidings.sources.http import FetchPolicy
+from tidings.sources.urlcheck import FetchPolicy
 from tidings.store import Item, Store
 
 PAGE = "golang-blog_godoc-documenting-go-code.html"

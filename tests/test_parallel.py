@@ -16,7 +16,7 @@ from test_pipeline import kill_once_committed, start_fetch
 from tidings import pipeline
 from tidings.config import Config
 from tidings.records import ItemRecord
-from tidings.sources.http import FetchPolicy
+from tidings.sources.urlcheck import FetchPolicy
 from tidings.stages import work as stagework
 from tidings.stages.classify import Doc, KeywordClassifier
 from tidings.store import Item, open_store

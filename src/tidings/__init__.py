@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .search.ask import Answer
     from .search.query import Filters
     from .search.rank import SearchResult
-    from .sources.http import FetchPolicy
+    from .sources.urlcheck import FetchPolicy
     from .stages.classify import Classifier
     from .store import Store
 

@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # annotations only: importing these at start-up is what made 
     from .llm.gateway import LLM
     from .pipeline import StageReport
     from .search.query import Filters as SearchFilters
-    from .sources.http import FetchPolicy
+    from .sources.urlcheck import FetchPolicy
     from .store import Store
 
 # The formats `import --format` takes, for its help text. Importing them from tidings.sources would
@@ -247,7 +247,7 @@ def summary_table(reports: list[StageReport]) -> int:
 
 
 def fetch_policy(st: State, allow_private: bool = False) -> FetchPolicy:
-    from .sources.http import FetchPolicy
+    from .sources.urlcheck import FetchPolicy
 
     return FetchPolicy.from_config(st.config.fetch, allow_private=allow_private, allow_files=True)
 
@@ -287,7 +287,7 @@ def week_end_of(st: State, day: date) -> date:
 
 
 def url_policy(st: State, *, allow_private: bool, allow_files: bool) -> FetchPolicy:
-    from .sources.http import FetchPolicy
+    from .sources.urlcheck import FetchPolicy
 
     return FetchPolicy.from_config(st.config.fetch, allow_private=allow_private, allow_files=allow_files)
 
@@ -997,7 +997,7 @@ def feeds_fetch(
         tidings feeds fetch --all
     """
     from . import collect
-    from .sources.http import FetchPolicy
+    from .sources.urlcheck import FetchPolicy
 
     st = state(ctx)
     with bar(st, "feeds") as progress:

@@ -35,7 +35,7 @@ from .store import (
 
 if TYPE_CHECKING:
     # httpx (through the fetcher) loads only in commands that fetch: `digest` and `items` start faster.
-    from .sources.http import FetchPolicy
+    from .sources.urlcheck import FetchPolicy
     from .stages.work import Extraction
 
 Progress = Callable[[int, int, str], None]
@@ -178,7 +178,7 @@ def ingest(
 def _fetchable(url: str) -> bool:
     """Whether ``url`` may be fetched without the user having named it: anything but the local
     disk (``file:`` URLs and bare paths). Other schemes are refused by the fetcher with a reason."""
-    from .sources.http import is_local_reference  # imported here: this file's imports are shared ground
+    from .sources.urlcheck import is_local_reference  # imported here: this file's imports are shared ground
 
     return not is_local_reference(url)
 
@@ -669,7 +669,7 @@ def run(
         old = _forget(store, stage, ids) if force and stage in _FORCE_FIELDS else {}
         with progress(stage) as tick:
             if stage == "fetch":
-                from .sources.http import FetchPolicy
+                from .sources.urlcheck import FetchPolicy
 
                 report = fetch_and_extract(
                     store, policy or FetchPolicy(), retry_failed=force, progress=tick, item_ids=ids,

@@ -23,7 +23,8 @@ import lxml.html
 from ..errors import ImportFormatError
 from ..records import ItemRecord
 from . import decode_as
-from .http import FetchPolicy, fetch
+from .http import fetch
+from .urlcheck import FetchPolicy
 
 if TYPE_CHECKING:
     import httpx

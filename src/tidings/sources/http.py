@@ -39,7 +39,6 @@ import httpx
 
 from ..errors import FetchError
 from .urlcheck import FetchPolicy, Refused, check_http, check_url, checked_addresses, local_path
-from .urlcheck import is_local_reference as is_local_reference
 
 RETRY_AFTER_CAP = 30.0  # never let a server park us for long; a later run can try again
 _BACKOFF_CAP = 30.0

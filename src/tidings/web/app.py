@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import Config
 from ..errors import StoreError, UsageError
-from ..sources.http import FetchPolicy
+from ..sources.urlcheck import FetchPolicy
 from ..store import Store
 from . import digests, feeds, items, links, search, week
 from .deps import error_page, page

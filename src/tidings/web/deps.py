@@ -21,7 +21,7 @@ from .. import curate
 from ..config import Config
 from ..errors import StoreError
 from ..htmltext import safe_href
-from ..sources.http import FetchPolicy
+from ..sources.urlcheck import FetchPolicy
 from ..store import Store
 from .jobs import Jobs
 from .security import CSRF_COOKIE, csrf_ok

@@ -20,7 +20,7 @@ from functools import partial
 from .. import curate, pipeline
 from ..config import Config
 from ..errors import TidingsError
-from ..sources.http import FetchPolicy
+from ..sources.urlcheck import FetchPolicy
 from ..store import Store
 
 log = logging.getLogger("tidings.web")

@@ -14,8 +14,8 @@ from .. import curate, pipeline
 from ..collect import url_refusal
 from ..config import Config
 from ..records import ItemRecord
-from ..sources.http import FetchPolicy
 from ..sources.links import parse_links
+from ..sources.urlcheck import FetchPolicy
 from ..store import Store
 from . import jobs as web_jobs
 from .deps import (
