@@ -507,3 +507,21 @@ def test_safe_characters_normalise_one_at_a_time() -> None:
         assert _norm_len(text) == len(_norm(text)) == sum(len(_norm(c)) for c in text), text
     for text in ("Cafe\u0301", "e\n\u0301", "ｶﾞ", "\u1100\u1161", "ΣΑΣ σας", "", " \u3000\xa0\n"):
         assert _norm_len(text) == len(_norm(text))
+
+
+# Synthetic, labelled as such: the shape of an mdBook page (the Rust book, the Cargo book), which the
+# shared corpus lacks. Its menu bar's <h1> is the book's name and a hidden help dialog's <h2> comes first.
+_MDBOOK = """<html><head><title>{title} - {book}</title></head><body>
+<div id="help"><h2>Keyboard shortcuts</h2><p>Press left or right to navigate between chapters.</p></div>
+<div class="menu-bar"><h1 class="menu-title">{book}</h1></div>
+<main>{heading}<p>{body}</p><p>{body}</p><p>{body}</p></main></body></html>"""
+
+
+@pytest.mark.parametrize("heading", ["<h2>Publishing a Crate to Crates.io</h2>", ""])
+def test_a_book_page_is_titled_by_its_chapter_not_the_book_or_a_dialog(heading: str) -> None:
+    body = ("Cargo and crates.io have features that make it easy to publish a package, so that "
+            "other people can find it, download it and use it in their own projects. ")
+    html = _MDBOOK.format(title="Publishing a Crate to Crates.io", book="The Rust Programming Language",
+                          heading=heading, body=body)
+    page = extract(html.encode("utf-8"), url="https://doc.rust-lang.org/book/ch14-02.html")
+    assert page.title == "Publishing a Crate to Crates.io"

@@ -492,7 +492,12 @@ def _site_part(parts: list[str], site_names: set[str]) -> int | None:
 
 
 def _generic_title(found: str | None, tree: HtmlElement, site_names: set[str]) -> str | None:
-    """Correct trafilatura's title with what the page shows: its <title> and its headings."""
+    """Correct trafilatura's title with what the page shows: its <title> and its headings.
+
+    ``site_names`` are the names the page declares (og:site_name, application-name, a site
+    adapter): only they may move the site's part of <title> to the front. trafilatura's own guess
+    at the site name is not among them: on book-like pages it takes the chapter's title for the
+    site's ("Publishing a Crate to Crates.io - The Rust Programming Language")."""
     page_title = _first(tree, "", ("//head/title", "//title"))
     og_title = _first(tree, "", ("//meta[@property='og:title']/@content", "//meta[@name='twitter:title']/@content"))
     h1s = _xpath_values(tree, "//body//h1")
@@ -516,6 +521,10 @@ def _generic_title(found: str | None, tree: HtmlElement, site_names: set[str]) -
             return heading
     if found and site is not None and _norm(found) == _norm(parts[site]):
         return " - ".join(main_parts)  # trafilatura took the site's name
+    if found and site is not None and _norm(found) not in main and _norm(found) not in {_norm(h) for h in h1s}:
+        # trafilatura took a heading the <title> does not name (a help dialog's "Keyboard shortcuts",
+        # a sidebar's): the <title>, less the site's name, is what the reader sees in the tab.
+        return " - ".join(main_parts)
     return found or og_title or page_title
 
 
@@ -617,13 +626,14 @@ def extract(content: bytes | str, url: str | None = None, content_type: str | No
 
     doc = _traf(tree, page_url)
     site_name = (site.site_name if site else None) or (doc.sitename if doc is not None else None)
-    site_names = {_norm(n) for n in (
-        site_name, doc.sitename if doc is not None else None,
+    declared = {_norm(n) for n in (
+        site.site_name if site else None,
         *_xpath_values(tree, "//meta[@property='og:site_name']/@content | //meta[@name='application-name']/@content"),
     ) if n}
+    site_names = declared | ({_norm(doc.sitename)} if doc is not None and doc.sitename else set())
     title = _first(tree, html, site.title) if site else None
     if not title:
-        title = _generic_title(doc.title if doc is not None else None, tree, site_names)
+        title = _generic_title(doc.title if doc is not None else None, tree, declared)
     if title:
         title = _strip_site_suffix(title, site_names)
     if title and _is_address(title):
