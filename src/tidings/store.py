@@ -127,6 +127,8 @@ class Item(Base):
     raw: Mapped[bytes | None] = mapped_column(LargeBinary)
     raw_content_type: Mapped[str | None] = mapped_column(String(256))
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"))
+    story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id", ondelete="SET NULL"), index=True)
+    """The :class:`Story` this item belongs to; None until the stories stage has seen it."""
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -163,6 +165,38 @@ class Item(Base):
             return ItemStatus(value).value
         except ValueError:
             raise StoreError(f"unknown item status {value!r}; one of {', '.join(ItemStatus)}") from None
+
+
+class Story(Base):
+    """Items about the same story across sources (a repost, a post linking it, the same URL in feeds)."""
+
+    __tablename__ = "stories"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    best_item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="SET NULL"))
+    """The item a digest shows for the story."""
+    chosen_by: Mapped[str] = mapped_column(String(16), default="auto")
+    """'auto' (longest text, then source preference) or 'curator' (kept by every later run)."""
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    """The curator split or merged it: the grouper adds new items but never moves these."""
+    sources_count: Mapped[int] = mapped_column(Integer, default=1)
+    """Seen in N sources: distinct feeds, accounts and sites among its items."""
+    size: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class StoryEvent(Base):
+    """One change to a story: 'join' (by the grouper), 'split', 'merge' or 'choose' (best item)."""
+
+    __tablename__ = "story_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id", ondelete="SET NULL"), index=True)
+    other_story_id: Mapped[int | None] = mapped_column(Integer)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="SET NULL"), index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    by: Mapped[str] = mapped_column(String(128))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ItemUrl(Base):
