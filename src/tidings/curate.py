@@ -29,6 +29,7 @@ from .sources.digest import split_front_matter, trailing_ws
 from .store import (
     SET_ASIDE,
     Correction,
+    CuratorAction,
     Digest,
     DigestBlock,
     DigestEntryRow,
@@ -397,6 +398,7 @@ def move_entry(session: Session, entry: DigestEntryRow, section: str, index: int
         if entry.item is not None:
             entry.item.section, entry.item.section_origin, entry.item.section_confidence = section, "human", 1.0
         entry.section = section
+        record_action(session, entry, "move")
     parts: list[DigestBlock | DigestEntryRow] = sorted([*digest.blocks, *digest.entries], key=lambda p: p.position)
     parts.remove(entry)
     same = [p for p in parts if isinstance(p, DigestEntryRow) and p.section == section]
@@ -418,6 +420,14 @@ def set_kept(session: Session, entry: DigestEntryRow, kept: bool) -> None:
     if entry.kept != kept:
         session.add(Edit(item_id=entry.item_id, entry_id=entry.id, field="kept", old=str(entry.kept), new=str(kept)))
         entry.kept = kept
+    # Recorded even when nothing changed: "keep" on a kept entry is still the curator's verdict.
+    record_action(session, entry, "keep" if kept else "drop")
+
+
+def record_action(session: Session, entry: DigestEntryRow, action: str) -> None:
+    """A keep, drop or move from the week view, as a label for the triage score."""
+    if entry.item_id is not None:
+        session.add(CuratorAction(item_id=entry.item_id, week=entry.digest.week, action=action, section=entry.section))
 
 
 def write_digest(text: str, out_dir: Path, week: date) -> Path:

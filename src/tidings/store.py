@@ -322,6 +322,20 @@ class Correction(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class CuratorAction(Base):
+    """One keep, drop or move the curator made in the week view: the triage score learns from
+    each item's latest one (``tidings.triage``). Rows are only added, never changed."""
+
+    __tablename__ = "curator_actions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    week: Mapped[date | None] = mapped_column(Date)
+    action: Mapped[str] = mapped_column(String(16))  # keep | drop | move
+    section: Mapped[str | None] = mapped_column(String(256))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    by: Mapped[str] = mapped_column(String(64), default="web")
+
+
 class LLMCall(Base):
     """Cache and ledger of model calls, keyed by (task, prompt version, model, params, input hash)."""
 
