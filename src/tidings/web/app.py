@@ -20,7 +20,7 @@ from ..config import Config
 from ..errors import StoreError, UsageError
 from ..sources.urlcheck import FetchPolicy
 from ..store import Store
-from . import digests, feeds, items, links, search, week
+from . import capture, digests, feeds, items, links, search, week
 from .deps import error_page, page
 from .jobs import Jobs
 from .security import (
@@ -61,11 +61,12 @@ def create_app(store: Store, config: Config, *, token: str | None = None,
     # What the routers ask for through ``deps``: one store, config and job queue per app.
     app.state.store, app.state.config, app.state.jobs, app.state.policy = store, config, jobs, policy
     app.state.secret = csrf_secret(store)
+    app.state.token = token  # the capture key is made from it (web/capture.py)
     app.state.flashes = {}  # one-shot messages after a redirect (re-run results), by key
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.middleware("http")(_guard(token, {h.lower() for h in (allowed_hosts or ())}))
     _add_error_pages(app)
-    for module in (week, links, items, digests, search, feeds):
+    for module in (week, links, items, digests, search, feeds, capture):
         app.include_router(module.router)
     app.add_api_route("/favicon.ico", _favicon, include_in_schema=False)
     return app
@@ -92,7 +93,7 @@ def _guard(token: str | None, hosts: set[str]) -> Guard:
         host = host_name(request.headers.get("host", "")).lower()
         if token is None and not (is_loopback(host) or host in hosts):
             response = PlainTextResponse("unexpected Host header: this server answers on loopback only", 421)
-        elif token is not None and not token_ok(request, token):
+        elif token is not None and not token_ok(request, token) and not _capture_post(request):
             response = page(request, "token.html", 401, bad=bool(request.query_params.get("token")))
         elif token is not None and request.query_params.get("token") and request.method == "GET":
             # The token moves from the URL into a cookie, so it does not stay in history or logs.
@@ -112,6 +113,12 @@ def _guard(token: str | None, hosts: set[str]) -> Guard:
         return response
 
     return guard
+
+
+def _capture_post(request: Request) -> bool:
+    """A bookmarklet's post comes from another site, without our cookies: it carries the capture
+    key in its form instead, which its route checks before storing anything."""
+    return request.method == "POST" and request.url.path == capture.CAPTURE_PATH
 
 
 def _add_error_pages(app: FastAPI) -> None:
