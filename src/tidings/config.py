@@ -104,6 +104,12 @@ class DigestConfig(Strict):
     blog_dir: str | None = None
 
 
+class PublishConfig(Strict):
+    see_also: bool = False
+    """Under a new digest's entry, a "另见" line linking the other sources of its story. Off by
+    default: imported digests never change, and new ones look as before unless asked."""
+
+
 class ClassifyConfig(Strict):
     aliases: dict[str, str] = Field(default_factory=lambda: {"⭐️ Golang 相关": "⭐️ Go & 云原生 & Rust 相关"})
     """Old section name -> current section name."""
@@ -252,6 +258,7 @@ class Config(Strict):
     summarize: SummarizeConfig = Field(default_factory=SummarizeConfig)
     digest: DigestConfig = Field(default_factory=DigestConfig)
     classify: ClassifyConfig = Field(default_factory=ClassifyConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
     tags: TagsConfig = Field(default_factory=TagsConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     glossary: dict[str, str] = Field(default_factory=dict)
