@@ -183,7 +183,7 @@ def _score_passages(passages: list[Passage], groups: list[Group], idf: dict[str,
                        [(i, segmented(p.text)) for i, p in enumerate(passages)])
         matched: dict[int, set[str]] = {i: set() for i in range(len(passages))}
         for g in groups:
-            for (rowid,) in db.execute("SELECT rowid FROM p WHERE p MATCH ?", (g.fts(),)):
+            for (rowid,) in db.execute("SELECT rowid FROM p WHERE p MATCH ?", (g.expression(),)):
                 matched[rowid].add(g.label)
     finally:
         db.close()

@@ -220,7 +220,30 @@ class Group:
     """Token sequences; a multi-token form must match as a phrase."""
 
     def fts(self) -> str:
+        """The group as an FTS5 expression over the archive's index: free-text columns only."""
+        return free_text(self.expression())
+
+    def expression(self) -> str:
+        """The group as an FTS5 expression with no column filter (for tables of other shapes)."""
         return "(" + " OR ".join(_phrase(form) for form in self.forms) + ")"
+
+
+FILTER_ONLY_COLUMNS = ("section", "kind")
+"""Index columns that only ``section:`` / ``kind:`` filters reach. A section name is the curator's
+label, not the item's words: "Rust" must not find Go articles because their section is
+"Go & 云原生 & Rust 相关" (issue 16.3). The columns stay in the index for the filters' sake."""
+
+
+def free_text(expression: str) -> str:
+    """``expression`` restricted to the columns free words may match (an FTS5 column filter)."""
+    return "- {" + " ".join(FILTER_ONLY_COLUMNS) + "} : (" + expression + ")"
+
+
+class EmptyQuery(UsageError, ValueError):
+    """A query with no words, no phrases and no filters: there is nothing to search for."""
+
+    def __init__(self) -> None:
+        super().__init__("type a query: words, \"a phrase\" or a filter such as section:AI or author:dotey")
 
 
 def _phrase(tokens: Sequence[str]) -> str:
@@ -307,17 +330,20 @@ def compile_query(query: str, config: Config | None = None, filters: Filters | N
     groups = query_groups(parsed.text, config)
     phrases = [p for p in (phrase_expr(x) for x in parsed.phrases) if p]
     excludes = [p for p in (phrase_expr(x) for x in parsed.excludes) if p]
+    if not groups and not phrases and parsed.filters.empty():
+        # Nothing to rank by and nothing to filter on: any answer would be arbitrary items.
+        raise EmptyQuery()
     positive: list[str] = []
     if groups:
-        positive.append("(" + " OR ".join(g.fts() for g in groups) + ")")
+        positive.append("(" + " OR ".join(g.expression() for g in groups) + ")")
     positive.extend(phrases)
-    exclude = " OR ".join(excludes) if excludes else None
+    exclude = free_text(" OR ".join(excludes)) if excludes else None
     match = None
     if positive:
-        match = " AND ".join(positive)
+        match = free_text(" AND ".join(positive))
         if exclude:
-            match = f"({match}) NOT ({exclude})"
-    constraint = " AND ".join(phrases) if phrases else None
+            match = f"{match} NOT {exclude}"
+    constraint = free_text(" AND ".join(phrases)) if phrases else None
     return CompiledQuery(parsed, groups, match, constraint, exclude)
 
 

@@ -15,33 +15,41 @@ router = APIRouter()
 
 
 @router.get("/search", response_class=HTMLResponse)
-def search_page(request: Request, store: StoreDep, config: ConfigDep, q: str = "") -> Response:
+def search_page(request: Request, store: StoreDep, config: ConfigDep, q: str | None = None) -> Response:
+    from ..search.query import EmptyQuery
     from ..search.rank import search  # the index and its segmenter load on the first search
 
-    query = q.strip()[:500]
+    query = (q or "").strip()[:500]
     hits: list[tuple[Any, list[tuple[str, bool]]]] = []
     errors: dict[str, str] = {}
     mode = ""
-    if query:
+    status = 200
+    if q is not None:  # no q at all is the empty form; a submitted blank q is a mistake to point out
         try:
             result = search(store, query, config=config, limit=30)
             mode = result.mode
             hits = [(hit, marked(hit.snippet)) for hit in result.hits]
+        except EmptyQuery as exc:
+            errors["q"], status = str(exc), 400
         except TidingsError as exc:  # SearchError: a query it cannot parse
-            errors["q"] = str(exc)
-    return page(request, "search.html", 422 if errors else 200, q=query, hits=hits, mode=mode, errors=errors)
+            errors["q"], status = str(exc), 422
+    return page(request, "search.html", status, q=query, hits=hits, mode=mode, errors=errors)
 
 
 @router.get("/ask", response_class=HTMLResponse)
-def ask_page(request: Request, store: StoreDep, config: ConfigDep, q: str = "") -> Response:
+def ask_page(request: Request, store: StoreDep, config: ConfigDep, q: str | None = None) -> Response:
     from ..search.ask import ask
+    from ..search.query import EmptyQuery
 
-    question = q.strip()[:1000]
+    question = (q or "").strip()[:1000]
     answer = None
     errors: dict[str, str] = {}
-    if question:
+    status = 200
+    if q is not None:
         try:
             answer = ask(store, question, config=config)
+        except EmptyQuery as exc:
+            errors["q"], status = str(exc), 400
         except TidingsError as exc:
-            errors["q"] = str(exc)
-    return page(request, "ask.html", 422 if errors else 200, q=question, answer=answer, errors=errors)
+            errors["q"], status = str(exc), 422
+    return page(request, "ask.html", status, q=question, answer=answer, errors=errors)
