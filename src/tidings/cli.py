@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # annotations only: importing these at start-up is what made 
 
 # The formats `import --format` takes, for its help text. Importing them from tidings.sources would
 # load YAML and the importers for every command; tests/test_cli_edges.py checks they stay the same.
-IMPORT_FORMATS = ("auto", "links", "digest", "social", "notes", "blog", "feed", "opml")
+IMPORT_FORMATS = ("auto", "links", "digest", "social", "notes", "blog", "feed", "opml", "text")
 
 _option_type = TyperOption.display_type_rich
 _argument_type = TyperArgument.display_type_rich
@@ -1176,11 +1176,11 @@ def eval_search(
     hybrid: Annotated[bool, typer.Option(help="Fuse with embeddings when configured.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="The figures as one JSON object.")] = False,
 ) -> None:
-    """recall@5, recall@10 and MRR of search on labelled queries.
+    """recall@5, recall@10 and MRR of search on labelled queries, beside plain BM25 on both halves.
 
     Examples:
 
-        tidings eval search --queries evals/queries.jsonl
+        tidings eval search --queries evals/natural.jsonl
 
         tidings eval search --queries evals/queries.jsonl --split all --json
     """
@@ -1189,12 +1189,20 @@ def eval_search(
     st = state(ctx)
     if split not in (*searcheval.SPLITS, "all"):
         raise UsageError(f"--split must be heldout, calibration or all, not {split!r}")
-    report = searcheval.evaluate_search(
+    report = searcheval.compare_search(
         st.store, searcheval.load_queries(queries), config=st.config, split=split, hybrid=hybrid
     )
     if as_json:
         sys.stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
         return
+    from rich.table import Table
+
+    table = Table("half", "engine", "queries", "recall@5", "recall@10", "MRR", show_edge=False)
+    for half, engines in report["halves"].items():
+        for engine, figures in engines.items():
+            table.add_row(half, engine if engine != "bm25" else "plain BM25", str(figures["queries"]),
+                          f"{figures['recall@5']:.3f}", f"{figures['recall@10']:.3f}", f"{figures['mrr']:.3f}")
+    out.print(table)
     out.print(
         f"{report['split']}: {report['queries']} queries  recall@5 {report['recall@5']:.3f}  "
         f"recall@10 {report['recall@10']:.3f}  MRR {report['mrr']:.3f}", highlight=False,

@@ -20,6 +20,7 @@ is reported on ``heldout``, so the threshold is never judged on the data that ch
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +31,12 @@ from sqlalchemy import func, or_, select
 from ..config import Config
 from ..errors import UsageError
 from ..store import Item, ItemUrl, Store
+from ..textutil import STOPWORDS
 from .ask import Answer, ask
-from .query import Filters, date_bound
+from .index import connect, refresh_index
+from .query import Filters, date_bound, filter_sql, parse_query
 from .rank import search
+from .segment import segment
 
 SPLITS = ("calibration", "heldout")
 
@@ -154,6 +158,104 @@ def evaluate_search(
     return {"split": split, "queries": len(outcomes), **search_metrics(outcomes),
             "misses": [o.id for o in outcomes if not o.ranks],
             "unresolved": [o.id for o in outcomes if not o.expected]}
+
+
+@dataclass
+class _ItemRef:
+    id: int
+
+
+@dataclass
+class _BaselineHit:
+    item: _ItemRef
+    """Shaped like a SearchHit's ``item``: the one field the evaluation reads."""
+
+
+@dataclass
+class _BaselineResult:
+    hits: list[_BaselineHit]
+
+
+BASELINE_FIELDS = ("title", "summary", "text", "note", "tags", "author")
+"""What the plain-BM25 baseline indexes: every field of the item that holds words, as one bag."""
+
+
+class PlainBM25:
+    """The baseline tidings must beat: plain BM25 (bm25s, k1 1.2, b 0.75) over the same jieba tokens
+    the index holds, one bag of words per item, common stop words dropped, no synonyms, no field
+    weights, no coordination. Filters are applied after ranking, by the same SQL as tidings'."""
+
+    def __init__(self, store: Store, config: Config | None = None) -> None:
+        import bm25s
+
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
+        refresh_index(store, config)
+        with connect(store) as conn:
+            rows = conn.execute(
+                f"SELECT rowid, {', '.join(BASELINE_FIELDS)} FROM search_fts ORDER BY rowid"
+            ).fetchall()
+        self.ids = [r[0] for r in rows]
+        corpus = [[w for part in r[1:] if part for w in part.split(" ") if w and w not in STOPWORDS] or [""]
+                  for r in rows]
+        self.retriever = bm25s.BM25(k1=1.2, b=0.75)
+        self.retriever.index(corpus, show_progress=False)
+
+    @staticmethod
+    def query_tokens(text: str) -> list[str]:
+        return [w for w, _s, _e in segment(text) if w not in STOPWORDS]
+
+    def __call__(
+        self, store: Store, query: str, *, config: Config | None = None, filters: Filters | None = None,
+        limit: int = 10, **_options: Any,
+    ) -> _BaselineResult:
+        import numpy as np
+
+        parsed = parse_query(query)
+        if filters is not None:
+            parsed.filters = filters.merge(parsed.filters)
+        tokens = self.query_tokens(" ".join([parsed.text, *parsed.phrases]))
+        if not tokens or not self.ids:
+            return _BaselineResult([])
+        scores = self.retriever.get_scores(tokens)
+        allowed = None if parsed.filters.empty() else _filtered(store, parsed.filters, config)
+        hits: list[_BaselineHit] = []
+        for index in np.argsort(-scores, kind="stable"):
+            if scores[index] <= 0 or len(hits) >= limit:
+                break
+            item_id = self.ids[int(index)]
+            if allowed is None or item_id in allowed:
+                hits.append(_BaselineHit(_ItemRef(item_id)))
+        return _BaselineResult(hits)
+
+
+def _filtered(store: Store, filters: Filters, config: Config | None) -> set[int]:
+    clauses, params = filter_sql(filters, config)
+    with connect(store) as conn:
+        return {r[0] for r in conn.execute(
+            "SELECT search_docs.item_id FROM search_docs JOIN items ON items.id = search_docs.item_id WHERE "
+            + " AND ".join(clauses), params,
+        )}
+
+
+def compare_search(
+    store: Store, queries: list[LabelledQuery], *, config: Config | None = None, split: str = "heldout",
+    k: int = 10, hybrid: bool = True,
+) -> dict[str, Any]:
+    """tidings' figures on ``split`` (the keys of :func:`evaluate_search`) plus, under ``halves``,
+    tidings beside plain BM25 (:class:`PlainBM25`) on the calibration and the held-out half."""
+    report = evaluate_search(store, queries, config=config, split=split, k=k, hybrid=hybrid)
+    baseline = PlainBM25(store, config)
+    halves: dict[str, dict[str, Any]] = {}
+    for half in SPLITS:
+        ours = dict(report) if half == split else evaluate_search(store, queries, config=config, split=half, k=k, hybrid=hybrid)
+        halves[half] = {
+            "tidings": ours,
+            "bm25": evaluate_search(store, queries, config=config, split=half, k=k, search_fn=baseline),
+        }
+    report["bm25"] = halves[split]["bm25"] if split in halves else evaluate_search(
+        store, queries, config=config, split=split, k=k, search_fn=baseline)
+    report["halves"] = halves
+    return report
 
 
 def search_metrics(outcomes: Sequence[SearchOutcome]) -> dict[str, float]:
