@@ -13,6 +13,7 @@ from ..htmltext import safe_href
 from ..publish.docusaurus import doc_of
 from ..records import DigestEntry, ItemView
 from ..store import Digest, DigestEntryRow, Item
+from ..triage import Score
 
 
 @dataclass
@@ -58,6 +59,29 @@ class SetAsideView:
 
 
 @dataclass
+class ListRow:
+    """One line of the week view's list mode: the entry, its triage score and reasons, and the
+    key (1–9) that moves an entry to its section."""
+
+    entry: EntryView
+    score: Score | None
+    key: str = ""
+
+    @property
+    def reasons(self) -> str:
+        return " · ".join(r.text for r in self.score.top_reasons) if self.score else ""
+
+
+def list_rows(groups: list[SectionView], scores: dict[int, Score], choices: list[str]) -> list[ListRow]:
+    """Every entry of the week, best triage score first (entries without an item last)."""
+    keys = {name: str(n) for n, name in enumerate(choices[:9], start=1)}
+    rows = [ListRow(e, scores.get(e.item.id) if e.item else None, keys.get(e.section or "", ""))
+            for g in groups for e in g.entries]
+    rows.sort(key=lambda r: -(r.score.value if r.score else -1))
+    return rows
+
+
+@dataclass
 class SectionView:
     name: str | None
     label: str
@@ -84,7 +108,9 @@ def unsure(row: DigestEntryRow, item: ItemView | None, threshold: float) -> floa
     # Only the local classifier's picks: a curator's move is sure, and an LLM's decision is recorded
     # with the threshold of its time as its confidence.
     origin = item.section_origin if item is not None else None
-    if item is None or origin not in ("model", "rules") or item.section_confidence is None:
+    if item is None or origin not in ("model", "rules") or not item.section_confidence:
+        # 0.0 is "no keyword matched, filed under the fallback": not a low confidence, and showing
+        # it on most cards made the badge noise. Only a classifier's real low confidence is shown.
         return None
     if row.section != item.section or item.section_confidence >= threshold:
         return None

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from .. import curate
+from .. import curate, triage
 from ..collect import url_refusal
 from ..errors import UsageError
 from ..store import DigestEntryRow
@@ -38,7 +39,7 @@ from .deps import (
     store_of,
     week_url,
 )
-from .views import group_entries, section_choices, set_aside_view, shown_entry
+from .views import SectionView, group_entries, list_rows, section_choices, set_aside_view, shown_entry
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -49,9 +50,18 @@ FormKey = tuple[Any, str]
 """(what the form is about: an entry id, ``"links"``, ``"item-<id>"`` ..., field name)."""
 
 
+@dataclass(frozen=True)
+class ListMode:
+    """The list mode's query: only what is new since the last published digest (a draft's
+    default), and a title filter."""
+
+    new_only: bool = True
+    query: str = ""
+
+
 def week_page(request: Request, week: date, *, status: int = 200, errors: dict[FormKey, str] | None = None,
               values: dict[FormKey, str] | None = None, notice: str = "",
-              refused: list[tuple[str, str]] | None = None) -> HTMLResponse:
+              refused: list[tuple[str, str]] | None = None, listing: ListMode | None = None) -> HTMLResponse:
     """The week's draft (or imported digest), its set-aside items and its jobs; ``errors`` and
     ``values`` put a failed form back, filled in, beside the entry it was about."""
     store, config, jobs = store_of(request), config_of(request), jobs_of(request)
@@ -72,6 +82,9 @@ def week_page(request: Request, week: date, *, status: int = 200, errors: dict[F
         kept = sum(1 for g in groups for e in g.entries if e.kept)
         total = sum(len(g.entries) for g in groups)
         set_aside = [set_aside_view(item) for item in curate.set_aside(session, week, config)]
+    if listing is not None:
+        return list_page(request, week, status, groups, choices, digest_status=status_of, kept=kept, total=total,
+                         listing=listing, errors=errors or {})
     return page(
         request, "week.html", status, week=week, groups=groups, choices=choices, vocabulary=vocabulary,
         weeks=weeks, digest_status=status_of, source_path=source_path, kept=kept, total=total,
@@ -81,6 +94,28 @@ def week_page(request: Request, week: date, *, status: int = 200, errors: dict[F
         refused=refused or [], current=current_week(config), prev_week=week - timedelta(days=7),
         next_week=week + timedelta(days=7),
     )
+
+
+def list_page(request: Request, week: date, status: int, groups: list[SectionView], choices: list[str], *,
+              digest_status: str, kept: int, total: int, listing: ListMode,
+              errors: dict[FormKey, str]) -> HTMLResponse:
+    """The compact list: one line per candidate, best triage score first, for the keyboard."""
+    store, config = store_of(request), config_of(request)
+    item_ids = [e.item.id for g in groups for e in g.entries if e.item is not None]
+    scores = triage.score_items(store, item_ids, week)
+    rows = list_rows(groups, scores, choices)
+    since = triage.last_published_end(store, week) if digest_status == "draft" else None
+    new_only = listing.new_only and since is not None
+    if new_only and since is not None:
+        fresh = triage.new_item_ids(store, item_ids, curate.week_window(since, config)[1])
+        rows = [r for r in rows if r.entry.item is None or r.entry.item.id in fresh]
+    needle = listing.query.strip().casefold()
+    if needle:
+        rows = [r for r in rows if needle in r.entry.title.casefold() or needle in r.entry.domain.casefold()]
+    return page(request, "week_list.html", status, week=week, rows=rows, choices=choices,
+                digest_status=digest_status, kept=kept, total=total, new_only=new_only, since=since,
+                query=listing.query, errors=errors, prev_week=week - timedelta(days=7),
+                next_week=week + timedelta(days=7))
 
 
 def entry_week(request: Request, entry_id: int) -> date:
@@ -110,7 +145,8 @@ def home() -> RedirectResponse:
 
 
 @router.get("/week", response_class=HTMLResponse)
-def week_view(request: Request, config: ConfigDep, week: str | None = None, flash: str | None = None) -> Response:
+def week_view(request: Request, config: ConfigDep, week: str | None = None, flash: str | None = None,
+              view: str = "cards", new: str = "1", q: str = "") -> Response:
     try:
         when = parse_week_param(week, config)
     except FormError as exc:
@@ -120,16 +156,18 @@ def week_view(request: Request, config: ConfigDep, week: str | None = None, flas
     message = request.app.state.flashes.pop(flash) if flash else None
     if message is not None:
         errors[(message[0], "stage_ok")] = message[1]
-    return week_page(request, when, errors=errors)
+    listing = ListMode(new_only=new != "0", query=q[:200]) if view == "list" else None
+    return week_page(request, when, errors=errors, listing=listing)
 
 
 # --- entry edits (each a plain form post) --------------------------------------------------------
 
 
 def edit_entry(request: Request, entry_id: int, action: str, values: dict[str, str],
-               apply: Callable[[Session, DigestEntryRow], None]) -> Response:
+               apply: Callable[[Session, DigestEntryRow], None], view: str = "") -> Response:
     """One entry edit: ``apply`` changes the row in a session, and the browser goes back to the
-    entry. A FormError from ``apply`` gives the week page back with the form as it was posted."""
+    entry (its line, when the form came from the list mode). A FormError from ``apply`` gives the
+    week page back with the form as it was posted."""
     store = store_of(request)
 
     def work() -> Response:
@@ -140,19 +178,22 @@ def edit_entry(request: Request, entry_id: int, action: str, values: dict[str, s
                 week = row.digest.week
         except FormError as exc:
             return form_failed(request, entry_id, exc, values)
+        if view == "list":
+            return back(f"/week?week={week.isoformat()}&view=list#row-{entry_id}")
         return back(week_url(week, f"entry-{entry_id}"))
 
     return mutate(request, f"/entry/{entry_id}/{action}", values, work)
 
 
 @router.post("/entry/{entry_id}/keep", dependencies=CSRF)
-def entry_keep(request: Request, entry_id: RowId, kept: Annotated[str, Form()] = "") -> Response:
+def entry_keep(request: Request, entry_id: RowId, kept: Annotated[str, Form()] = "",
+               view: Annotated[str, Form()] = "") -> Response:
     def apply(session: Session, row: DigestEntryRow) -> None:
         if kept not in ("0", "1"):
             raise FormError("kept", "kept must be 0 or 1")
         curate.set_kept(session, row, kept == "1")
 
-    return edit_entry(request, entry_id, "keep", {"kept": kept}, apply)
+    return edit_entry(request, entry_id, "keep", {"kept": kept}, apply, view)
 
 
 @router.post("/entry/{entry_id}/edit", dependencies=CSRF)
@@ -195,13 +236,14 @@ def parse_position(index: str) -> int | None:
 
 @router.post("/entry/{entry_id}/move", dependencies=CSRF)
 def entry_move(request: Request, entry_id: RowId, config: ConfigDep,
-               section: Annotated[str, Form()] = "", index: Annotated[str, Form()] = "") -> Response:
+               section: Annotated[str, Form()] = "", index: Annotated[str, Form()] = "",
+               view: Annotated[str, Form()] = "") -> Response:
     def apply(session: Session, row: DigestEntryRow) -> None:
         if section not in section_choices(row.digest, config):
             raise FormError("section", f"unknown section {section[:60]!r}: choose one from the list")
         curate.move_entry(session, row, section, parse_position(index))
 
-    return edit_entry(request, entry_id, "move", {"section": section, "index": index}, apply)
+    return edit_entry(request, entry_id, "move", {"section": section, "index": index}, apply, view)
 
 
 @router.post("/entry/{entry_id}/reorder", dependencies=CSRF)

@@ -1,0 +1,166 @@
+// Triage by keyboard in the week view's list mode. Every key posts the SAME form a button posts
+// (/entry/<id>/keep, /entry/<id>/move): the line changes at once, the posts go one after another,
+// and once none is left the page is fetched again (app.js's refresh), so what shows is what was
+// saved. Without this script the list still works with its buttons.
+(function () {
+  "use strict";
+
+  var cursorId = null;      // entry id of the current line
+  var anchorId = null;      // where a shift selection started
+  var selected = {};        // entry id -> true
+  var queue = Promise.resolve();
+  var pending = 0;
+
+  function list() { return document.getElementById("triage-list"); }
+  function rows() {
+    var root = list();
+    return root ? Array.prototype.slice.call(root.querySelectorAll("li.row")) : [];
+  }
+  function rowOf(id) { return id === null ? null : document.getElementById("row-" + id); }
+  function csrf() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.getAttribute("content") : "";
+  }
+
+  function setPending(n) {
+    pending = n;
+    document.body.setAttribute("data-pending", String(n));
+    var status = document.getElementById("status");
+    if (status) {
+      status.textContent = n ? "Saving " + n + "…" : "Saved";
+      status.className = "save-status " + (n ? "busy" : "ok");
+    }
+  }
+
+  function paint() {
+    rows().forEach(function (li) {
+      var id = li.getAttribute("data-entry-id");
+      li.classList.toggle("cursor", id === cursorId);
+      li.classList.toggle("selected", !!selected[id]);
+    });
+    var current = rowOf(cursorId);
+    if (current && current.scrollIntoView) { current.scrollIntoView({ block: "nearest" }); }
+  }
+
+  function targets() {
+    var ids = Object.keys(selected);
+    if (!ids.length && cursorId !== null) { ids = [cursorId]; }
+    return ids;
+  }
+
+  function move(step, extend) {
+    var all = rows();
+    if (!all.length) { return; }
+    var at = all.indexOf(rowOf(cursorId));
+    var next = at < 0 ? 0 : Math.min(all.length - 1, Math.max(0, at + step));
+    var id = all[next].getAttribute("data-entry-id");
+    if (extend) {
+      if (anchorId === null) { anchorId = cursorId === null ? id : cursorId; }
+      selected = {};
+      var from = all.indexOf(rowOf(anchorId)), to = next;
+      for (var i = Math.min(from, to); i <= Math.max(from, to); i++) {
+        selected[all[i].getAttribute("data-entry-id")] = true;
+      }
+    } else {
+      anchorId = null;
+      selected = {};
+    }
+    cursorId = id;
+    paint();
+  }
+
+  // One form post, queued after the ones before it; the page is fetched again once none is left.
+  function post(url, fields) {
+    var data = new FormData();
+    data.append("csrf", csrf());
+    data.append("view", "list");
+    Object.keys(fields).forEach(function (k) { data.append(k, fields[k]); });
+    setPending(pending + 1);
+    queue = queue.then(function () {
+      return fetch(url, { method: "POST", body: data, credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
+        .then(function (r) { if (!r.ok) { throw new Error(String(r.status)); } })
+        .catch(function () {
+          var status = document.getElementById("status");
+          if (status) { status.textContent = "Not saved: reload to see what was"; status.className = "save-status error"; }
+        })
+        .then(function () {
+          setPending(pending - 1);
+          if (!pending && window.tidings) { return window.tidings.refresh(); }
+        });
+    });
+  }
+
+  function keep(value) {
+    targets().forEach(function (id) {
+      var li = rowOf(id);
+      if (li) { li.classList.toggle("dropped", !value); li.setAttribute("data-kept", value ? "1" : "0"); }
+      post("/entry/" + id + "/keep", { kept: value ? "1" : "0" });
+    });
+  }
+
+  function moveTo(number) {
+    targets().forEach(function (id) {
+      var li = rowOf(id);
+      var select = li ? li.querySelector(".row-move select") : null;
+      if (!select || number > select.options.length) { return; }
+      var section = select.options[number - 1].value;
+      if (section === li.getAttribute("data-section")) { return; }
+      li.setAttribute("data-section", section);
+      var chip = li.querySelector(".section-chip");
+      if (chip) { chip.textContent = number + " " + section; }
+      post("/entry/" + id + "/move", { section: section });
+    });
+  }
+
+  function toggleHelp() {
+    var help = document.getElementById("keys");
+    if (help) { help.hidden = !help.hidden; }
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (!list() || event.ctrlKey || event.metaKey || event.altKey) { return; }
+    var target = event.target;
+    if (target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement ||
+        target instanceof HTMLSelectElement || (target && target.isContentEditable)) {
+      if (event.key === "Escape" && target.blur) { target.blur(); }
+      return;
+    }
+    var key = event.key;
+    var handled = true;
+    if (key === "j" || key === "J" || key === "ArrowDown") { move(1, event.shiftKey); }
+    else if (key === "k" || key === "K" || key === "ArrowUp") { move(-1, event.shiftKey); }
+    else if (key === "x") { keep(false); }
+    else if (key === " ") { keep(true); }
+    else if (/^[1-9]$/.test(key)) { moveTo(parseInt(key, 10)); }
+    else if (key === "e") {
+      var link = rowOf(cursorId) && rowOf(cursorId).querySelector(".edit-link");
+      if (link) { window.location.href = link.href; }
+    }
+    else if (key === "/") { var box = document.getElementById("list-search"); if (box) { box.focus(); } }
+    else if (key === "?") { toggleHelp(); }
+    else if (key === "Escape") { selected = {}; anchorId = null; paint(); }
+    else { handled = false; }
+    if (handled) { event.preventDefault(); }
+  });
+
+  document.addEventListener("click", function (event) {
+    var link = event.target instanceof Element ? event.target.closest(".help-link") : null;
+    if (link) { event.preventDefault(); toggleHelp(); return; }
+    var li = event.target instanceof Element ? event.target.closest("#triage-list li.row") : null;
+    if (li && !(event.target instanceof HTMLAnchorElement)) { cursorId = li.getAttribute("data-entry-id"); paint(); }
+  });
+
+  // app.js swaps in the page the server answers with: keep the cursor and selection on it.
+  new MutationObserver(function () { if (list()) { paint(); } }).observe(document.body, { childList: true });
+
+  function start() {
+    var hash = window.location.hash.match(/^#row-(\d+)$/);
+    var first = rows()[0];
+    cursorId = hash ? hash[1] : (first ? first.getAttribute("data-entry-id") : null);
+    setPending(0);
+    var status = document.getElementById("status");
+    if (status) { status.textContent = ""; }
+    paint();
+  }
+  if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", start); } else { start(); }
+})();

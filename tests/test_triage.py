@@ -1,0 +1,162 @@
+"""The triage score on behaviour, through the web app: the curator's keeps and drops in the week
+view's list mode over three weeks decide how the fourth week's candidates are ranked."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+
+from tidings import pipeline
+from tidings.config import Config
+from tidings.records import ItemRecord
+from tidings.store import CuratorAction, DigestEntryRow, Item, Store, open_store
+from tidings.triage import Facts, TriageModel
+from tidings.web import create_app
+
+WEEKS = [date(2025, 3, 9), date(2025, 3, 16), date(2025, 3, 23), date(2025, 3, 30)]  # Sundays
+WORDS = ["Go", "Rust", "数据库", "性能", "云原生", "编译器", "发布", "调度", "内存", "大模型", "测试", "网络"]
+DROPPED_DOMAIN = "clickbait.example"
+KEPT_AUTHOR = "Alice Chen"
+# (domain, author) of each week's candidates: the dropped domain's authors are also elsewhere, and
+# the kept author writes on the same domains as everyone else, so only the feature under test differs.
+PLAN = [
+    (DROPPED_DOMAIN, "Bob"), (DROPPED_DOMAIN, "Carol"), (DROPPED_DOMAIN, "Dan"),
+    ("news-one.example", KEPT_AUTHOR), ("news-two.example", KEPT_AUTHOR), ("news-three.example", KEPT_AUTHOR),
+    ("news-one.example", "Bob"), ("news-two.example", "Carol"), ("news-three.example", "Dan"),
+    ("news-one.example", "Erin"), ("news-two.example", "Frank"), ("news-three.example", "Grace"),
+    ("news-one.example", "Carol"), ("news-two.example", "Dan"), ("news-three.example", "Bob"),
+]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = open_store(tmp_path / "triage.db")
+    yield store
+    store.close()
+
+
+def make_client(store: Store) -> TestClient:
+    return TestClient(create_app(store, Config()), base_url="http://127.0.0.1:8000", raise_server_exceptions=False)
+
+
+def csrf_of(client: TestClient) -> str:
+    match = re.search(r'<meta name="csrf-token" content="([^"]+)">', client.get("/search").text)
+    assert match
+    return match.group(1)
+
+
+def add_week(store: Store, week: date, rng: random.Random) -> None:
+    """The week's candidates, each from its domain's feed, seen on the week's Wednesday."""
+    for n, (domain, author) in enumerate(PLAN):
+        title = " ".join(rng.sample(WORDS, 3)) + f" 第{n}篇"
+        record = ItemRecord(url=f"https://{domain}/{week.isoformat()}/{n}", title=title, author=author,
+                            published_at=datetime.combine(week - timedelta(days=4), time(9)),
+                            text=f"{title}。" + "这是一篇正文，讲述技术细节与实践经验。" * 20, summary=f"{title} 的摘要。")
+        report = pipeline.ingest(store, [record], source_kind="feed", locator=f"https://{domain}/feed.xml")
+        with store.session() as session:
+            session.execute(update(Item).where(Item.id.in_(report.item_ids)).values(
+                seen_at=datetime.combine(week - timedelta(days=4), time(12), UTC)))
+
+
+def list_rows(client: TestClient, week: date) -> list[tuple[int, str, str]]:
+    """(entry id, score, reasons) of the list mode's lines, top to bottom."""
+    html = client.get(f"/week?week={week.isoformat()}&view=list&new=0").text
+    found = re.findall(r'<li class="row[^"]*" id="row-(\d+)".*?<span class="score" title="([^"]*)">([^<]*)</span>',
+                       html, re.S)
+    return [(int(eid), score, reasons) for eid, reasons, score in found]
+
+
+def entry_facts(store: Store, entry_ids: list[int]) -> dict[int, tuple[str, str]]:
+    """entry id → (domain, author) of its item."""
+    with store.session() as session:
+        rows = session.execute(select(DigestEntryRow.id, Item.url, Item.author).join(Item)
+                               .where(DigestEntryRow.id.in_(entry_ids))).all()
+    return {eid: (url.split("/")[2], author) for eid, url, author in rows}
+
+
+def test_three_weeks_of_verdicts_rank_the_fourth_week(store: Store) -> None:
+    rng = random.Random(17)
+    for week in WEEKS:
+        add_week(store, week, rng)
+    with make_client(store) as client:
+        token = csrf_of(client)
+        for week in WEEKS[:3]:
+            rows = list_rows(client, week)
+            assert len(rows) == len(PLAN)
+            facts = entry_facts(store, [eid for eid, _, _ in rows])
+            for n, (eid, _, _) in enumerate(rows):
+                domain, author = facts[eid]
+                if domain == DROPPED_DOMAIN:
+                    kept = "0"
+                elif author == KEPT_AUTHOR:
+                    kept = "1"
+                else:
+                    kept = "1" if n % 2 else "0"  # the rest: half kept, half dropped
+                response = client.post(f"/entry/{eid}/keep", data={"csrf": token, "kept": kept, "view": "list"},
+                                       follow_redirects=False)
+                assert response.status_code == 303
+                assert response.headers["location"] == f"/week?week={week.isoformat()}&view=list#row-{eid}"
+        with store.session() as session:
+            actions = session.scalars(select(CuratorAction)).all()
+        assert len(actions) == 3 * len(PLAN) and {a.action for a in actions} == {"keep", "drop"}
+
+        rows = list_rows(client, WEEKS[3])
+    assert len(rows) == len(PLAN)
+    facts = entry_facts(store, [eid for eid, _, _ in rows])
+    order = [facts[eid] for eid, _, _ in rows]
+    scores = [float(score) for _, score, _ in rows]
+    assert scores == sorted(scores, reverse=True)
+    assert all(author == KEPT_AUTHOR for _, author in order[:3]), order
+    assert all(domain == DROPPED_DOMAIN for domain, _ in order[-3:]), order
+    # The reasons say why: the domain's record and the author's.
+    top_reasons, bottom_reasons = rows[0][2], rows[-1][2]
+    assert f"by an author you keep 100 % of (9 of 9): {KEPT_AUTHOR.lower()}" in top_reasons
+    assert f"from a domain you keep 0 % of (0 of 9): {DROPPED_DOMAIN}" in bottom_reasons
+    assert scores[0] > 5 > scores[-1]
+
+
+def test_a_candidates_own_verdict_does_not_raise_its_own_score(store: Store) -> None:
+    rng = random.Random(3)
+    add_week(store, WEEKS[0], rng)
+    with make_client(store) as client:
+        token = csrf_of(client)
+        rows = list_rows(client, WEEKS[0])
+        assert {score for _, score, _ in rows} == {"5.0"}  # cold start, no spread, no classifier: even
+        first = rows[0][0]
+        client.post(f"/entry/{first}/keep", data={"csrf": token, "kept": "1", "view": "list"})
+        after = dict((eid, score) for eid, score, _ in list_rows(client, WEEKS[0]))
+    assert after[first] == "5.0"  # leave-one-out: only others' verdicts count for it
+
+
+def test_cold_start_uses_spread_and_the_classifiers_confidence() -> None:
+    model = TriageModel()
+    plain = Facts(item_id=1, sources=("feed",), domain="a.example", account="", section="S", words=(), age="",
+                  confidence=None)
+    sure = Facts(**{**plain.__dict__, "item_id": 2, "confidence": 0.9})
+    unsure = Facts(**{**plain.__dict__, "item_id": 3, "confidence": 0.2})
+    no_rule = Facts(**{**plain.__dict__, "item_id": 4, "confidence": 0.0})
+    assert model.score(plain, 1).value == 5.0
+    spread = model.score(plain, 4)
+    assert spread.value > 5 and [r.text for r in spread.top_reasons] == ["seen in 4 sources"]
+    assert model.score(sure, 1).value > 5 > model.score(unsure, 1).value
+    assert model.score(no_rule, 1).value == 5.0  # "no keyword matched" is not a low confidence
+
+
+def test_unsure_badge_only_for_a_real_low_confidence(store: Store) -> None:
+    week = WEEKS[0]
+    add_week(store, week, random.Random(1))
+    with store.session() as session:
+        items = session.scalars(select(Item).order_by(Item.id)).all()
+        for item in items:  # what the keyword rules leave when nothing matched
+            item.section, item.section_origin, item.section_confidence = "🍵 其他", "rules", 0.0
+        items[0].section_confidence = 0.2
+    with make_client(store) as client:
+        html = client.get(f"/week?week={week.isoformat()}").text
+    assert html.count("unsure-badge") == 1 and "unsure section (0.20)" in html
