@@ -1214,7 +1214,9 @@ def eval_search(
 @eval_app.command("ask")
 def eval_ask(
     ctx: typer.Context,
-    queries: Annotated[Path, typer.Option("--queries", help="Labelled queries (JSONL).")] = Path("evals/queries.jsonl"),
+    queries: Annotated[
+        list[Path] | None, typer.Option("--queries", help="Labelled queries (JSONL); repeat for several files.")
+    ] = None,
     threshold: Annotated[float | None, typer.Option(help="Use this refusal threshold instead of calibrating.")] = None,
     hybrid: Annotated[bool, typer.Option(help="Fuse with embeddings when configured.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="The figures as one JSON object.")] = False,
@@ -1231,8 +1233,9 @@ def eval_ask(
     from .search import evaluate as searcheval
 
     st = state(ctx)
+    files = queries or [Path("evals/queries.jsonl"), Path("evals/ask.jsonl")]  # search set + ask-only set
     report = searcheval.evaluate_ask(
-        st.store, searcheval.load_queries(queries), config=st.config, threshold=threshold, hybrid=hybrid
+        st.store, searcheval.load_query_files(files), config=st.config, threshold=threshold, hybrid=hybrid
     )
     if as_json:
         sys.stdout.write(json.dumps(report, ensure_ascii=False) + "\n")

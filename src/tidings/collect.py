@@ -65,6 +65,7 @@ def import_paths(
     on_file: Progress = _silent,
 ) -> tuple[StageReport, list[FileOutcome]]:
     from .sources import blog, feeds, notes, social
+    from .sources import text as plain_text
 
     report = StageReport("import")
     outcomes: list[FileOutcome] = []
@@ -110,6 +111,8 @@ def import_paths(
                 result = notes.parse_notes(text, file=where)
             elif chosen == "blog":
                 result = blog.parse_blog_post(text, file=where, root=str(root))
+            elif chosen == "text":
+                result = plain_text.parse_text_page(text, file=where)
             elif chosen == "feed":
                 parsed = feeds.parse_feed(content, file=where)
                 result_items, result_errors = parsed.items, [*parsed.damage, *parsed.errors]

@@ -16,7 +16,7 @@ import yaml
 
 from ..errors import UsageError
 
-FORMATS = ("auto", "links", "digest", "social", "notes", "blog", "feed", "opml")
+FORMATS = ("auto", "links", "digest", "social", "notes", "blog", "feed", "opml", "text")
 TEXT_SUFFIXES = {".md", ".markdown", ".mdx", ".txt"}
 SKIPPED_NAMES = {"readme.md"}
 
@@ -244,6 +244,7 @@ def _expanded_size(
 def detect(path: Path, content: bytes, section_names: list[str], text: str | None = None) -> tuple[str, str]:
     """The format of one file and the reason it was chosen. ``text``: the content already decoded."""
     from . import blog, digest, feeds, notes, opml, social
+    from . import text as plain_text
 
     head = content[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
     if head.startswith(b"<") or b"<?xml" in head[:200]:
@@ -263,6 +264,9 @@ def detect(path: Path, content: bytes, section_names: list[str], text: str | Non
             return name, why
     if path.suffix.lower() in {".md", ".markdown", ".mdx"}:
         return "blog", "a Markdown file that is neither a digest, a post archive nor a notes file"
+    ok, why = plain_text.looks_like(text)
+    if ok:
+        return "text", why
     return "links", "plain text: one link per line"
 
 
