@@ -29,9 +29,11 @@ if TYPE_CHECKING:
 
     from .collect import FileOutcome
     from .config import Config
+    from .llm.gateway import LLM
     from .pipeline import StageReport
     from .publish.site import SiteReport
     from .records import DigestDoc, ItemRecord
+    from .search.archive import ArchiveAnswer
     from .search.ask import Answer
     from .search.query import Filters
     from .search.rank import SearchResult
@@ -310,10 +312,13 @@ def search_archive(
 
 def ask(
     store: Store, question: str, *, config: Config | None = None, filters: Filters | None = None,
-    threshold: float | None = None, hybrid: bool = True,
-) -> Answer:
+    threshold: float | None = None, hybrid: bool = True, llm: LLM | None = None,
+) -> Answer | ArchiveAnswer:
     """Answer from the archive, citing only quotes that occur verbatim in the cited items; below
     the evidence ``threshold`` (calibrated by default) the answer is a refusal with related items.
+    A question about the archive itself (a count, ranking or series: "2024 年每个月各有几期？")
+    gets an :class:`tidings.search.archive.ArchiveAnswer` instead, from SQL over the read-only
+    archive views (written by ``llm``'s ``ask`` route when given, else by templates).
 
     Example::
 
@@ -321,6 +326,10 @@ def ask(
         answer.refused, [c.url for c in answer.evidence]
         # (False, ['https://karpathy.ai/...'])
     """
+    from .search.archive import answer_archive
     from .search.ask import ask as _ask
 
+    archive = answer_archive(store, question, config=config, llm=llm)
+    if archive is not None:
+        return archive
     return _ask(store, question, config=config, filters=filters, threshold=threshold, hybrid=hybrid)
