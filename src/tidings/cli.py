@@ -1106,25 +1106,35 @@ def ask_cmd(
     since: SinceOpt = None, until: UntilOpt = None,
     threshold: Annotated[float | None, typer.Option(help="Refuse below this evidence score (default: calibrated).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="{answer, confidence, evidence, related} as JSON.")] = False,
+    use_llm: LLMFlag = None,
 ) -> None:
     """Answer from the archive with quotes that are checked to occur verbatim in the cited
-    items; say so (and list related items) when the archive has no evidence.
+    items; say so (and list related items) when the archive has no evidence. Questions about
+    the archive itself (counts, rankings, series) are answered with SQL over read-only views,
+    shown as the evidence ({answer, sql, rows, confidence} with --json); with --llm the model
+    routed for ask writes that SQL.
 
     Examples:
 
         tidings ask "哪些文章讨论过 RAG 的评估指标？"
 
         tidings ask "What did Karpathy say about tokenization?" --json
+
+        tidings ask "2024 年每个月各有几期？"
     """
     from . import ask
 
     st = state(ctx)
+    gateway = llm_gateway(st, "ask", use_llm)
     answer = ask(
         st.store, question, config=st.config, filters=search_filters(section, tag, author, kind, since, until),
-        threshold=threshold,
+        threshold=threshold, llm=gateway,
     )
     if as_json:
         sys.stdout.write(json.dumps(answer.to_json(), ensure_ascii=False) + "\n")
+        return
+    if hasattr(answer, "sql"):
+        print_archive_answer(answer)
         return
     out.print(escape_markup(answer.answer), highlight=False)
     out.print(f"[dim]confidence {answer.confidence:.2f}[/dim]", highlight=False)
@@ -1134,6 +1144,17 @@ def ask_cmd(
         out.print("related:", highlight=False)
         for r in answer.related:
             out.print(f"  - {escape_markup(r['title'] or r['url'])}  [dim]{escape_markup(r['url'])}[/dim]", highlight=False)
+
+
+def print_archive_answer(answer: Any) -> None:
+    """An archive answer with its evidence: the SQL that ran and the first rows it returned."""
+    out.print(escape_markup(answer.answer), highlight=False)
+    out.print(f"[dim]confidence {answer.confidence:.2f} ({escape_markup(answer.method)})[/dim]", highlight=False)
+    out.print("sql: " + escape_markup(answer.sql), highlight=False, soft_wrap=True)  # whole, to be copied
+    for row in answer.rows[:20]:
+        out.print("  " + escape_markup(" | ".join("" if v is None else str(v) for v in row)), highlight=False)
+    if len(answer.rows) > 20:
+        out.print(f"  … {len(answer.rows) - 20} more row(s)", highlight=False)
 
 
 @app.command("index")
@@ -1248,6 +1269,39 @@ def eval_ask(
             f"refusal (unanswerable) {m['refusal_rate_unanswerable']}  false refusals {m['false_refusal_rate']}  "
             f"answer hit {m['answer_hit_rate']}", highlight=False,
         )
+
+
+@eval_app.command("archive")
+def eval_archive(
+    ctx: typer.Context,
+    questions: Annotated[Path, typer.Option("--questions", help="Labelled archive questions (JSONL).")] = Path("evals/archive.jsonl"),
+    use_llm: LLMFlag = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The figures as one JSON object.")] = False,
+) -> None:
+    """Exact-match rate of archive questions (counts, rankings, series) against answers computed
+    independently from the store's tables; offline templates, or the ask model with --llm.
+
+    Examples:
+
+        tidings eval archive
+
+        tidings eval archive --llm --json
+    """
+    from .search.archive_eval import evaluate_archive, load_questions
+
+    st = state(ctx)
+    gateway = llm_gateway(st, "ask", use_llm)
+    report = evaluate_archive(st.store, load_questions(questions), config=st.config, llm=gateway)
+    if as_json:
+        sys.stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
+        return
+    for name in ("calibration", "heldout", "all"):
+        m = report[name]
+        by_model = f"  answered by the model {m['answered_by_model']}" if report["model"] else ""
+        out.print(f"{name}: {m['questions']} questions  exact match {m['exact_match']}{by_model}", highlight=False)
+    for miss in report["heldout"]["misses"]:
+        out.print(f"missed {miss['id']}: {escape_markup(miss['question'])}", highlight=False)
+    llm_footer(gateway)
 
 
 @eval_app.command("classify")
