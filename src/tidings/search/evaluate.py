@@ -93,6 +93,20 @@ def load_queries(path: Path) -> list[LabelledQuery]:
     return queries
 
 
+def load_query_files(paths: Sequence[Path]) -> list[LabelledQuery]:
+    """The labelled queries of several files as one set (``eval ask`` reads the search set and the
+    ask-only set, ``evals/ask.jsonl``); an id used twice is an error, not a silent overwrite."""
+    queries: list[LabelledQuery] = []
+    seen: dict[str, Path] = {}
+    for path in paths:
+        for q in load_queries(path):
+            if q.id in seen:
+                raise UsageError(f"{path}: query id {q.id!r} is also in {seen[q.id]}")
+            seen[q.id] = path
+            queries.append(q)
+    return queries
+
+
 _EXPECT_KEYS = ("url", "url_contains", "title", "title_is", "kind")
 
 
@@ -281,10 +295,17 @@ class AskOutcome:
     answerable: bool
     expected: set[int]
     answer: Answer
+    answer_contains: tuple[str, ...] = ()
+    """What the answer text must say (a list's items, the "免费" of a yes/no question)."""
 
     def hit_at(self, threshold: float) -> bool:
-        """Whether the answer, with refusal applied at ``threshold``, cites an expected item."""
-        return not _refuses(self, threshold) and any(c.item_id in self.expected for c in self.answer.evidence)
+        """Whether the answer, with refusal applied at ``threshold``, cites an expected item and
+        says what the label says it must."""
+        return (
+            not _refuses(self, threshold)
+            and any(c.item_id in self.expected for c in self.answer.evidence)
+            and all(part.lower() in self.answer.answer.lower() for part in self.answer_contains)
+        )
 
 
 def run_ask(
@@ -295,7 +316,7 @@ def run_ask(
     for q in queries:
         expected = resolve_expected(store, q.expect) if q.answerable else set()
         answer = ask(store, q.question, config=config, filters=q.filters, threshold=threshold, hybrid=hybrid)
-        outcomes.append(AskOutcome(q.id, q.answerable, expected, answer))
+        outcomes.append(AskOutcome(q.id, q.answerable, expected, answer, tuple(q.answer_contains)))
     return outcomes
 
 

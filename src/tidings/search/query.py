@@ -25,10 +25,10 @@ QUESTION_WORDS: frozenset[str] = frozenset(
     """哪些 哪个 哪篇 那篇 这篇 哪里 什么样 为什么 为何 是否 有没有 有哪些 是不是 吗 呢 讲 讲的 讲过 说 说过
     提到 提过 讨论 讨论过 介绍 介绍过 关于 帖子 推文 笔记 内容 存档 过 一下 一篇 请问 请 告诉 知道 想
     谈 谈到 聊 聊过 写 写过 里 哪 分享 分享过 收录 收录过 提及 涉及
-    多少 多长 多久 几个 什么时候 时候
+    多少 多长 多久 几个 什么时候 时候 现在 目前 如今 当前
     what which how why who whom when where does did do is are was were about article articles post posts
     tweet tweets note notes archive any there tell me find show discuss discussed mention mentioned
-    mentions talk talks talked anything something explain explained covered cover""".split()
+    mentions talk talks talked anything something explain explained covered cover now currently""".split()
 )
 QUERY_STOPWORDS = STOPWORDS | QUESTION_WORDS
 
@@ -123,6 +123,7 @@ SYNONYMS: list[list[str]] = [
     ["加密", "encryption"],
     ["可视化", "visualization"],
     ["教程", "tutorial", "tutorials"],
+    ["免费", "free", "free of charge"],
 ]
 
 
