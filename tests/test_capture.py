@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -36,11 +37,12 @@ ARTICLE = "wechat_rendered-dom_python-defer_2020.html"  # 一日一技：在 Pyt
 EXPIRED = "wechat_error-page_link-expired_no-body.html"  # the "link expired" wall, as WeChat serves it
 # The page may not run scripts, load anything or connect anywhere; forms are not limited (no form-action).
 STRICT_CSP = "default-src 'none'; style-src 'unsafe-inline'; connect-src 'none'"
+NO_FORMS_CSP = STRICT_CSP + "; form-action 'none'"  # and no form may be posted anywhere either
 BASE = "http://127.0.0.1:8000"
 
 
-def html_reply(body: bytes) -> Reply:
-    return Reply(200, body, {"Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": STRICT_CSP})
+def html_reply(body: bytes, csp: str = STRICT_CSP) -> Reply:
+    return Reply(200, body, {"Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": csp})
 
 
 def item_count(store: Store) -> int:
@@ -277,17 +279,44 @@ def run_bookmarklet(browser: object, page: object, code: str) -> object:
     return window
 
 
+def bookmarklet_code(browser: object, base: str) -> str:
+    """The code of the bookmarklet link on /capture, as the browser runs it when it is clicked."""
+    help_page = browser.new_page()  # type: ignore[attr-defined]
+    help_page.goto(f"{base}/capture")
+    href = help_page.get_attribute("#bookmarklet", "href")
+    help_page.close()
+    assert href is not None and href.startswith("javascript:")
+    return unquote(href.removeprefix("javascript:"))
+
+
+@contextmanager
+def requests_to(browser: object, base: str) -> Iterator[list[tuple[str, str]]]:
+    """(method, path) of every request the browser sends to tidings meanwhile."""
+    sent: list[tuple[str, str]] = []
+
+    def note(request: object) -> None:
+        if request.url.startswith(base):  # type: ignore[attr-defined]
+            sent.append((request.method, request.url.removeprefix(base)))  # type: ignore[attr-defined]
+
+    browser.on("request", note)  # type: ignore[attr-defined]
+    try:
+        yield sent
+    finally:
+        browser.remove_listener("request", note)  # type: ignore[attr-defined]
+
+
+def wait_for_title(window: object, start: str, timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while not window.title().startswith(start):  # type: ignore[attr-defined]
+        assert time.time() < deadline, window.content()[:2000]  # type: ignore[attr-defined]
+        time.sleep(0.1)
+
+
 def test_the_bookmarklet_captures_a_wechat_page_under_a_strict_csp(
         served: tuple[str, Store], browser: object, article: bytes, corpus_dir: Path) -> None:
     base, store = served
     with LoopbackServer({"/s/defer": lambda r: html_reply(article)}) as site:
-        help_page = browser.new_page()  # type: ignore[attr-defined]
-        help_page.goto(f"{base}/capture")
-        href = help_page.get_attribute("#bookmarklet", "href")
-        help_page.close()
-        assert href is not None and href.startswith("javascript:")
-        code = unquote(href.removeprefix("javascript:"))  # what the browser runs when it is clicked
-
+        code = bookmarklet_code(browser, base)
         page = browser.new_page()  # type: ignore[attr-defined]
         page.goto(site.url("/s/defer"))
         # The page's CSP is in force: a request of its own to tidings is blocked.
@@ -295,8 +324,11 @@ def test_the_bookmarklet_captures_a_wechat_page_under_a_strict_csp(
         page.evaluate("""() => { const range = document.createRange();
             range.selectNodeContents(document.querySelector('#activity-name'));
             window.getSelection().removeAllRanges(); window.getSelection().addRange(range); }""")
-        window = run_bookmarklet(browser, page, code)
+        with requests_to(browser, base) as sent:
+            window = run_bookmarklet(browser, page, code)
         assert window.title().startswith("Saved: 一日一技：在 Python 中实现延迟调用"), window.content()[:2000]
+        # The page's own form, straight into the new window.
+        assert [r for r in sent if r[1].startswith("/capture")] == [("POST", "/capture")]
         window.close()
 
         item = only_item(store)
@@ -316,3 +348,28 @@ def test_the_bookmarklet_captures_a_wechat_page_under_a_strict_csp(
         window.close()
         page.close()
     assert item_count(store) == 1
+
+
+def test_a_page_that_may_not_post_forms_goes_by_a_window_of_ours(
+        served: tuple[str, Store], browser: object, corpus_dir: Path) -> None:
+    """Under ``form-action 'none'`` the form is blocked: the page goes by postMessage to
+    /capture/receive, which posts it from our origin."""
+    base, store = served
+    news = (corpus_dir / "html" / "wechat_static-2018_news-brief.html").read_bytes()
+    with LoopbackServer({"/s/news": lambda r: html_reply(news, NO_FORMS_CSP)}) as site:
+        code = bookmarklet_code(browser, base)
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(site.url("/s/news"))
+        with requests_to(browser, base) as sent:
+            window = run_bookmarklet(browser, page, code)
+            wait_for_title(window, "Saved: ")
+        window.close()  # type: ignore[attr-defined]
+        page.close()
+    # The form was blocked (the page never posted); our window was opened and posted it.
+    assert [r for r in sent if r[1].startswith("/capture")] == [("GET", "/capture/receive"), ("POST", "/capture")]
+    added = added_from_file(corpus_dir / "html" / "wechat_static-2018_news-brief.html")
+    with store.session() as session:
+        item = session.scalar(select(Item).where(Item.url == site.url("/s/news")))
+        assert item is not None
+        assert (item.status, item.title, item.text) == (ItemStatus.EXTRACTED, added.title, added.text)
+        assert added.title == "4月6日周五【新闻速览一分钟】"

@@ -117,8 +117,9 @@ def _guard(token: str | None, hosts: set[str]) -> Guard:
 
 def _capture_post(request: Request) -> bool:
     """A bookmarklet's post comes from another site, without our cookies: it carries the capture
-    key in its form instead, which its route checks before storing anything."""
-    return request.method == "POST" and request.url.path == capture.CAPTURE_PATH
+    key in its form instead, which its route checks before storing anything. Its fallback window
+    (an empty page that waits for a page to post) is opened from that site too."""
+    return (request.method, request.url.path) in (("POST", capture.CAPTURE_PATH), ("GET", capture.RECEIVE_PATH))
 
 
 def _add_error_pages(app: FastAPI) -> None:

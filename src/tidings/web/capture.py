@@ -30,6 +30,7 @@ from .deps import current_week, error_page, page
 router = APIRouter()
 
 CAPTURE_PATH = "/capture"
+RECEIVE_PATH = "/capture/receive"
 FORM_OVERHEAD = 256 * 1024  # bytes beside the page: its URL, the key, multipart framing (the selection is in the page)
 FIELDS = ("url", "html", "selection", "key")
 
@@ -44,13 +45,25 @@ def bookmarklet(action: str, key: str) -> str:
     """The ``javascript:`` URL that posts the current page to ``action`` in a new window.
 
     A form, not ``fetch``: a page's ``connect-src`` cannot block a form's navigation. Multipart,
-    so the page's bytes travel as they are (URL-encoding would triple every Chinese character)."""
+    so the page's bytes travel as they are (URL-encoding would triple every Chinese character).
+    A page whose ``form-action`` blocks the form reports it (``securitypolicyviolation``): then
+    the page goes by ``postMessage``, to our origin only, into a window of ours
+    (:data:`RECEIVE_PATH`), which posts the same form from there."""
+    origin = action[: action.index("/", action.index("//") + 2)]
     code = (
-        "(function(){var d=document,f=d.createElement('form');"
+        "(function(){var d=document,"
+        f"v={{url:location.href,html:d.documentElement.outerHTML,selection:String(window.getSelection()||''),"
+        f"key:{json.dumps(key)}}},sent=0;"
+        "function byWindow(e){if(sent||String(e.effectiveDirective||e.violatedDirective).indexOf('form-action'))return;"
+        "sent=1;window.addEventListener('message',function h(m){"
+        f"if(m.origin==={json.dumps(origin)}&&m.data==='tidings-capture-ready'){{"
+        f"window.removeEventListener('message',h);m.source.postMessage(v,{json.dumps(origin)})}}}});"
+        f"window.open({json.dumps(origin + RECEIVE_PATH)},'_blank')}}"
+        "d.addEventListener('securitypolicyviolation',byWindow,true);"
+        "setTimeout(function(){d.removeEventListener('securitypolicyviolation',byWindow,true)},10000);"
+        "var f=d.createElement('form');"
         f"f.method='post';f.action={json.dumps(action)};f.target='_blank';"
         "f.enctype='multipart/form-data';f.acceptCharset='utf-8';f.style.display='none';"
-        "var v={url:location.href,html:d.documentElement.outerHTML,"
-        f"selection:String(window.getSelection()||''),key:{json.dumps(key)}}};"
         "for(var k in v){var i=d.createElement('input');i.type='hidden';i.name=k;i.value=v[k];f.appendChild(i)}"
         "(d.body||d.documentElement).appendChild(f);f.submit();f.remove()})()"
     )
@@ -62,6 +75,12 @@ def capture_help(request: Request) -> Response:
     action = str(request.base_url).rstrip("/") + CAPTURE_PATH
     return page(request, "capture.html", nav="", bookmarklet=bookmarklet(action, capture_key(request)),
                 max_bytes=request.app.state.policy.max_bytes)
+
+
+@router.get(RECEIVE_PATH)
+def capture_receive(request: Request) -> Response:
+    """The window a page whose CSP blocks forms sends itself to (``static/web/capture.js``)."""
+    return page(request, "capture_receive.html", nav="")
 
 
 @router.post(CAPTURE_PATH)
