@@ -172,7 +172,9 @@ def check_sql(sql: str, *, max_rows: int = MAX_ROWS) -> str:
     try:
         statements = [s for s in sqlglot.parse(sql, read="sqlite") if s is not None]
     except (ParseError, TokenError) as exc:
-        raise ArchiveSQLError(f"the SQL does not parse: {str(exc).splitlines()[0]}") from None
+        details = (getattr(exc, "errors", None) or [{}])[0]
+        near = f" near {details['highlight']!r}" if details.get("highlight") else ""
+        raise ArchiveSQLError(f"the SQL does not parse{near}: {str(exc).splitlines()[0]}") from None
     if len(statements) != 1:
         raise ArchiveSQLError(f"exactly one statement is allowed, got {len(statements)}")
     tree = statements[0]
