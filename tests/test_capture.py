@@ -128,7 +128,13 @@ def test_capture_key_depends_on_the_token(store: Store, article: bytes) -> None:
         assert item_count(store) == 0
         saved = post(guarded, url="https://mp.weixin.qq.com/s/defer", html=article, key=key)
         assert saved.status_code == 201, saved.text  # type: ignore[attr-defined]
-        assert guarded.get("/week").status_code == 401  # the exemption is for the capture post only
+        assert guarded.get("/week").status_code == 401  # the exemption is for the capture doors only
+        assert guarded.get("/capture/receive").status_code == 200  # the fallback window: holds nothing
+    assert item_count(store) == 1
+    with TestClient(create_app(store, Config()), base_url="http://tidings.example.org") as foreign:
+        # Without a token only loopback Host names are served, the capture doors included.
+        assert post(foreign, url="https://example.org/other", html=article, key=plain_key
+                    ).status_code == 421  # type: ignore[attr-defined]
     assert item_count(store) == 1
 
 
@@ -373,3 +379,12 @@ def test_a_page_that_may_not_post_forms_goes_by_a_window_of_ours(
         assert item is not None
         assert (item.status, item.title, item.text) == (ItemStatus.EXTRACTED, added.title, added.text)
         assert added.title == "4月6日周五【新闻速览一分钟】"
+
+
+def test_a_captured_wall_is_set_aside_with_its_reason(client: TestClient, store: Store, corpus_dir: Path) -> None:
+    answer = post(client, url="https://mp.weixin.qq.com/s/expired", html=(corpus_dir / "html" / EXPIRED).read_bytes(),
+                  key=key_of(client))
+    assert answer.status_code == 201  # type: ignore[attr-defined]
+    assert "no article found" in answer.text  # type: ignore[attr-defined]
+    item = only_item(store)
+    assert item.status == ItemStatus.REJECTED and item.error_reason and not item.text

@@ -50,6 +50,10 @@ class Captured:
     """Why the captured page holds no article (``no_article`` …), when it holds none."""
     kept_earlier: bool = False
     """The capture held no article and the item's earlier text was kept."""
+    error: str | None = None
+    """The extractor's message when the page holds no article."""
+    note: str | None = None
+    """The item's note after the capture (the selection joins it)."""
 
 
 def check_page_url(url: str) -> str:
@@ -107,7 +111,8 @@ def capture_page(store: Store, *, url: str, html: bytes, selection: str = "", ma
         if quote and quote not in (item.note or ""):
             set_item_note(session, item, f"{item.note}\n\n{quote}" if item.note else quote)
         return Captured(item_id=item.id, title=item.title, status=str(item.status), state=state,
-                        error_reason=found.error_reason, kept_earlier=kept_earlier)
+                        error_reason=found.error_reason, kept_earlier=kept_earlier, error=found.error,
+                        note=item.note)
 
 
 def _commit_capture(item: Item, html: bytes, found: Extraction) -> None:

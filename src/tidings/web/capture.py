@@ -22,7 +22,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from .. import curate
 from ..capture import CaptureError, capture_page
 from . import jobs as web_jobs
 from .deps import current_week, error_page, page
@@ -121,9 +120,8 @@ async def capture(request: Request) -> Response:
     # Summarize and file it as a link added in the week view is: the same job, on the job queue.
     job = web_jobs.new_job(current_week(config), [(captured.item_id, fields["url"].strip())])
     web_jobs.start(request.app.state.jobs, job, store, config, request.app.state.policy)
-    item = curate.items_by_id(store, [captured.item_id]).get(captured.item_id)
     return page(request, "capture_saved.html", 201 if captured.state == "new" else 200, nav="",
-                captured=captured, item=item, job=job)
+                captured=captured, job=job)
 
 
 def _too_large(request: Request, max_bytes: int) -> Response:
