@@ -282,16 +282,17 @@ blocks = st.lists(st.sampled_from(WRITTEN_BY_US_INDEXES), max_size=4)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(head=blocks, between=blocks, tail=blocks, order=st.permutations(list(WRITTEN_BY_US_PARAGRAPHS)),
-       date_form=st.sampled_from(DATE_FORMATS))
-def test_indexes_anywhere_outside_the_article(head: list[str], between: list[str], tail: list[str],
-                                              order: list[str], date_form: str) -> None:
+@given(head=blocks, between=blocks, after_date=blocks, tail=blocks,
+       order=st.permutations(list(WRITTEN_BY_US_PARAGRAPHS)), date_form=st.sampled_from(DATE_FORMATS))
+def test_indexes_anywhere_outside_the_article(head: list[str], between: list[str], after_date: list[str],
+                                              tail: list[str], order: list[str], date_form: str) -> None:
     date_line = date_form.format(y=2023, m=5, d=20, mon="May")
-    item = only_item(page(*head, WRITTEN_BY_US_TITLE, *between, date_line, *order, *tail))
+    item = only_item(page(*head, WRITTEN_BY_US_TITLE, *between, date_line, *after_date, *order, *tail))
     assert item.title == WRITTEN_BY_US_TITLE and item.published_at == datetime(2023, 5, 20)
     assert_article_kept(item, order)
     assert_no_index(item)
-    assert len(item.extra.get("index_blocks", [])) == len(head) + len(between) + len(tail)
+    blocks_written = len(head) + len(between) + len(after_date) + len(tail)
+    assert len(item.extra.get("index_blocks", [])) == blocks_written
 
 
 def damaged(data: bytes, crlf: bool, bom: bool, nul_at: int | None, long_line: bool) -> bytes:
@@ -357,6 +358,15 @@ def test_huge_page_is_read_with_a_cap_in_linear_time() -> None:
 
 
 # --- detection and the CLI ----------------------------------------------------------------------------
+
+
+def test_a_folder_imports_its_txt_files(tmp_path: Path) -> None:
+    from tidings.sources import walk
+
+    (tmp_path / "a.txt").write_text(page(WRITTEN_BY_US_TITLE, *WRITTEN_BY_US_PARAGRAPHS), encoding="utf-8")
+    (tmp_path / "b.html").write_text("<html></html>", encoding="utf-8")
+    found = {path.name: skip for path, skip, _root in walk([str(tmp_path)], "text")}
+    assert found["a.txt"] is None and found["b.html"] and "not a .txt file" in found["b.html"]
 
 
 def test_auto_detection_tells_pages_from_links(tmp_path: Path) -> None:

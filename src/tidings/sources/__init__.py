@@ -287,6 +287,8 @@ def walk(paths: list[str], fmt: str) -> Iterator[tuple[Path, str | None, Path]]:
                 yield child, "README and .tsv files are documentation, not content", path
             elif fmt in ("digest", "social", "notes", "blog") and child.suffix.lower() not in TEXT_SUFFIXES:
                 yield child, f"not a Markdown file ({fmt} imports take .md, .markdown, .mdx)", path
+            elif fmt == "text" and child.suffix.lower() != ".txt":
+                yield child, "not a .txt file (text imports of a folder take .txt files)", path
             elif fmt == "auto" and child.suffix.lower() not in TEXT_SUFFIXES | {".xml", ".rss", ".atom", ".opml"}:
                 yield child, "not a text, Markdown, feed or OPML file", path
             else:
