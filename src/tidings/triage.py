@@ -101,6 +101,11 @@ class TriageModel:
     total: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     @property
+    def has_drops(self) -> bool:
+        """False while the only verdicts are digests' entries (all kept): rates then say nothing."""
+        return not all(self.labels.values())
+
+    @property
     def base_rate(self) -> float:
         if not self.labels:
             return 0.5
@@ -135,7 +140,8 @@ class TriageModel:
             for key in {k for k in facts.values() if k[0] == kind}:
                 weight, kept, total = self.shift(key, own)
                 if total >= 1 and abs(weight) > 0.01:
-                    reasons.append(Reason(_feature_text(kind, key[1], kept, total), WEIGHTS[kind] * weight))
+                    text = _feature_text(kind, key[1], kept, total, self.has_drops)
+                    reasons.append(Reason(text, WEIGHTS[kind] * weight))
         reasons.extend(self._words_reason(facts, own))
         reasons.extend(_cold_reasons(facts, spread))
         log_odds = sum(r.weight for r in reasons)
@@ -157,7 +163,9 @@ class TriageModel:
         total = sum(t for *_, t in judged)
         strongest = sorted(judged, key=lambda j: -abs(j[0]))[:3]
         shown = ", ".join(w for _, w, _, _ in strongest)
-        return [Reason(f"title words ({shown}) you keep {_percent(kept, total)} of", WEIGHTS["words"] * mean)]
+        text = (f"title words ({shown}) you keep {_percent(kept, total)} of" if self.has_drops
+                else f"title words ({shown}) of items you kept")
+        return [Reason(text, WEIGHTS["words"] * mean)]
 
 
 def _logit(p: float) -> float:
@@ -168,7 +176,15 @@ def _percent(kept: float, total: float) -> str:
     return f"{round(100 * kept / total)} %" if total else "—"
 
 
-def _feature_text(kind: str, value: str, kept: float, total: float) -> str:
+def _feature_text(kind: str, value: str, kept: float, total: float, has_drops: bool) -> str:
+    if not has_drops:  # nothing was ever dropped: a count of keeps, not a rate
+        return {
+            "source": f"from a source you kept {int(kept)} items of: {value}",
+            "domain": f"from a domain you kept {int(kept)} items of: {value}",
+            "account": f"by an author you kept {int(kept)} items of: {value}",
+            "section": f"in a section you kept {int(kept)} items in: {value}",
+            "age": f"{value} old, like {int(kept)} items you kept",
+        }[kind]
     counted = f"{_percent(kept, total)} of ({int(kept)} of {int(total)})"
     return {
         "source": f"from a source you keep {counted}: {value}",

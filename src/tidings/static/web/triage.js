@@ -1,7 +1,8 @@
 // Triage by keyboard in the week view's list mode. Every key posts the SAME form a button posts
-// (/entry/<id>/keep, /entry/<id>/move): the line changes at once, the posts go one after another,
-// and once none is left the page is fetched again (app.js's refresh), so what shows is what was
-// saved. Without this script the list still works with its buttons.
+// (/entry/<id>/keep, /entry/<id>/move): the line changes at once and the posts go one after
+// another. The list is not re-fetched after each one: scores move as verdicts come in, and a list
+// that re-sorted under the cursor would make j skip lines. A failed post re-fetches the page, so
+// what shows is what was saved; a reload shows new scores. Without this script the buttons work.
 (function () {
   "use strict";
 
@@ -33,6 +34,7 @@
   }
 
   function paint() {
+    if (list()) { list().classList.add("keyboard"); }
     rows().forEach(function (li) {
       var id = li.getAttribute("data-entry-id");
       li.classList.toggle("cursor", id === cursorId);
@@ -77,15 +79,15 @@
     Object.keys(fields).forEach(function (k) { data.append(k, fields[k]); });
     setPending(pending + 1);
     queue = queue.then(function () {
-      return fetch(url, { method: "POST", body: data, credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
-        .then(function (r) { if (!r.ok) { throw new Error(String(r.status)); } })
-        .catch(function () {
-          var status = document.getElementById("status");
-          if (status) { status.textContent = "Not saved: reload to see what was"; status.className = "save-status error"; }
-        })
-        .then(function () {
+      // The answer is a redirect back to the list: not followed, the line already shows the change.
+      return fetch(url, { method: "POST", body: data, credentials: "same-origin", redirect: "manual",
+                          headers: { "X-Requested-With": "fetch" } })
+        .then(function (r) { if (!r.ok && r.type !== "opaqueredirect") { throw new Error(String(r.status)); } })
+        .then(function () { setPending(pending - 1); }, function () {
           setPending(pending - 1);
-          if (!pending && window.tidings) { return window.tidings.refresh(); }
+          var status = document.getElementById("status");
+          if (status) { status.textContent = "Not saved: the page shows what was"; status.className = "save-status error"; }
+          if (window.tidings) { return window.tidings.refresh(); }
         });
     });
   }
@@ -93,7 +95,18 @@
   function keep(value) {
     targets().forEach(function (id) {
       var li = rowOf(id);
-      if (li) { li.classList.toggle("dropped", !value); li.setAttribute("data-kept", value ? "1" : "0"); }
+      if (li) {
+        li.classList.toggle("dropped", !value);
+        li.setAttribute("data-kept", value ? "1" : "0");
+        // The line's own button toggles: it now offers the other verdict, as after a reload.
+        var form = li.querySelector(".row-keep");
+        if (form) {
+          form.elements.namedItem("kept").value = value ? "0" : "1";
+          var button = form.querySelector("button");
+          button.className = value ? "drop" : "keep";
+          button.textContent = value ? "✕" : "✓";
+        }
+      }
       post("/entry/" + id + "/keep", { kept: value ? "1" : "0" });
     });
   }
@@ -106,6 +119,7 @@
       var section = select.options[number - 1].value;
       if (section === li.getAttribute("data-section")) { return; }
       li.setAttribute("data-section", section);
+      select.value = section;
       var chip = li.querySelector(".section-chip");
       if (chip) { chip.textContent = number + " " + section; }
       post("/entry/" + id + "/move", { section: section });
