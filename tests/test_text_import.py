@@ -167,6 +167,16 @@ def test_index_at_the_end_and_between_title_and_body() -> None:
         assert not set((item.text or "").split()) & {"Kubernetes", "golang", "逃逸分析", "内联"}
 
 
+def test_a_short_title_right_above_unlabelled_tags() -> None:
+    """"Go 并发" is as short as a label: with only index lines before the date, it is the title."""
+    tags = names_of(WRITTEN_BY_US_TAGS)
+    item = only_item(page(WRITTEN_BY_US_CATEGORIES, "Go 并发\n" + tags, "2023-05-20", *WRITTEN_BY_US_PARAGRAPHS))
+    assert item.title == "Go 并发" and "title_derived" not in item.extra
+    assert_article_kept(item, WRITTEN_BY_US_PARAGRAPHS)
+    assert_no_index(item)
+    assert [b["label"] for b in item.extra["index_blocks"]] == ["技术", None]
+
+
 def test_a_list_inside_the_article_is_kept() -> None:
     """An index-shaped block between two paragraphs may be the article's own list: kept."""
     inside = page(WRITTEN_BY_US_TITLE, "2023-05-20", *WRITTEN_BY_US_PARAGRAPHS[:2], WRITTEN_BY_US_TAGS,

@@ -174,6 +174,7 @@ class _Block:
     first: int  # index into the content lines
     last: int
     label: str | None
+    label_line: bool = False  # the label stands on its own line (``技术``), not before names on one
 
 
 def _index_blocks(lines: Sequence[_Line]) -> list[_Block]:
@@ -197,7 +198,7 @@ def _index_blocks(lines: Sequence[_Line]) -> list[_Block]:
             continue
         while end + 1 < len(lines) and runs[end + 1]:
             end += 1
-        blocks.append(_Block(start, end, inline or label))
+        blocks.append(_Block(start, end, inline or label, label_line=inline is None))
         i = end + 1
     return blocks
 
@@ -266,6 +267,8 @@ def _parse(text: str, name: str, errors: list[Exception]) -> ItemRecord:
         raise ImportFormatError(name, content[0].number, "the page holds only category or tag indexes, no article")
 
     date_at, published, title_at = _head(content, prose, kept)
+    if title_at is None and date_at is not None:
+        title_at = _title_taken_for_a_label(dropped, kept, date_at)
     used = {content[i].number for i in (date_at, title_at) if i is not None}
     # The body keeps the original lines (blank ones included) between the kept content lines.
     removed = {content[i].number for i in gone} | used
@@ -323,6 +326,21 @@ def _head(content: Sequence[_Line], prose: Sequence[bool], kept: Sequence[int]) 
     if title_at is not None and title_at == kept[-1] and len(kept) > 1:
         title_at = None  # the last line of a page is never its title
     return date_at, published, title_at
+
+
+def _title_taken_for_a_label(dropped: list[_Block], kept: Sequence[int], date_at: int) -> int | None:
+    """A short title right above an unlabelled tag line ("Go 并发" then the tags) reads as that
+    index's label. When nothing but index blocks stands before the date line, the label line of
+    the last of them is the title: the block gives it back (its names stay dropped)."""
+    if any(i < date_at for i in kept):
+        return None
+    before = [b for b in dropped if b.last < date_at]
+    if not before or not before[-1].label_line:
+        return None
+    block = before[-1]
+    title_at = block.first
+    block.first, block.label, block.label_line = block.first + 1, None, False
+    return title_at
 
 
 def _title_like(line: str) -> bool:
