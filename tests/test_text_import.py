@@ -194,6 +194,17 @@ def test_a_page_that_opens_with_prose_gets_a_derived_title() -> None:
     assert item.published_at is None
 
 
+@pytest.mark.parametrize(("text", "title"), [
+    ("Just one line, and it is the whole page.\n", "Just one line, and it is the whole page."),
+    (WRITTEN_BY_US_TITLE + "\n2023-05-20\n", WRITTEN_BY_US_TITLE),
+    (WRITTEN_BY_US_TAGS + "\n" + WRITTEN_BY_US_TITLE + "\n", WRITTEN_BY_US_TITLE),
+])
+def test_a_page_of_one_line_is_its_article(text: str, title: str) -> None:
+    item = only_item(text)
+    assert item.title == title and item.extra.get("title_derived") is True
+    assert squash(title) in squash(item.text or "")
+
+
 def test_same_page_same_identity_other_page_other_identity() -> None:
     text = page(WRITTEN_BY_US_TAGS, WRITTEN_BY_US_TITLE, "2023-05-20", *WRITTEN_BY_US_PARAGRAPHS)
     assert only_item(text).url == only_item(text.replace("\n", "\r\n")).url
@@ -348,7 +359,7 @@ def test_any_text_parses_or_gives_a_clear_error(text: str) -> None:
     for error in result.errors:
         assert isinstance(error, ImportFormatError) and "internal" not in error.reason
     for item in result.items:
-        assert item.title and item.url and item.url.startswith("text:")
+        assert item.title and item.url and item.url.startswith("text:") and (item.text or "").strip()
     plain.looks_like(text)
 
 

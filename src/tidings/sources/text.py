@@ -269,6 +269,11 @@ def _parse(text: str, name: str, errors: list[Exception]) -> ItemRecord:
     date_at, published, title_at = _head(content, prose, kept)
     if title_at is None and date_at is not None:
         title_at = _title_taken_for_a_label(dropped, kept, date_at)
+    # A page of one line (or a title and a date only) is all article: an item is never left empty.
+    if not [i for i in kept if i not in (date_at, title_at)]:
+        title_at = None if title_at in kept else title_at
+    if not [i for i in kept if i not in (date_at, title_at)]:
+        date_at, published = None, None
     used = {content[i].number for i in (date_at, title_at) if i is not None}
     # The body keeps the original lines (blank ones included) between the kept content lines.
     removed = {content[i].number for i in gone} | used
@@ -294,7 +299,7 @@ def _parse(text: str, name: str, errors: list[Exception]) -> ItemRecord:
         title=title,
         published_at=published,
         language=detect_language(f"{title}\n{body}"),
-        text=body or None,
+        text=body,
         links=find_links(body),
         extra=extra,
         line=content[kept[0]].number,
