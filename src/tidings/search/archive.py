@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ARCHIVE_PROMPT = "archive_sql.1"
+ARCHIVE_PROMPT = "archive_sql.2"
 MODEL_RETRIES = 2
 """A refused or failing query goes back to the model with the error this many times."""
 TEMPLATE_CONFIDENCE = 0.9
@@ -124,11 +124,19 @@ def schema_prompt(config: Config, today: date) -> str:
         "Write one SQLite SELECT query that answers a question about a reading archive.\n"
         f"Use only these read-only views:\n{SCHEMA_DOC}\n"
         f"Sections: {sections}.\nToday is {today.isoformat()}.\n"
-        "Example: 2021 年有多少期？ -> SELECT count(*) FROM archive_digests WHERE year = '2021'\n"
-        "Example: which domain has the most items in 2020? -> SELECT domain, count(*) AS n FROM archive_items "
-        "WHERE year = '2020' AND domain IS NOT NULL GROUP BY domain ORDER BY n DESC LIMIT 5\n"
-        "Reply with the SQL only."
+        "Reply with the SQL only: no explanation, no code in another language."
     )
+
+
+# Two worked examples as earlier turns of the chat: small models follow a shown turn far better
+# than a rule. Neither is a question of evals/archive.jsonl.
+EXAMPLE_TURNS = [
+    {"role": "user", "content": "2021 年有多少期？"},
+    {"role": "assistant", "content": "SELECT count(*) FROM archive_digests WHERE year = '2021'"},
+    {"role": "user", "content": "Which domain has the most items in 2020?"},
+    {"role": "assistant", "content": "SELECT domain, count(*) AS n FROM archive_items WHERE year = '2020' "
+                                     "AND domain IS NOT NULL GROUP BY domain ORDER BY n DESC LIMIT 5"},
+]
 
 
 def _model_answer(
@@ -137,12 +145,13 @@ def _model_answer(
 ) -> ArchiveAnswer | None:
     messages: list[dict[str, str]] = [
         {"role": "system", "content": schema_prompt(config, today)},
+        *EXAMPLE_TURNS,
         {"role": "user", "content": question},
     ]
     kind = intent.kind if intent else (question_kind(question) or "count")
     for _attempt in range(1 + retries):
         try:
-            reply = llm.call("ask", messages, prompt_version=ARCHIVE_PROMPT, max_tokens=200, temperature=0.0)
+            reply = llm.call("ask", messages, prompt_version=ARCHIVE_PROMPT, max_tokens=150, temperature=0.0)
         except LLMError as exc:
             if exc.fatal:
                 raise

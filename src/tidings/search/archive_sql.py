@@ -133,10 +133,18 @@ _FENCE_RE = re.compile(r"```(?:sql|sqlite)?\s*(.*?)```", re.S | re.I)
 _CALL_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\(")
 
 
+_STATEMENT_RE = re.compile(r"\b(?:WITH|SELECT)\b.*?(?=;|```|\n\s*\n|$)", re.S | re.I)
+
+
 def sql_from_reply(reply: str) -> str:
-    """The SQL in a model's reply: a fenced block when there is one, else the text itself."""
+    """The SQL in a model's reply: a fenced SQL block when there is one, else the first statement
+    that starts with SELECT or WITH (small models wrap it in prose or a code block of another
+    language), else the text itself, for the guardrails to refuse with a reason."""
     fenced = _FENCE_RE.search(reply)
-    text = fenced.group(1) if fenced else reply
+    if fenced and re.match(r"\s*(?:WITH|SELECT)\b", fenced.group(1), re.I):
+        return fenced.group(1).strip().rstrip(";").strip()
+    statement = _STATEMENT_RE.search(reply)
+    text = statement.group(0) if statement else reply
     return text.strip().rstrip(";").strip()
 
 
