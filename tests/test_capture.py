@@ -57,6 +57,13 @@ def only_item(store: Store) -> Item:
         return items[0]
 
 
+def item_at(store: Store, url: str) -> Item:
+    with store.session() as session:
+        item = session.scalar(select(Item).where(Item.url == url))
+        assert item is not None, url
+        return item
+
+
 def added_from_file(path: Path) -> Item:
     """What ``tidings add FILE`` then ``tidings fetch`` make of the same page, in a store of its own."""
     with tempfile.TemporaryDirectory(prefix="tidings-add-") as folder:
@@ -321,6 +328,7 @@ def wait_for_title(window: object, start: str, timeout: float = 60.0) -> None:
 def test_the_bookmarklet_captures_a_wechat_page_under_a_strict_csp(
         served: tuple[str, Store], browser: object, article: bytes, corpus_dir: Path) -> None:
     base, store = served
+    before = item_count(store)
     with LoopbackServer({"/s/defer": lambda r: html_reply(article)}) as site:
         code = bookmarklet_code(browser, base)
         page = browser.new_page()  # type: ignore[attr-defined]
@@ -337,9 +345,9 @@ def test_the_bookmarklet_captures_a_wechat_page_under_a_strict_csp(
         assert [r for r in sent if r[1].startswith("/capture")] == [("POST", "/capture")]
         window.close()
 
-        item = only_item(store)
+        assert item_count(store) == before + 1
+        item = item_at(store, site.url("/s/defer"))
         added = added_from_file(corpus_dir / "html" / ARTICLE)
-        assert item.url == site.url("/s/defer")
         assert item.status == ItemStatus.EXTRACTED
         assert item.title == added.title == "一日一技：在 Python 中实现延迟调用"
         assert item.text == added.text  # the full text, as `tidings add` of the file gives it
@@ -353,7 +361,7 @@ def test_the_bookmarklet_captures_a_wechat_page_under_a_strict_csp(
         assert "Already known" in (window.text_content("main") or "")
         window.close()
         page.close()
-    assert item_count(store) == 1
+    assert item_count(store) == before + 1
 
 
 def test_a_page_that_may_not_post_forms_goes_by_a_window_of_ours(
@@ -374,11 +382,9 @@ def test_a_page_that_may_not_post_forms_goes_by_a_window_of_ours(
     # The form was blocked (the page never posted); our window was opened and posted it.
     assert [r for r in sent if r[1].startswith("/capture")] == [("GET", "/capture/receive"), ("POST", "/capture")]
     added = added_from_file(corpus_dir / "html" / "wechat_static-2018_news-brief.html")
-    with store.session() as session:
-        item = session.scalar(select(Item).where(Item.url == site.url("/s/news")))
-        assert item is not None
-        assert (item.status, item.title, item.text) == (ItemStatus.EXTRACTED, added.title, added.text)
-        assert added.title == "4月6日周五【新闻速览一分钟】"
+    item = item_at(store, site.url("/s/news"))
+    assert (item.status, item.title, item.text) == (ItemStatus.EXTRACTED, added.title, added.text)
+    assert added.title == "4月6日周五【新闻速览一分钟】"
 
 
 def test_a_captured_wall_is_set_aside_with_its_reason(client: TestClient, store: Store, corpus_dir: Path) -> None:
@@ -388,3 +394,11 @@ def test_a_captured_wall_is_set_aside_with_its_reason(client: TestClient, store:
     assert "no article found" in answer.text  # type: ignore[attr-defined]
     item = only_item(store)
     assert item.status == ItemStatus.REJECTED and item.error_reason and not item.text
+
+
+def test_a_capture_of_unknown_length_is_refused(client: TestClient, store: Store) -> None:
+    """A body without Content-Length (chunked) could be of any size: refused before it is read."""
+    answer = client.post("/capture", content=iter([b"--x\r\n", b"--x--\r\n"]),
+                         headers={"Content-Type": "multipart/form-data; boundary=x"})
+    assert answer.status_code == 411
+    assert item_count(store) == 0
