@@ -267,13 +267,15 @@ def _score_passages(
     for i, p in enumerate(passages):
         if p.field in ("title", "meta"):
             context.setdefault(p.item_id, set()).update(matched[i])
-    total = sum(idf.values()) or 1.0
+    total = sum(idf[g.label] for g in groups) or 1.0
     for i, p in enumerate(passages):
         found = matched[i] | context.get(p.item_id, set())
         p.matched = frozenset(matched[i])
         # Numbers alone are no evidence: without one word of the topic, coverage is nil.
         topical = any(not is_number(g) for g in found)
-        p.coverage = sum(idf[g] for g in found) / total if topical else 0.0
+        # Summed in the question's order: a set's order follows the hash seed, and float sums
+        # in another order differ in the last bits, enough to swap two passages that tie.
+        p.coverage = sum(idf[g.label] for g in groups if g.label in found) / total if topical else 0.0
 
 
 def _sentence_coverage(sentence: str, groups: list[Group], idf: dict[str, float]) -> float:
