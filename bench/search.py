@@ -8,10 +8,21 @@ evals/queries.jsonl still have their answers, now among 10k or 100k distractors.
 - tidings: ``search.index.rebuild_index`` (jieba segmentation, FTS5 with porter) and ``search.rank.search``
   (query parsing, synonyms, BM25 with field weights, coordination, snippets, filters);
 - baseline: SQLite FTS5 with its default tokenizer (unicode61) over the same raw text, the query
-  words as typed OR-ed together, the same bm25 weights, phrases, exclusions and filters.
+  words as typed OR-ed together, the same bm25 weights, phrases, exclusions and filters;
+- tantivy and bm25s: in-process engines over the *same segmented text* tidings stored (read back
+  from its FTS5 table, so their build time leaves segmentation out): tantivy with the eight fields,
+  its ``whitespace`` tokenizer and tidings' field weights as boosts; bm25s with the fields as one
+  bag of words. Both get the query as plain jieba tokens (stop words dropped, no synonyms) and the
+  top 10 (the top 200 cut by the filters, when a query has filters; the allowed ids are computed
+  before the clock starts, so this favours them).
+
+tidings' ``p50_ms``/``p95_ms`` time ``search.rank.search`` whole (query parsing, ranking, filters,
+the items' views and snippets: what a user waits for); ``rank_p50_ms``/``rank_p95_ms`` time
+``search.rank.rank`` (the ranking alone, as the engines are timed).
 
 It reports index build items/s, query latency p50 / p95 (ms) and recall@10 on the labelled
-queries (both halves) for both, in the same run. The last line printed is one JSON object.
+queries (both halves of evals/queries.jsonl and evals/natural.jsonl) for each, in the same run.
+The last line printed is one JSON object.
 
     python bench/search.py                      # 10k and 100k
     python bench/search.py --sizes 5000 --repeat 1
@@ -37,14 +48,15 @@ from typing import Any
 from tidings import collect
 from tidings.config import Config
 from tidings.search import evaluate as searcheval
+from tidings.search.engine import FIELDS
 from tidings.search.index import rebuild_index
 from tidings.search.query import Filters, filter_sql, parse_query
-from tidings.search.rank import field_weights, search
+from tidings.search.rank import field_weights, rank, search
 from tidings.store import Store, open_store
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
-QUERIES = REPO / "evals" / "queries.jsonl"
+QUERIES = [REPO / "evals" / "queries.jsonl", REPO / "evals" / "natural.jsonl"]
 BASELINE_SCHEMA = (
     "CREATE VIRTUAL TABLE baseline_fts USING fts5(title, summary, text, note, tags, author, section, kind)"
 )
@@ -174,6 +186,119 @@ def baseline_search(conn: sqlite3.Connection, query: str, filters: Filters | Non
     return Result([Hit(BaselineItem(r[0])) for r in rows])
 
 
+# --- in-process engines over tidings' segmented text ---------------------------------------------
+
+
+def segmented_rows(db: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(f"SELECT rowid, {', '.join(FIELDS)} FROM search_fts ORDER BY rowid").fetchall()
+
+
+def allowed_ids(db: Path, queries: list[searcheval.LabelledQuery]) -> dict[str, set[int] | None]:
+    """Per query, the ids its filters allow (None: no filter), the same SQL tidings uses."""
+    out: dict[str, set[int] | None] = {}
+    with sqlite3.connect(db) as conn:
+        for q in queries:
+            parsed = parse_query(q.query)
+            parsed.filters = q.filters.merge(parsed.filters)
+            if parsed.filters.empty():
+                out[q.query] = None
+                continue
+            clauses, params = filter_sql(parsed.filters, None)
+            out[q.query] = {r[0] for r in conn.execute(
+                "SELECT search_docs.item_id FROM search_docs JOIN items ON items.id = search_docs.item_id WHERE "
+                + " AND ".join(clauses), params)}
+    return out
+
+
+def query_tokens(query: str) -> list[str]:
+    parsed = parse_query(query)
+    return searcheval.PlainBM25.query_tokens(" ".join([parsed.text, *parsed.phrases]))
+
+
+class TantivyEngine:
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        import tantivy
+
+        builder = tantivy.SchemaBuilder()
+        builder.add_integer_field("id", stored=False, indexed=True, fast=True)
+        for name in FIELDS:
+            builder.add_text_field(name, stored=False, tokenizer_name="whitespace")
+        self.schema = builder.build()
+        self.index = tantivy.Index(self.schema)
+        writer = self.index.writer(heap_size=256_000_000, num_threads=1)
+        for row in rows:
+            doc = tantivy.Document()
+            doc.add_integer("id", row[0])
+            for name, value in zip(FIELDS, row[1:], strict=True):
+                if value:
+                    doc.add_text(name, value)
+            writer.add_document(doc)
+        writer.commit()
+        writer.wait_merging_threads()
+        self.index.reload()
+        self.searcher = self.index.searcher()
+        self.weights = dict(zip(FIELDS, field_weights(None), strict=True))
+
+    def search(self, tokens: list[str], allowed: set[int] | None, limit: int) -> list[int]:
+        import tantivy
+
+        Q = tantivy.Query
+        clauses = [(tantivy.Occur.Should, Q.boost_query(Q.term_query(self.schema, name, token), weight))
+                   for token in dict.fromkeys(tokens) for name, weight in self.weights.items()]
+        if not clauses:
+            return []
+        hits = self.searcher.search(Q.boolean_query(clauses), limit if allowed is None else 200, count=False).hits
+        ids = self.searcher.fast_field_values("id", [address for _score, address in hits])
+        return [i for i in ids if allowed is None or i in allowed][:limit]
+
+
+class Bm25sEngine:
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        import bm25s
+
+        self.ids = [r[0] for r in rows]
+        corpus = [[w for part in r[1:7] if part for w in part.split(" ") if w] or [""] for r in rows]
+        self.retriever = bm25s.BM25(k1=1.2, b=0.75)
+        self.retriever.index(corpus, show_progress=False)
+
+    def search(self, tokens: list[str], allowed: set[int] | None, limit: int) -> list[int]:
+        import numpy as np
+
+        if not tokens:
+            return []
+        scores = self.retriever.get_scores(tokens)
+        want = limit if allowed is None else 200
+        top = np.argpartition(-scores, min(want, len(scores) - 1))[:want]
+        top = top[np.argsort(-scores[top])]
+        ids = [self.ids[int(i)] for i in top if scores[i] > 0]
+        return [i for i in ids if allowed is None or i in allowed][:limit]
+
+
+def measure_engine(name: str, make: Any, rows: list[tuple[Any, ...]], db: Path, store: Store,
+                   queries: list[searcheval.LabelledQuery], repeat: int) -> dict[str, Any]:
+    import logging
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    started = time.perf_counter()
+    engine = make(rows)
+    build = len(rows) / (time.perf_counter() - started)
+    allowed = allowed_ids(db, queries)
+    tokens = {q.query: query_tokens(q.query) for q in queries}
+
+    def run(q: searcheval.LabelledQuery) -> list[int]:
+        return engine.search(tokens[q.query], allowed[q.query], 10)
+
+    def as_result(_st: Store, query: str, filters: Filters | None = None, limit: int = 10, **_kw: Any) -> Result:
+        ids = engine.search(tokens[query], allowed[query], limit)
+        return Result([Hit(BaselineItem(i)) for i in ids])
+
+    return {
+        "items": len(rows), "build_items_per_s": round(build, 1), **latencies(run, queries, repeat),
+        "recall@10": searcheval.evaluate_search(store, queries, split="all", search_fn=as_result)["recall@10"],
+    }
+
+
 # --- measuring -------------------------------------------------------------------------------
 
 
@@ -205,12 +330,19 @@ def measure(base_db: Path, size: int, workdir: Path, config: Config, queries: li
         indexed = rebuild_index(store, config)
         build = indexed / (time.perf_counter() - started)
         log(f"[{size}] tidings index: {indexed} items, {build:.0f} items/s")
+        ranking = latencies(lambda q: rank(store, q.query, config=config, filters=q.filters, limit=10), queries, repeat)
         ours = {
             "items": indexed,
             "build_items_per_s": round(build, 1),
             **latencies(lambda q: search(store, q.query, config=config, filters=q.filters, limit=10), queries, repeat),
+            "rank_p50_ms": ranking["p50_ms"], "rank_p95_ms": ranking["p95_ms"],
             "recall@10": searcheval.evaluate_search(store, queries, config=config, split="all")["recall@10"],
         }
+        rows = segmented_rows(db)
+        engines = {name: measure_engine(name, make, rows, db, store, queries, repeat)
+                   for name, make in (("tantivy", TantivyEngine), ("bm25s", Bm25sEngine))}
+        for name, figures in engines.items():
+            log(f"[{size}] {name} {figures}")
         baseline_build = build_baseline(db)
         log(f"[{size}] baseline index: {baseline_build:.0f} items/s")
         with sqlite3.connect(db) as conn:
@@ -232,17 +364,17 @@ def measure(base_db: Path, size: int, workdir: Path, config: Config, queries: li
             Path(f"{db}{suffix}").unlink(missing_ok=True)
     log(f"[{size}] tidings {ours}")
     log(f"[{size}] baseline {baseline}")
-    return {"tidings": ours, "baseline": baseline}
+    return {"tidings": ours, "baseline": baseline, **engines}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--repeat", type=int, default=3, help="Passes over the query set for latency.")
-    parser.add_argument("--queries", type=Path, default=QUERIES)
+    parser.add_argument("--queries", type=Path, nargs="+", default=QUERIES)
     args = parser.parse_args()
     config = Config()
-    queries = searcheval.load_queries(args.queries)
+    queries = [q for path in args.queries for q in searcheval.load_queries(path)]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tidings-bench-") as tmp:
         workdir = Path(tmp)
@@ -256,10 +388,11 @@ def main() -> None:
         results = {str(size): measure(base_db, size, workdir, config, queries, args.repeat) for size in args.sizes}
     answerable = sum(q.answerable for q in queries)
     for size, r in results.items():
-        for name in ("tidings", "baseline"):
+        for name in ("tidings", "baseline", "tantivy", "bm25s"):
             m = r[name]
+            ranking = f"  (ranking p95 {m['rank_p95_ms']:.2f} ms)" if "rank_p95_ms" in m else ""
             print(f"{size:>7} {name:<9} build {m['build_items_per_s']:>9.1f} items/s  p50 {m['p50_ms']:>7.2f} ms  "
-                  f"p95 {m['p95_ms']:>7.2f} ms  recall@10 {m['recall@10']:.3f}")
+                  f"p95 {m['p95_ms']:>7.2f} ms  recall@10 {m['recall@10']:.3f}{ranking}")
     print(json.dumps({
         "bench": "search", "real_items": real, "queries": len(queries), "answerable": answerable,
         "cpus": os.cpu_count(), "seconds": round(time.perf_counter() - started, 1), "sizes": results,

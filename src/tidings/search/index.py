@@ -25,12 +25,13 @@ from typing import Any
 from ..config import Config
 from ..errors import TidingsError
 from ..store import Store
-from .segment import prepare, segment, segmented, segmenter_signature
+from .engine import FIELDS, EngineIndex, engine_for, fresh_engine, new_index_id
+from .segment import prepare, segmented, segmenter_signature
 
 log = logging.getLogger(__name__)
 
-FIELDS = ("title", "summary", "text", "note", "tags", "author", "section", "kind")
-"""The FTS5 columns, in table order (bm25() weights and highlight() columns follow it)."""
+__all__ = ["FIELDS", "SearchError", "connect", "current_engine", "ensure_schema", "index_stats", "meta", "rebuild_index",
+           "refresh_index", "write"]
 
 
 class SearchError(TidingsError):
@@ -102,27 +103,59 @@ def meta(conn: sqlite3.Connection, key: str) -> str | None:
     return row[0] if row else None
 
 
-def ensure_schema(conn: sqlite3.Connection, signature: str) -> None:
-    """Check the search tables and triggers exist and the index was built by this segmenter."""
+def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute(
+        "INSERT INTO search_meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+def ensure_schema(conn: sqlite3.Connection, signature: str) -> EngineIndex:
+    """Check the search tables and triggers exist, the index was built by this segmenter, and the
+    engine index beside the store matches it (else everything is queued again); returns the engine
+    index, its reader current."""
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'search_%'")}
     if "search_fts" not in names:
         raise SearchError("the store has no search index (migration 0002 did not run)")
     missing = [name for name in TRIGGERS if name not in names]
     stale = meta(conn, "segmenter") != signature
-    if not missing and not stale:
-        return
+    engine = engine_for(conn)
+    if not missing and not stale and engine.matches(meta(conn, "engine_id"), meta(conn, "generation")):
+        _follow(engine, conn)
+        return engine
     with write(conn):
+        lost = not engine.matches(meta(conn, "engine_id"), meta(conn, "generation"))
+        if lost:  # checked again under the write lock: another process may have just committed
+            log.info("search: the engine index does not match the store; it is built again")
+            engine = fresh_engine(conn)
+            index_id = new_index_id()
+            _set_meta(conn, "engine_id", index_id)
+            engine.write_marker(index_id, meta(conn, "generation") or "0")
         for name in missing:
             log.warning("search: trigger %s was missing (a table was rebuilt?); re-creating it", name)
             conn.execute(TRIGGERS[name])
         if stale:
             log.info("search: segmenter changed; the index will be rebuilt")
-        conn.execute("INSERT INTO search_dirty (item_id) SELECT id FROM items")
-        conn.execute(
-            "INSERT INTO search_meta (key, value) VALUES ('segmenter', ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (signature,),
-        )
+        if lost or missing or stale:
+            conn.execute("INSERT INTO search_dirty (item_id) SELECT id FROM items")
+        _set_meta(conn, "segmenter", signature)
+    _follow(engine, conn)
+    return engine
+
+
+def current_engine(conn: sqlite3.Connection) -> EngineIndex:
+    """The store's engine index as of the last committed index change (no queue drained)."""
+    engine = engine_for(conn)
+    _follow(engine, conn)
+    return engine
+
+
+def _follow(engine: EngineIndex, conn: sqlite3.Connection) -> None:
+    """Reload the engine's reader when another process (or connection) changed the index."""
+    generation = meta(conn, "generation")
+    if generation != engine.seen_generation:
+        engine.index.reload()
+        engine.seen_generation = generation
 
 
 def _item_date(published: str | None, first_week: str | None, seen: str | None) -> str | None:
@@ -179,84 +212,69 @@ def _fts_row(doc: dict[str, Any]) -> list[str]:
 
 
 Progress = Callable[[int, int, str], None]
-_PARALLEL_FROM = 2000
-"""Queued items from which segmentation is spread over processes (jieba is pure Python)."""
-
-
-def _init_worker(user_words: list[str]) -> None:
-    prepare(Config.model_validate({"user_dictionary": user_words}))
-
-
-@contextmanager
-def _segmenter_pool(total: int, config: Config | None) -> Iterator[Any]:
-    """A process pool for a bulk (re)index on a multi-core machine, else None. Forked workers
-    inherit the loaded dictionary; spawned ones (macOS, Windows) load it with the user words."""
-    import multiprocessing
-    import os
-    from concurrent.futures import ProcessPoolExecutor
-
-    workers = min(os.cpu_count() or 1, 8)
-    if total < _PARALLEL_FROM or workers < 2:
-        yield None
-        return
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    if method == "fork":
-        segment("预热")  # load jieba once, before forking, so no worker pays for it
-    words = list(config.user_dictionary) if config else []
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
-                             initializer=_init_worker, initargs=(words,)) as pool:
-        yield pool
+_BULK_FROM = 2000
+"""Queued items from which batches grow to :data:`_BULK_BATCH`: fewer commits for a (re)build."""
+_BULK_BATCH = 5000
 
 
 def refresh_index(store: Store, config: Config | None = None, *, progress: Progress | None = None) -> int:
     """Index every queued item (new, changed or deleted since last time); returns how many.
 
     Each batch is one BEGIN IMMEDIATE transaction that reads the queue and the items, writes the
-    index rows and clears exactly those queue entries, so a concurrent writer's change is either
-    in this batch or queued for the next refresh; nothing falls between."""
+    FTS5 rows and the engine's documents, and clears exactly those queue entries, so a concurrent
+    writer's change is either in this batch or queued for the next refresh; nothing falls between.
+    The engine commits its part before SQLite commits (see :mod:`.engine`). Segmentation is
+    jieba-rs in this process: at about 10 MB of text a second it needs no process pool."""
     prepare(config)
     done = 0
     with connect(store) as conn:
-        ensure_schema(conn, segmenter_signature(config))
+        engine = ensure_schema(conn, segmenter_signature(config))
         total = conn.execute("SELECT count(DISTINCT item_id) FROM search_dirty").fetchone()[0]
         if not total:
             return 0
         now = datetime.now(UTC).isoformat()
-        with _segmenter_pool(total, config) as pool:
-            batch = _BATCH if pool is None else _BATCH * 10
-            while True:
-                with write(conn):
-                    ids = [r[0] for r in conn.execute(
-                        "SELECT DISTINCT item_id FROM search_dirty ORDER BY item_id LIMIT ?", (batch,)
-                    )]
-                    if not ids:
-                        break
-                    docs = _load_docs(conn, ids)
-                    if pool is None:
-                        rows = [_fts_row(doc) for doc in docs.values()]
-                    else:
-                        rows = list(pool.map(_fts_row, docs.values(), chunksize=25))
-                    marks = ",".join("?" * len(ids))
-                    conn.execute(f"DELETE FROM search_fts WHERE rowid IN ({marks})", ids)
-                    conn.execute(f"DELETE FROM search_docs WHERE item_id IN ({marks})", ids)
-                    conn.executemany(
-                        f"INSERT INTO search_fts (rowid, {', '.join(FIELDS)}) VALUES (?{', ?' * len(FIELDS)})",
-                        [[item_id, *row] for item_id, row in zip(docs, rows, strict=True)],
-                    )
-                    conn.executemany(
-                        "INSERT INTO search_docs (item_id, indexed_at, item_date) VALUES (?, ?, ?)",
-                        [(item_id, now, _item_date(d["published"], d["week"], d["seen"])) for item_id, d in docs.items()],
-                    )
-                    conn.execute(f"DELETE FROM search_dirty WHERE item_id IN ({marks})", ids)
-                    # Any change of the index bumps the generation: cached counts are keyed by it.
-                    conn.execute(
-                        "INSERT INTO search_meta (key, value) VALUES ('generation', '1') "
-                        "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
-                    )
-                done += len(ids)
-                if progress:
-                    progress(min(done, total), total, "index")
+        batch = _BULK_BATCH if total >= _BULK_FROM else _BATCH
+        while True:
+            with write(conn):
+                ids = [r[0] for r in conn.execute(
+                    "SELECT DISTINCT item_id FROM search_dirty ORDER BY item_id LIMIT ?", (batch,)
+                )]
+                if not ids:
+                    break
+                docs = _load_docs(conn, ids)
+                rows = {item_id: _fts_row(doc) for item_id, doc in docs.items()}
+                _write_batch(conn, ids, docs, rows, now)
+                generation = meta(conn, "generation") or "0"
+                engine.replace(ids, rows)
+                engine.write_marker(meta(conn, "engine_id") or "", generation)
+            engine.seen_generation = generation
+            done += len(ids)
+            if progress:
+                progress(min(done, total), total, "index")
     return done
+
+
+def _write_batch(
+    conn: sqlite3.Connection, ids: list[int], docs: dict[int, dict[str, Any]], rows: dict[int, list[str]], now: str
+) -> None:
+    """The SQLite side of one batch: FTS5 rows, index dates, the queue entries, the generation."""
+    marks = ",".join("?" * len(ids))
+    conn.execute(f"DELETE FROM search_fts WHERE rowid IN ({marks})", ids)
+    conn.execute(f"DELETE FROM search_docs WHERE item_id IN ({marks})", ids)
+    conn.executemany(
+        f"INSERT INTO search_fts (rowid, {', '.join(FIELDS)}) VALUES (?{', ?' * len(FIELDS)})",
+        [[item_id, *row] for item_id, row in rows.items()],
+    )
+    conn.executemany(
+        "INSERT INTO search_docs (item_id, indexed_at, item_date) VALUES (?, ?, ?)",
+        [(item_id, now, _item_date(d["published"], d["week"], d["seen"])) for item_id, d in docs.items()],
+    )
+    conn.execute(f"DELETE FROM search_dirty WHERE item_id IN ({marks})", ids)
+    # Any change of the index bumps the generation: cached counts and the engine's marker follow it.
+    conn.execute(
+        "INSERT INTO search_meta (key, value) VALUES ('generation', '1') "
+        "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+    )
 
 
 def rebuild_index(store: Store, config: Config | None = None, *, progress: Progress | None = None) -> int:
@@ -270,6 +288,10 @@ def rebuild_index(store: Store, config: Config | None = None, *, progress: Progr
             conn.execute("DELETE FROM search_meta WHERE key = 'generation' OR key LIKE 'embed_checked:%'")
             conn.execute("DELETE FROM search_dirty")
             conn.execute("INSERT INTO search_dirty (item_id) SELECT id FROM items")
+            engine = fresh_engine(conn)
+            index_id = new_index_id()
+            _set_meta(conn, "engine_id", index_id)
+            engine.write_marker(index_id, "0")
     refresh_index(store, config, progress=progress)
     with connect(store) as conn:
         with write(conn):

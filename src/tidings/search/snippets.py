@@ -90,6 +90,17 @@ def _fallback_spans(original: str, compiled: CompiledQuery) -> list[tuple[int, i
     return [(s, e) for w, s, e in segment(original[:20_000]) if (w,) in wanted]
 
 
+def _stem(word: str) -> str:
+    from .engine import stem  # the engine's English stemmer: "embeddings" and "embedding" agree
+
+    return stem(word)
+
+
+def _typed_stems(compiled: CompiledQuery) -> set[str]:
+    """The query's own words (not their synonyms), stemmed."""
+    return {_stem(w) for g in compiled.groups for w in g.label.split(" ")}
+
+
 def _clean(text: str) -> str:
     return re.sub(r"\s+", " ", text)
 
@@ -135,9 +146,11 @@ def build_snippet(
     originals: tuple[str | None, ...], highlighted: tuple[str, ...] | None, width: int, compiled: CompiledQuery
 ) -> str:
     """Pick the field that shows the most matched words (summary, text, note; the title as a last
-    resort, since it is shown anyway) and render a highlighted window of it."""
+    resort, since it is shown anyway), on a tie the one showing more of the words as typed rather
+    than their synonyms, and render a highlighted window of it."""
     order = (1, 2, 3, 0)
-    best: tuple[int, int, list[tuple[int, int]]] | None = None
+    typed = _typed_stems(compiled)
+    best: tuple[int, int, int, list[tuple[int, int]]] | None = None
     for rank, col in enumerate(order):
         original = originals[col]
         if not original:
@@ -146,12 +159,13 @@ def build_snippet(
             spans = matched_spans(original, highlighted[col])
         else:
             spans = []
-        distinct = len({original[a:b].lower() for a, b in spans})
-        if distinct and (best is None or distinct > best[0] or (distinct == best[0] and rank < best[1])):
-            best = (distinct, rank, spans)
+        words = {original[a:b].lower() for a, b in spans}
+        distinct, literal = len(words), sum(_stem(w) in typed for w in words)
+        if distinct and (best is None or (distinct, literal, -rank) > (best[0], best[1], -best[2])):
+            best = (distinct, literal, rank, spans)
     if best is not None:
-        col = order[best[1]]
-        return render_snippet(originals[col] or "", best[2], width)
+        col = order[best[2]]
+        return render_snippet(originals[col] or "", best[3], width)
     for col in order:  # nothing highlighted (a tag or author matched): the start of the best field
         original = originals[col]
         if original:
