@@ -253,7 +253,8 @@ def test_model_errors_go_back_for_bounded_retries(store: Store) -> None:
     assert answer.method == "llm:scripted" and answer.value == 24
     assert len(answer.errors) == 2 and "only a SELECT" in answer.errors[0] and "sqlite_master" in answer.errors[1]
     last_messages = model.bodies[-1]["messages"]
-    assert "only a SELECT" in last_messages[3]["content"] and "sqlite_master" in last_messages[-1]["content"]
+    assert "only a SELECT" in last_messages[-3]["content"] and "sqlite_master" in last_messages[-1]["content"]
+    assert last_messages[-4]["content"] == "DELETE FROM items"  # the refused reply is shown back with its error
     assert "archive_items(" in last_messages[0]["content"]  # the documented schema is in the prompt
 
 
