@@ -1,0 +1,208 @@
+"""The search engine (tantivy beside the store) stays consistent with the store: edits, deletes and
+tag changes show up in the next search, a rebuild gives the same results, a run killed in the
+middle of indexing resumes, a lost or stale engine directory is rebuilt, and a change made by
+another process is seen. All on the real store, with the social and notes corpora imported
+through the CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+from typer.testing import CliRunner
+
+from tidings.cli import app
+from tidings.config import Config
+from tidings.search.index import connect, current_engine, index_stats, refresh_index
+from tidings.search.rank import rank, search
+from tidings.store import Item, ItemTag, Store, open_store
+
+CONFIG = Config()
+QUERIES = ["Mixtral 路由", "可解释性", "CLAUDE.md", "幻觉", "Gemini TPU", "LoRA ControlNet", "思维链监控",
+           "whisper 语音识别", "MLX 苹果", "RLHF"]
+"""Questions the two corpora answer, for comparing whole result lists."""
+
+
+def run_cli(db: Path, *args: str) -> str:
+    result = CliRunner().invoke(app, ["--db", str(db), *args])
+    assert result.exit_code == 0, (args, result.output, result.exception)
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def corpus_db(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> Path:
+    db = tmp_path_factory.mktemp("engine") / "corpus.db"
+    run_cli(db, "import", str(corpus_dir / "social"))
+    run_cli(db, "import", str(corpus_dir / "notes"))
+    run_cli(db, "index")
+    return db
+
+
+@pytest.fixture
+def scratch(corpus_db: Path, tmp_path: Path) -> Iterator[Store]:
+    """A private copy of the store file (its engine directory is not copied: the first search
+    finds it missing and builds it, which is itself under test)."""
+    db = tmp_path / "scratch.db"
+    with sqlite3.connect(corpus_db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copy(corpus_db, db)
+    st = open_store(db)
+    yield st
+    st.close()
+
+
+def ranked(store: Store) -> dict[str, list[int]]:
+    return {q: [i for i, _s in rank(store, q, config=CONFIG, limit=10)] for q in QUERIES}
+
+
+def ids_for(store: Store, query: str) -> list[int]:
+    return [h.item.id for h in search(store, query, config=CONFIG, limit=10).hits]
+
+
+def engine_docs(store: Store) -> int:
+    with connect(store) as conn:
+        return current_engine(conn).num_docs()
+
+
+def live_items(store: Store) -> int:
+    with store.engine.connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM items WHERE duplicate_of_id IS NULL")).scalar_one()
+
+
+def test_a_copied_store_builds_its_engine_index_and_answers(scratch: Store) -> None:
+    db = Path(str(scratch.engine.url.database))
+    assert not Path(f"{db}.search").exists()
+    hits = search(scratch, "Mixtral 路由", config=CONFIG).hits
+    assert "Mixtral AI 公布 MoE 8x7B 详细细节" in (hits[0].item.title or "")
+    assert Path(f"{db}.search").is_dir()
+    assert engine_docs(scratch) == index_stats(scratch)["indexed"] == live_items(scratch)
+
+
+def test_edit_delete_and_tag_change_show_up_in_the_next_search(scratch: Store) -> None:
+    with scratch.session() as session:
+        item = session.scalars(select(Item).where(Item.title == "Genie 3.0")).one()
+        item_id = item.id
+        item.title = "Genie 3.0 zorblaxian"
+    assert ids_for(scratch, "zorblaxian") == [item_id]
+    with scratch.engine.begin() as conn:  # a raw write, as another tool would make it
+        conn.execute(text("UPDATE items SET title = 'Genie 3.0 quibbleton' WHERE id = :id"), {"id": item_id})
+    assert ids_for(scratch, "zorblaxian") == []
+    assert ids_for(scratch, "quibbleton") == [item_id]
+
+    with scratch.session() as session:
+        session.add(ItemTag(item_id=item_id, tag="frobnicator"))
+    assert ids_for(scratch, "frobnicator") == [item_id]
+    with scratch.engine.begin() as conn:
+        conn.execute(text("DELETE FROM item_tags WHERE tag = 'frobnicator'"))
+    assert ids_for(scratch, "frobnicator") == []
+
+    with scratch.engine.begin() as conn:
+        conn.execute(text("DELETE FROM items WHERE id = :id"), {"id": item_id})
+    assert ids_for(scratch, "quibbleton") == []
+    assert engine_docs(scratch) == live_items(scratch)
+
+
+def test_rebuild_gives_identical_results(scratch: Store) -> None:
+    before = ranked(scratch)
+    assert all(before.values())
+    db = Path(str(scratch.engine.url.database))
+    run_cli(db, "index", "--rebuild")
+    assert ranked(scratch) == before
+    run_cli(db, "index", "--rebuild")
+    assert ranked(scratch) == before
+    assert engine_docs(scratch) == index_stats(scratch)["indexed"]
+
+
+_KILLED_RUN = textwrap.dedent(
+    """
+    import os, signal, sys
+    from tidings.config import Config
+    from tidings.search import engine, index
+    from tidings.store import open_store
+
+    index._BATCH = index._BULK_BATCH = 40   # several batches over the two corpora
+    where, after = sys.argv[2], int(sys.argv[3])
+    commits = 0
+    original = engine.EngineIndex.write_marker
+
+    def write_marker(self, index_id, generation):
+        global commits
+        original(self, index_id, generation)
+        commits += 1
+        if where == "engine" and commits == after:
+            os.kill(os.getpid(), signal.SIGKILL)   # the engine committed, SQLite has not
+
+    def progress(done, total, stage):
+        if where == "store" and done >= after * 40:
+            os.kill(os.getpid(), signal.SIGKILL)   # both committed this batch, more to come
+
+    engine.EngineIndex.write_marker = write_marker
+    index.rebuild_index(open_store(sys.argv[1]), Config(), progress=progress)
+    """
+)
+
+
+@pytest.mark.parametrize("where", ["engine", "store"])
+def test_a_run_killed_mid_index_resumes(scratch: Store, where: str) -> None:
+    expected = ranked(scratch)  # the copy is indexed whole first: the reference results
+    db = Path(str(scratch.engine.url.database))
+    killed = subprocess.run([sys.executable, "-c", _KILLED_RUN, str(db), where, "3"],
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    stats = index_stats(scratch)
+    assert stats["queued"] > 0 and stats["indexed"] < live_items(scratch)  # it really stopped midway
+    assert refresh_index(scratch, CONFIG) == stats["queued"]
+    assert index_stats(scratch)["queued"] == 0
+    assert engine_docs(scratch) == index_stats(scratch)["indexed"] == live_items(scratch)
+    resumed = ranked(scratch)
+    # The same items answer each question; only BM25's statistics may differ by the few documents
+    # deleted and added again, so the order is compared on the top three.
+    assert {q: set(v) for q, v in resumed.items()} == {q: set(v) for q, v in expected.items()}
+    assert {q: v[:3] for q, v in resumed.items()} == {q: v[:3] for q, v in expected.items()}
+
+
+def test_a_lost_or_foreign_engine_directory_is_rebuilt(scratch: Store, corpus_db: Path) -> None:
+    expected = ranked(scratch)
+    db = Path(str(scratch.engine.url.database))
+    shutil.rmtree(f"{db}.search")
+    assert ranked(scratch) == expected
+    # Another store's engine directory in its place (a restore from the wrong backup).
+    shutil.rmtree(f"{db}.search")
+    shutil.copytree(f"{corpus_db}.search", f"{db}.search")
+    with scratch.engine.begin() as conn:
+        conn.execute(text("DELETE FROM items WHERE title = 'Genie 3.0'"))
+    assert "Genie 3.0" not in [h.item.title for h in search(scratch, "Genie 3.0", config=CONFIG).hits]
+    assert engine_docs(scratch) == live_items(scratch)
+
+
+_OTHER_PROCESS = textwrap.dedent(
+    """
+    import sqlite3, sys
+    from tidings.config import Config
+    from tidings.search.index import refresh_index
+    from tidings.store import open_store
+
+    with sqlite3.connect(sys.argv[1]) as conn:
+        conn.execute("UPDATE items SET title = 'Genie 3.0 wibbleflux' WHERE title = 'Genie 3.0'")
+    refresh_index(open_store(sys.argv[1]), Config())
+    """
+)
+
+
+def test_another_processs_change_is_seen_without_refreshing_here(scratch: Store) -> None:
+    assert ids_for(scratch, "wibbleflux") == []  # this process has the engine open now
+    db = Path(str(scratch.engine.url.database))
+    done = subprocess.run([sys.executable, "-c", _OTHER_PROCESS, str(db)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ})
+    assert done.returncode == 0, done.stderr
+    hits = search(scratch, "wibbleflux", config=CONFIG, refresh=False).hits
+    assert [h.item.title for h in hits] == ["Genie 3.0 wibbleflux"]
