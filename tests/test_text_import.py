@@ -378,6 +378,30 @@ def test_huge_page_is_read_with_a_cap_in_linear_time() -> None:
     assert re.search(r"名字199999", item.extra["index_blocks"][0]["text"])
 
 
+@pytest.mark.parametrize("text", [
+    "[a](" * 250_000,  # Markdown link fragments: social.find_links backtracks quadratically on these
+    "a " * 1_000_000,
+    "标签\n" * 500_000,
+    ("技术\n" + "云原生 微服务 " * 5 + "\n") * 50_000,
+    " " * 1_000_000 + "x",
+    "```\n" * 300_000,
+], ids=["link-fragments", "one-letter-names", "label-lines", "index-blocks", "spaces", "fences"])
+def test_hostile_shapes_take_bounded_time(text: str) -> None:
+    started = time.perf_counter()
+    result = plain.parse_text_page(text, file="hostile.txt")
+    plain.looks_like(text)
+    assert time.perf_counter() - started < 15  # linear: about 2 s on a busy 2-core machine
+    assert len(result.items) + len(result.errors) >= 1
+    assert not [e for e in result.errors if "internal" in str(e)]
+
+
+def test_page_links_are_the_bare_urls() -> None:
+    text = ("原文：https://go.dev/blog/go1.22。另见 https://example.com/a?b=1，以及 (https://example.com/c).\n"
+            "https://go.dev/blog/go1.22 again")
+    assert plain.page_links(text) == ["https://go.dev/blog/go1.22", "https://example.com/a?b=1",
+                                      "https://example.com/c"]
+
+
 # --- detection and the CLI ----------------------------------------------------------------------------
 
 

@@ -37,7 +37,7 @@ from ..errors import ImportFormatError
 from ..records import ItemRecord, ParseResult
 from ..textutil import CJK_CHAR_RE, calendar_day
 from .links import parse_link_line
-from .social import detect_language, find_links, headline, normalize_newlines, stable_id
+from .social import dedupe, detect_language, headline, normalize_newlines, stable_id
 
 FORMAT = "text"
 MAX_CHARS = 2_000_000
@@ -72,6 +72,11 @@ HEAD_LINES = 12  # content lines looked at for the title and date before giving 
 _CJK_SENTENCE = "。！？；，、：…"
 _SENTENCE_RE = re.compile(rf"[{_CJK_SENTENCE}]|[.!?;,:](?=\s|$|[\"')\]”’])")
 _WORDY_RE = re.compile(r"\w")
+# Text copied from a page holds bare URLs, not Markdown. (social.find_links also parses Markdown
+# links, and its link pattern backtracks quadratically on a long line of "[a](" fragments.)
+_URL_RE = re.compile(r"https?://[^\s<>\"'，。；！？、）】」》]+")
+# The Markdown helpers used on the head only (title, language) see at most this much text.
+SAMPLE_CHARS = 4000
 _HEADING_MARK_RE = re.compile(r"^#{1,6}\s+")
 _LABEL_PREFIX_RE = re.compile(r"^\s*(\S{1,16}?)\s*[:：]\s*(.+)$")
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
@@ -281,7 +286,7 @@ def _parse(text: str, name: str, errors: list[Exception]) -> ItemRecord:
     title = _HEADING_MARK_RE.sub("", content[title_at].text.strip()) if title_at is not None else None
     extra: dict[str, object] = {"format": FORMAT}
     if title is None:
-        title = headline(body) or content[kept[0]].text.strip()[:80]
+        title = headline(body[:SAMPLE_CHARS]) or content[kept[0]].text.strip()[:80]
         extra["title_derived"] = True
     if date_at is not None:
         extra["date_line"] = content[date_at].text.strip()
@@ -298,9 +303,9 @@ def _parse(text: str, name: str, errors: list[Exception]) -> ItemRecord:
         kind="article",
         title=title,
         published_at=published,
-        language=detect_language(f"{title}\n{body}"),
+        language=detect_language(f"{title}\n{body[:SAMPLE_CHARS]}"),
         text=body,
-        links=find_links(body),
+        links=page_links(body),
         extra=extra,
         line=content[kept[0]].number,
     )
@@ -331,6 +336,12 @@ def _head(content: Sequence[_Line], prose: Sequence[bool], kept: Sequence[int]) 
     if title_at is not None and title_at == kept[-1] and len(kept) > 1:
         title_at = None  # the last line of a page is never its title
     return date_at, published, title_at
+
+
+def page_links(text: str) -> list[str]:
+    """The http(s) URLs written in plain text, in order, once each, without the punctuation that
+    ends the sentence around them."""
+    return dedupe([url.rstrip(".,;:!?)]'\"") for url in _URL_RE.findall(text)])
 
 
 def _title_taken_for_a_label(dropped: list[_Block], kept: Sequence[int], date_at: int) -> int | None:
