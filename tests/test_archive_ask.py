@@ -163,6 +163,16 @@ def test_answer_carries_sql_rows_and_value(store: Store) -> None:
     assert sum(answer.value.values()) == 11
 
 
+def test_a_topic_narrows_to_titles_and_wins_over_a_section_word(store: Store, corpus_db: Path) -> None:
+    conn = sqlite3.connect(corpus_db)
+    titled = conn.execute(
+        "SELECT count(*) FROM items WHERE status <> 'duplicate' AND lower(title) LIKE '%rust%'").fetchone()[0]
+    conn.close()
+    answer = answer_archive(store, "how many articles about Rust?", config=CONFIG)
+    assert isinstance(answer, ArchiveAnswer) and answer.value == titled > 0
+    assert "section" not in answer.sql  # "Rust" also names the Go & Rust section; the topic is narrower
+
+
 # --- dispatch ---------------------------------------------------------------------------------
 
 CONTENT_QUESTIONS = [

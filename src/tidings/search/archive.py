@@ -108,7 +108,10 @@ def answer_archive(
     with archive_connection(store, config.classify.aliases) as conn:
         intent = parse_question(question, vocabulary(conn, config), today)
         errors: list[str] = []
-        if llm is not None and llm.available("ask"):
+        # A ranking with no dimension we know ("which article explains X the most clearly?") is
+        # about content: the model is not asked to force it into SQL.
+        model_may_answer = intent is not None or question_kind(question) != "top"
+        if llm is not None and llm.available("ask") and model_may_answer:
             answer = _model_answer(conn, llm, question, config, today, intent, retries, errors)
             if answer is not None:
                 return answer

@@ -68,7 +68,7 @@ _SITE_NAMES = {"github": "github.com", "掘金": "juejin.cn", "juejin": "juejin.
 _DOMAIN_RE = re.compile(r"(?<![\w.])((?:[a-z0-9-]+\.)+(?:com|cn|org|net|io|dev|me|de|ai|co|so|app|blog))(?![\w.])", re.I)
 _TAG_RE = re.compile(r"(?:标签|tag(?:ged)?(?:\s+with)?)\s*(?:为|是|:|：)?\s*[“\"'「#]?([^\s“”\"'「」，。？?、]+)", re.I)
 _TOPIC_RE = re.compile(
-    r"(?:关于|讨论|提到|涉及|讲)\s*[“\"'「]?([A-Za-z0-9.+#\-]+|[\u4e00-\u9fff]{2,8}?)[”\"'」]?\s*(?:的|了|过|$)|"
+    r"(?:关于|讨论|提到|涉及|讲)(?:了|过)?\s*[“\"'「]?(?:([A-Za-z0-9.+#\-]+)|([\u4e00-\u9fff]{2,8}?)[”\"'」]?\s*(?:的|了|过|$))|"
     r"\b(?:about|mention(?:ing|s)?|on)\s+[“\"']?([A-Za-z0-9.+#\-]{2,})", re.I)
 _TOP_N_RE = re.compile(r"前\s*(\d+|[一二三四五六七八九十两]+)|\btop\s*(\d+)", re.I)
 _CN_DIGITS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
@@ -217,9 +217,12 @@ def _mentions(question: str, word: str) -> bool:
 
 def find_filters(question: str, vocab: Vocabulary, dimension: str | None) -> list[tuple[str, str]]:
     filters: list[tuple[str, str]] = []
+    topic_match = _TOPIC_RE.search(question)
+    topic = next((g for g in topic_match.groups() if g), None) if topic_match else None
     if dimension != "section":
         for word, section in sorted(vocab.sections.items(), key=lambda kv: -len(kv[0])):
-            if _mentions(question, word) and ("section", section) not in filters:
+            # "about Rust" is narrower than the section that holds Rust with Go: the topic wins.
+            if _mentions(question, word) and (topic or "").lower() != word.lower():
                 filters.append(("section", section))
                 break
     if dimension != "kind":
@@ -240,11 +243,8 @@ def find_filters(question: str, vocab: Vocabulary, dimension: str | None) -> lis
         domain = _domain_in(question)
         if domain:
             filters.append(("domain", domain))
-    topic = _TOPIC_RE.search(question)
-    if topic:
-        word = topic.group(1) or topic.group(2)
-        if word and not any(word == value for _k, value in filters):
-            filters.append(("topic", word))
+    if topic and not any(topic == value for _k, value in filters):
+        filters.append(("topic", topic))
     return filters
 
 
