@@ -15,17 +15,16 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import yaml
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
+# The stage loop, the renderers and the digest parser are imported inside the functions that use them:
+# `tidings items`, `feeds list` and the week view's reads load this module and never need them
+# (they cost more to import than those commands take to run; see bench/startup.py).
+
 from .config import Config, canonical_section
 from .errors import ConfigError, UsageError
-from .pipeline import fetch_url_of, find_item, upsert_record
-from .pipeline import run as run_stages
-from .publish.docusaurus import doc_of, new_digest_doc, write_if_changed
 from .records import DigestDoc, DigestEntry, ItemRecord, RawBlock
-from .sources.digest import split_front_matter, trailing_ws
 from .store import (
     SET_ASIDE,
     Correction,
@@ -114,6 +113,7 @@ def save_imported_digest(
     store: Store, doc: DigestDoc, *, week: date, path: str, source_text: str, config: Config
 ) -> tuple[str, int]:
     """Store a parsed digest with its verbatim blocks; returns (``new``/``updated``/``unchanged``, entries)."""
+    from .pipeline import upsert_record
     digest_hash = _fingerprint(source_text)
     with store.session() as session:
         digest = session.scalar(select(Digest).where(Digest.week == week))
@@ -252,6 +252,7 @@ def set_aside(session: Session, week: date, config: Config) -> list[Item]:
 
 def entry_from_item(item: Item, section: str | None) -> DigestEntry:
     # No URL or path stands in for a missing title: extraction derives one from the page itself.
+    from .pipeline import fetch_url_of
     return DigestEntry(
         url_raw=fetch_url_of(item),
         title_raw=item.title or "",
@@ -264,6 +265,7 @@ def entry_from_item(item: Item, section: str | None) -> DigestEntry:
 def new_draft(week: date, config: Config) -> Digest:
     """A new, empty draft digest for ``week`` (front matter and cover from the config), not yet
     added to a session: ``assemble_week`` stores it, ``preview_week`` only renders it."""
+    from .publish.docusaurus import new_digest_doc
     doc = new_digest_doc(week, [], config.section_names, config.digest)
     digest = Digest(
         week=week,
@@ -348,6 +350,7 @@ def assign_to_week(store: Store, item_ids: list[int], week: date, config: Config
 
 
 def load_doc(store: Store, week: date, config: Config) -> DigestDoc | None:
+    from .publish.docusaurus import doc_of
     with store.session() as session:
         digest = session.scalar(select(Digest).where(Digest.week == week))
         if digest is None:
@@ -431,6 +434,7 @@ def record_action(session: Session, entry: DigestEntryRow, action: str) -> None:
 
 
 def write_digest(text: str, out_dir: Path, week: date) -> Path:
+    from .publish.docusaurus import write_if_changed
     target = out_dir / "blog" / week.isoformat() / "index.md"
     write_if_changed(target, text)
     return target
@@ -531,6 +535,7 @@ def show_item_summary(session: Session, entry: DigestEntryRow) -> None:
 
 def resummarize(store: Store, config: Config, entry_id: int) -> str:
     """Re-run summarize on one entry's item; returns what happened, for the user."""
+    from .pipeline import run as run_stages
     with store.session() as session:
         entry = session.get(DigestEntryRow, entry_id)
         if entry is None or entry.item is None:
@@ -552,6 +557,7 @@ def resummarize(store: Store, config: Config, entry_id: int) -> str:
 def reclassify(store: Store, config: Config, entry_id: int) -> str:
     """Re-run classify on one entry's item. A draft's untouched entry follows the new section;
     an imported digest keeps showing the entry where it stood (that is where it was published)."""
+    from .pipeline import run as run_stages
     with store.session() as session:
         entry = session.get(DigestEntryRow, entry_id)
         if entry is None or entry.item is None:
@@ -584,6 +590,7 @@ def cover_text(image: str, alt: str, label: str, caption: str) -> str:
 def set_cover(session: Session, digest: Digest, *, image: str, alt: str, label: str, caption: str) -> bool:
     """Set or clear (empty image) the cover. In an imported digest the cover is a verbatim block,
     so that block is rewritten (its trailing blank lines kept) or added after the front matter."""
+    from .sources.digest import trailing_ws
     image, alt, caption = image.strip(), alt.strip(), caption.strip()
     if label not in COVER_LABELS:
         raise UsageError(f"cover label must be one of {', '.join(COVER_LABELS)}")
@@ -619,6 +626,9 @@ def set_cover(session: Session, digest: Digest, *, image: str, alt: str, label: 
 
 def set_front_matter(session: Session, digest: Digest, text: str) -> bool:
     """Replace the front matter, given as YAML with or without its ``---`` lines."""
+    import yaml
+
+    from .sources.digest import split_front_matter
     body = text.replace("\r\n", "\n").strip("\n")
     if not body.startswith("---"):
         body = "---\n" + body + "\n---"
@@ -654,6 +664,7 @@ def set_front_matter(session: Session, digest: Digest, text: str) -> bool:
 
 def front_matter_text(rendered: str) -> str:
     """The front matter of a rendered digest, as the digest page shows it for editing."""
+    from .sources.digest import split_front_matter
     found, _body, _meta = split_front_matter(rendered)
     return found or ""
 
@@ -668,6 +679,7 @@ def blog_target(config: Config, week: date) -> Path:
 def write_to_blog(store: Store, config: Config, week: date, text: str) -> tuple[Path, bool]:
     """Write the rendered digest into the blog directory (only when it changed) and mark the digest
     published, so the static site lists it. Returns the path and whether the file changed."""
+    from .publish.docusaurus import write_if_changed
 
     target = blog_target(config, week)
     if not target.parent.parent.is_dir():
@@ -688,6 +700,7 @@ def entry_summary(entry: DigestEntryRow) -> str | None:
 def preview_week(store: Store, week: date, config: Config) -> DigestDoc | None:
     """The week's digest as ``assemble_week`` would make it, built in memory and never written:
     ``tidings digest`` only renders. None when the week has no digest and no candidates."""
+    from .publish.docusaurus import doc_of
     with Session(store.engine, autoflush=False) as session:  # nothing is flushed, all is rolled back
         try:
             digest = session.scalar(
@@ -791,6 +804,7 @@ def list_items(
 def find_item_by(session: Session, target: str) -> Item | None:
     """The item an id (digits) or a URL names: its canonical URL, else any URL it was seen under,
     as ingest matches them (``pipeline.find_item``); a merged duplicate gives the item it joined."""
+    from .pipeline import find_item
     if target.isdigit():
         return session.get(Item, int(target))
     from .stages.dedupe import canonicalize_url
@@ -848,6 +862,7 @@ def unfinished_web_links(store: Store) -> dict[date, list[tuple[int, str]]]:
     (item id, fetch URL) of each kept entry still pending, or fetched but not yet summarized or
     filed. Links the curator dropped are left alone, and so are failed fetches (``tidings fetch``
     retries the transient ones)."""
+    from .pipeline import fetch_url_of
     unfinished = or_(
         Item.status == ItemStatus.PENDING,
         and_(Item.status == ItemStatus.EXTRACTED, or_(Item.summary.is_(None), Item.section.is_(None))),
@@ -875,6 +890,7 @@ def requeue_set_aside(store: Store, item_id: int, refuse: Callable[[str], str | 
     cleared, and return the URL to fetch; None when there is no such item. ``refuse`` is the
     caller's check of that URL (the web UI refuses what its add-links box would): when it names a
     reason, or the item is not set aside, this raises UsageError and changes nothing."""
+    from .pipeline import fetch_url_of
     with store.session() as session:
         item = session.get(Item, item_id)
         if item is None:
