@@ -126,11 +126,13 @@ class SearchConfig(Strict):
 
     weights: dict[str, float] = Field(
         default_factory=lambda: {
-            "title": 10.0, "summary": 5.0, "text": 1.0, "note": 3.0,
-            "tags": 6.0, "author": 4.0, "section": 1.0, "kind": 0.5,
+            "title": 1.0, "summary": 1.0, "text": 1.0, "note": 1.0,
+            "tags": 1.0, "author": 1.0, "section": 0.3, "kind": 0.3,
         }
     )
-    """BM25 weight per indexed field (title > summary > text)."""
+    """BM25 weight per indexed field. Even by default (tuned on the calibration halves, issue 16):
+    coordination balances the concepts, and a heavier title let one common title word outrank
+    the item that answers a question in its body."""
     recency_weight: float = Field(0.3, ge=0)
     """With ``--recent``: score × (1 + weight · 2^(-age / half-life)), age from the newest item."""
     recency_half_life_days: float = Field(180.0, gt=0)

@@ -1,0 +1,32 @@
+"""Colloquial words for technical terms, as people type them in questions (issue 16).
+
+Each set lists equivalent surface forms, like ``query.SYNONYMS``; search adds them to the query's
+synonym sets (:func:`with_colloquial`). They were written from the misses of the *calibration*
+half of ``evals/natural.jsonl`` only (the held-out half never informed them), and each is general
+vocabulary rather than a question's answer: a reader who asks about models "一本正经地胡说八道"
+means hallucination, whatever the archive holds.
+"""
+
+from __future__ import annotations
+
+from ..config import Config
+
+COLLOQUIAL: list[list[str]] = [
+    ["胡说八道", "一本正经地胡说八道", "瞎编", "编造", "幻觉", "hallucination", "hallucinations", "hallucinate"],
+    ["项目说明文件", "项目说明", "claude.md", "agents.md"],
+    ["编程助手", "coding agent", "coding assistant", "编程智能体"],
+    ["不一样", "不一致", "不确定", "确定性", "nondeterminism", "nondeterministic", "deterministic"],
+    ["上下文", "context"],
+    ["塞满", "占满", "占用", "撑爆"],
+    ["上学", "教育", "education"],
+    ["指令", "instruction", "instructions"],
+    ["遵循", "遵守", "follow"],
+    ["前沿模型", "frontier model", "frontier models", "frontier llms"],
+]
+
+
+def with_colloquial(config: Config | None) -> Config:
+    """``config`` with the colloquial sets added to its ``search.synonyms`` (a copy)."""
+    base = config if config is not None else Config()
+    search = base.search.model_copy(update={"synonyms": [*base.search.synonyms, *COLLOQUIAL]})
+    return base.model_copy(update={"search": search})
