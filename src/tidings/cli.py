@@ -1335,6 +1335,51 @@ def eval_classify(
     sys.stdout.write(format_eval(result))
 
 
+@eval_app.command("stories")
+def eval_stories(
+    ctx: typer.Context,
+    pairs: Annotated[Path, typer.Option("--pairs", help="Labelled item pairs (JSONL).")] = Path("evals/stories.jsonl"),
+    sweep: Annotated[bool, typer.Option(help="Figures of the calibration half over the threshold grid.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The figures as one JSON object.")] = False,
+) -> None:
+    """Precision and recall of story grouping on labelled pairs of the store's items: calibration
+    and held-out halves (thresholds were chosen on calibration only).
+
+    Examples:
+
+        tidings eval stories
+
+        tidings eval stories --sweep --json
+    """
+    from .stages import stories_eval
+
+    st = state(ctx)
+    labelled = stories_eval.load_pairs(pairs)
+    if sweep:
+        rows = stories_eval.sweep(st.store, labelled)
+        if as_json:
+            sys.stdout.write(json.dumps(rows, ensure_ascii=False) + "\n")
+            return
+        for row in rows:
+            out.print(f"{row['thresholds']}  precision {row['precision']}  recall {row['recall']}", highlight=False)
+        return
+    report = stories_eval.evaluate_stories(st.store, labelled)
+    if as_json:
+        sys.stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
+        return
+    for name in stories_eval.SPLITS:
+        m = report[name]
+        out.print(
+            f"{name}: {m['pairs']} pairs  precision {m['precision']}  recall {m['recall']}  "
+            f"(tp {m['true_positive']} fp {m['false_positive']} fn {m['false_negative']} tn {m['true_negative']})",
+            highlight=False,
+        )
+        for wrong in m["wrong"]:
+            out.print(f"  {wrong}", highlight=False)
+    if report["unresolved"]:
+        out.print(f"not in this store: {', '.join(report['unresolved'])}", highlight=False)
+
+
 def run_cli(argv: list[str] | None = None) -> int:
     """Run one command; our errors become a message and an exit code, never a traceback."""
     # Typer vendors its own click: its exception classes are the ones raised here.

@@ -413,6 +413,19 @@ def dedupe_items(
     return report
 
 
+# --- stories -----------------------------------------------------------------------------------
+
+
+def story_items(store: Store, *, item_ids: list[int] | None = None, progress: Progress = _silent) -> StageReport:
+    """Put the items that have no story yet into one (``stages/stories.py``). After dedupe, so a
+    near-duplicate joins its keeper's story; items already placed never move."""
+    from .stages.stories import assign_stories
+
+    outcome = assign_stories(store, item_ids=item_ids, progress=progress)
+    return StageReport("stories", done=outcome.assigned, new=outcome.new_stories, updated=outcome.joined,
+                       item_ids=outcome.item_ids)
+
+
 # --- summarize and classify ----------------------------------------------------------------
 
 
@@ -582,7 +595,7 @@ def _predict(classifier: Classifier, docs: list[Any], pool: Any) -> list[Any]:
 
 # --- the one loop --------------------------------------------------------------------------
 
-STAGES: tuple[str, ...] = ("fetch", "dedupe", "summarize", "classify")
+STAGES: tuple[str, ...] = ("fetch", "dedupe", "stories", "summarize", "classify")
 """Stage names in the order items advance through them."""
 
 StageProgress = Callable[[str], AbstractContextManager[Progress]]
@@ -677,6 +690,8 @@ def run(
                 )
             elif stage == "dedupe":
                 report = dedupe_items(store, progress=tick, workers=config.workers)
+            elif stage == "stories":
+                report = story_items(store, item_ids=ids, progress=tick)
             elif stage == "summarize":
                 report = summarize_items(store, config, progress=tick, item_ids=ids, llm=llms.get("summarize"))
             else:
