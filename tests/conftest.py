@@ -23,3 +23,40 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TIDINGS_DB", str(tmp_path / "tidings.db"))
     monkeypatch.delenv("TIDINGS_TOKEN", raising=False)
     os.environ.setdefault("TZ", "UTC")
+
+
+# --- PostgreSQL: one real server per session (tests/pg.py), a fresh database per test ---------------
+
+DIALECTS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def pg_server():  # noqa: ANN201  # a tests.pg.PgServer; imported lazily so SQLite-only runs skip it
+    from pg import MISSING_REASON, PgServer, server_bin_dir
+
+    bin_dir = server_bin_dir()
+    if bin_dir is None:
+        pytest.skip(MISSING_REASON)
+    server = PgServer(bin_dir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:  # noqa: ANN001
+    """A fresh PostgreSQL database with the schema at head, dropped after the test."""
+    url = pg_server.fresh_database()
+    yield url
+    pg_server.drop_database(url)
+
+
+@pytest.fixture(params=DIALECTS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The store this test runs on, once per dialect: a SQLite file, then a fresh PostgreSQL database.
+    ``TIDINGS_DB`` points at it too, so commands run without ``--db`` use the same store."""
+    url = str(tmp_path / "t.db") if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    monkeypatch.setenv("TIDINGS_DB", url)
+    return url

@@ -1,4 +1,4 @@
-"""The store: SQLAlchemy 2.x models over SQLite (PostgreSQL later), migrated by Alembic on open.
+"""The store: SQLAlchemy 2.x models over SQLite or PostgreSQL (psycopg 3), migrated by Alembic on open.
 
 Only portable column types are used in the model layer (no SQLite-only constructs), so the same
 models will run on PostgreSQL. SQLite specifics (WAL, busy_timeout, foreign keys) are set per
@@ -25,6 +25,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     create_engine,
     event,
@@ -32,7 +33,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -70,8 +71,27 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class StoreDateTime(TypeDecorator[datetime]):
+    """A timestamp that reads back the same on SQLite and PostgreSQL: the wall-clock time as given,
+    without an offset (a ``timestamp with time zone`` column on both, as the migrations create it).
+
+    SQLite has always dropped the offset and kept the wall clock; PostgreSQL would convert to its
+    session time zone and return aware values, which the code (and every stored digest) never
+    saw. PostgreSQL sessions run in UTC (:func:`make_engine`), and the offset is dropped on the
+    way in and out, so both dialects hold and return identical values and a store copies losslessly."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=None) if value is not None and value.tzinfo is not None else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=None) if value is not None and value.tzinfo is not None else value
+
+
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, datetime: DateTime(timezone=True)}
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, datetime: StoreDateTime()}
 
 
 class Source(Base):
@@ -388,10 +408,32 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url_or_path: str | Path) -> Engine:
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+"""Plain PostgreSQL URLs, as ``psql`` and most hosts print them; they get the psycopg 3 driver."""
+
+
+def is_postgres_url(url_or_path: str | Path) -> bool:
+    return str(url_or_path).startswith((*POSTGRES_SCHEMES, "postgresql+"))
+
+
+def database_url(url_or_path: str | Path) -> str:
+    """The SQLAlchemy URL for a ``--db`` value: a path is a SQLite file; a plain ``postgresql://``
+    URL uses psycopg 3 (SQLAlchemy's default PostgreSQL driver is psycopg2, which we do not ship)."""
     raw = str(url_or_path)
-    url = raw if "://" in raw else f"sqlite:///{raw}"
-    engine = create_engine(url)
+    for scheme in POSTGRES_SCHEMES:
+        if raw.startswith(scheme):
+            return "postgresql+psycopg://" + raw[len(scheme):]
+    return raw if "://" in raw else f"sqlite:///{raw}"
+
+
+def make_engine(url_or_path: str | Path) -> Engine:
+    url = database_url(url_or_path)
+    # PostgreSQL sessions run in UTC, so timestamps read back as written (see StoreDateTime).
+    options: dict[str, Any] = {"connect_args": {"options": "-c timezone=UTC"}} if is_postgres_url(url) else {}
+    try:
+        engine = create_engine(url, **options)
+    except (ArgumentError, ImportError) as exc:
+        raise StoreError(f"cannot open the store {url_or_path}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
@@ -415,15 +457,29 @@ def current_revision(engine: Engine) -> str | None:
         return None
 
 
+MIGRATION_LOCK_KEY = 0x7469_6469_6E67  # "tiding": one advisory lock id for schema upgrades
+INGEST_LOCK_KEY = 0x7469_6469_6E68
+"""PostgreSQL advisory lock held by one ingest transaction at a time (see :func:`_take_write_lock`)."""
+
+
 @contextmanager
 def _migration_lock(engine: Engine) -> Iterator[None]:
-    """Hold an exclusive OS lock on ``<db>.lock`` beside a SQLite file while migrating.
+    """Hold an exclusive lock while migrating: an OS lock on ``<db>.lock`` beside a SQLite file, a
+    session advisory lock on PostgreSQL.
 
     Two ``tidings`` processes started at once on a store that does not exist yet would both see
-    no schema and both run the first migration ("table alembic_version already exists"). SQLite's
-    own locks do not cover Alembic's check-then-create, so the whole upgrade is serialised here;
-    the lock is released when the file is closed, even if the process dies. Other databases and
-    in-memory stores take no lock (a server database serialises DDL itself; memory is private)."""
+    no schema and both run the first migration ("table alembic_version already exists"). The
+    database's own locks do not cover Alembic's check-then-create, so the whole upgrade is
+    serialised here. The SQLite lock is released when the file is closed, the PostgreSQL one when
+    its connection ends, even if the process dies. In-memory stores take no lock (memory is private)."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as holder:
+            holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            try:
+                yield
+            finally:
+                holder.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        return
     database = engine.url.database if engine.dialect.name == "sqlite" else None
     if not database or database == ":memory:" or database.startswith("file:"):
         yield
@@ -514,14 +570,18 @@ def open_store(path: str | Path) -> Store:
 
 
 def _take_write_lock(session: Session) -> None:
-    """On SQLite, start the session's transaction as ``BEGIN IMMEDIATE`` if it has not begun.
+    """Make the session's read-then-write atomic against other processes ingesting at once.
 
-    SQLite begins a transaction only at the first write, so two processes importing the same
-    file both read "no such source / item", then both insert: a UNIQUE error for the second.
-    Taking the write lock before the first read makes each read-then-write session atomic; the
-    other process waits (busy_timeout) instead of failing. A session that already wrote is
-    already holding the lock, and is left alone."""
+    Two processes importing the same file both read "no such source / item", then both insert:
+    a UNIQUE error for the second. On SQLite the transaction starts as ``BEGIN IMMEDIATE`` (if it
+    has not begun), taking the file's write lock before the first read; the other process waits
+    (busy_timeout). On PostgreSQL a transaction-scoped advisory lock does the same job: one
+    ingest transaction at a time, the others wait, and it is released at commit or rollback.
+    Taking it again in the same transaction is a no-op, so nesting is safe."""
     connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": INGEST_LOCK_KEY})
+        return
     if connection.dialect.name != "sqlite":
         return
     raw = connection.connection.driver_connection

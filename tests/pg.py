@@ -1,0 +1,123 @@
+"""A real PostgreSQL server for the test session, from Debian's ``postgresql`` package.
+
+The session runs ``initdb`` and ``pg_ctl`` (found by glob under ``/usr/lib/postgresql/*/bin``) in a
+temporary directory, on a free loopback port. ``initdb`` refuses to run as root, so when the tests run
+as root (CI containers do) the server runs as the unprivileged ``postgres`` user the package creates
+(or ``nobody``), through ``runuser``, in a directory handed to that user. Durability is switched off
+(fsync, synchronous commit): the data lives for one session only.
+
+Each test gets a fresh database copied from a template that already holds the migrated schema
+(``CREATE DATABASE … TEMPLATE``), so no test pays for the migrations again."""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+SUPERUSER = "tidings"
+TEMPLATE = "tidings_template"
+
+
+def server_bin_dir() -> Path | None:
+    """The newest installed PostgreSQL's bin directory, or None when the server is not installed."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                   key=lambda path: int(Path(path).parts[-3]) if Path(path).parts[-3].isdigit() else 0)
+    return Path(found[-1]).parent if found else None
+
+
+MISSING_REASON = ("PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin/initdb): "
+                  "install Debian's postgresql package to run the PostgreSQL tests")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _server_user() -> str | None:
+    """The user the server runs as: None (ourselves) unless we are root."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    raise RuntimeError("running as root, and neither a 'postgres' nor a 'nobody' user exists for initdb")
+
+
+class PgServer:
+    """``server = PgServer(); server.start(); url = server.fresh_database(); ...; server.stop()``"""
+
+    def __init__(self, bin_dir: Path) -> None:
+        self.bin_dir = bin_dir
+        self.user = _server_user()
+        self.root = Path(tempfile.mkdtemp(prefix="tidings-pg-"))
+        self.data = self.root / "data"
+        self.port = _free_port()
+        self._counter = itertools.count(1)
+        self._started = False
+
+    def _run(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        prefix = ["runuser", "-u", self.user, "--"] if self.user else []
+        return subprocess.run([*prefix, *argv], capture_output=True, text=True, timeout=120,
+                              cwd=self.root, check=False)
+
+    def _check(self, *argv: str) -> None:
+        done = self._run(*argv)
+        if done.returncode != 0:
+            log = self.root / "server.log"
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{argv[0]} failed ({done.returncode}): {done.stderr or done.stdout}\n{tail}")
+
+    def start(self) -> None:
+        if self.user:
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.root, entry.pw_uid, entry.pw_gid)
+        self._check(str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", SUPERUSER, "-A", "trust",
+                    "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
+        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        self._check(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"),
+                    "-o", options, "-w", "-t", "60", "start")
+        self._started = True
+        self._make_template()
+
+    def url(self, database: str) -> str:
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+
+    def execute(self, statement: str, database: str = "postgres") -> None:
+        import psycopg
+
+        with psycopg.connect(self.url(database), autocommit=True) as connection:
+            connection.execute(statement)  # type: ignore[arg-type]  # test-built DDL, no user input
+
+    def _make_template(self) -> None:
+        from tidings.store import open_store
+
+        self.execute(f"CREATE DATABASE {TEMPLATE}")
+        open_store(self.url(TEMPLATE)).close()  # runs every migration once for the whole session
+
+    def fresh_database(self, *, migrated: bool = True) -> str:
+        """A new, empty database's URL: with the schema at head, or bare (``migrated=False``)."""
+        name = f"t{os.getpid()}_{next(self._counter)}"
+        self.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE if migrated else 'template0'}")
+        return self.url(name)
+
+    def drop_database(self, url: str) -> None:
+        self.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[-1]} WITH (FORCE)")
+
+    def stop(self) -> None:
+        if self._started:
+            self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            self._started = False
+        shutil.rmtree(self.root, ignore_errors=True)
