@@ -224,9 +224,14 @@ def _week_items(session: Session, week: date, config: Config, digest: Digest | N
 
 
 def candidates(session: Session, week: date, config: Config, digest: Digest | None) -> list[Item]:
-    """The week's extracted items that no other digest holds, each with something to show."""
+    """The week's extracted items that no other digest holds, each with something to show, one per
+    story (its best item; none when the draft already lists an item of that story)."""
+    from .stages.stories import one_per_story
+
     query = _week_items(session, week, config, digest).where(Item.status == ItemStatus.EXTRACTED)
-    return [item for item in session.scalars(query) if item.title or item.summary]
+    found = [item for item in session.scalars(query) if item.title or item.summary]
+    listed = [entry.item for entry in digest.entries if entry.item is not None] if digest is not None else []
+    return one_per_story(session, found, listed)
 
 
 def set_aside(session: Session, week: date, config: Config) -> list[Item]:
@@ -355,7 +360,17 @@ def load_doc(store: Store, week: date, config: Config) -> DigestDoc | None:
         digest = session.scalar(select(Digest).where(Digest.week == week))
         if digest is None:
             return None
-        return doc_of(digest, config, order=section_order(store, config))
+        return doc_of(digest, config, order=section_order(store, config), see_also=_see_also(session, digest, config))
+
+
+def _see_also(session: Session, digest: Digest, config: Config) -> dict[int, list[tuple[str, str]]]:
+    """The other sources of each draft entry's story, when ``[publish] see_also`` asks for them."""
+    if not config.publish.see_also or digest.status != "draft":
+        return {}
+    from .stages.stories import see_also
+
+    ids = [entry.item.id if entry.item is not None else entry.item_id for entry in digest.entries]
+    return see_also(session, [item_id for item_id in ids if item_id is not None])
 
 
 def section_order(store: Store, config: Config) -> list[str]:
@@ -718,7 +733,8 @@ def preview_week(store: Store, week: date, config: Config) -> DigestDoc | None:
                     # Column defaults are applied on INSERT, which never happens to these rows.
                     entry.kept = True if entry.kept is None else entry.kept
                     entry.edited = bool(entry.edited)
-            return doc_of(digest, config, order=section_order(store, config))
+            return doc_of(digest, config, order=section_order(store, config),
+                          see_also=_see_also(session, digest, config))
         finally:
             session.rollback()
 

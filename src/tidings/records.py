@@ -160,6 +160,7 @@ class DigestEntry:
     verbatim: str | None = None  # exact source text of this entry; None for new entries
     edited: bool = False  # once the user edits it, render from parts instead of verbatim
     kept: bool = True
+    see_also: tuple[tuple[str, str], ...] = ()  # (label, URL) of the story's other sources ([publish] see_also)
 
     @property
     def url(self) -> str | None:

@@ -184,6 +184,19 @@ def entry_markdown(entry: DigestEntry) -> str:
     return prefix + head + separator + summary
 
 
+def see_also_markdown(entry: DigestEntry) -> str:
+    """The "另见" paragraph under a new entry: the other sources of its story, as links (labels
+    escaped like any fetched text), or "" when there are none."""
+    if not entry.see_also:
+        return ""
+    links = [
+        f"[{escape_markdown(label, line_start=False)}]({link_destination(url)})"
+        for label, url in entry.see_also
+        if not _SCRIPT_SCHEME_RE.match(url)
+    ]
+    return "\n\n另见：" + "、".join(links) if links else ""
+
+
 def _entry_text(entry: DigestEntry) -> str:
     if entry.verbatim is not None and not entry.edited:
         return entry.verbatim
@@ -347,7 +360,7 @@ def _section_views(doc: DigestDoc) -> list[_SectionView]:
     views = []
     for name in order:
         members = [
-            _EntryView(e.title, e.url, e.summary, e.marker, e.section, entry_markdown(e))
+            _EntryView(e.title, e.url, e.summary, e.marker, e.section, entry_markdown(e) + see_also_markdown(e))
             for e in entries
             if e.section == name
         ]
@@ -451,9 +464,13 @@ def write_if_changed(path: Path, content: bytes | str) -> bool:
     return True
 
 
-def doc_of(digest: Digest, config: Config, order: list[str] | None = None) -> DigestDoc:
+def doc_of(
+    digest: Digest, config: Config, order: list[str] | None = None,
+    see_also: dict[int, list[tuple[str, str]]] | None = None,
+) -> DigestDoc:
     """The stored digest as a document to render: blocks and entries in position order (overrides
-    applied), its cover, and its sections (a draft's in ``order``, entries filed elsewhere last)."""
+    applied), its cover, and its sections (a draft's in ``order``, entries filed elsewhere last).
+    ``see_also`` maps an entry's item id to the other sources of its story (a draft's "另见")."""
     parts: list[tuple[int, RawBlock | DigestEntry]] = []
     for block in digest.blocks:
         parts.append((block.position, RawBlock(text=block.text, section=block.section, role=block.role)))
@@ -471,6 +488,9 @@ def doc_of(digest: Digest, config: Config, order: list[str] | None = None) -> Di
             edited=row.edited,
             kept=row.kept,
         )
+        item_id = row.item_id if row.item_id is not None else (row.item.id if row.item is not None else None)
+        if see_also and item_id in see_also:
+            entry.see_also = tuple(see_also[item_id])
         parts.append((row.position, entry))
     parts.sort(key=lambda pair: pair[0])
     cover = None

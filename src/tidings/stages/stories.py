@@ -452,17 +452,40 @@ def assign_stories(
         outcome.assigned += len(members)
         outcome.item_ids.extend(members)
         progress(outcome.assigned, total, f"story {story.id}")
-    for members in grouping.new_stories:
+    # Most items start a story of their own: those are written in batches (one commit each), so a
+    # first run over a large store costs one transaction per batch, not one per item.
+    for start in range(0, len(grouping.new_stories), NEW_STORY_BATCH):
+        batch = grouping.new_stories[start : start + NEW_STORY_BATCH]
         with store.session() as session:
-            story = Story()
-            session.add(story)
-            session.flush()
-            _put(session, story, members, grouping.signal)
-        outcome.new_stories += 1
-        outcome.assigned += len(members)
-        outcome.item_ids.extend(members)
-        progress(outcome.assigned, total, f"story {story.id}")
+            for members in batch:
+                if len(members) > 1:
+                    story = Story()
+                    session.add(story)
+                    session.flush()
+                    _put(session, story, members, grouping.signal)
+                else:
+                    _put_alone(session, members[0])
+        for members in batch:
+            outcome.new_stories += 1
+            outcome.assigned += len(members)
+            outcome.item_ids.extend(members)
+        progress(outcome.assigned, total, f"{outcome.new_stories} new stories")
     return outcome
+
+
+NEW_STORY_BATCH = 500
+
+
+def _put_alone(session: Session, item_id: int) -> None:
+    """A story of one item: its figures need no query."""
+    item = session.get(Item, item_id)
+    if item is None or item.story_id is not None:
+        return
+    story = Story(size=1, sources_count=1, chosen_by="auto",
+                  best_item_id=item.id if item.duplicate_of_id is None else None)
+    session.add(story)
+    session.flush()
+    item.story_id = story.id
 
 
 def _put(session: Session, story: Story, item_ids: list[int], signal: dict[int, str]) -> None:
