@@ -116,7 +116,8 @@ log = logging.getLogger("tidings")
 
 @dataclass
 class State:
-    db: Path
+    db: str
+    """A SQLite file path or a database URL (``postgresql://…``), as given."""
     config_path: Path | None
     quiet: bool = False
     budget_tokens: int | None = None
@@ -168,8 +169,9 @@ def show_version(value: bool) -> None:
 def main_options(
     ctx: typer.Context,
     db: Annotated[
-        Path, typer.Option(envvar="TIDINGS_DB", metavar="PATH", help="The SQLite store.")
-    ] = Path("tidings.db"),
+        str, typer.Option(envvar="TIDINGS_DB", metavar="PATH|URL",
+                          help="The store: a SQLite file, or a postgresql://user@host/db URL.")
+    ] = "tidings.db",
     config: Annotated[
         Path | None,
         typer.Option("--config", metavar="PATH", help="Config file (default: ./tidings.toml if present)."),
