@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 FIELDS = ("title", "summary", "text", "note", "tags", "author", "section", "kind")
 """The indexed fields, in the order of the FTS5 columns and of the field weights."""
+WORD_FIELDS = ("title", "summary", "text", "note", "tags", "author")
+"""The fields free words match: section and kind are reached only by ``section:`` and ``kind:``
+filters (issue 16.3), as in the FTS5 match expressions."""
 ENGINE_VERSION = "2"
 """Bumped whenever the schema below changes: an index of another version is built again."""
 _MARKER = "tidings-index.json"
@@ -73,6 +76,7 @@ class EngineIndex:
         self.schema = _schema()
         self.analyzer = _analyzer()
         self._terms: dict[str, str] = {}
+        self._searcher: Any = None
         self._memory_marker: dict[str, str] = {}
         self.seen_generation: str | None = None
         if path is None:
@@ -163,12 +167,24 @@ class EngineIndex:
             raise
         finally:
             writer.wait_merging_threads()  # releases the writer's lock on the directory
-        self.index.reload()
+        self.reload()
 
     # --- reading ---------------------------------------------------------------------------
 
+    def reload(self) -> None:
+        """See the last commit (this process's or another's)."""
+        self.index.reload()
+        self._searcher = None
+
+    @property
+    def searcher(self) -> Any:
+        """One searcher per index state: taking one per call costs more than small queries do."""
+        if self._searcher is None:
+            self._searcher = self.index.searcher()
+        return self._searcher
+
     def search(self, query: Any, limit: int) -> list[tuple[int, float]]:
-        searcher = self.index.searcher()
+        searcher = self.searcher
         hits = searcher.search(query, limit, count=False).hits
         if not hits:
             return []
@@ -177,18 +193,18 @@ class EngineIndex:
                 if item_id is not None]
 
     def num_docs(self) -> int:
-        return int(self.index.searcher().num_docs)
+        return int(self.searcher.num_docs)
 
     def doc_frequency(self, forms: Sequence[Sequence[str]]) -> int:
         """About how many items hold any of ``forms``: the largest count of any form's rarest word
         in any one field (exact per term and field, read from the term dictionary, no postings
         walked). A concept that is common anywhere is common."""
-        searcher = self.index.searcher()
+        searcher = self.searcher
         best = 0
         for form in forms:
             if not form:
                 continue
-            rarest = min(max(searcher.doc_freq(name, self.term(word)) for name in FIELDS) for word in form)
+            rarest = min(max(searcher.doc_freq(name, self.term(word)) for name in WORD_FIELDS) for word in form)
             best = max(best, rarest)
         return best
 

@@ -67,11 +67,15 @@ TRIGGERS: dict[str, str] = {
 _BATCH = 100
 
 
+def _dialect_title(store: Store) -> str:
+    return {"postgresql": "PostgreSQL"}.get(store.engine.dialect.name, store.engine.dialect.name)
+
+
 @contextmanager
 def connect(store: Store) -> Iterator[sqlite3.Connection]:
     """The store's own DB-API connection (from its pool): FTS5 SQL is raw SQL anyway."""
     if store.engine.dialect.name != "sqlite":
-        raise SearchError("search needs a SQLite store (FTS5); this store is " + store.engine.dialect.name)
+        raise SearchError(f"search on {_dialect_title(store)}: not yet (search needs a SQLite store, with FTS5, for now)")
     raw = store.engine.raw_connection()
     try:
         conn = raw.driver_connection
@@ -154,7 +158,7 @@ def _follow(engine: EngineIndex, conn: sqlite3.Connection) -> None:
     """Reload the engine's reader when another process (or connection) changed the index."""
     generation = meta(conn, "generation")
     if generation != engine.seen_generation:
-        engine.index.reload()
+        engine.reload()
         engine.seen_generation = generation
 
 

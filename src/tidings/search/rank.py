@@ -23,7 +23,7 @@ from ..errors import TidingsError
 from ..records import ItemView
 from ..store import Item, Store
 from .colloquial import with_colloquial
-from .engine import EngineIndex
+from .engine import WORD_FIELDS, EngineIndex
 from .index import FIELDS, SearchError, connect, current_engine, meta, refresh_index, write
 from .query import CompiledQuery, Filters, Group, compile_query, filter_sql
 from .segment import segment
@@ -234,11 +234,12 @@ def engine_query(engine: EngineIndex, groups: Sequence[Group], weights: Sequence
     import tantivy
 
     Query, Occur = tantivy.Query, tantivy.Occur
+    total = max(engine.num_docs(), 1)
     concepts = []
     for group in groups:
         per_field = []
         for name, weight in zip(FIELDS, weights, strict=True):
-            if weight <= 0:
+            if weight <= 0 or name not in WORD_FIELDS:
                 continue
             forms = [
                 Query.term_query(engine.schema, name, engine.term(form[0])) if len(form) == 1
@@ -252,7 +253,7 @@ def engine_query(engine: EngineIndex, groups: Sequence[Group], weights: Sequence
         if per_field:
             concept = Query.boolean_query(per_field)
             if presence_bonus:
-                idf = idf_weight(max(engine.num_docs(), 1), engine.doc_frequency(group.forms))
+                idf = idf_weight(total, engine.doc_frequency(group.forms))
                 concept = Query.boolean_query([(Occur.Should, concept),
                                                (Occur.Should, Query.const_score_query(concept, presence_bonus * idf))])
             concepts.append((Occur.Should, concept))
@@ -260,9 +261,9 @@ def engine_query(engine: EngineIndex, groups: Sequence[Group], weights: Sequence
 
 
 _OVERFETCH = 10
-"""A filtered search first checks the filters on this many times ``limit`` of the engine's best
-hits (one SQL query over a few hundred ids); only when too few pass is the engine restricted to
-the filtered items themselves."""
+"""A filtered search checks the filters on this many times ``limit`` of the engine's best hits
+(one SQL query by primary key), then on this factor more; only when too few pass is the engine
+restricted to the filtered items themselves (a scan of the items the filters select)."""
 
 
 def _engine_ranking(
@@ -275,13 +276,15 @@ def _engine_ranking(
         return []
     if not (clauses or compiled.constraint or compiled.exclude):
         return _indexed(conn, engine.search(query, limit))
-    wide = engine.search(query, limit * _OVERFETCH)
-    passing = set(_filtered_ids(conn, compiled, clauses, params, None, among=[i for i, _ in wide]))
-    kept = [(i, s) for i, s in wide if i in passing]
-    if len(kept) < limit and len(wide) == limit * _OVERFETCH:
-        allowed = _filtered_ids(conn, compiled, clauses, params, None)
-        kept = engine.search(_restricted(query, engine, allowed), limit) if allowed else []
-    return kept[:limit]
+    for width in (limit * _OVERFETCH, limit * _OVERFETCH**2):
+        wide = engine.search(query, width)
+        passing = set(_filtered_ids(conn, compiled, clauses, params, None, among=[i for i, _ in wide]))
+        kept = [(i, s) for i, s in wide if i in passing]
+        if len(kept) >= limit or len(wide) < width:
+            return kept[:limit]
+    # A narrow filter (an author, a kind) over a common query: restrict the engine to its items.
+    allowed = _filtered_ids(conn, compiled, clauses, params, None)
+    return engine.search(_restricted(query, engine, allowed), limit) if allowed else []
 
 
 def _restricted(query: Any, engine: EngineIndex, ids: Sequence[int]) -> Any:
