@@ -243,6 +243,8 @@ class QueryResult:
 def store_file(store: Store) -> Path:
     """The SQLite file behind ``store``; archive questions need one (read-only, by path)."""
     url = store.engine.url
+    if url.get_backend_name() == "postgresql":
+        raise ArchiveSQLError("questions about the archive on PostgreSQL: not yet (they need a SQLite store file)")
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         raise ArchiveSQLError("questions about the archive need a SQLite store file")
     return Path(url.database)
