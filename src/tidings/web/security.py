@@ -66,8 +66,10 @@ def csrf_secret(store: Store) -> bytes:
     """The per-install secret CSRF tokens are made with: a file beside the store (``DB.web-secret``,
     mode 0600), created once and kept, so tokens survive a restart."""
     database = store.engine.url.database
-    if not database or database == ":memory:":
-        return secrets.token_bytes(32)  # a store in memory lives only as long as this process
+    if store.engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        # A store in memory lives only as long as this process. A server store has no file to sit
+        # beside; its forms are good until this process restarts (a shared secret needs a table).
+        return secrets.token_bytes(32)
     path = Path(database).with_name(Path(database).name + ".web-secret")
     try:
         found = path.read_bytes()
