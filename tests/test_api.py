@@ -59,7 +59,7 @@ def test_a_week_through_the_public_api_alone(tmp_path: Path, monkeypatch: pytest
         assert (added.new, added.failed) == (1, 0)
 
         reports = tidings.run(store, config, policy=tidings.FetchPolicy(allow_files=True))
-        assert [r.stage for r in reports] == ["fetch", "dedupe", "summarize", "classify"]
+        assert [r.stage for r in reports] == ["fetch", "dedupe", "stories", "summarize", "classify"]
         assert all(isinstance(r, tidings.StageReport) and r.failed == 0 for r in reports), reports
 
         # The item was seen today: its week ends on the coming week end (Sunday by default).

@@ -603,7 +603,7 @@ def story_sizes(store: Store, item_ids: Iterable[int]) -> dict[int, int]:
             )
             for item_id, count in rows:
                 found[item_id] = max(1, count or 1)
-    return found
+    return {item_id: found[item_id] for item_id in ids if item_id in found}  # in the order asked
 
 
 def _member(session: Session, item_id: int) -> tuple[Item, Story]:
