@@ -76,6 +76,8 @@ site_app = typer.Typer(help="Build the static site of the digests.", no_args_is_
 app.add_typer(site_app, name="site")
 eval_app = typer.Typer(help="Measure search, ask and the classifier on labelled data.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
+store_app = typer.Typer(help="Move a whole store between SQLite and PostgreSQL.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
 
 
 
@@ -841,6 +843,39 @@ def site_build(
         f"{report.written} written, {report.unchanged} unchanged, {report.removed} removed",
         highlight=False,
     )
+
+
+@store_app.command("copy")
+def store_copy(
+    source: Annotated[str, typer.Option("--from", metavar="PATH|URL", help="The store to copy from.")],
+    target: Annotated[str, typer.Option("--to", metavar="PATH|URL", help="The store to copy into (empty).")],
+    force: Annotated[bool, typer.Option("--force", help="Replace whatever the target store holds.")] = False,
+    batch: Annotated[int, typer.Option(min=1, metavar="N", help="Rows read and written at a time.")] = 500,
+) -> None:
+    """Copy every row, ids kept, from one store to another: SQLite to PostgreSQL or back.
+
+    The target is written in one transaction (a failed copy leaves it untouched) and must be empty
+    unless --force. The search index is rebuilt by the target, not copied.
+
+    Examples:
+
+        tidings store copy --from tidings.db --to postgresql://tidings@db.example/tidings
+
+        tidings store copy --from postgresql://tidings@db.example/tidings --to backup.db
+    """
+    from .storecopy import copy_stores
+
+    shown: dict[str, int] = {}
+
+    def progress(table: str, done: int, total: int) -> None:
+        # One line per table when it is done, and one per ~10,000 rows on the way for big tables.
+        if done == total or done - shown.get(table, 0) >= 10_000:
+            shown[table] = done
+            err.print(f"copy: {table} {done}/{total}", highlight=False)
+
+    report = copy_stores(source, target, force=force, batch=batch, progress=progress)
+    err.print(f"copied {report.total} rows in {sum(1 for n in report.rows.values() if n)} tables "
+              f"from {report.source} to {report.target}", highlight=False)
 
 
 @app.command()
