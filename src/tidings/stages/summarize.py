@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import chain
 
 import numpy as np
 
@@ -292,23 +293,20 @@ def _is_junk(sentence: str, chinese: bool, max_len: int) -> bool:
 def _similarity_matrix(counts: Sequence[Counter[str]]) -> np.ndarray:
     """Cosine similarity of log-scaled term-frequency vectors, from each sentence's term counts."""
     vocab: dict[str, int] = {}
-    rows: list[int] = []
-    cols: list[int] = []
-    values: list[int] = []
     # A Counter keeps its terms in order of first occurrence, so the columns come in the order a
     # token-by-token scan gives them (the order the dot products sum in, which fixes the last bit).
-    for i, terms in enumerate(counts):
-        for t, n in terms.items():
-            rows.append(i)
-            cols.append(vocab.setdefault(t, len(vocab)))
-            values.append(n)
+    # One comprehension per sentence rather than three appends per term: this loop was a sixth of
+    # a summary's cost.
+    cols = [[vocab.setdefault(t, len(vocab)) for t in terms] for terms in counts]
     n = len(counts)
     if not vocab:
         return np.zeros((n, n))
     # The counts land in a dense matrix, which at these sizes (≤ 600 sentences × a few thousand
     # words) beats a sparse one.
     tf = np.zeros((n, len(vocab)))
-    tf[np.asarray(rows), np.asarray(cols)] = values
+    rows = np.repeat(np.arange(n), [len(terms) for terms in counts])
+    tf[rows, np.fromiter(chain.from_iterable(cols), dtype=np.intp, count=len(rows))] = np.fromiter(
+        chain.from_iterable(terms.values() for terms in counts), dtype=np.float64, count=len(rows))
     tf = np.log1p(tf)
     norms = np.linalg.norm(tf, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
@@ -416,7 +414,7 @@ def _candidates(sentences: list[str], chinese: bool, max_len: int, title_key: st
         if key in seen or (title_key and key.rstrip("。.!?！？") == title_key) or _is_junk(s, chinese, max_len):
             continue
         seen.add(key)  # an exact repeat keeps only its first occurrence
-        tokens = fast_tokenize(normal, drop_stopwords=True)  # (NFKC of an NFKC text is itself)
+        tokens = fast_tokenize(normal, drop_stopwords=True, normalized=True)
         if tokens:
             cands.append(_Candidate(i, s, tokens, _weight(s, chinese)))
     return cands
