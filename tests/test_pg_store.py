@@ -6,10 +6,15 @@ ingest without UNIQUE races, a clear refusal for search, and ``tidings store cop
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
 
-from sqlalchemy import inspect
+import pytest
+from sqlalchemy import func, inspect, select
 
-from tidings.store import Base, Digest, Item, Source, current_revision, head_revision, open_store
+from tidings.cli import run_cli
+from tidings.store import Base, Digest, Item, Source, Story, current_revision, head_revision, open_store
+from tidings.storecopy import copy_order
 
 
 def test_migrations_build_the_models_schema_on_both_dialects(db_url: str, pg_server) -> None:  # noqa: ANN001
@@ -18,7 +23,7 @@ def test_migrations_build_the_models_schema_on_both_dialects(db_url: str, pg_ser
     try:
         assert current_revision(store.engine) == head_revision()
         tables = set(inspect(store.engine).get_table_names())
-        assert {table.name for table in Base.metadata.sorted_tables} <= tables
+        assert set(Base.metadata.tables) <= tables
     finally:
         store.close()
 
@@ -45,3 +50,120 @@ def test_values_round_trip_identically(db_url: str) -> None:
             assert digest.week == date(2024, 6, 9) and digest.authors == ["a", "b"] and digest.meta == {"draft": False}
     finally:
         store.close()
+
+
+# --- tidings store copy: SQLite → PostgreSQL → SQLite, nothing lost -----------------------------------
+
+def _import_sample(corpus: Path, db: str) -> None:
+    """The 87 shared digests, and a sample of every other kind of source."""
+    imports = [
+        ("digest", corpus / "digests" / "blog"),
+        ("social", corpus / "social" / "posts-2023-12-part1.md"),
+        ("notes", corpus / "notes" / "ainotes-part1.md"),
+        ("blog", corpus / "blog" / "Gaohaoyang-gaohaoyang.github.io"),
+        ("feed", corpus / "feeds" / "hexo_tiann_weishu_atom.xml"),
+        ("feed", corpus / "feeds" / "gb2312_qq_news_china.xml"),
+    ]
+    for fmt, path in imports:
+        assert run_cli(["--db", db, "-q", "import", "--format", fmt, str(path)]) == 0, (fmt, path)
+    # Stories and items point at each other (the copy's one foreign-key cycle): group a few.
+    store = open_store(db)
+    try:
+        with store.session() as session:
+            items = session.scalars(select(Item).order_by(Item.id).limit(6)).all()
+            for pair in (items[0:3], items[3:6]):
+                story = Story(best_item_id=pair[1].id, size=len(pair), chosen_by="curator", pinned=True)
+                session.add(story)
+                session.flush()
+                for item in pair:
+                    item.story_id = story.id
+    finally:
+        store.close()
+
+
+def _all_rows(url: str) -> dict[str, list[dict[str, Any]]]:
+    store = open_store(url)
+    try:
+        with store.engine.connect() as connection:
+            return {table.name: [dict(row._mapping) for row in connection.execute(select(table).order_by(table.c.id))]
+                    for table in copy_order()[0]}
+    finally:
+        store.close()
+
+
+def _weeks(url: str) -> list[date]:
+    store = open_store(url)
+    try:
+        with store.session() as session:
+            return list(session.scalars(select(Digest.week).order_by(Digest.week)))
+    finally:
+        store.close()
+
+
+def _rendered(url: str, weeks: list[date], capsys: pytest.CaptureFixture[str]) -> dict[date, str]:
+    rendered = {}
+    capsys.readouterr()
+    for week in weeks:
+        assert run_cli(["--db", url, "-q", "digest", "--week", week.isoformat()]) == 0
+        rendered[week] = capsys.readouterr().out
+    return rendered
+
+
+def test_store_copy_to_postgresql_and_back_loses_nothing(
+    corpus_dir: Path, tmp_path: Path, pg_server, capsys: pytest.CaptureFixture[str]  # noqa: ANN001
+) -> None:
+    source = str(tmp_path / "source.db")
+    _import_sample(corpus_dir, source)
+    on_pg = pg_server.fresh_database(migrated=False)
+    back = str(tmp_path / "back.db")
+    assert run_cli(["--db", source, "store", "copy", "--from", source, "--to", on_pg, "--batch", "300"]) == 0
+    assert run_cli(["store", "copy", "--from", on_pg, "--to", back]) == 0
+    capsys.readouterr()
+
+    original = _all_rows(source)
+    assert len(original["digests"]) == 87 and len(original["items"]) > 2000
+    assert {row["kind"] for row in original["items"]} >= {"article", "post", "note"}
+    assert sum(1 for row in original["items"] if row["story_id"]) == 6 and len(original["stories"]) == 2
+    assert _all_rows(on_pg) == original
+    assert _all_rows(back) == original
+
+    weeks = _weeks(source)
+    assert len(weeks) == 87
+    expected = _rendered(source, weeks, capsys)
+    assert all(expected.values())
+    assert _rendered(on_pg, weeks, capsys) == expected
+    assert _rendered(back, weeks, capsys) == expected
+
+    # Ids continue after the copied ones on PostgreSQL (the sequences were moved past them).
+    store = open_store(on_pg)
+    try:
+        with store.session() as session:
+            session.add(Item(url="https://example.org/after-the-copy"))
+        with store.session() as session:
+            newest = session.scalar(select(func.max(Item.id)))
+            assert newest == max(row["id"] for row in original["items"]) + 1
+    finally:
+        store.close()
+
+
+def test_store_copy_refuses_a_non_empty_target_unless_forced(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = str(tmp_path / "s.db")
+    store = open_store(source)
+    with store.session() as session:
+        session.add(Item(url="https://example.org/one", title="one"))
+    store.close()
+    target = open_store(pg_url)
+    with target.session() as session:
+        session.add(Item(url="https://example.org/other", title="kept"))
+    target.close()
+    capsys.readouterr()
+    assert run_cli(["store", "copy", "--from", source, "--to", pg_url]) == 1
+    assert "not empty" in capsys.readouterr().err
+    assert [row["title"] for row in _all_rows(pg_url)["items"]] == ["kept"]
+    assert run_cli(["store", "copy", "--from", source, "--to", pg_url, "--force"]) == 0
+    assert [row["title"] for row in _all_rows(pg_url)["items"]] == ["one"]
+    assert run_cli(["store", "copy", "--from", str(tmp_path / "missing.db"), "--to", pg_url]) == 1
+    assert "no store at" in capsys.readouterr().err
+    assert not (tmp_path / "missing.db").exists()
