@@ -17,7 +17,7 @@ from test_mdx import HAVE_MDX, compile_text
 
 from tidings import curate, pipeline
 from tidings.cli import run_cli
-from tidings.collect import add_urls, import_paths
+from tidings.collect import add_urls, import_paths, poll_feeds, subscribe
 from tidings.config import Config
 from tidings.errors import UsageError
 from tidings.publish.docusaurus import render_docusaurus
@@ -235,3 +235,20 @@ def test_a_bad_pair_file_is_a_clear_error(tmp_path: Path, line: str, message: st
     assert code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_the_same_entry_in_two_feeds_is_seen_in_two_sources(corpus_dir: Path, tmp_path: Path) -> None:
+    body = (corpus_dir / "feeds" / "hexo_tiann_weishu_atom.xml").read_bytes()
+    route = page_route(body)
+    store = open_store(tmp_path / "feeds.db")
+    with LoopbackServer({"/atom.xml": route, "/mirror/atom.xml": route}) as srv:
+        assert subscribe(store, srv.url("/atom.xml")) and subscribe(store, srv.url("/mirror/atom.xml"))
+        policy = FetchPolicy(allow_hosts=(srv.host_port,), retries=1, backoff_base=0.001)
+        polled = poll_feeds(store, policy)
+    assert polled.failed == 0
+    pipeline.run(store, Config(workers=1), stages=["dedupe", "stories"])
+    with store.session() as session:
+        entries = session.scalars(select(Item.id).where(Item.story_id.is_not(None))).all()
+    assert len(entries) == 20  # the feed's 20 entries, each one item
+    assert set(stories.story_sizes(store, entries).values()) == {2}
+    store.close()

@@ -457,6 +457,7 @@ def assign_stories(
     for start in range(0, len(grouping.new_stories), NEW_STORY_BATCH):
         batch = grouping.new_stories[start : start + NEW_STORY_BATCH]
         with store.session() as session:
+            spread = _spread(session, item_ids=[members[0] for members in batch if len(members) == 1])
             for members in batch:
                 if len(members) > 1:
                     story = Story()
@@ -464,7 +465,7 @@ def assign_stories(
                     session.flush()
                     _put(session, story, members, grouping.signal)
                 else:
-                    _put_alone(session, members[0])
+                    _put_alone(session, members[0], spread)
         for members in batch:
             outcome.new_stories += 1
             outcome.assigned += len(members)
@@ -476,12 +477,12 @@ def assign_stories(
 NEW_STORY_BATCH = 500
 
 
-def _put_alone(session: Session, item_id: int) -> None:
-    """A story of one item: its figures need no query."""
+def _put_alone(session: Session, item_id: int, spread: dict[Any, int]) -> None:
+    """A story of one item, its sources counted beforehand for the whole batch (``spread``)."""
     item = session.get(Item, item_id)
     if item is None or item.story_id is not None:
         return
-    story = Story(size=1, sources_count=1, chosen_by="auto",
+    story = Story(size=1, sources_count=spread.get(("item", item_id), 1), chosen_by="auto",
                   best_item_id=item.id if item.duplicate_of_id is None else None)
     session.add(story)
     session.flush()
@@ -504,36 +505,43 @@ def _put(session: Session, story: Story, item_ids: list[int], signal: dict[int, 
     refresh_story(session, story)
 
 
-def _origin(item: Item, feeds: list[int]) -> str:
-    """Where an item was seen, for "seen in N sources": each feed, else the account, else the site."""
+def _origin(item_id: int, kind: str, account: str | None, url: str, feeds: list[int]) -> set[str]:
+    """Where an item was seen, for "seen in N sources": each feed it came from, else the account
+    that posted it, else its site."""
     if feeds:
-        return ",".join(f"feed:{feed}" for feed in sorted(feeds))
-    if item.kind == "post":
-        return "account:" + (item.author_handle or item.author or "?").lower()
-    host = _host_of(item)
-    return f"site:{host}" if host else f"{item.kind}:{item.id}"
+        return {f"feed:{feed}" for feed in feeds}
+    if kind == "post":
+        return {"account:" + (account or "?").lower()}
+    key = story_url(url)
+    return {"site:" + key.split("/", 1)[0]} if key else {f"{kind}:{item_id}"}
 
 
-def _host_of(item: Item) -> str | None:
-    for url in (item.url, *(row.url for row in item.urls)):
-        key = story_url(url)
-        if key:
-            return key.split("/", 1)[0]
-    return None
-
-
-def _origins(session: Session, members: list[Item]) -> set[str]:
+def _spread(session: Session, *, story_ids: Iterable[int] = (), item_ids: Iterable[int] = ()) -> dict[Any, int]:
+    """"Seen in N sources", read now (so a feed that later lists an item counts at once): per story
+    id for ``story_ids``, and per item id (``("item", id)`` keys) for ``item_ids`` with no story."""
+    rows: list[Any] = []
+    for chunk in _chunks(list(story_ids)):
+        rows += session.execute(
+            select(Item.id, Item.story_id, Item.kind, func.coalesce(Item.author_handle, Item.author), Item.url)
+            .where(Item.story_id.in_(chunk), _eligible())
+        ).all()
+    for chunk in _chunks(list(item_ids)):
+        rows += session.execute(
+            select(Item.id, Item.story_id, Item.kind, func.coalesce(Item.author_handle, Item.author), Item.url)
+            .where(Item.id.in_(chunk), Item.story_id.is_(None))
+        ).all()
     feeds: dict[int, list[int]] = {}
-    ids = [item.id for item in members]
-    for item_id, source_id in session.execute(
-        select(ItemSource.item_id, ItemSource.source_id).join(Source, Source.id == ItemSource.source_id)
-        .where(ItemSource.item_id.in_(ids), Source.kind == "feed")
-    ):
-        feeds.setdefault(item_id, []).append(source_id)
-    origins: set[str] = set()
-    for item in members:
-        origins.update(_origin(item, feeds.get(item.id, [])).split(","))
-    return origins
+    for chunk in _chunks([row[0] for row in rows]):
+        for item_id, source_id in session.execute(
+            select(ItemSource.item_id, ItemSource.source_id).join(Source, Source.id == ItemSource.source_id)
+            .where(ItemSource.item_id.in_(chunk), Source.kind == "feed")
+        ):
+            feeds.setdefault(item_id, []).append(source_id)
+    origins: dict[Any, set[str]] = {}
+    for item_id, story, kind, account, url in rows:
+        key = story if story is not None else ("item", item_id)
+        origins.setdefault(key, set()).update(_origin(item_id, kind, account, url, feeds.get(item_id, [])))
+    return {key: max(1, len(found)) for key, found in origins.items()}
 
 
 def _best(members: list[Item]) -> Item | None:
@@ -549,7 +557,7 @@ def refresh_story(session: Session, story: Story) -> None:
     best item stands while it is still in the story and not set aside."""
     members = list(session.scalars(select(Item).where(Item.story_id == story.id).order_by(Item.id)))
     story.size = len(members)
-    story.sources_count = max(1, len(_origins(session, members))) if members else 0
+    story.sources_count = _spread(session, story_ids=[story.id]).get(story.id, 0) if members else 0
     chosen = next((item for item in members if item.id == story.best_item_id), None)
     if story.chosen_by == "curator" and chosen is not None and chosen.status not in SET_ASIDE:
         return
@@ -577,7 +585,8 @@ class StoryView:
 
 def _view(session: Session, story: Story) -> StoryView:
     ids = list(session.scalars(select(Item.id).where(Item.story_id == story.id).order_by(Item.id)))
-    return StoryView(story.id, story.best_item_id, story.chosen_by, story.pinned, story.sources_count, ids)
+    spread = _spread(session, story_ids=[story.id]).get(story.id, 1)
+    return StoryView(story.id, story.best_item_id, story.chosen_by, story.pinned, spread, ids)
 
 
 def story_of(store: Store, item_id: int) -> StoryView | None:
@@ -592,18 +601,22 @@ def story_of(store: Store, item_id: int) -> StoryView | None:
 
 def story_sizes(store: Store, item_ids: Iterable[int]) -> dict[int, int]:
     """"Seen in N sources" for each item id (the triage score's spread): the distinct feeds, accounts
-    and sites of its story; 1 for an item with no story yet. Unknown ids are left out."""
+    and sites of its story (of the item alone when it has no story yet), counted now. Unknown ids
+    are left out; the order is the order asked."""
     ids = list(dict.fromkeys(item_ids))
-    found: dict[int, int] = {}
     with store.session() as session:
+        story_of_item: dict[int, int | None] = {}
         for chunk in _chunks(ids):
-            rows = session.execute(
-                select(Item.id, Story.sources_count).outerjoin(Story, Story.id == Item.story_id)
-                .where(Item.id.in_(chunk))
-            )
-            for item_id, count in rows:
-                found[item_id] = max(1, count or 1)
-    return {item_id: found[item_id] for item_id in ids if item_id in found}  # in the order asked
+            story_of_item.update(session.execute(select(Item.id, Item.story_id).where(Item.id.in_(chunk))).all())
+        placed = {story for story in story_of_item.values() if story is not None}
+        alone = [item_id for item_id, story in story_of_item.items() if story is None]
+        spread = _spread(session, story_ids=placed, item_ids=alone)
+    found = {}
+    for item_id in ids:
+        if item_id in story_of_item:
+            story = story_of_item[item_id]
+            found[item_id] = spread.get(story if story is not None else ("item", item_id), 1)
+    return found
 
 
 def _member(session: Session, item_id: int) -> tuple[Item, Story]:
