@@ -66,7 +66,10 @@ _SITE_NAMES = {"github": "github.com", "掘金": "juejin.cn", "juejin": "juejin.
                "zhihu": "zhihu.com", "csdn": "csdn.net", "博客园": "cnblogs.com", "cnblogs": "cnblogs.com",
                "微信": "mp.weixin.qq.com", "wechat": "mp.weixin.qq.com", "公众号文章": "mp.weixin.qq.com"}
 _DOMAIN_RE = re.compile(r"(?<![\w.])((?:[a-z0-9-]+\.)+(?:com|cn|org|net|io|dev|me|de|ai|co|so|app|blog))(?![\w.])", re.I)
-_TAG_RE = re.compile(r"(?:标签|tag(?:ged)?(?:\s+with)?)\s*(?:为|是|:|：)?\s*[“\"'「#]?([^\s“”\"'「」，。？?、]+)", re.I)
+_TAG_RE = re.compile(
+    r"(?:标签\s*(?:为|是|:|：)|标签\s*(?=[“\"'「#])|\btagged(?:\s+with)?\s|\btag\s*[:：=])\s*[“\"'「#]?([^\s“”\"'「」，。？?、]+)",
+    re.I)
+"""An explicit tag value: 标签为 X, 标签“X”, tagged X, tag: X (never the word after "tags")."""
 _TOPIC_RE = re.compile(
     r"(?:关于|讨论|提到|涉及|讲)(?:了|过)?\s*[“\"'「]?(?:([A-Za-z0-9.+#\-]+)|([\u4e00-\u9fff]{2,8}?)[”\"'」]?\s*(?:的|了|过|$))|"
     r"\b(?:about|mention(?:ing|s)?|on)\s+[“\"']?([A-Za-z0-9.+#\-]{2,})", re.I)
