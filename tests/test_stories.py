@@ -252,3 +252,22 @@ def test_the_same_entry_in_two_feeds_is_seen_in_two_sources(corpus_dir: Path, tm
     assert len(entries) == 20  # the feed's 20 entries, each one item
     assert set(stories.story_sizes(store, entries).values()) == {2}
     store.close()
+
+
+def test_the_cli_shows_splits_and_merges_stories(social, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001
+    pipeline.run(social, Config(workers=1), stages=["stories"])
+    db = str(social.engine.url.database)
+    first, second, _third = ids_of(social, MIXTRAL)
+    assert run_cli(["--db", db, "stories", "show", str(first)]) == 0
+    shown = capsys.readouterr().out
+    assert "3 item(s), seen in 3 source(s)" in shown and "Mixtral AI 公布 MoE 8x7B" in shown
+    assert run_cli(["--db", db, "stories", "split", str(first)]) == 0
+    alone = stories.story_of(social, first)
+    assert alone.item_ids == [first]
+    assert run_cli(["--db", db, "stories", "split", str(first)]) == 2  # alone already: a clear refusal
+    assert "nothing to split" in capsys.readouterr().err
+    assert run_cli(["--db", db, "stories", "merge", str(alone.id), str(stories.story_of(social, second).id)]) == 0
+    assert stories.story_of(social, first).item_ids == sorted(ids_of(social, MIXTRAL))
+    assert run_cli(["--db", db, "stories", "best", str(alone.id), str(second)]) == 0
+    assert stories.story_of(social, first).best_item_id == second
+    assert run_cli(["--db", db, "stories", "show", "999999"]) == 2

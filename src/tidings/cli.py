@@ -78,6 +78,9 @@ eval_app = typer.Typer(help="Measure search, ask and the classifier on labelled 
 app.add_typer(eval_app, name="eval")
 store_app = typer.Typer(help="Move a whole store between SQLite and PostgreSQL.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
+stories_app = typer.Typer(help="Stories: the same story from several sources, split and merged by hand.",
+                          no_args_is_help=True)
+app.add_typer(stories_app, name="stories")
 
 
 
@@ -1370,6 +1373,80 @@ def eval_classify(
         sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
         return
     sys.stdout.write(format_eval(result))
+
+
+@stories_app.command("show")
+def stories_show(ctx: typer.Context, item: Annotated[int, typer.Argument(help="An item id.")]) -> None:
+    """The story an item is in: its items, "seen in N sources", the best item and its history.
+
+    Examples:
+
+        tidings stories show 42
+    """
+    from .curate import items_by_id
+    from .stages.stories import story_events, story_of
+
+    st = state(ctx)
+    story = story_of(st.store, item)
+    if story is None:
+        raise UsageError(f"item {item} is in no story yet: run `tidings run` (the stories stage) first")
+    out.print(f"story {story.id}: {story.size} item(s), seen in {story.sources_count} source(s), "
+              f"best item {story.best_item_id} (chosen by {story.chosen_by})", highlight=False)
+    for member in items_by_id(st.store, story.item_ids).values():
+        mark = "*" if member.id == story.best_item_id else " "
+        title = " ".join((member.title or member.url).split())  # one line per item
+        out.print(f" {mark} {member.id}  {member.kind}  {escape_markup(title)}", highlight=False)
+    for event in story_events(st.store, story.id):
+        out.print(f"   {event['at'][:19]}  {event['action']} by {event['by']}  item {event['item_id']}", highlight=False)
+
+
+@stories_app.command("split")
+def stories_split(ctx: typer.Context, item: Annotated[int, typer.Argument(help="The item to take out.")]) -> None:
+    """Take an item out of its story into a story of its own; later runs never put it back.
+
+    Examples:
+
+        tidings stories split 42
+    """
+    from .stages.stories import split
+
+    out.print(f"item {item} is now story {split(state(ctx).store, item, by='curator')}", highlight=False)
+
+
+@stories_app.command("merge")
+def stories_merge(
+    ctx: typer.Context,
+    story: Annotated[int, typer.Argument(help="The story that stays.")],
+    other: Annotated[int, typer.Argument(help="The story merged into it (removed).")],
+) -> None:
+    """Merge two stories (ids from `tidings stories show ITEM`); later runs never split them.
+
+    Examples:
+
+        tidings stories merge 7 12
+    """
+    from .stages.stories import merge
+
+    out.print(f"story {other} merged into story {merge(state(ctx).store, story, other, by='curator')}",
+              highlight=False)
+
+
+@stories_app.command("best")
+def stories_best(
+    ctx: typer.Context,
+    story: Annotated[int, typer.Argument(help="The story.")],
+    item: Annotated[int, typer.Argument(help="The item a digest shows for it.")],
+) -> None:
+    """Choose the item a digest shows for a story; later runs keep the choice.
+
+    Examples:
+
+        tidings stories best 7 42
+    """
+    from .stages.stories import choose_best
+
+    choose_best(state(ctx).store, story, item, by="curator")
+    out.print(f"story {story} is shown as item {item}", highlight=False)
 
 
 @eval_app.command("stories")
