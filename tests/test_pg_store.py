@@ -5,6 +5,9 @@ ingest without UNIQUE races, a clear refusal for search, and ``tidings store cop
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -167,3 +170,18 @@ def test_store_copy_refuses_a_non_empty_target_unless_forced(
     assert run_cli(["store", "copy", "--from", str(tmp_path / "missing.db"), "--to", pg_url]) == 1
     assert "no store at" in capsys.readouterr().err
     assert not (tmp_path / "missing.db").exists()
+
+
+def test_two_imports_at_once_on_postgresql_both_succeed(corpus_dir: Path, pg_url: str) -> None:
+    """Both read "no such item" and insert: without the ingest lock the second fails on UNIQUE."""
+    posts = corpus_dir / "social" / "posts-2023-12-part1.md"
+    env = {**os.environ, "TIDINGS_DB": pg_url}
+    argv = [sys.executable, "-m", "tidings.cli", "-q", "import", "--format", "social", str(posts)]
+    runs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outcomes = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err for _out, err in outcomes]
+    rows = _all_rows(pg_url)
+    urls = [row["url"] for row in rows["items"]]
+    assert len(urls) == len(set(urls)) > 100
+    assert len(rows["sources"]) == 1
