@@ -21,6 +21,7 @@ older than the store) re-queues every item.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -212,6 +213,7 @@ class EngineIndex:
 _shared_analyzer: Any = None
 
 
+@functools.lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """``word`` as the index's tokenizer turns it (English stemmed, anything else as it is)."""
     global _shared_analyzer

@@ -1,5 +1,6 @@
-"""Snippets: FTS5 highlights the segmented text; the marks are mapped back onto the original
-text, and a window around the densest cluster of matches is cut from it."""
+"""Snippets: the query's words are marked in the item's segmented text (as stored in FTS5); the
+marks are mapped back onto the original text, and a window around the densest cluster of matches
+is cut from it."""
 
 from __future__ import annotations
 
@@ -24,18 +25,46 @@ def highlight_expr(compiled: CompiledQuery) -> str | None:
     return " OR ".join(parts) if parts else None
 
 
+def _wanted_forms(compiled: CompiledQuery) -> list[tuple[str, ...]]:
+    """Every positive form of the query (each synonym, each phrase), stemmed word by word."""
+    forms = [tuple(form) for g in compiled.groups for form in g.forms if form]
+    forms += [tuple(w for w, _s, _e in segment(p)) for p in compiled.parsed.phrases]
+    return [tuple(_stem(w) for w in form) for form in forms if form]
+
+
+def mark_words(segmented_text: str, forms: list[tuple[str, ...]]) -> str:
+    """``segmented_text`` with every occurrence of a form wrapped in the highlight markers, the way
+    FTS5's ``highlight()`` marks a match: words compare after stemming (porter's job there), and a
+    multi-word form must occur as consecutive words."""
+    if not segmented_text or not forms:
+        return segmented_text or ""
+    firsts = {form[0] for form in forms}
+    prefixes = {first[:2] for first in firsts if first.isascii()}
+    words = segmented_text.split(" ")
+    stems = [w if not w.isascii() or w[:2] not in prefixes else _stem(w) for w in words]
+    marked = [False] * len(words)
+    for i, stemmed in enumerate(stems):
+        if stemmed not in firsts:
+            continue
+        for form in forms:
+            n = len(form)
+            if form[0] == stemmed and tuple(stems[i : i + n]) == form:
+                marked[i : i + n] = [True] * n
+    return " ".join(f"{_OPEN}{w}{_CLOSE}" if m else w for w, m in zip(words, marked, strict=True))
+
+
 def highlights(conn: sqlite3.Connection, ids: list[int], compiled: CompiledQuery) -> dict[int, tuple[str, ...]]:
-    """FTS5's highlight() of the snippet columns, per item, for the query's positive terms."""
-    expr = highlight_expr(compiled)
-    if not expr or not ids:
+    """The snippet columns of each item's indexed (segmented) text, the query's positive words
+    marked. The rows are read by rowid and marked here rather than by FTS5's ``highlight()``, which
+    would run the whole MATCH (every posting of every query word in the archive) to mark ten items."""
+    forms = _wanted_forms(compiled)
+    if not forms or not ids:
         return {}
     marks = ",".join("?" * len(ids))
-    cols = ", ".join(f"highlight(search_fts, {c}, '{_OPEN}', '{_CLOSE}')" for c in range(len(SNIPPET_COLUMNS)))
+    cols = ", ".join(SNIPPET_COLUMNS)
     return {
-        row[0]: tuple(row[1:])
-        for row in conn.execute(
-            f"SELECT rowid, {cols} FROM search_fts WHERE search_fts MATCH ? AND rowid IN ({marks})", [expr, *ids]
-        )
+        row[0]: tuple(mark_words(col or "", forms) for col in row[1:])
+        for row in conn.execute(f"SELECT rowid, {cols} FROM search_fts WHERE rowid IN ({marks})", ids)
     }
 
 
