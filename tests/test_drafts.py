@@ -21,8 +21,9 @@ PAST_WEEK = date(2024, 6, 9)
 
 
 @pytest.fixture()
-def store(tmp_path: Path) -> Store:
-    return open_store(str(tmp_path / "t.db"))
+def store(db_url: str) -> Store:
+    """Each test runs on both dialects: a SQLite file, then a fresh PostgreSQL database."""
+    return open_store(db_url)
 
 
 def _ingest(store: Store, *records: ItemRecord) -> list[int]:
@@ -130,11 +131,11 @@ def test_the_store_refuses_an_unknown_item_status(store: Store) -> None:
 
 
 def test_run_for_an_empty_week_writes_nothing_and_names_the_week_with_items(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from tidings.cli import run_cli
 
-    db = str(tmp_path / "t.db")
+    db = db_url
     page = EXAMPLES / "go-iterators.html"
     assert run_cli(["--db", db, "add", str(page)]) == 0
     capsys.readouterr()
