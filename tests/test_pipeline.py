@@ -33,7 +33,7 @@ def tidings(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
     return code, captured.out, captured.err
 
 
-def items(capsys: pytest.CaptureFixture[str], db: Path) -> list[dict]:
+def items(capsys: pytest.CaptureFixture[str], db: Path | str) -> list[dict]:
     code, out, _ = tidings(capsys, "--db", str(db), "items", "--json")
     assert code == 0
     return [json.loads(line) for line in out.splitlines() if line.strip()]
@@ -65,32 +65,32 @@ def test_links_format_reports_bad_lines() -> None:
     assert [str(e) for e in result.errors] == ["week.txt:2: not a URL or Markdown link: 'not a link at all'"]
 
 
-def test_demo_week_renders_the_hand_checked_digest(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    db = str(tmp_path / "demo.db")
+def test_demo_week_renders_the_hand_checked_digest(capsys: pytest.CaptureFixture[str], db_url: str) -> None:
+    db = db_url  # a SQLite file, then a PostgreSQL database: the same golden digest on both
     assert tidings(capsys, "--db", db, "import", "--format", "links", "--week", "2024-06-09", str(EXAMPLES / "links.txt"))[0] == 0
     code, out, err = tidings(capsys, "--db", db, "run", "--week", "2024-06-09")
     assert code == 0, err
     expected = (GOLDEN / "demo-2024-06-09.md").read_text(encoding="utf-8")
     assert out.replace(EXAMPLES.as_uri() + "/", "file://EXAMPLES/") == expected
     # the re-posted MoE article was merged into the first one, with both URLs kept
-    merged = [i for i in items(capsys, tmp_path / "demo.db") if "moe-routing" in i["url"]]
+    merged = [i for i in items(capsys, db) if "moe-routing" in i["url"]]
     assert len(merged) == 1 and len(merged[0]["urls"]) == 2
     # the curator's own summary survived the extractive summarizer
-    redis = next(i for i in items(capsys, tmp_path / "demo.db") if "redis" in i["url"])
+    redis = next(i for i in items(capsys, db) if "redis" in i["url"])
     assert redis["summary_origin"] == "human" and redis["summary"].startswith("策展人亲手写的摘要")
     # a second run does no work and renders the same bytes
     code, again, err = tidings(capsys, "--db", db, "run", "--week", "2024-06-09")
     assert code == 0 and again == out
-    before = len(items(capsys, tmp_path / "demo.db"))
+    before = len(items(capsys, db))
     code, _, err = tidings(capsys, "--db", db, "import", "--format", "links", str(EXAMPLES / "links.txt"))
     assert code == 0
     # done 5, new 0, updated 0, unchanged 5: re-importing the same file changes nothing
     assert re.search(r"import\s*│\s*5\s*│\s*0\s*│\s*0\s*│\s*5\s*│", err), err
-    assert len(items(capsys, tmp_path / "demo.db")) == before
+    assert len(items(capsys, db)) == before
 
 
-def test_digest_writes_the_docusaurus_layout(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    db = str(tmp_path / "t.db")
+def test_digest_writes_the_docusaurus_layout(capsys: pytest.CaptureFixture[str], tmp_path: Path, db_url: str) -> None:
+    db = db_url
     tidings(capsys, "--db", db, "import", "--format", "links", "--week", "2024-06-09", str(EXAMPLES / "links.txt"))
     assert tidings(capsys, "--db", db, "digest", "--week", "2024-06-09", "--out", str(tmp_path / "site"))[0] == 0
     written = (tmp_path / "site" / "blog" / "2024-06-09" / "index.md").read_text(encoding="utf-8")
@@ -100,7 +100,7 @@ def test_digest_writes_the_docusaurus_layout(capsys: pytest.CaptureFixture[str],
 
 
 def test_bad_input_is_recorded_and_the_run_goes_on(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, corpus_dir: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, corpus_dir: Path, db_url: str
 ) -> None:
     gbk = (corpus_dir / "html" / "gbk-bytes_declared-utf8_alipay-blog.html").read_bytes()
     good = (EXAMPLES / "pages" / "redis-cache.html").read_bytes()
@@ -130,7 +130,7 @@ def test_bad_input_is_recorded_and_the_run_goes_on(
             f'[fetch]\nallow_hosts = ["{server.host_port}"]\nread_timeout = 1.0\nretries = 0\nmax_bytes = 5000000\n',
             encoding="utf-8",
         )
-        db = str(tmp_path / "t.db")
+        db = db_url
         # A path that does not exist is refused by `add` itself (exit 2, nothing stored): a usage error.
         assert tidings(capsys, "--db", db, "add", str(tmp_path / "no-such-page.html"))[0] == 2
         urls = [server.url(p) for p in routes] + ["http://10.0.0.1/private"]
@@ -138,7 +138,7 @@ def test_bad_input_is_recorded_and_the_run_goes_on(
         with no_traffic_off_machine():  # a guard bug can never send traffic off the machine
             code, _, err = tidings(capsys, "--db", db, "--config", str(config), "fetch")
     assert code == 1  # some items failed, and they are reported
-    by_path = {i["urls"][0].rsplit("/", 1)[-1]: i for i in items(capsys, tmp_path / "t.db")}
+    by_path = {i["urls"][0].rsplit("/", 1)[-1]: i for i in items(capsys, db)}
     assert by_path["good"]["status"] == "extracted" and "Redis" in by_path["good"]["title"]
     assert by_path["gbk"]["status"] == "extracted" and by_path["gbk"]["language"] == "zh"
     assert by_path["bad-utf8"]["error"] or by_path["bad-utf8"]["text"]
