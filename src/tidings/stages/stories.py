@@ -317,23 +317,30 @@ def _key_edges(
     new: Sequence[ItemSignals], known: Sequence[ItemSignals], new_ids: set[int], thresholds: Thresholds
 ) -> list[tuple[float, int, int, str]]:
     """Edges between items sharing a story key, at least one of them new; a pair's strength is the
-    weaker side's (a post linking an article is a link signal, not a same-URL one)."""
+    weaker side's (a post linking an article is a link signal, not a same-URL one).
+
+    Linear in the holders of a key, however many share it: each new holder is linked to one item
+    of every story that holds the key and to the new holder before it (a chain connects them all)."""
+    story_of = {s.id: s.story_id for s in known}
     holders: dict[str, list[tuple[int, float]]] = {}
     for signals in (*known, *new):
         for key, strength in signals.keys(thresholds).items():
             holders.setdefault(key, []).append((signals.id, strength))
     edges: list[tuple[float, int, int, str]] = []
     for members in holders.values():
-        if len(members) < 2 or not any(member in new_ids for member, _ in members):
+        fresh = [(item_id, strength) for item_id, strength in members if item_id in new_ids]
+        if len(members) < 2 or not fresh:
             continue
-        for a, strength_a in members:
-            if a not in new_ids:
-                continue
-            for b, strength_b in members:
-                if b != a and (b not in new_ids or b > a):  # each new-new pair once
-                    strength = min(strength_a, strength_b)
-                    signal = {_SAME_URL: "same url", _LINK: "shared link"}.get(strength, "same title")
-                    edges.append((strength, a, b, signal))
+        one_per_story: dict[int | None, tuple[int, float]] = {}
+        for item_id, strength in members:
+            if item_id not in new_ids:
+                one_per_story.setdefault(story_of[item_id], (item_id, strength))
+        for index, (a, strength_a) in enumerate(fresh):
+            partners = list(one_per_story.values()) + ([fresh[index - 1]] if index else [])
+            for b, strength_b in partners:
+                strength = min(strength_a, strength_b)
+                signal = {_SAME_URL: "same url", _LINK: "shared link"}.get(strength, "same title")
+                edges.append((strength, a, b, signal))
     return edges
 
 
