@@ -1337,7 +1337,8 @@ def eval_archive(
         return
     for name in ("calibration", "heldout", "all"):
         m = report[name]
-        by_model = f"  answered by the model {m['answered_by_model']}" if report["model"] else ""
+        by_model = (f"  answered by the model {m['answered_by_model']} (exact {m['model_exact_match']} of all)"
+                    if report["model"] else "")
         out.print(f"{name}: {m['questions']} questions  exact match {m['exact_match']}{by_model}", highlight=False)
     for miss in report["heldout"]["misses"]:
         out.print(f"missed {miss['id']}: {escape_markup(miss['question'])}", highlight=False)
