@@ -229,8 +229,8 @@ def _answer(
             text += (" WeChat accounts are known only for fetched articles." if english
                      else "公众号名称只有抓取过的文章才有。")
     elif kind == "top":
-        shown = "、".join(f"{r[0]}（{r[-1]}）" for r in result.rows[:5]) if not english else \
-            ", ".join(f"{r[0]} ({r[-1]})" for r in result.rows[:5])
+        top = result.rows[: intent.n if intent else 5]
+        shown = ", ".join(f"{r[0]} ({r[-1]})" for r in top) if english else "、".join(f"{r[0]}（{r[-1]}）" for r in top)
         lead = " / ".join(value)
         text = f"{prefix}{lead}; top: {shown}" if english else f"{prefix}最多的是 {lead}。排名：{shown}"
     else:
