@@ -22,14 +22,16 @@ FREE_PROMPT = "translate-free.1"
 
 _FENCED_RE = re.compile(r"^([ \t]*)(`{3,}|~{3,})[^\n]*\n.*?^\1\2[ \t]*$", re.M | re.S)
 _PROTECT_RES = [
-    re.compile(r"<!--.*?-->", re.S),
+    # Each pattern stops at the start of the next construct of its kind ("<!--", "[", "<"): unclosed
+    # openers repeated along a line would otherwise each scan to its end, time growing with the square.
+    re.compile(r"<!--(?:(?!<!--).)*?-->", re.S),
     re.compile(r"`[^`\n]+`"),
-    re.compile(r"!\[[^\]\n]*\]\([^)\n]*\)"),  # images: alt text and all
+    re.compile(r"!\[[^\[\]\n]*\]\([^)\[\]\n]*\)"),  # images: alt text and all
     re.compile(r"^\s{0,3}\[[^\]\n]+\]:\s*\S+.*$", re.M),  # reference definitions
     re.compile(r"<https?://[^>\s]+>"),
-    re.compile(r"</?[A-Za-z][^>\n]*>"),  # inline HTML tags
+    re.compile(r"</?[A-Za-z][^<>\n]*>"),  # inline HTML tags
 ]
-_LINK_TARGET_RE = re.compile(r"(\]\()([^)\n]+)(\))")
+_LINK_TARGET_RE = re.compile(r"(\]\()([^)\[\]\n]+)(\))")
 _BARE_URL_RE = re.compile(r"(?<![(<⟦])\bhttps?://[^\s)<>\]]+")
 _PLACEHOLDER_RE = re.compile(r"⟦\s*(\d+)\s*⟧")
 

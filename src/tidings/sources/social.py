@@ -127,7 +127,12 @@ def detect_language(text: str | None) -> str | None:
     return "en"
 
 
-_MD_LINK_RE = re.compile(r"(!?)\[((?:[^\[\]\\]|\\.)*)\]\(\s*<?([^)\s>]+)>?(?:\s+[\"'][^\"']*[\"'])?\s*\)")
+# The address may hold balanced parentheses, as CommonMark allows (Wikipedia's "Go_(language)"), and
+# stops at a bracket: on a line of unclosed "[a](" it would otherwise run to the end of the line from
+# every "[" and back off, time growing with the square of the line's length.
+_MD_LINK_RE = re.compile(
+    r"(!?)\[((?:[^\[\]\\]|\\.)*)\]\(\s*<?((?:[^()\[\]\s<>]|\([^()\[\]\s]*\))+)>?(?:\s+[\"'][^\"']*[\"'])?\s*\)"
+)
 _AUTOLINK_RE = re.compile(r"<(https?://[^>\s]+)>")
 _BARE_URL_RE = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
 _INLINE_CODE_RE = re.compile(r"(`+)(?:(?!\1).)+?\1")
