@@ -641,7 +641,7 @@ def split(store: Store, item_id: int, *, by: str = "curator") -> int:
     stories are pinned: later runs add new items to them but never put this item back."""
     with store.session() as session:
         item, old = _member(session, item_id)
-        if old.size <= 1 and session.scalar(select(func.count()).where(Item.story_id == old.id)) <= 1:
+        if (session.scalar(select(func.count()).where(Item.story_id == old.id)) or 0) <= 1:
             raise UsageError(f"item {item_id} is alone in story {old.id}: there is nothing to split")
         new = Story(pinned=True)
         session.add(new)
