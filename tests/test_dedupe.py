@@ -16,8 +16,10 @@ from tidings.stages.dedupe import (
     find_near_duplicates,
     find_near_duplicates_in_fingerprints,
     fingerprint,
+    is_current,
     minhash_from_bytes,
     minhash_to_bytes,
+    poly_hash32,
     shingles,
 )
 
@@ -287,9 +289,10 @@ def test_shingles_ignore_punctuation_and_spacing() -> None:
 # --- the fingerprint computed in numpy equals datasketch's, byte for byte --------------------------
 
 
-def _datasketch_fingerprint(text: str | None) -> bytes | None:
-    """The fingerprint as it was computed before (and is stored in users' stores): datasketch's
-    MinHash over the sorted shingles."""
+def _datasketch_fingerprint(text: str | None, *, sha1: bool = False) -> bytes | None:
+    """The fingerprint as datasketch computes it: its MinHash (affine32 permutations) over the sorted
+    shingles, hashed with the scalar reference :func:`poly_hash32` (the poly32 scheme), or with
+    datasketch's own SHA-1 (``sha1``: the affine32 fingerprints stored before poly32)."""
     from datasketch import LeanMinHash, MinHash
 
     from tidings.textutil import normalize_text
@@ -299,9 +302,14 @@ def _datasketch_fingerprint(text: str | None) -> bytes | None:
     sh = shingles(text)
     if not sh:
         return None
-    m = MinHash(num_perm=128, seed=1, scheme="affine32")
+    if sha1:
+        m = MinHash(num_perm=128, seed=1, scheme="affine32")
+    else:
+        m = MinHash(num_perm=128, seed=1, scheme="affine32", hashfunc=poly_hash32)
     m.update_batch([s.encode("utf-8") for s in sorted(sh)])
-    return minhash_to_bytes(LeanMinHash(m))
+    blob = minhash_to_bytes(LeanMinHash(m))
+    # datasketch's MinHash knows only its own scheme names: the header of a poly32 one says poly32.
+    return blob if sha1 else blob[:4] + bytes((3,)) + blob[5:]
 
 
 def _corpus_texts(corpus_dir: Path) -> list[str]:
@@ -341,3 +349,57 @@ def test_fingerprint_bytes_equal_datasketch_on_the_corpus(corpus_dir: Path) -> N
             assert minhash_to_bytes(fp) == expected
             made += 1
     assert made > 100  # the comparison covered real fingerprints, not just Nones
+
+
+def test_poly_hash_is_a_hash() -> None:
+    # Position matters, and lengths differ: no two of these collide (a plain byte sum would).
+    pieces = [b"ab", b"ba", b"a", b"aa", b"\xe4\xb8\x80 \xe4\xba\x8c", "一 二 三 四".encode(), "二 一 三 四".encode()]
+    assert len({poly_hash32(p) for p in pieces}) == len(pieces)
+    assert all(0 <= poly_hash32(p) < 2**32 for p in pieces)
+
+
+def test_fingerprints_of_two_schemes_are_never_compared(mdnice: dict[str, str]) -> None:
+    old_blob = _datasketch_fingerprint(mdnice["juejin"], sha1=True)
+    assert old_blob is not None
+    old, new = minhash_from_bytes(old_blob), fingerprint(mdnice["juejin"])
+    assert new is not None
+    assert not is_current(old_blob) and is_current(minhash_to_bytes(new)) and not is_current(None)
+    assert minhash_to_bytes(old) == old_blob  # an old fingerprint still reads and writes back as it was
+    with pytest.raises(ValueError, match="schemes"):
+        old.jaccard(new)
+    with pytest.raises(ValueError, match="schemes"):
+        new.jaccard(old)
+    index = NearDuplicateIndex(0.8)
+    index.add(1, new)
+    with pytest.raises(ValueError, match="schemes"):
+        index.query(old)
+    with pytest.raises(ValueError, match="schemes"):
+        index.add(2, old)
+
+
+def test_the_dedupe_stage_recomputes_old_fingerprints_from_the_text(tmp_path: Path, mdnice: dict[str, str]) -> None:
+    """A store made before poly32: its SHA-1 fingerprints are recomputed from the stored text, and the
+    juejin copy of the article is still found to be a duplicate of the zhihu one fetched later."""
+    from sqlalchemy import select
+
+    from tidings import pipeline
+    from tidings.records import ItemRecord
+    from tidings.stages.dedupe import fingerprint_bytes
+    from tidings.store import Item, open_store
+
+    store = open_store(tmp_path / "old.db")
+    pipeline.ingest(store, [ItemRecord(url=f"https://example.com/{site}", title=site, text=mdnice[site])
+                            for site in ("juejin", "wechat", "zhihu")], source_kind="links", locator="test")
+    with store.session() as session:
+        items = {i.title: i for i in session.scalars(select(Item))}
+        items["juejin"].fingerprint = _datasketch_fingerprint(mdnice["juejin"], sha1=True)
+        items["wechat"].fingerprint = _datasketch_fingerprint(mdnice["wechat"], sha1=True)
+        items["zhihu"].fingerprint = fingerprint_bytes(mdnice["zhihu"])
+        ids = {title: item.id for title, item in items.items()}
+    pipeline.dedupe_items(store, workers=1)
+    with store.session() as session:
+        items = {i.title: i for i in session.scalars(select(Item))}
+        assert all(is_current(i.fingerprint) for i in items.values())
+        assert items["juejin"].fingerprint == fingerprint_bytes(mdnice["juejin"])
+        assert items["zhihu"].duplicate_of_id == ids["juejin"]
+        assert items["juejin"].duplicate_of_id is None and items["wechat"].duplicate_of_id is None

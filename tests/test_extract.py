@@ -509,6 +509,30 @@ def test_safe_characters_normalise_one_at_a_time() -> None:
         assert _norm_len(text) == len(_norm(text))
 
 
+def test_quick_nfkc_is_nfkc(corpus_dir: Path) -> None:
+    """textutil.nfkc replaces only the safe characters NFKC changes (on the rest it calls NFKC): the
+    same string as unicodedata's on random safe text, on every page of the corpus, and on text that
+    composes across characters."""
+    import random
+
+    from tidings.textutil import NFKC_SAFE_RANGES, nfkc
+
+    safe = [chr(c) for first, last in NFKC_SAFE_RANGES for c in range(first, last + 1)]
+    changed = [c for c in safe if unicodedata.normalize("NFKC", c) != c]
+    assert "，" in changed and "…" in changed and "ｶ" not in changed  # half-width kana is not "safe"
+    rng = random.Random(11)
+    for _ in range(500):
+        text = "".join(rng.choice(changed if rng.random() < 0.4 else safe) for _ in range(rng.randint(0, 80)))
+        assert nfkc(text) == unicodedata.normalize("NFKC", text), text
+    pages = [path.read_bytes().decode("utf-8", "replace") for path in sorted((corpus_dir / "html").glob("*.html"))]
+    texts = pages + [path.read_text(encoding="utf-8") for path in sorted(corpus_dir.rglob("*.md"))[:200]]
+    assert len(texts) > 50
+    for text in texts:
+        assert nfkc(text) == unicodedata.normalize("NFKC", text)
+    for text in ("Cafe\u0301，", "e\n\u0301", "ｶﾞ，", "\u1100\u1161", "ΣΑΣ σας", "", "ﬁ ½ ㈱ …", "Ａ\u0301"):
+        assert nfkc(text) == unicodedata.normalize("NFKC", text)
+
+
 # Synthetic, labelled as such: the shape of an mdBook page (the Rust book, the Cargo book), which the
 # shared corpus lacks. Its menu bar's <h1> is the book's name and a hidden help dialog's <h2> comes first.
 _MDBOOK = """<html><head><title>{title} - {book}</title></head><body>

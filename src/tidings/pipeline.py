@@ -331,14 +331,16 @@ def _imported_digests_of(session: Session, item_ids: Iterable[int]) -> dict[int,
 
 def _fingerprint_missing(store: Store, workers: int | None) -> None:
     """Fingerprints for items with text and none yet (imported text; fetched pages come fingerprinted),
-    committed per chunk so a killed run keeps what it computed."""
+    or one of an older scheme (made before ``dedupe.is_current``'s scheme: recomputed from the text,
+    never compared with new ones), committed per chunk so a killed run keeps what it computed."""
     from .stages.work import CHUNK, chunks, fingerprint_texts, pool_for, run_jobs
 
     with store.session() as session:
-        ids = session.scalars(
-            select(Item.id).where(Item.fingerprint.is_(None), Item.text.is_not(None), Item.duplicate_of_id.is_(None))
+        rows = session.execute(
+            select(Item.id, Item.fingerprint).where(Item.text.is_not(None), Item.duplicate_of_id.is_(None))
             .order_by(Item.id)
         ).all()
+    ids = [item_id for item_id, blob in rows if not dedupe.is_current(blob)]
 
     pool = pool_for(workers, len(ids))
 
@@ -352,8 +354,8 @@ def _fingerprint_missing(store: Store, workers: int | None) -> None:
         with store.session() as session:
             for item_id, blob in zip(chunk_ids, prints or [], strict=True):
                 item = session.get(Item, item_id)
-                if item is not None and blob is not None and item.fingerprint is None:
-                    item.fingerprint = blob
+                if item is not None and not dedupe.is_current(item.fingerprint):
+                    item.fingerprint = blob  # None for a text too short: an old one is not kept
 
 
 def merge_items(session: Session, duplicate: Item, keep: Item) -> None:
@@ -393,7 +395,9 @@ def dedupe_items(
         rows = session.execute(
             select(Item.id, Item.fingerprint).where(Item.fingerprint.is_not(None), Item.duplicate_of_id.is_(None))
         ).all()
-        prints = {item_id: dedupe.minhash_from_bytes(blob) for item_id, blob in rows}
+        # Only the current scheme's (all of them after _fingerprint_missing, but for an item whose text
+        # is gone): fingerprints of two schemes are never compared.
+        prints = {item_id: dedupe.minhash_from_bytes(blob) for item_id, blob in rows if dedupe.is_current(blob)}
         # Two entries of the same digest are never merged: the curator listed them apart on purpose.
         by_digest: dict[int, list[int]] = {}
         for item_id, digest_ids in _imported_digests_of(session, prints).items():

@@ -19,7 +19,6 @@ import logging
 import math
 import pickle
 import re
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from ..config import SectionConfig
-from ..textutil import CJK_CHAR_RE
+from ..textutil import CJK_CHAR_RE, nfkc
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -108,7 +107,7 @@ _ASCII_WORD = re.compile(r"[A-Za-z0-9]")
 def _fold(s: str) -> str:
     # NFKC only, not casefold: the camel-case boundary below needs the original letter case.
     # Matching itself is case-insensitive.
-    return unicodedata.normalize("NFKC", s)
+    return nfkc(s)
 
 
 # Left edge: no ASCII letter or digit before the keyword, or a lower->upper camel-case step, so

@@ -12,7 +12,7 @@ import re
 import struct
 import unicodedata
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 if TYPE_CHECKING:  # datasketch pulls in scipy (~2 s): imported only when fingerprints are made
@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # datasketch pulls in scipy (~2 s): imported only when finger
     from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from ..textutil import joined_shingle_units, normalize_text, normalize_whitespace, shingle_units
+from ..textutil import nfkc as to_nfkc
 
 __all__ = [
     "GLOBAL_TRACKING_PARAMS",
@@ -35,8 +36,10 @@ __all__ = [
     "find_near_duplicates_in_fingerprints",
     "fingerprint",
     "fingerprint_bytes",
+    "is_current",
     "minhash_from_bytes",
     "minhash_to_bytes",
+    "poly_hash32",
     "shingles",
 ]
 
@@ -257,10 +260,20 @@ SHINGLE_SIZE = 4
 4 CJK characters (about two words) or 4 English words."""
 
 _SEED = 1
-_SCHEME = "affine32"
 _MAGIC = b"TMH"
 _FORMAT_VERSION = 1
-_SCHEMES = ("affine32", "affine64", "legacy")
+_SCHEMES = ("affine32", "affine64", "legacy", "poly32")
+"""Stored scheme bytes are indexes into this. The first three are datasketch's own schemes over
+SHA-1 shingle hashes (``affine32`` is what tidings stored before ``poly32``). ``poly32`` keeps
+datasketch's affine32 permutations and pre-mix but hashes shingles with a polynomial hash computed
+for all shingles at once in numpy (see :func:`_poly_shingle_hashes`): SHA-1 of each shingle, one
+Python call per shingle, was most of a fingerprint's cost."""
+_SCHEME = "poly32"
+"""The scheme new fingerprints are made with. Fingerprints of another scheme are never compared with
+them (:class:`NearDuplicateIndex` and ``jaccard`` refuse it); the dedupe stage recomputes them from
+the stored text first (:func:`is_current`)."""
+_DATASKETCH_SCHEME = {"affine32": "affine32", "affine64": "affine64", "legacy": "legacy", "poly32": "affine32"}
+_SHINGLE_HASH = {"affine32": "sha1", "affine64": "sha1", "legacy": "sha1", "poly32": "poly"}
 _HEADER = struct.Struct("<3sBBIH")  # magic, version, scheme index, seed, num_perm
 
 
@@ -281,14 +294,13 @@ def fingerprint(text: str | None) -> LeanMinHash | None:
     values = _fingerprint_values(text)
     if values is None:
         return None
-    from datasketch import LeanMinHash
-
-    return LeanMinHash(seed=_SEED, hashvalues=values, scheme=_SCHEME)
+    return _fingerprint_class()(_SCHEME, _SEED, values)
 
 
-def fingerprint_bytes(text: str | None) -> bytes | None:
-    """``minhash_to_bytes(fingerprint(text))`` without the MinHash objects: what the pipeline stores."""
-    values = _fingerprint_values(text)
+def fingerprint_bytes(text: str | None, *, nfkc: bool = False) -> bytes | None:
+    """``minhash_to_bytes(fingerprint(text))`` without the MinHash objects: what the pipeline stores.
+    ``nfkc``: the caller passes the text's NFKC form already (spares normalising a whole page again)."""
+    values = _fingerprint_values(text, nfkc=nfkc)
     if values is None:
         return None
     return _HEADER.pack(_MAGIC, _FORMAT_VERSION, _SCHEMES.index(_SCHEME), _SEED, NUM_PERM) + values.astype("<u4").tobytes()
@@ -296,14 +308,12 @@ def fingerprint_bytes(text: str | None) -> bytes | None:
 
 # --- the MinHash itself, computed here for speed -------------------------------------------------
 #
-# Stored fingerprints must stay byte-identical to what datasketch's MinHash(num_perm=128, seed=1,
-# scheme="affine32").update_batch(shingles) gives (they are in users' stores): the same sha1_hash32
-# of each shingle's UTF-8 bytes, the same MurmurHash3 pre-mix, the same permutations a·h + b mod 2³²
-# and the minimum per permutation. What changes is only the cost: shingles are sliced out of one
-# encoded string instead of built one by one, their 32-bit hashes are read in one np.frombuffer
-# rather than one struct.unpack each, the order is left alone (a minimum does not depend on it), and
-# the permutations are drawn once per process, not once per page. tests/test_dedupe.py checks the
-# equality against datasketch on the shared corpus.
+# A poly32 fingerprint is exactly what datasketch's MinHash(num_perm=128, seed=1, scheme="affine32",
+# hashfunc=poly_hash32).update_batch(shingles) gives: the same MurmurHash3 pre-mix, the same
+# permutations a·h + b mod 2³² and the minimum per permutation; only the shingle hash is ours
+# (tests/test_dedupe.py checks the equality with a scalar reference hash on the shared corpus).
+# The cost is what changes: every shingle's hash comes from prefix sums over the encoded text, in a
+# few numpy passes, and the permutations are drawn once per process, not once per page.
 
 _ROWS_PER_BLOCK = 4096  # shingles per numpy block: bounds memory (4096 × 128 × 4 bytes) on huge texts
 _permutations: tuple[np.ndarray, np.ndarray] | None = None
@@ -315,44 +325,91 @@ def _perms() -> tuple[np.ndarray, np.ndarray]:
         import numpy as np
         from datasketch import MinHash  # the very draw datasketch makes, so the values cannot drift
 
-        a, b = MinHash(num_perm=NUM_PERM, seed=_SEED, scheme=_SCHEME).permutations
+        a, b = MinHash(num_perm=NUM_PERM, seed=_SEED, scheme=_DATASKETCH_SCHEME[_SCHEME]).permutations
         _permutations = (np.ascontiguousarray(a, dtype=np.uint32), np.ascontiguousarray(b, dtype=np.uint32))
     return _permutations
 
 
-def _shingle_bytes(normalized: str) -> list[bytes]:
-    """The UTF-8 bytes of every shingle of an NFKC text, repeats included (see :func:`shingles`)."""
+POLY_BASE = 0x100000001B3
+"""The base P of the shingle hash (FNV's 64-bit prime; any odd number has an inverse mod 2⁶⁴)."""
+_POLY_INVERSE = pow(POLY_BASE, -1, 1 << 64)
+_MASK64 = (1 << 64) - 1
+
+
+def poly_hash32(data: bytes) -> int:
+    """The shingle hash of poly32 fingerprints, one shingle at a time (the reference that the
+    vectorised :func:`_poly_shingle_hashes` equals): Σ (byteₖ + 1)·Pᵏ mod 2⁶⁴, then MurmurHash3's
+    64-bit finalizer, low 32 bits."""
+    total, power = 0, 1
+    for byte in data:
+        total = (total + (byte + 1) * power) & _MASK64
+        power = (power * POLY_BASE) & _MASK64
+    total ^= total >> 33
+    total = (total * 0xFF51AFD7ED558CCD) & _MASK64
+    total ^= total >> 33
+    total = (total * 0xC4CEB9FE1A85EC53) & _MASK64
+    total ^= total >> 33
+    return total & 0xFFFFFFFF
+
+
+def _shingle_bounds(joined: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end offsets of every shingle of the joined, encoded units (see :func:`shingles`):
+    repeats included, and the whole text as one shingle when it has at most SHINGLE_SIZE units."""
     import numpy as np  # only fingerprints need it: URL canonicalization stays light
 
-    joined = joined_shingle_units(normalized).encode("utf-8")
-    if not joined:
-        return []
     # Units hold no space, and no byte of a multi-byte UTF-8 character is a space: the spaces of the
     # encoded string are exactly the unit boundaries.
     spaces = np.flatnonzero(np.frombuffer(joined, dtype=np.uint8) == 32)
-    if len(spaces) < SHINGLE_SIZE:  # at most SHINGLE_SIZE units: the whole text is one shingle
-        return [joined]
-    starts = [0, *(spaces + 1).tolist()]
-    ends = [*spaces.tolist(), len(joined)]
+    if len(spaces) < SHINGLE_SIZE:
+        return np.zeros(1, dtype=np.intp), np.full(1, len(joined), dtype=np.intp)
+    starts = np.concatenate(([0], spaces + 1))
+    ends = np.concatenate((spaces, [len(joined)]))
     last = SHINGLE_SIZE - 1
-    return [joined[start:end] for start, end in zip(starts[: len(starts) - last], ends[last:], strict=True)]
+    return starts[: len(starts) - last], ends[last:]
 
 
-def _fingerprint_values(text: str | None) -> np.ndarray | None:
+def _poly_shingle_hashes(joined: bytes) -> np.ndarray:
+    """:func:`poly_hash32` of every shingle of ``joined`` at once (uint32). With prefix sums
+    Sᵢ = Σₖ₍ₖ₍ᵢ₎ (byteₖ + 1)·Pᵏ, a shingle [s, e) sums to (Sₑ − Sₛ)·P⁻ˢ: uint64 arithmetic wraps,
+    so every step is mod 2⁶⁴, as the reference is. Memory: a few 8-byte words per byte of text."""
+    import numpy as np
+
+    starts, ends = _shingle_bounds(joined)
+    values = np.frombuffer(joined, dtype=np.uint8).astype(np.uint64) + np.uint64(1)
+    powers = np.empty(len(joined), dtype=np.uint64)
+    powers[0] = 1
+    with np.errstate(over="ignore"):
+        powers[1:] = POLY_BASE
+        np.cumprod(powers, out=powers)
+        prefix = np.zeros(len(joined) + 1, dtype=np.uint64)
+        np.cumsum(values * powers, out=prefix[1:])
+        del values
+        inverse = np.empty(len(joined), dtype=np.uint64)
+        inverse[0] = 1
+        inverse[1:] = _POLY_INVERSE
+        np.cumprod(inverse, out=inverse)
+        h = (prefix[ends] - prefix[starts]) * inverse[starts]
+        h ^= h >> np.uint64(33)
+        h *= np.uint64(0xFF51AFD7ED558CCD)
+        h ^= h >> np.uint64(33)
+        h *= np.uint64(0xC4CEB9FE1A85EC53)
+        h ^= h >> np.uint64(33)
+    return h.astype(np.uint32)  # the low 32 bits
+
+
+def _fingerprint_values(text: str | None, *, nfkc: bool = False) -> np.ndarray | None:
     """The 128 MinHash values (uint32) of ``text``, or None where :func:`fingerprint` gives None."""
     if not text:
         return None
-    normalized = unicodedata.normalize("NFKC", text)
+    normalized = text if nfkc else to_nfkc(text)
     if len(normalize_whitespace(normalized)) < MIN_FINGERPRINT_CHARS:  # == len(normalize_text(text))
         return None
-    pieces = _shingle_bytes(normalized)
-    if not pieces:
+    joined = joined_shingle_units(normalized).encode("utf-8")
+    if not joined:
         return None
     import numpy as np
 
-    sha1 = hashlib.sha1
-    # sha1_hash32: the first four digest bytes, little-endian.
-    hashed = np.frombuffer(b"".join([sha1(p).digest()[:4] for p in pieces]), dtype="<u4").astype(np.uint32)
+    hashed = _poly_shingle_hashes(joined)
     a, b = _perms()
     values = np.full(NUM_PERM, np.iinfo(np.uint32).max, dtype=np.uint32)
     for start in range(0, len(hashed), _ROWS_PER_BLOCK):
@@ -375,7 +432,7 @@ def _fmix32(hv: np.ndarray) -> np.ndarray:
 def minhash_to_bytes(m: MinHash) -> bytes:
     """A compact, self-describing encoding (11-byte header + 4 bytes per permutation for the
     default scheme) for keeping fingerprints in the database."""
-    scheme = getattr(m, "scheme", "legacy")
+    scheme = getattr(m, "tidings_scheme", None) or getattr(m, "scheme", "legacy")
     import numpy as np  # only fingerprints need it: URL canonicalization stays light
 
     values = np.asarray(m.hashvalues)
@@ -400,9 +457,42 @@ def minhash_from_bytes(data: bytes) -> LeanMinHash:
     import numpy as np
 
     values = np.frombuffer(body, dtype="<u8" if width == 8 else "<u4")
-    from datasketch import LeanMinHash
+    return _fingerprint_class()(_SCHEMES[scheme_idx], seed, values)
 
-    return LeanMinHash(seed=seed, hashvalues=values, scheme=_SCHEMES[scheme_idx])
+
+def is_current(blob: bytes | None) -> bool:
+    """Whether a stored fingerprint was made with the scheme new ones are made with (when not, the
+    dedupe stage recomputes it from the item's text before comparing)."""
+    return blob is not None and blob[: len(_CURRENT_PREFIX)] == _CURRENT_PREFIX
+
+
+_CURRENT_PREFIX = _MAGIC + bytes((_FORMAT_VERSION, _SCHEMES.index(_SCHEME)))
+_fingerprint_cls: type | None = None
+
+
+def _fingerprint_class() -> Any:
+    """:class:`datasketch.LeanMinHash` that also knows which tidings scheme made it, and refuses to
+    be compared with another (datasketch checks its own schemes and seeds, but poly32 and SHA-1
+    affine32 values share both). Made on first use: datasketch is imported only when needed."""
+    global _fingerprint_cls
+    if _fingerprint_cls is None:
+        from datasketch import LeanMinHash
+
+        class Fingerprint(LeanMinHash):
+            __slots__ = ("tidings_scheme",)
+
+            def __init__(self, scheme: str, seed: int, values: Any) -> None:
+                super().__init__(seed=seed, hashvalues=values, scheme=_DATASKETCH_SCHEME[scheme])
+                self.tidings_scheme = scheme
+
+            def jaccard(self, other: Any) -> float:
+                theirs = getattr(other, "tidings_scheme", None) or getattr(other, "scheme", None)
+                if _SHINGLE_HASH.get(theirs or "", "") != _SHINGLE_HASH[self.tidings_scheme]:
+                    raise ValueError(f"fingerprints of different schemes: {self.tidings_scheme} and {theirs}")
+                return super().jaccard(other)
+
+        _fingerprint_cls = Fingerprint
+    return _fingerprint_cls
 
 
 def _lsh_params(threshold: float) -> MinHashLSH:
@@ -420,6 +510,7 @@ class NearDuplicateIndex:
         self.threshold = threshold
         self._lsh = _lsh_params(threshold)
         self._hashes: dict[int, MinHash] = {}
+        self._scheme: str | None = None
 
     def __len__(self) -> int:
         return len(self._hashes)
@@ -430,13 +521,23 @@ class NearDuplicateIndex:
     def add(self, doc_id: int, m: MinHash) -> None:
         if doc_id in self._hashes:
             return
+        scheme = getattr(m, "tidings_scheme", None) or getattr(m, "scheme", None)
+        if self._scheme is None:
+            self._scheme = scheme
+        elif scheme != self._scheme:  # an LSH bucket of one scheme says nothing about another's values
+            raise ValueError(f"fingerprints of different schemes in one index: {self._scheme} and {scheme}")
         self._hashes[doc_id] = m
         self._lsh.insert(doc_id, m)
 
     def query(self, m: MinHash) -> list[tuple[int, float]]:
         """Indexed ids whose estimated Jaccard similarity with ``m`` is at least the threshold,
         most similar first (ties: lowest id first)."""
-        hits = []
+        hits: list[tuple[int, float]] = []
+        if not self._hashes:
+            return hits
+        scheme = getattr(m, "tidings_scheme", None) or getattr(m, "scheme", None)
+        if scheme != self._scheme:
+            raise ValueError(f"fingerprints of different schemes: {scheme} against an index of {self._scheme}")
         for key in self._lsh.query(m):
             sim = float(m.jaccard(self._hashes[key]))
             if sim >= self.threshold - 1e-9:

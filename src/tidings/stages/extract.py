@@ -10,7 +10,6 @@ import codecs
 import copy
 import functools
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import unescape
@@ -24,6 +23,7 @@ from trafilatura import bare_extraction, load_html
 
 from .. import records
 from ..errors import ExtractError
+from ..textutil import NFKC_SAFE_RANGES, NFKC_SAFE_RE, nfkc
 
 
 @dataclass
@@ -184,7 +184,7 @@ def _clean(text: str | None) -> str:
 
 def _norm(text: str | None) -> str:
     """The comparison form of a title: NFKC, no whitespace, lower case (as the acceptance check does)."""
-    return "".join(unicodedata.normalize("NFKC", text or "").split()).lower()
+    return "".join(nfkc(text or "").split()).lower()
 
 
 def _xpath_values(tree: HtmlElement, expr: str) -> list[str]:
@@ -233,16 +233,10 @@ def _block_text(element: HtmlElement) -> str:
     return "\n".join(line for line in lines if line)
 
 
-# Characters NFKC treats one at a time: ASCII and Latin up to the combining diacritics, general
-# punctuation, CJK symbols and punctuation (less the ideographic tone marks), kana (less the combining
-# voiced-sound marks), Han, Hangul syllables and full-width ASCII. None of them is ever the second half
-# of a composition, nor decomposes to something starting with a mark (tests/test_extract.py checks
-# it), so NFKC of a text made of them is the NFKC of each character in turn, whatever stands around
-# it (a line break between blocks included).
-_SAFE_RANGES = ((0x0000, 0x02FF), (0x2000, 0x206F), (0x3000, 0x3029), (0x3030, 0x303F), (0x3041, 0x3096),
-                (0x309B, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xAC00, 0xD7A3), (0xF900, 0xFAFF),
-                (0xFF01, 0xFF5E))
-_SAFE_FOR_BREAKS = re.compile("[" + "".join(f"\\u{a:04x}-\\u{b:04x}" for a, b in _SAFE_RANGES) + "]*")
+# Characters NFKC treats one at a time (see textutil.NFKC_SAFE_RANGES): NFKC of a text made of them
+# is the NFKC of each character in turn, whatever stands around it (a line break between blocks too).
+_SAFE_RANGES = NFKC_SAFE_RANGES
+_SAFE_FOR_BREAKS = NFKC_SAFE_RE
 _SPACE_RUNS = re.compile(r"\s+")  # \s is str.isspace(), the white space str.split() drops
 _odd_chars: tuple[re.Pattern[str], dict[str, int]] | None = None
 

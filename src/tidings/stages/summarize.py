@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from ..textutil import (
     fast_tokenize,
     is_chinese,
     is_word_char,
+    nfkc,
     normalize_text,
     normalize_whitespace,
 )
@@ -409,7 +409,7 @@ def _candidates(sentences: list[str], chinese: bool, max_len: int, title_key: st
     seen: set[str] = set()
     for i, raw in enumerate(sentences[:_MAX_SENTENCES]):
         s = _LIST_MARKER_RE.sub("", raw, count=1) or raw
-        normal = unicodedata.normalize("NFKC", s)  # once: the key and the tokens both start from it
+        normal = nfkc(s)  # once: the key and the tokens both start from it
         key = normalize_whitespace(normal)
         if key in seen or (title_key and key.rstrip("。.!?！？") == title_key) or _is_junk(s, chinese, max_len):
             continue

@@ -20,7 +20,6 @@ import os
 import pickle
 import threading
 import time
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
@@ -29,7 +28,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from ..errors import ExtractError
-from ..textutil import add_user_words, user_words
+from ..textutil import add_user_words, nfkc, user_words
 from . import dedupe, summarize
 
 K = TypeVar("K")
@@ -86,7 +85,7 @@ def extract_page(content: bytes, content_type: str | None, url: str) -> Extracti
         return Extraction(title=getattr(exc, "title", None), error_reason=exc.reason, error=message)
     # The hash and the fingerprint both start from the text's NFKC form; NFKC of an NFKC text is
     # itself (and quick to check), so one normalisation serves both.
-    normal = unicodedata.normalize("NFKC", page.text)
+    normal = nfkc(page.text)
     return Extraction(
         text=page.text,
         title=page.title,
@@ -95,7 +94,7 @@ def extract_page(content: bytes, content_type: str | None, url: str) -> Extracti
         published_at=page.published_at,
         language=page.language,
         content_hash=dedupe.content_hash(normal),
-        fingerprint=dedupe.fingerprint_bytes(normal),
+        fingerprint=dedupe.fingerprint_bytes(normal, nfkc=True),
     )
 
 
