@@ -189,3 +189,14 @@ def test_draft_sections_follow_the_curators_digests(tmp_path: Path, corpus_dir: 
     collect.import_paths(store, [str(corpus_dir / "digests" / "blog" / "2023-11-12")], "digest", config)
     # that week had three sections, one under its old name, which the alias maps
     assert section_order(store, config) == ["🌟 AI 相关", "⭐️ Go & 云原生 & Rust 相关", "📒 前端相关"]
+
+
+def test_a_links_file_with_comment_lines_is_detected_as_links(tmp_path: Path) -> None:
+    """'# ' comment lines read like level-1 headings: the README's own links file was taken for notes."""
+    from tidings.sources import detect
+
+    examples = Path(__file__).resolve().parents[1] / "examples" / "links.txt"
+    text = examples.read_text(encoding="utf-8")
+    assert detect(examples, text.encode(), [], text)[0] == "links"
+    notes = "# 第一条笔记\n\n读了一篇文章，个人思考如下。\n\nhttps://go.dev/blog/go1.22\n\n# 第二条笔记\n\n另一段思考，写得很长。\n"
+    assert detect(tmp_path / "n.md", notes.encode(), [], notes)[0] == "notes"

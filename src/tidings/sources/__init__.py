@@ -243,7 +243,7 @@ def _expanded_size(
 
 def detect(path: Path, content: bytes, section_names: list[str], text: str | None = None) -> tuple[str, str]:
     """The format of one file and the reason it was chosen. ``text``: the content already decoded."""
-    from . import blog, digest, feeds, notes, opml, social
+    from . import blog, digest, feeds, links, notes, opml, social
     from . import text as plain_text
 
     head = content[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
@@ -258,7 +258,7 @@ def detect(path: Path, content: bytes, section_names: list[str], text: str | Non
     ok, why = digest.is_digest(text, section_names)
     if ok:
         return "digest", why
-    for name, module in (("social", social), ("notes", notes), ("blog", blog)):
+    for name, module in (("links", links), ("social", social), ("notes", notes), ("blog", blog)):
         ok, why = module.looks_like(text)
         if ok:
             return name, why

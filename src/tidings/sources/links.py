@@ -50,6 +50,18 @@ def parse_link_line(line: str) -> ItemRecord | None:
     return ItemRecord(url=url, title=title, summary=summary, summary_origin="human" if summary else None)
 
 
+def looks_like(text: str) -> tuple[bool, str]:
+    """Is this a links file? Yes when at least three lines and 80 % of the lines that are neither blank
+    nor ``#`` comments are links. Its ``#`` comment lines look like level-1 headings to the notes
+    detector, so this check comes first."""
+    lines = [line.strip() for line in text.splitlines()[:2000]]
+    content = [line for line in lines if line and not line.startswith("#")]
+    linked = sum(1 for line in content if parse_link_line(line) is not None)
+    if linked >= 3 and linked >= 0.8 * len(content):
+        return True, f"{linked} of {len(content)} lines are links"
+    return False, f"{linked} of {len(content)} lines are links"
+
+
 def parse_links(text: str, *, file: str | None = None) -> ParseResult:
     result = ParseResult(format="links")
     for number, line in enumerate(text.splitlines(), start=1):
