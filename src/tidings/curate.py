@@ -102,6 +102,26 @@ def week_of_newest_candidate(store: Store, config: Config) -> date | None:
     return latest_week_end(day + timedelta(days=6), config.week_ends_on)
 
 
+def default_week(store: Store, config: Config) -> date:
+    """The week ``run`` and ``digest`` take when none is named: the latest week that has ended, unless it
+    has nothing (no digest, no candidate) while the week under way has candidates. A curator who adds
+    links on a Monday and runs wants a digest of those links, not "nothing for last week"."""
+    day = today(config)
+    ended = latest_week_end(day, config.week_ends_on)
+    under_way = latest_week_end(day + timedelta(days=6), config.week_ends_on)
+    if under_way == ended:
+        return ended
+    with store.session() as session:
+        if find_digest(session, ended) is not None or _has_candidates(session, ended, config):
+            return ended
+        return under_way if _has_candidates(session, under_way, config) else ended
+
+
+def _has_candidates(session: Session, week: date, config: Config) -> bool:
+    query = _week_items(session, week, config, None).where(Item.status == ItemStatus.EXTRACTED).limit(1)
+    return session.scalar(query) is not None
+
+
 def _fingerprint(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -885,19 +905,21 @@ def unfinished_web_links(store: Store) -> dict[date, list[tuple[int, str]]]:
     )
     by_week: dict[date, list[tuple[int, str]]] = {}
     with store.session() as session:
+        from_web = select(ItemSource.item_id).join(Source, Source.id == ItemSource.source_id).where(Source.kind == "web")
         rows = session.execute(
             select(Digest.week, Item)
             .join(DigestEntryRow, DigestEntryRow.digest_id == Digest.id)
             .join(Item, Item.id == DigestEntryRow.item_id)
-            .join(ItemSource, ItemSource.item_id == Item.id)
-            .join(Source, Source.id == ItemSource.source_id)
-            .where(Digest.status == "draft", DigestEntryRow.kept.is_(True), Source.kind == "web",
+            .where(Digest.status == "draft", DigestEntryRow.kept.is_(True), Item.id.in_(from_web),
                    Item.duplicate_of_id.is_(None), unfinished)
             .order_by(Digest.week, Item.id)
-            .distinct()
         ).all()
+        # Deduplicated here, not by SELECT DISTINCT: PostgreSQL cannot compare the JSON column.
+        seen: set[tuple[date, int]] = set()
         for week, item in rows:
-            by_week.setdefault(week, []).append((item.id, fetch_url_of(item)))
+            if (week, item.id) not in seen:
+                seen.add((week, item.id))
+                by_week.setdefault(week, []).append((item.id, fetch_url_of(item)))
     return by_week
 
 
