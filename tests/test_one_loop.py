@@ -58,7 +58,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return calls
 
 
-def _items(db: Path) -> dict[str, tuple[Any, ...]]:
+def _items(db: Path | str) -> dict[str, tuple[Any, ...]]:
     from tidings.store import Item
 
     store = open_store(db)
@@ -82,8 +82,7 @@ def _through_the_cli(tmp_path: Path, urls: list[str], host_port: str) -> Path:
     return db
 
 
-def _through_the_web(tmp_path: Path, urls: list[str], host_port: str) -> Path:
-    db = tmp_path / "web.db"
+def _through_the_web(db: str, urls: list[str], host_port: str) -> str:
     store = open_store(db)
     config = Config(fetch=FetchConfig(allow_hosts=[host_port], retries=0))
     try:
@@ -101,14 +100,15 @@ def _through_the_web(tmp_path: Path, urls: list[str], host_port: str) -> Path:
 
 
 def test_cli_and_web_advance_the_same_items_through_the_same_loop(
-    served: LoopbackServer, recorded: list[dict[str, Any]], tmp_path: Path
+    served: LoopbackServer, recorded: list[dict[str, Any]], tmp_path: Path, db_url: str
 ) -> None:
+    """The CLI on a SQLite file; the web on a second SQLite file, then on PostgreSQL: the same items."""
     urls = [served.url(f"/{name}") for name in PAGES]
     with no_traffic_off_machine():
         cli_db = _through_the_cli(tmp_path, urls, served.host_port)
         cli_calls = list(recorded)
         recorded.clear()
-        web_db = _through_the_web(tmp_path, urls, served.host_port)
+        web_db = _through_the_web(db_url, urls, served.host_port)
         web_calls = list(recorded)
     # Both went through pipeline.run once, with every stage; the web limits it to the job's links.
     assert cli_calls == [{"stages": pipeline.STAGES, "force": False, "item_ids": False}]
