@@ -3,32 +3,44 @@ Every feed added here passes ``collect.url_refusal``, as the CLI's ``feeds add``
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
-from .. import collect, pipeline
+from .. import collect, feedlist, pipeline
 from ..errors import ImportFormatError, UsageError
 from .deps import CSRF, FormError, PolicyDep, StoreDep, back, check_length, mutate, page, store_of
+from .views import sparkline
 
 router = APIRouter()
 
 MAX_OPML = 5 * 1024 * 1024  # bytes of an uploaded OPML file
 
 
+def feeds_view(request: Request, status: int = 200, *, errors: dict[str, str] | None = None,
+               values: dict[str, str] | None = None, notice: str = "", number: int = 1, state: str = "all",
+               folder: str | None = None) -> HTMLResponse:
+    """One page of the feeds (100 a page), filtered by state and folder, each with its sparkline."""
+    listing = feedlist.feed_page(store_of(request), page=number, state=state, folder=folder)
+    lines = [(row, sparkline(row.weekly)) for row in listing.rows]
+    return page(request, "feeds.html", status, listing=listing, lines=lines, errors=errors or {},
+                values=values or {}, notice=notice, states=feedlist.STATES)
+
+
 def feeds_failed(request: Request, exc: FormError, values: dict[str, str]) -> HTMLResponse:
-    return page(request, "feeds.html", 422, rows=collect.feed_rows(store_of(request)),
-                errors={exc.field: exc.message}, values=values, notice="")
+    return feeds_view(request, 422, errors={exc.field: exc.message}, values=values)
 
 
 def feeds_done(request: Request, notice: str) -> HTMLResponse:
-    return page(request, "feeds.html", rows=collect.feed_rows(store_of(request)), errors={}, values={}, notice=notice)
+    return feeds_view(request, notice=notice)
 
 
 @router.get("/feeds", response_class=HTMLResponse)
-def feeds_page(request: Request) -> Response:
-    return feeds_done(request, "")
+def feeds_page(request: Request, number: Annotated[int, Query(alias="page", ge=1, le=1_000_000)] = 1,
+               state: Annotated[Literal["all", "ok", "failing", "dead"], Query()] = "all",
+               folder: Annotated[str | None, Query(max_length=512)] = None) -> Response:
+    return feeds_view(request, number=number, state=state, folder=folder)
 
 
 @router.get("/feeds/export.opml")

@@ -196,3 +196,25 @@ def marked(snippet: str) -> list[tuple[str, bool]]:
     """A search snippet's ``**word**`` highlights as (text, marked) parts, for escaped output."""
     parts = snippet.split("**")
     return [(part, index % 2 == 1) for index, part in enumerate(parts) if part]
+
+
+@dataclass(frozen=True)
+class Sparkline:
+    """Items per week as SVG bars (inline, no script): x, y, height of each non-empty week."""
+
+    bars: list[tuple[int, int, int]]
+    width: int
+    height: int
+    label: str
+
+
+def sparkline(weekly: list[int], *, bar: int = 4, height: int = 18) -> Sparkline:
+    peak = max(weekly, default=0)
+    bars = []
+    for index, count in enumerate(weekly):
+        if count:
+            tall = max(2, round(height * count / peak))
+            bars.append((index * bar, height - tall, tall))
+    total = sum(weekly)
+    label = f"{total} items in {len(weekly)} weeks, at most {peak} a week" if total else f"no items in {len(weekly)} weeks"
+    return Sparkline(bars, bar * len(weekly), height, label)
