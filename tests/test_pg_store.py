@@ -205,3 +205,25 @@ def test_search_and_ask_on_postgresql_say_not_yet(pg_url: str, capsys: pytest.Ca
             assert page.status_code == 422 and "search on PostgreSQL: not yet" in page.text
     finally:
         store.close()
+
+
+def test_values_sqlite_takes_are_taken_on_postgresql_too(db_url: str) -> None:
+    """SQLite never enforced the models' string lengths; PostgreSQL text cannot hold NUL."""
+    from tidings import pipeline
+    from tidings.records import ItemRecord
+
+    long_url = "https://example.org/" + "路径-segment/" * 200  # ~2,600 characters, past varchar(2048)
+    store = open_store(db_url)
+    try:
+        report = pipeline.ingest(store, [ItemRecord(url=long_url, title="t" * 5000, author="作者" * 400,
+                                                    text="before\x00after", language="zh-Hans-CN-x-private")],
+                                 source_kind="test", locator="lengths")
+        [item_id] = report.item_ids
+        with store.session() as session:
+            item = session.get(Item, item_id)
+            assert item is not None and item.author == "作者" * 400 and len(item.title or "") == 5000
+            assert len(item.url) > 2048  # canonical (percent-encoded), whole
+            nul_kept = "before\x00after" if db_url.endswith(".db") else "before\ufffdafter"
+            assert item.text == nul_kept
+    finally:
+        store.close()

@@ -33,7 +33,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, DataError, OperationalError, ProgrammingError
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -426,6 +426,18 @@ def database_url(url_or_path: str | Path) -> str:
     return raw if "://" in raw else f"sqlite:///{raw}"
 
 
+def _postgres_adapters(dbapi_connection: Any, _record: Any) -> None:
+    """PostgreSQL text cannot hold NUL (U+0000), which SQLite stores and hostile input carries:
+    it is written as U+FFFD instead of failing the whole batch."""
+    from psycopg.types.string import StrDumperUnknown
+
+    class NulFreeStr(StrDumperUnknown):
+        def dump(self, obj: str) -> Any:
+            return super().dump(obj.replace("\x00", "\ufffd") if "\x00" in obj else obj)
+
+    dbapi_connection.adapters.register_dumper(str, NulFreeStr)
+
+
 def make_engine(url_or_path: str | Path) -> Engine:
     url = database_url(url_or_path)
     # PostgreSQL sessions run in UTC, so timestamps read back as written (see StoreDateTime).
@@ -436,6 +448,8 @@ def make_engine(url_or_path: str | Path) -> Engine:
         raise StoreError(f"cannot open the store {url_or_path}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif engine.dialect.name == "postgresql":
+        event.listen(engine, "connect", _postgres_adapters)
     return engine
 
 
@@ -546,6 +560,9 @@ class Store:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StoreError("the store is busy (another tidings process is writing); try again") from exc
             raise StoreError(f"database error: {exc.orig}") from exc
+        except DataError as exc:  # PostgreSQL refuses what SQLite took (an over-long indexed value, say)
+            session.rollback()
+            raise StoreError(f"the store refused a value, nothing of this batch was written: {exc.orig}") from exc
         except BaseException:
             session.rollback()
             raise
