@@ -123,6 +123,7 @@ def run_steps(pages: list[str]) -> dict[str, float]:
     from threadpoolctl import threadpool_limits
 
     from tidings.stages import extract, summarize
+    from tidings.textutil import nfkc
 
     threadpool_limits(1)  # as in the pool's workers: BLAS threads made TextRank's matrices slower
     config = Config()
@@ -141,8 +142,10 @@ def run_steps(pages: list[str]) -> dict[str, float]:
     timed("baseline_trafilatura", lambda n: trafilatura.extract(pages[n]))
     found = timed("extract", lambda n: extract.extract(pages[n].encode("utf-8"), url=urls[n]))
     timed("has_prose", lambda n: summarize.has_prose(found[n].text))
-    timed("content_hash", lambda n: dedupe.content_hash(found[n].text))
-    timed("fingerprint", lambda n: dedupe.fingerprint_bytes(found[n].text))
+    # As stagework.extract_page does: one NFKC form serves the hash and the fingerprint.
+    normal = timed("nfkc", lambda n: nfkc(found[n].text))
+    timed("content_hash", lambda n: dedupe.content_hash(normal[n]))
+    timed("fingerprint", lambda n: dedupe.fingerprint_bytes(normal[n], nfkc=True))
     summaries = timed("summarize", lambda n: summarize.summarize(
         found[n].text, title=found[n].title, min_chars=cfg.min_chars, max_chars=cfg.max_chars,
         english_sentences=cfg.english_sentences))

@@ -20,6 +20,7 @@ import charset_normalizer
 from lxml import etree
 from lxml.html import HtmlElement, tostring
 from trafilatura import bare_extraction, load_html
+from trafilatura.settings import Extractor
 
 from .. import records
 from ..errors import ExtractError
@@ -547,20 +548,31 @@ def _parse_date(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+@functools.lru_cache(maxsize=2)
+def _extractor(recall: bool) -> Extractor:
+    """trafilatura's options for our calls, made once: building them reads its configuration anew,
+    some 5 % of an extraction. Each call gets a copy with its own address and date limit."""
+    return Extractor(
+        output_format="python", fast=True, recall=recall, comments=False, tables=True, dedup=False,
+        with_metadata=True,
+        # htmldate's extensive search runs dateparser over the whole page: seconds per page, and
+        # mostly guesses (a fragment "dated" 2015-01-01). Meta tags and visible dates suffice.
+        date_params={"original_date": True, "extensive_search": False, "max_date": "9999-12-31"},
+    )
+
+
 def _traf(tree: HtmlElement, url: str | None, *, recall: bool = False) -> Any:
     # No copy of the tree here: bare_extraction copies a tree it is given before it changes anything.
     # fast: no fallback inside trafilatura (its own readability/jusText run on every page, a quarter of
     # its cost). Our readability second opinion covers the doubtful pages; on the whole shared corpus the
     # texts differ only in line breaks inside two WeChat paragraphs, and evals/extraction.py is unchanged.
+    options = copy.copy(_extractor(recall))
+    # What Extractor(url=...) sets from the address, and a date limit of today.
+    options.url = url
+    options.source = url and url.encode("utf-8", "replace").decode("utf-8")
+    options.date_params = {**options.date_params, "max_date": datetime.now(UTC).strftime("%Y-%m-%d")}
     try:
-        return bare_extraction(
-            tree, url=url, with_metadata=True, include_comments=False, include_tables=True,
-            favor_recall=recall, deduplicate=False, fast=True,
-            # htmldate's extensive search runs dateparser over the whole page: seconds per page, and
-            # mostly guesses (a fragment "dated" 2015-01-01). Meta tags and visible dates suffice.
-            date_extraction_params={"original_date": True, "extensive_search": False,
-                                    "max_date": datetime.now(UTC).strftime("%Y-%m-%d")},
-        )
+        return bare_extraction(tree, url=url, options=options)
     except (ValueError, TypeError, etree.LxmlError):
         return None
 

@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from itertools import chain
 
 import numpy as np
@@ -201,6 +201,12 @@ class _Candidate:
     def __post_init__(self) -> None:
         self.counts = Counter(self.tokens)
 
+    @cached_property
+    def norm(self) -> float:
+        """The length of :attr:`counts` as a vector, made once: the title and redundancy checks each
+        compare it with others."""
+        return _length(self.counts)
+
 
 def _weight(sentence: str, chinese: bool) -> float:
     """Down-weights for sentences that are probably not prose."""
@@ -337,17 +343,22 @@ def _pagerank(weights: np.ndarray, personalization: np.ndarray, iterations: int 
     return rank
 
 
-def _cosine(a: Counter[str], b: Counter[str]) -> float:
-    """Cosine similarity of two term-count vectors."""
+def _length(counts: Counter[str]) -> float:
+    return math.sqrt(sum(v * v for v in counts.values()))
+
+
+def _cosine(
+    a: Counter[str], b: Counter[str], a_length: float | None = None, b_length: float | None = None
+) -> float:
+    """Cosine similarity of two term-count vectors (their lengths, when the caller has them)."""
     if not a or not b:
         return 0.0
-    if len(b) < len(a):
-        a, b = b, a
-    dot = sum(v * b.get(k, 0) for k, v in a.items())
+    # Integer counts: the dot product is exact in any order, so only the shared terms are visited.
+    dot = sum([a[k] * b[k] for k in a.keys() & b.keys()])
     if not dot:
         return 0.0
-    na = math.sqrt(sum(v * v for v in a.values()))
-    nb = math.sqrt(sum(v * v for v in b.values()))
+    na = _length(a) if a_length is None else a_length
+    nb = _length(b) if b_length is None else b_length
     return dot / (na * nb)
 
 
@@ -359,11 +370,12 @@ def _rank(cands: list[_Candidate], title: str | None) -> list[int]:
     scores = _pagerank(sim, personalization) * n  # ~1.0 on average, so the bonuses below are relative
     # The title is tokenized once per text, not once per candidate.
     title_counts = Counter(fast_tokenize(title, drop_stopwords=True)) if title else Counter()
+    title_length = _length(title_counts)
     for i, c in enumerate(cands):
         # A small lead bias: the opening of an article usually states its point.
         bonus = _LEAD_BONUS / (1 + i)
         if title_counts:
-            bonus += _TITLE_BONUS * _cosine(c.counts, title_counts)
+            bonus += _TITLE_BONUS * _cosine(c.counts, title_counts, c.norm, title_length)
         scores[i] *= (1 + bonus) * c.weight
     return sorted(range(n), key=lambda i: (-scores[i], i))
 
@@ -460,7 +472,7 @@ def summarize(
     picked: list[_Candidate] = []
 
     def redundant(c: _Candidate) -> bool:
-        return any(_cosine(c.counts, p.counts) >= _REDUNDANT for p in picked)
+        return any(_cosine(c.counts, p.counts, c.norm, p.norm) >= _REDUNDANT for p in picked)
 
     if chinese:
         result = ""
