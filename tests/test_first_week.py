@@ -134,3 +134,20 @@ def test_the_week_view_lists_the_rejected_pages_apart(first_week: dict) -> None:
         assert item["error_reason"] in listed, item
     candidates = len(_entries_by_url(first_week["digest"]))
     assert f"{candidates} kept of {candidates}" in " ".join(main.split())
+
+
+def test_run_without_a_week_drafts_the_week_its_links_are_in(corpus_dir: Path, tmp_path: Path) -> None:
+    """`add` then `run --out` with no --week, on any day: the ended week has nothing, so the digest is the
+    week under way, where the links just added are (on a Monday it used to say "nothing for last week")."""
+    names = ("golang-blog_godoc-documenting-go-code.html", "juejin_post_vue3-effect-computed.html")
+    pages = [str(corpus_dir / "html" / name) for name in names]
+    assert tidings(tmp_path, "add", *pages).returncode == 0
+    run = tidings(tmp_path, "run", "--out", "blog")
+    assert run.returncode in (0, 1), run.stderr
+    week = this_sunday()
+    assert f"week ending {week}" in run.stderr
+    written = tmp_path / "blog" / "blog" / week.isoformat() / "index.md"
+    assert written.exists(), run.stderr
+    assert ENTRY_RE.search(written.read_text(encoding="utf-8"))
+    again = tidings(tmp_path, "digest")  # the same default for the read-only render
+    assert again.returncode == 0 and again.stdout == written.read_text(encoding="utf-8")

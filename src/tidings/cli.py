@@ -267,7 +267,7 @@ def parse_week(value: str | None, st: State) -> date:
     if value is None:
         from . import curate
 
-        return curate.latest_week_end(curate.today(st.config), st.config.week_ends_on)
+        return curate.default_week(st.store, st.config)
     try:
         day = date.fromisoformat(value)
     except ValueError as exc:
@@ -685,7 +685,7 @@ def stats(
 def digest(
     ctx: typer.Context,
     week: Annotated[
-        str | None, typer.Option(metavar="DATE", help="A day of the week, YYYY-MM-DD (default: the latest week).")
+        str | None, typer.Option(metavar="DATE", help="A day of the week, YYYY-MM-DD (default: the latest week that has ended, or the week under way when only it has items).")
     ] = None,
     out_dir: Annotated[
         Path | None, typer.Option("--out", metavar="DIR", help="Write into DIR in the format's own layout.")
@@ -736,7 +736,7 @@ def digest(
 @app.command()
 def run(
     ctx: typer.Context,
-    week: Annotated[str | None, typer.Option(help="Week end date YYYY-MM-DD (default: the latest).")] = None,
+    week: Annotated[str | None, typer.Option(help="A day of the week, YYYY-MM-DD (default: as for digest).")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Write DIR/blog/YYYY-MM-DD/index.md.")] = None,
     allow_private: Annotated[bool, typer.Option(help="Allow private, loopback and link-local addresses.")] = False,
 ) -> None:
@@ -753,9 +753,7 @@ def run(
     from .pipeline import StageReport
 
     st = state(ctx)
-    when = parse_week(week, st)
-    if week is not None:
-        when = week_end_of(st, when)
+    when = week_end_of(st, parse_week(week, st)) if week is not None else None
     summarizer = llm_gateway(st, "summarize", None)
     classifier_llm = llm_gateway(st, "classify", None)
     reports = run_stages(
@@ -764,6 +762,9 @@ def run(
     )
     llm_footer(summarizer)
     llm_footer(classifier_llm)
+    if when is None:  # chosen once the stages have run: which weeks have candidates depends on them
+        when = parse_week(None, st)
+        err.print(f"week ending {when}", highlight=False)
     text = render_week(st.store, when, st.config, save=True)
     assert text is not None  # saving makes the week's draft, so there is always one to render
     if not curate.week_has_entries(st.store, when):

@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session, selectinload
 # The stage loop, the renderers and the digest parser are imported inside the functions that use them:
 # `tidings items`, `feeds list` and the week view's reads load this module and never need them
 # (they cost more to import than those commands take to run; see bench/startup.py).
-
 from .config import Config, canonical_section
 from .errors import ConfigError, UsageError
 from .records import DigestDoc, DigestEntry, ItemRecord, RawBlock
@@ -103,18 +102,22 @@ def week_of_newest_candidate(store: Store, config: Config) -> date | None:
 
 
 def default_week(store: Store, config: Config) -> date:
-    """The week ``run`` and ``digest`` take when none is named: the latest week that has ended, unless it
-    has nothing (no digest, no candidate) while the week under way has candidates. A curator who adds
-    links on a Monday and runs wants a digest of those links, not "nothing for last week"."""
+    """The week ``run`` and ``digest`` take when none is named: the latest week that has ended while it
+    is still to do (a draft, or candidates and no digest yet); else the week under way when it has a
+    draft or candidates. A curator who published last week, or a new user who adds links on a Monday,
+    wants the week those links are in, not "nothing for last week"."""
     day = today(config)
     ended = latest_week_end(day, config.week_ends_on)
     under_way = latest_week_end(day + timedelta(days=6), config.week_ends_on)
     if under_way == ended:
         return ended
     with store.session() as session:
-        if find_digest(session, ended) is not None or _has_candidates(session, ended, config):
+        done = find_digest(session, ended)
+        if done is None and _has_candidates(session, ended, config) or done is not None and done.status == "draft":
             return ended
-        return under_way if _has_candidates(session, under_way, config) else ended
+        if find_digest(session, under_way) is not None or _has_candidates(session, under_way, config):
+            return under_way
+        return ended
 
 
 def _has_candidates(session: Session, week: date, config: Config) -> bool:
