@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,14 @@ def corpus_dir() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test gets its own store path and never sees a tidings.toml from the working directory."""
-    monkeypatch.setenv("TIDINGS_DB", str(tmp_path / "tidings.db"))
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """Every test gets its own store path and never sees a tidings.toml from the working directory.
+    With ``TIDINGS_TEST_DIALECT=postgresql`` that store is a fresh PostgreSQL database instead, so any
+    test that finds its store through ``TIDINGS_DB`` runs on PostgreSQL."""
+    if os.environ.get("TIDINGS_TEST_DIALECT") == "postgresql":
+        monkeypatch.setenv("TIDINGS_DB", request.getfixturevalue("pg_url"))
+    else:
+        monkeypatch.setenv("TIDINGS_DB", str(tmp_path / "tidings.db"))
     monkeypatch.delenv("TIDINGS_TOKEN", raising=False)
     os.environ.setdefault("TZ", "UTC")
 
@@ -46,7 +52,7 @@ def pg_server():  # noqa: ANN201  # a tests.pg.PgServer; imported lazily so SQLi
 
 
 @pytest.fixture
-def pg_url(pg_server) -> str:  # noqa: ANN001
+def pg_url(pg_server) -> Iterator[str]:  # noqa: ANN001
     """A fresh PostgreSQL database with the schema at head, dropped after the test."""
     url = pg_server.fresh_database()
     yield url

@@ -19,7 +19,7 @@ from tidings.sources.urlcheck import FetchPolicy
 from tidings.store import Item, Source, open_store, utcnow
 
 
-def test_feeds_poll_with_etag_304_errors_and_dead_feeds(tmp_path: Path, corpus_dir: Path) -> None:
+def test_feeds_poll_with_etag_304_errors_and_dead_feeds(db_url: str, corpus_dir: Path) -> None:
     feed = (corpus_dir / "feeds" / "hexo_tiann_weishu_atom.xml").read_bytes()
 
     def serve_feed(request: object) -> Reply:
@@ -27,7 +27,7 @@ def test_feeds_poll_with_etag_304_errors_and_dead_feeds(tmp_path: Path, corpus_d
             return Reply(304, b"")
         return Reply(200, feed, {"Content-Type": "application/atom+xml", "ETag": '"v1"'})
 
-    store = open_store(tmp_path / "t.db")
+    store = open_store(db_url)  # a SQLite file, then PostgreSQL
     with LoopbackServer({"/atom.xml": serve_feed, "/broken.xml": lambda r: Reply(500, b"oops")}) as server:
         policy = FetchPolicy(allow_hosts=(server.host_port,), retries=0, backoff_base=0.0)
         assert collect.subscribe(store, server.url("/atom.xml"))
