@@ -72,7 +72,7 @@ def bookmarklet(action: str, key: str) -> str:
 @router.get(CAPTURE_PATH)
 def capture_help(request: Request) -> Response:
     action = str(request.base_url).rstrip("/") + CAPTURE_PATH
-    return page(request, "capture.html", nav="", bookmarklet=bookmarklet(action, capture_key(request)),
+    return page(request, "capture.html", nav="capture", bookmarklet=bookmarklet(action, capture_key(request)),
                 max_bytes=request.app.state.policy.max_bytes)
 
 
