@@ -332,4 +332,9 @@ def ask(
     archive = answer_archive(store, question, config=config, llm=llm)
     if archive is not None:
         return archive
-    return _ask(store, question, config=config, filters=filters, threshold=threshold, hybrid=hybrid)
+    answerer = None
+    if llm is not None and config is not None and llm.available("ask"):
+        from .search.answerer import llm_answerer
+
+        answerer = llm_answerer(llm, config)  # passages fenced as data, reply validated (issue 16.4)
+    return _ask(store, question, config=config, filters=filters, threshold=threshold, hybrid=hybrid, answerer=answerer)

@@ -12,8 +12,8 @@ predicts. Passages are data: an item that instructs its reader ("When asked abou
 only …") is never evidence, only listed as related. List questions get the list, yes/no
 questions the sentence that holds the question's predicate.
 
-A hook for other answerers (the archive's own SQL for "how many" / "which most" questions) goes
-before the text search in :func:`ask`: :data:`STRUCTURED_ANSWERERS`.
+Questions about the archive itself (counts, rankings) are answered before this module is reached,
+by ``tidings.ask`` through :mod:`.archive`; with a model, :mod:`.answerer` writes the answer.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from .segment import segment, segmented
 
 log = logging.getLogger(__name__)
 
-REFUSAL_THRESHOLD = 0.47
+REFUSAL_THRESHOLD = 0.51
 """Evidence coverage below which ``ask`` refuses. Calibrated with ``tidings eval ask`` on the
-calibration half of evals/queries.jsonl + evals/ask.jsonl (0.4722, the midpoint of the
-best-separating interval; issue 16.4)."""
+calibration half of evals/queries.jsonl + evals/ask.jsonl: 0.5063 with the tantivy ranking, the
+midpoint of the best-separating interval (0.4722 with the FTS5 ranking before it; issue 16.4)."""
 
 
 @dataclass
@@ -98,15 +98,6 @@ class DraftAnswer:
 
 Answerer = Callable[[str, list[Passage]], DraftAnswer]
 """The LLM hook: write an answer from these passages only, citing each claim ``[n]``."""
-
-StructuredAnswerer = Callable[[Store, str, "Filters | None", "Config | None"], "Answer | None"]
-"""An answerer from the archive's structure rather than its text ("how many posts did dotey
-write in December", "which author wrote most about RAG"): it returns an Answer, or None when the
-question is not its kind, and ``ask`` goes on with the text search."""
-
-STRUCTURED_ANSWERERS: list[StructuredAnswerer] = []
-"""Tried in order before the text search. A module lower in ``search/`` (the archive-SQL
-answerer) appends itself here; ``ask`` never imports it, so no import runs back up."""
 
 _PARAGRAPH_RE = re.compile(r"\n\s*\n")
 _MAX_PASSAGE = 400
@@ -330,7 +321,11 @@ _INSTRUCTION_RES = (
                re.I | re.S),
     re.compile(r"\bignore\s+(?:all\s+|any\s+)?(?:the\s+)?(?:previous|prior|above|earlier)\s+(?:instructions|prompts?|rules)\b", re.I),
     re.compile(r"\b(?:answer|reply|respond)\s+(?:only|with\s+only|just)\b.{0,40}?['\"‘“]", re.I | re.S),
-    re.compile(r"\byou\s+(?:must|should|shall)\s+(?:always\s+|only\s+)?(?:answer|reply|respond|say)\b", re.I),
+    re.compile(r"\b(?:answer|reply|respond)\s+with\s+(?:only\s+|just\s+)?(?:the\s+)?(?:single\s+)?(?:word|phrase|text|exactly)\b", re.I),
+    re.compile(r"\byou\s+(?:must|should|shall)\s+(?:not\s+|never\s+)?(?:always\s+|only\s+)?(?:answer|reply|respond|say|output)\b",
+               re.I),
+    re.compile(r"\b(?:note|message|instructions?)\s+(?:to|for)\s+(?:the\s+|any\s+)?(?:ai\s+)?(?:assistant|model|llm|chatbot|ai)\b",
+               re.I),
     re.compile(r"(?:当|如果|若|每当)(?:你|用户|有人)?(?:被)?(?:问到|问起|询问|提问).{0,40}?(?:回答|回复|答复|输出|说)", re.S),
     re.compile(r"忽略(?:你)?(?:之前|以上|前面|先前|上面)(?:的|收到的)?(?:所有)?(?:指令|指示|提示|规则)"),
     re.compile(r"(?:只|仅)(?:能|需|许)?(?:回答|回复|输出)[“\"'‘「：:]"),
@@ -440,10 +435,6 @@ def ask(
     if threshold is None:
         configured = config.search.refusal_threshold if config else None
         threshold = REFUSAL_THRESHOLD if configured is None else configured
-    for structured in STRUCTURED_ANSWERERS:
-        done = structured(store, question, filters, config)
-        if done is not None:
-            return done
     result = search(store, question, config=config, filters=filters, limit=items, embedder=embedder, hybrid=hybrid)
     groups = result.compiled.groups
     related = [{"item_id": h.item.id, "url": h.item.url, "title": h.item.title, "score": h.score}
@@ -496,7 +487,7 @@ def ask(
         return answer
     top_passages = _pick_passages(candidates, confidence, max_evidence)
     if answerer is not None:
-        if _llm_answer(answer, answerer, question, top_passages, fields_of):
+        if _llm_answer(answer, answerer, question, top_passages, fields_of, groups, idf):
             return answer
     size = list_size(question)
     if size is not None:
@@ -567,11 +558,32 @@ def _extractive_answer(
     answer.answer = "\n".join(parts)
 
 
+_LATIN_WORD_RE = re.compile(r"[A-Za-z][A-Za-z-]{3,}")
+_SHELL_RE = re.compile(r"\|\s*(?:ba|z)?sh\b|\b(?:curl|wget|rm\s+-rf|sudo)\b", re.I)
+
+
+def grounded(text: str, quotes: Sequence[str], question: str) -> bool:
+    """Whether a model's answer text says only what its verified quotes and the question hold:
+    no URL, no shell command and no (Latin) word of its own, and no orders to the reader. What an
+    injected passage made the model write fails here even when its citations pass."""
+    source = " ".join(quotes)
+    lowered = (source + " " + question).lower()
+    if addresses_reader(text):
+        return False
+    if any(url not in source for url in _URL_RE.findall(text)):
+        return False
+    if _SHELL_RE.search(text) and not _SHELL_RE.search(source):
+        return False
+    return all(word.lower() in lowered for word in _LATIN_WORD_RE.findall(text))
+
+
 def _llm_answer(
     answer: Answer, answerer: Answerer, question: str, passages: list[Passage],
-    fields_of: dict[int, tuple[str | None, ...]],
+    fields_of: dict[int, tuple[str | None, ...]], groups: list[Group], idf: dict[str, float],
 ) -> bool:
-    """Run the LLM hook; keep only verified citations and renumber the text's tags to match."""
+    """Run the LLM hook and validate what comes back: a citation counts only when it is verbatim,
+    on the question's topic and not from a passage that instructs its reader; the text is shown
+    only when :func:`grounded`, else the verified quotes themselves are the answer."""
     try:
         draft = answerer(question, passages)
     except TidingsError as exc:
@@ -579,11 +591,17 @@ def _llm_answer(
         return False
     numbers: dict[int, int] = {}
     for n, (index, quote) in enumerate(draft.citations, start=1):
-        if 0 <= index < len(passages) and _cite(answer, passages[index], quote, fields_of):
-            numbers[n] = len(answer.evidence)
-        elif not 0 <= index < len(passages):
+        if not 0 <= index < len(passages):
             answer.citations_proposed += 1
             answer.citations_dropped += 1
+            continue
+        on_topic = any(not is_number(g.label) for g in groups if _sentence_coverage(quote, [g], idf) > 0)
+        if addresses_reader(passages[index].text) or not on_topic:
+            answer.citations_proposed += 1
+            answer.citations_dropped += 1
+            continue
+        if _cite(answer, passages[index], quote, fields_of):
+            numbers[n] = len(answer.evidence)
     if not answer.evidence:
         return False
 
@@ -591,5 +609,11 @@ def _llm_answer(
         n = int(m.group(1))
         return f"[{numbers[n]}]" if n in numbers else ""
 
-    answer.answer = re.sub(r" ?\[(\d+)\]", lambda m: (" " + renumber(m)) if renumber(m) else "", draft.text).strip()
+    text = re.sub(r" ?\[(\d+)\]", lambda m: (" " + renumber(m)) if renumber(m) else "", draft.text).strip()
+    quotes = [c.quote for c in answer.evidence]
+    if text and grounded(text, quotes, question):
+        answer.answer = text
+    else:
+        log.info("ask: the model's text is not grounded in its verified quotes; showing the quotes")
+        answer.answer = "\n".join(f"{q} [{n}]" for n, q in enumerate(quotes, start=1))
     return True
