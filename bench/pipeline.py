@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import os
 import random
 import re
 import time
@@ -108,13 +109,30 @@ def run_tidings(pages: list[str], workers: int) -> tuple[float, float]:
     return elapsed, cpu
 
 
-def run_baseline(pages: list[str]) -> float:
+def run_baseline(pages: list[str]) -> tuple[float, float]:
+    """Seconds for bare ``trafilatura.extract`` over ``pages``, and the CPU seconds it spent."""
     start = time.perf_counter()
+    cpu = time.process_time()
     for page in pages:
         trafilatura.extract(page)
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     print(f"trafilatura.extract: {len(pages)} pages in {elapsed:.1f}s")
-    return elapsed
+    return elapsed, cpu
+
+
+def workers_cpu(pool: Any) -> float | None:
+    """CPU seconds the pool's worker processes have spent so far (from /proc; None elsewhere)."""
+    if pool is None:
+        return 0.0
+    total = 0.0
+    try:
+        for pid in list(pool._processes):  # noqa: SLF001 - the executor names its workers nowhere else
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
 
 
 def run_steps(pages: list[str]) -> dict[str, float]:
@@ -178,8 +196,10 @@ def main() -> None:
         list(pool.map(stagework.summarize_texts, [[("预热一下分词词典。" * 30, None)]] * args.workers, [80] * args.workers,
                       [200] * args.workers, [3] * args.workers))
     pool_start = time.perf_counter() - started
-    baseline = run_baseline(pages)
+    baseline, baseline_cpu = run_baseline(pages)
+    before = workers_cpu(pool)
     ours, parent_cpu = run_tidings(pages, args.workers)
+    after = workers_cpu(pool)
     result = {
         "items": len(pages),
         "items_per_s": round(len(pages) / ours, 1),
@@ -189,6 +209,15 @@ def main() -> None:
         "pool_start_s": round(pool_start, 2),
         "parent_cpu_ms_per_item": round(parent_cpu * 1000 / len(pages), 3),
     }
+    if before is not None and after is not None:
+        # What the wall-clock ratio would be on otherwise idle cores, if the work spread perfectly
+        # over min(workers, cores) of them: a figure that another load on the machine barely moves.
+        ours_cpu = parent_cpu + after - before
+        result["ours_cpu_ms_per_item"] = round(ours_cpu * 1000 / len(pages), 3)
+        result["baseline_cpu_ms_per_item"] = round(baseline_cpu * 1000 / len(pages), 3)
+        result["cpu_ratio_ceiling"] = round(
+            min(args.workers, os.cpu_count() or 1) * baseline_cpu / ours_cpu, 3) if ours_cpu else None
+    result["load_average_1min"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result))
 
 
