@@ -7,6 +7,7 @@ through the CLI."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -206,3 +207,15 @@ def test_another_processs_change_is_seen_without_refreshing_here(scratch: Store)
     assert done.returncode == 0, done.stderr
     hits = search(scratch, "wibbleflux", config=CONFIG, refresh=False).hits
     assert [h.item.title for h in hits] == ["Genie 3.0 wibbleflux"]
+
+
+def test_a_pasted_page_as_a_query_is_answered(corpus_db: Path, corpus_dir: Path) -> None:
+    store = open_store(corpus_db)
+    try:
+        page = (corpus_dir / "notes" / "ainotes-part1.md").read_text(encoding="utf-8")[:30_000]
+        page = re.sub(r'["“”「」:-]', " ", page)  # words only: quotes, colons and minus signs are query syntax
+        hits = search(store, page, config=CONFIG, limit=5).hits
+        assert len(hits) == 5  # bounded (the first concepts rank), no error
+        assert search(store, 'x" OR -"( AND NEAR(a b) *', config=CONFIG).mode == "bm25"  # no query syntax to break
+    finally:
+        store.close()

@@ -260,6 +260,8 @@ def engine_query(engine: EngineIndex, groups: Sequence[Group], weights: Sequence
     return Query.boolean_query(concepts) if concepts else None
 
 
+_MAX_CONCEPTS = 64
+"""A pasted page as a query ranks by its first 64 concepts: the engine query stays bounded."""
 _OVERFETCH = 10
 """A filtered search checks the filters on this many times ``limit`` of the engine's best hits
 (one SQL query by primary key), then on this factor more; only when too few pass is the engine
@@ -271,7 +273,7 @@ def _engine_ranking(
     params: list[Any], weights: list[float], limit: int,
 ) -> list[tuple[int, float]]:
     phrases = [Group(p, [[w for w, _s, _e in segment(p)]]) for p in compiled.parsed.phrases]
-    query = engine_query(engine, [*compiled.groups, *phrases], weights)
+    query = engine_query(engine, [*compiled.groups, *phrases][:_MAX_CONCEPTS], weights)
     if query is None:
         return []
     if not (clauses or compiled.constraint or compiled.exclude):
