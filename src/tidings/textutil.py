@@ -255,17 +255,21 @@ def _segment(
     tokens: list[str] = []
     if has_cjk(text):
         cut = _get_fast_segmenter().cut if segmenter == "fast" else _get_tokenizer().lcut
-        pos = 0
         # Without a connector anywhere in the text no word is a compound term: skip the word scan.
+        if lowercase and drop_stopwords and not _COMPOUND_RE.search(text):
+            # The summarizer's case, for every sentence it ranks: filter (_is_token, inlined), lower-case
+            # and drop stopwords in one pass over the words, as the general path below does in three.
+            search = _WORD_CHAR_RE.search
+            return [low for w in cut(text)
+                    if (w.isalnum() or search(w) is not None) and (low := w.lower()) not in STOPWORDS]
+        pos = 0
         for m in LATIN_WORD_RE.finditer(text) if _COMPOUND_RE.search(text) else ():
             if not _COMPOUND_RE.search(m.group()):
                 continue
             tokens.extend([w for w in cut(text[pos : m.start()]) if _is_token(w)])
             tokens.append(m.group())
             pos = m.end()
-        # _is_token inlined: this filter sees every token of every sentence a summary ranks.
-        search = _WORD_CHAR_RE.search
-        tokens.extend([w for w in cut(text[pos:]) if w.isalnum() or search(w) is not None])
+        tokens.extend([w for w in cut(text[pos:]) if _is_token(w)])
     else:
         tokens = LATIN_WORD_RE.findall(text)
     if lowercase and drop_stopwords:
