@@ -12,6 +12,9 @@ One JSON object per line::
 Expected items are identified robustly: by canonical or original URL, URL substring, or title
 substring (case-insensitive), resolved against the store at evaluation time. Unanswerable
 questions have ``"answerable": false`` and no ``expect``; they count for ask only.
+``"answer_contains": [...]`` lists what an answer's text must say to count as a hit (a list's
+items, the "免费" of a yes/no question). ``eval ask`` reads ``evals/queries.jsonl`` and the
+ask-only set ``evals/ask.jsonl`` (unanswerable near-misses, list and yes/no questions).
 
 The set is split in two: the refusal threshold is calibrated on ``calibration`` and every figure
 is reported on ``heldout``, so the threshold is never judged on the data that chose it.
