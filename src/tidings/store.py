@@ -276,6 +276,8 @@ class Digest(Base):
     source_path: Mapped[str | None] = mapped_column(String(2048))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # as on entries
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
     entries: Mapped[list[DigestEntryRow]] = relationship(
         back_populates="digest", cascade="all, delete-orphan", order_by="DigestEntryRow.position"
     )
@@ -301,8 +303,12 @@ class DigestEntryRow(Base):
     summary_override: Mapped[str | None] = mapped_column(Text)
     edited: Mapped[bool] = mapped_column(Boolean, default=False)
     kept: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Optimistic concurrency (issue 15.4): curate bumps it on a curator's edit; every UPDATE of the
+    # row checks the version it read, so two curators never overwrite each other unseen.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     digest: Mapped[Digest] = relationship(back_populates="entries")
     item: Mapped[Item | None] = relationship()
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
 
 
 class DigestBlock(Base):
@@ -328,6 +334,7 @@ class Edit(Base):
     old: Mapped[str | None] = mapped_column(Text)
     new: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+    by: Mapped[str | None] = mapped_column(String(64))  # the curator (a users.name, or "owner")
 
 
 class Correction(Base):
@@ -354,6 +361,16 @@ class CuratorAction(Base):
     section: Mapped[str | None] = mapped_column(String(256))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     by: Mapped[str] = mapped_column(String(64), default="web")
+
+
+class User(Base):
+    """A curator of a shared web app (``tidings users``): a name and the SHA-256 of its token."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class LLMCall(Base):
