@@ -74,6 +74,12 @@ def _dialect_title(store: Store) -> str:
 @contextmanager
 def connect(store: Store) -> Iterator[sqlite3.Connection]:
     """The store's own DB-API connection (from its pool): FTS5 SQL is raw SQL anyway."""
+    if store.engine.dialect.name == "postgresql":
+        from .pg import connect as pg_connect  # the SQL both stores share, with ``?`` placeholders
+
+        with pg_connect(store) as pg_conn:
+            yield pg_conn  # type: ignore[misc]
+        return
     if store.engine.dialect.name != "sqlite":
         raise SearchError(f"search on {_dialect_title(store)}: not yet (search needs a SQLite store, with FTS5, for now)")
     raw = store.engine.raw_connection()
@@ -229,6 +235,10 @@ def refresh_index(store: Store, config: Config | None = None, *, progress: Progr
     writer's change is either in this batch or queued for the next refresh; nothing falls between.
     The engine commits its part before SQLite commits (see :mod:`.engine`). Segmentation is
     jieba-rs in this process: at about 10 MB of text a second it needs no process pool."""
+    if store.engine.dialect.name == "postgresql":
+        from . import pg
+
+        return pg.refresh_index(store, config, progress=progress)
     prepare(config)
     done = 0
     with connect(store) as conn:
@@ -283,6 +293,10 @@ def _write_batch(
 
 def rebuild_index(store: Store, config: Config | None = None, *, progress: Progress | None = None) -> int:
     """Drop every index row and index all items again (``tidings index --rebuild``)."""
+    if store.engine.dialect.name == "postgresql":
+        from . import pg
+
+        return pg.rebuild_index(store, config, progress=progress)
     prepare(config)
     with connect(store) as conn:
         ensure_schema(conn, segmenter_signature(config))
@@ -308,6 +322,10 @@ def rebuild_index(store: Store, config: Config | None = None, *, progress: Progr
 
 
 def index_stats(store: Store) -> dict[str, int]:
+    if store.engine.dialect.name == "postgresql":
+        from . import pg
+
+        return pg.index_stats(store)
     with connect(store) as conn:
         return {
             "indexed": conn.execute("SELECT count(*) FROM search_docs").fetchone()[0],

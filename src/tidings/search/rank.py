@@ -188,6 +188,10 @@ _df_cache: dict[tuple[str, str], int] = {}
 
 def doc_frequency(conn: sqlite3.Connection, group: Group) -> int:
     """Items containing the group, cached until the index changes (counting walks posting lists)."""
+    if not isinstance(conn, sqlite3.Connection):  # a PostgreSQL store's connection (index.connect)
+        from . import pg
+
+        return pg.doc_frequency(conn, group)
     path = conn.execute("PRAGMA database_list").fetchone()[2]
     key = (f"{path}:{meta(conn, 'generation')}", group.fts())
     if key not in _df_cache:
@@ -411,6 +415,10 @@ def search(
     if refresh:
         refresh_index(store, config)
     compiled = compile_query(query, with_colloquial(config), filters)
+    if store.engine.dialect.name == "postgresql":  # tsvector ranking, no embeddings yet (search/pg.py)
+        from . import pg
+
+        return pg.search(store, compiled, config, limit, recent)
     own_embedder = None
     if hybrid and embedder is None:
         embedder = own_embedder = embedder_from_config(config, store)
@@ -435,6 +443,10 @@ def rank(
     compiled = compile_query(query, with_colloquial(config), filters)
     if not compiled.match:
         return []
+    if store.engine.dialect.name == "postgresql":
+        from . import pg
+
+        return pg.rank(store, compiled, config, limit)
     with connect(store) as conn:
         clauses, params = filter_sql(compiled.parsed.filters, config)
         return _engine_ranking(conn, current_engine(conn), compiled, clauses, params, field_weights(config), limit)

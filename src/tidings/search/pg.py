@@ -1,0 +1,439 @@
+"""Search on a PostgreSQL store: segmented words in a weighted ``tsvector`` under a GIN index.
+
+Tables (migration 0006): ``search_docs`` (one row per indexed item: the date filters compare, the
+segmented fields the snippets mark, and ``words``), ``search_dirty`` (the change queue, filled by
+triggers in the writer's own transaction, as on SQLite) and ``search_meta``.
+
+Words: the same segmenter as on SQLite (:mod:`.segment`) cuts every field; each word becomes one
+lexeme, English words stemmed by the same Snowball stemmer the SQLite engine uses
+(:func:`.engine.stem`), anything else as it is. The ``tsvector`` is written as a literal of
+those lexemes with their positions and weights (title A, summary and note B, text C, tags and
+author D) rather than by ``to_tsvector('simple', …)``: the default parser would cut the
+segmenter's words again ("gpt-4o", "fine-tuning", URLs, and CJK by the database's locale), so
+queries and index would no longer hold the same words as on SQLite. What is left of ``simple``
+(lower-casing, no stop words, no stemming) the segmenter has already done. English words are
+stemmed, as on SQLite, so both stores find "embedding" for "embeddings" and give the same answers.
+
+Ranking: every concept of the query (a word or a synonym set, as :func:`.query.query_groups` makes
+them) scores ``IDF × (presence bonus + 2.2 × r / (r + 1))``, where ``r`` is ``ts_rank_cd`` of the
+concept with the configured field weights, normalized by the document's length; the concepts'
+scores add up, and the top k come from one ``ORDER BY … LIMIT``. That is the coordination of the
+SQLite engine (:func:`.rank.engine_query`), with BM25's saturation (at most ``k1 + 1 = 2.2``
+times the IDF for the words themselves) taken by ``r / (r + 1)``.
+
+Consistency: :func:`refresh_index` drains the queue in batches; each batch reads the queued
+entries, the items and writes their rows in one transaction under an advisory lock, and deletes
+exactly the queue entries it read (by ``seq``), so a change committed meanwhile stays queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from typing import Any
+
+from ..config import Config
+from ..store import Store
+from .engine import stem
+from .index import SearchError, _fts_row, _item_date, _load_docs
+from .query import CompiledQuery, Group, filter_sql
+from .rank import (
+    PRESENCE_BONUS,
+    SearchHit,
+    SearchResult,
+    _load_items,
+    _recency_factor,
+    field_weights,
+    idf_weight,
+)
+from .segment import prepare, segment, segmenter_signature
+from .snippets import SNIPPET_COLUMNS, _wanted_forms, build_snippet, mark_words
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]
+
+_LOCK_KEY = 0x7469_6469  # "tidi": the advisory lock that serializes index refreshes
+_BATCH = 100
+_BULK_FROM, _BULK_BATCH = 2000, 2000
+_MAX_POSITION = 16383
+"""PostgreSQL's largest tsvector position; later words keep this one (as ``to_tsvector`` does)."""
+_MAX_POSITIONS = 255
+_MAX_LEXEME_BYTES = 2047
+_MAX_VECTOR_BYTES = 900_000
+"""A tsvector holds at most 1 MB of lexemes; an item's distinct words never come near it, but a
+hostile page must get a shorter index entry, not a failed batch."""
+_SATURATION = 2.2
+"""BM25's ceiling for a word's own weight, ``k1 + 1`` (k1 = 1.2), as tantivy scores it."""
+_RANK_NORMALIZATION = 1 | 32
+"""``ts_rank_cd`` divided by 1 + log(document length), then mapped to r / (r + 1)."""
+
+# The free-word fields, in position order (short fields first, so the text is the one a cap
+# reaches), with their tsvector weight. Section and kind are filters only, as on SQLite.
+_WEIGHTED = (("title", "A"), ("summary", "B"), ("note", "B"), ("tags", "D"), ("author", "D"), ("text", "C"))
+_FIELD_ORDER = ("title", "summary", "text", "note", "tags", "author", "section", "kind")
+"""The order of :func:`.index._fts_row`'s fields (and of ``search_docs``' text columns)."""
+
+
+def is_postgres(store: Store) -> bool:
+    return store.engine.dialect.name == "postgresql"
+
+
+class PgConnection:
+    """The store's psycopg connection behind the SQLite connection's ``execute(sql, params)`` with
+    ``?`` placeholders, so the plain SQL that both stores share (the items, ``search_docs``)
+    runs unchanged. FTS5 SQL has no PostgreSQL meaning: it is refused with a clear error."""
+
+    _SQLITE_ONLY = re.compile(r"\b(search_fts|sqlite_master|PRAGMA|MATCH)\b", re.IGNORECASE)
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        if self._SQLITE_ONLY.search(sql):
+            raise SearchError("this search feature needs a SQLite store (FTS5); on PostgreSQL it is not available yet")
+        cursor = self.raw.cursor()
+        cursor.execute(sql.replace("%", "%%").replace("?", "%s"), list(params))
+        return cursor
+
+    def commit(self) -> None:
+        self.raw.commit()
+
+    def rollback(self) -> None:
+        self.raw.rollback()
+
+
+@contextmanager
+def connect(store: Store) -> Iterator[PgConnection]:
+    raw = store.engine.raw_connection()
+    try:
+        yield PgConnection(raw.driver_connection)
+    finally:
+        raw.close()  # the pool rolls back whatever was left open
+
+
+@contextmanager
+def _transaction(conn: PgConnection) -> Iterator[None]:
+    try:
+        yield
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+def _meta(conn: PgConnection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM search_meta WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else None
+
+
+def _set_meta(conn: PgConnection, key: str, value: str) -> None:
+    conn.execute("INSERT INTO search_meta (key, value) VALUES (?, ?) "
+                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+
+def _ensure_schema(conn: PgConnection, signature: str) -> None:
+    """The tables exist, and the index was built by this segmenter (else everything is queued again)."""
+    found = conn.execute("SELECT to_regclass('search_docs') IS NOT NULL").fetchone()[0]
+    conn.rollback()
+    if not found:
+        raise SearchError("the store has no search index (migration 0006 did not run)")
+    if _meta(conn, "segmenter") == signature:
+        conn.rollback()
+        return
+    with _transaction(conn):
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (_LOCK_KEY,))
+        if _meta(conn, "segmenter") != signature:
+            log.info("search: segmenter changed; the index will be rebuilt")
+            conn.execute("INSERT INTO search_dirty (item_id) SELECT id FROM items")
+            _set_meta(conn, "segmenter", signature)
+
+
+# ------------------------------------------------------------------------------------------
+# Lexemes, tsvector and tsquery literals
+# ------------------------------------------------------------------------------------------
+
+
+def lexeme(word: str) -> str:
+    """A segmented word as the index holds it: English stemmed (as on SQLite), the rest as it is."""
+    return stem(word) if word.isascii() else word
+
+
+def _quoted(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def tsvector_literal(fields: dict[str, str]) -> str:
+    """The ``tsvector`` of an item's segmented free-word fields: every word a lexeme at its
+    position, with its field's weight. A gap between fields keeps a phrase inside one field."""
+    positions: dict[str, list[str]] = {}
+    size = 0
+    position = 1
+    for name, weight in _WEIGHTED:
+        for word in (fields.get(name) or "").split(" "):
+            if not word:
+                continue
+            token = lexeme(word)
+            at = positions.get(token)
+            if at is None:
+                cost = len(token.encode()) + 8
+                if len(token.encode()) > _MAX_LEXEME_BYTES or size + cost > _MAX_VECTOR_BYTES:
+                    continue
+                size += cost
+                at = positions[token] = []
+            if len(at) < _MAX_POSITIONS:
+                at.append(f"{min(position, _MAX_POSITION)}{weight}")
+            position += 1
+        position += 1
+    return " ".join(f"{_quoted(token)}:{','.join(at)}" for token, at in positions.items())
+
+
+def _form_query(form: Sequence[str]) -> str | None:
+    tokens = [_quoted(lexeme(w)) for w in form if w]
+    if not tokens:
+        return None
+    return tokens[0] if len(tokens) == 1 else "(" + " <-> ".join(tokens) + ")"
+
+
+def group_query(group: Group) -> str | None:
+    """A concept as a ``tsquery`` literal: any of its forms, a multi-word form as a phrase."""
+    forms = [q for q in (_form_query(f) for f in group.forms) if q]
+    return "(" + " | ".join(forms) + ")" if forms else None
+
+
+def _phrase_query(text: str) -> str | None:
+    return _form_query([w for w, _s, _e in segment(text)])
+
+
+# ------------------------------------------------------------------------------------------
+# The index
+# ------------------------------------------------------------------------------------------
+
+
+def refresh_index(store: Store, config: Config | None = None, *, progress: Progress | None = None) -> int:
+    """Index every queued item (new, changed or deleted since last time); returns how many."""
+    prepare(config)
+    done = 0
+    with connect(store) as conn:
+        _ensure_schema(conn, segmenter_signature(config))
+        total = conn.execute("SELECT count(DISTINCT item_id) FROM search_dirty").fetchone()[0]
+        conn.rollback()
+        if not total:
+            return 0
+        batch = _BULK_BATCH if total >= _BULK_FROM else _BATCH
+        while True:
+            with _transaction(conn):
+                conn.execute("SELECT pg_advisory_xact_lock(?)", (_LOCK_KEY,))
+                queued = conn.execute(
+                    "SELECT item_id, array_agg(seq) FROM search_dirty GROUP BY item_id ORDER BY item_id LIMIT ?",
+                    (batch,),
+                ).fetchall()
+                if not queued:
+                    break
+                _write_batch(conn, [r[0] for r in queued], [s for r in queued for s in r[1]])
+            done += len(queued)
+            if progress:
+                progress(min(done, total), total, "index")
+    return done
+
+
+def _write_batch(conn: PgConnection, ids: list[int], seqs: list[int]) -> None:
+    docs = _load_docs(conn, ids)  # type: ignore[arg-type]  # the same SQL on both stores
+    now = datetime.now(UTC).isoformat()
+    conn.execute("DELETE FROM search_docs WHERE item_id = ANY(?)", (ids,))
+    rows = []
+    for item_id, doc in docs.items():
+        fields = dict(zip(_FIELD_ORDER, _fts_row(doc), strict=True))
+        rows.append((item_id, now, _item_date(doc["published"], doc["week"], doc["seen"]),
+                     *(fields[name] for name in _FIELD_ORDER), tsvector_literal(fields)))
+    if rows:
+        conn.raw.cursor().executemany(
+            "INSERT INTO search_docs (item_id, indexed_at, item_date, title, summary, text, note, tags, author, "
+            "section, kind, words) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::tsvector)",
+            rows,
+        )
+    conn.execute("DELETE FROM search_dirty WHERE seq = ANY(?)", (seqs,))
+    conn.execute("INSERT INTO search_meta (key, value) VALUES ('generation', '1') "
+                 "ON CONFLICT (key) DO UPDATE SET value = (search_meta.value::bigint + 1)::text")
+
+
+def rebuild_index(store: Store, config: Config | None = None, *, progress: Progress | None = None) -> int:
+    """Drop every index row and index all items again (``tidings index --rebuild``)."""
+    prepare(config)
+    with connect(store) as conn:
+        _ensure_schema(conn, segmenter_signature(config))
+        with _transaction(conn):
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (_LOCK_KEY,))
+            conn.execute("DELETE FROM search_docs")
+            conn.execute("DELETE FROM search_dirty")
+            conn.execute("DELETE FROM search_meta WHERE key = 'generation' OR key LIKE 'embed_checked:%'")
+            conn.execute("INSERT INTO search_dirty (item_id) SELECT id FROM items")
+    refresh_index(store, config, progress=progress)
+    with connect(store) as conn:
+        return conn.execute("SELECT count(*) FROM search_docs").fetchone()[0]
+
+
+def index_stats(store: Store) -> dict[str, int]:
+    with connect(store) as conn:
+        return {
+            "indexed": conn.execute("SELECT count(*) FROM search_docs").fetchone()[0],
+            "queued": conn.execute("SELECT count(DISTINCT item_id) FROM search_dirty").fetchone()[0],
+            "embeddings": conn.execute("SELECT count(*) FROM embeddings").fetchone()[0],
+        }
+
+
+# ------------------------------------------------------------------------------------------
+# Ranking
+# ------------------------------------------------------------------------------------------
+
+_df_cache: dict[tuple[str, str, str], int] = {}
+
+
+def doc_frequency(conn: PgConnection, group: Group) -> int:
+    """Items holding the concept, cached until the index changes."""
+    query = group_query(group)
+    if query is None:
+        return 0
+    key = (str(conn.raw.info.dsn), _meta(conn, "generation") or "0", query)
+    if key not in _df_cache:
+        if len(_df_cache) > 4096:
+            _df_cache.clear()
+        _df_cache[key] = conn.execute(
+            "SELECT count(*) FROM search_docs WHERE words @@ ?::tsquery", (query,)
+        ).fetchone()[0]
+    return _df_cache[key]
+
+
+def _rank_weights(config: Config | None) -> list[float]:
+    """``ts_rank_cd``'s weights, {D, C, B, A}: tags/author, text, summary/note, title."""
+    weight = dict(zip(_FIELD_ORDER, field_weights(config), strict=True))
+    return [max(weight["tags"], weight["author"]), weight["text"], max(weight["summary"], weight["note"]),
+            weight["title"]]
+
+
+def _constraints(compiled: CompiledQuery) -> tuple[list[str], list[Any]]:
+    """Required phrases and exclusions as WHERE clauses over ``search_docs.words``."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for phrase in compiled.parsed.phrases:
+        query = _phrase_query(phrase)
+        if query:
+            clauses.append("search_docs.words @@ ?::tsquery")
+            params.append(query)
+    excluded = [q for q in (_phrase_query(x) for x in compiled.parsed.excludes) if q]
+    if excluded:
+        clauses.append("NOT (search_docs.words @@ ?::tsquery)")
+        params.append(" | ".join(excluded))
+    return clauses, params
+
+
+def ranking(conn: PgConnection, compiled: CompiledQuery, config: Config | None, limit: int) -> list[tuple[int, float]]:
+    """The best ``limit`` items for the query's words and phrases, filters and exclusions applied."""
+    phrases = [Group(p, [[w for w, _s, _e in segment(p)]]) for p in compiled.parsed.phrases]
+    concepts = [(g, q) for g in [*compiled.groups, *phrases] if (q := group_query(g))]
+    if not concepts:
+        return []
+    total = max(conn.execute("SELECT count(*) FROM search_docs").fetchone()[0], 1)
+    weights = _rank_weights(config)
+    terms: list[str] = []
+    term_params: list[Any] = []
+    for group, query in concepts:
+        idf = idf_weight(total, doc_frequency(conn, group))
+        terms.append(
+            f"? * (CASE WHEN search_docs.words @@ ?::tsquery THEN ? ELSE 0 END"
+            f" + ? * ts_rank_cd(?::float4[], search_docs.words, ?::tsquery, {_RANK_NORMALIZATION}))"
+        )
+        term_params += [idf, query, PRESENCE_BONUS, _SATURATION, weights, query]
+    clauses, params = filter_sql(compiled.parsed.filters, config)
+    required, required_params = _constraints(compiled)
+    any_concept = " | ".join(q for _g, q in concepts)
+    sql = (
+        f"SELECT search_docs.item_id, {' + '.join(terms)} AS score "
+        "FROM search_docs JOIN items ON items.id = search_docs.item_id "
+        "WHERE search_docs.words @@ ?::tsquery"
+        + "".join(f" AND {c}" for c in [*clauses, *required])
+        + " ORDER BY score DESC, search_docs.item_id LIMIT ?"
+    )
+    rows = conn.execute(sql, [*term_params, any_concept, *params, *required_params, limit]).fetchall()
+    return [(int(item_id), float(score)) for item_id, score in rows]
+
+
+def filtered_ids(conn: PgConnection, compiled: CompiledQuery, config: Config | None, limit: int) -> list[int]:
+    """Items passing the filters, phrases and exclusions, newest first (a query of filters only)."""
+    clauses, params = filter_sql(compiled.parsed.filters, config)
+    required, required_params = _constraints(compiled)
+    where = [*clauses, *required]
+    sql = (
+        "SELECT search_docs.item_id FROM search_docs JOIN items ON items.id = search_docs.item_id"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY search_docs.item_date DESC NULLS LAST, search_docs.item_id DESC LIMIT ?"
+    )
+    return [r[0] for r in conn.execute(sql, [*params, *required_params, limit])]
+
+
+# ------------------------------------------------------------------------------------------
+# Search
+# ------------------------------------------------------------------------------------------
+
+
+def search(store: Store, compiled: CompiledQuery, config: Config | None, limit: int, recent: bool) -> SearchResult:
+    """:func:`.rank.search` on a PostgreSQL store (BM25-like ranking only: no embeddings yet)."""
+    depth = max(limit * 4, 50)
+    with connect(store) as conn:
+        if compiled.match:
+            mode = "bm25"
+            scored = ranking(conn, compiled, config, depth)
+        else:
+            mode = "filter"
+            ids = filtered_ids(conn, compiled, config, depth) if not compiled.parsed.text.strip() else []
+            scored = [(i, 0.0) for i in ids]
+        dates = _dates(conn, [i for i, _ in scored])
+        if recent and scored:
+            newest = _newest_date(conn)
+            scored = sorted(((i, s * _recency_factor(dates.get(i), newest, config)) for i, s in scored),
+                            key=lambda kv: -kv[1])
+        top = scored[:limit]
+        marked = highlights(conn, [i for i, _ in top], compiled)
+    bm25_rank = {i: r for r, (i, _) in enumerate(scored, start=1)} if mode == "bm25" else {}
+    loaded = _load_items(store, [i for i, _ in top])
+    width = config.search.snippet_chars if config else 160
+    hits = [
+        SearchHit(item=loaded[i][0], score=round(s, 6),
+                  snippet=build_snippet(loaded[i][1], marked.get(i), width, compiled),
+                  date=dates.get(i), bm25_rank=bm25_rank.get(i))
+        for i, s in top if i in loaded
+    ]
+    return SearchResult(hits, mode, compiled)
+
+
+def rank(store: Store, compiled: CompiledQuery, config: Config | None, limit: int) -> list[tuple[int, float]]:
+    """:func:`.rank.rank` on a PostgreSQL store."""
+    with connect(store) as conn:
+        return ranking(conn, compiled, config, limit)
+
+
+def highlights(conn: PgConnection, ids: list[int], compiled: CompiledQuery) -> dict[int, tuple[str, ...]]:
+    """The snippet fields' segmented text, the query's positive words marked (as on SQLite)."""
+    forms = _wanted_forms(compiled)
+    if not forms or not ids:
+        return {}
+    rows = conn.execute(f"SELECT item_id, {', '.join(SNIPPET_COLUMNS)} FROM search_docs WHERE item_id = ANY(?)",
+                        (ids,))
+    return {row[0]: tuple(mark_words(col or "", forms) for col in row[1:]) for row in rows}
+
+
+def _dates(conn: PgConnection, ids: list[int]) -> dict[int, str | None]:
+    if not ids:
+        return {}
+    return dict(conn.execute("SELECT item_id, item_date FROM search_docs WHERE item_id = ANY(?)", (ids,)).fetchall())
+
+
+def _newest_date(conn: PgConnection) -> date | None:
+    value = conn.execute("SELECT max(item_date) FROM search_docs").fetchone()[0]
+    try:
+        return date.fromisoformat(value[:10]) if value else None
+    except ValueError:
+        return None
