@@ -59,7 +59,7 @@ FALLBACK_SECTION = "📒 其他"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class SectionConfig(Strict):
