@@ -81,6 +81,8 @@ app.add_typer(store_app, name="store")
 stories_app = typer.Typer(help="Stories: the same story from several sources, split and merged by hand.",
                           no_args_is_help=True)
 app.add_typer(stories_app, name="stories")
+users_app = typer.Typer(help="Curators of a shared web app: each has a named token.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 
 
 
@@ -1375,6 +1377,40 @@ def eval_classify(
         sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
         return
     sys.stdout.write(format_eval(result))
+
+
+@users_app.command("add")
+def users_add(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The curator's name.")]) -> None:
+    """Add a curator and print its token (shown only this once; the store keeps only a hash).
+
+    Examples:
+
+        tidings users add alice
+    """
+    from .users import add_user
+
+    token = add_user(state(ctx).store, name)
+    err.print(f"user {name} added; its token (shown only now; log in with it, or send it as "
+              "'Authorization: Bearer …'):", highlight=False, markup=False)
+    out.print(token, highlight=False, markup=False, soft_wrap=True)
+
+
+@users_app.command("list")
+def users_list(ctx: typer.Context) -> None:
+    """The curators by name, and when each was added."""
+    from .users import list_users
+
+    for user in list_users(state(ctx).store):
+        out.print(f"{user.name}  {user.created_at.isoformat(timespec='seconds')}", highlight=False, markup=False)
+
+
+@users_app.command("remove")
+def users_remove(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The curator's name.")]) -> None:
+    """Remove a curator: its token stops working at once; its edits keep its name."""
+    from .users import remove_user
+
+    remove_user(state(ctx).store, name)
+    out.print(f"user {name} removed", highlight=False, markup=False)
 
 
 @stories_app.command("show")

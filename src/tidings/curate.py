@@ -405,6 +405,27 @@ def section_order(store: Store, config: Config) -> list[str]:
 
 # --- edits (the week view and the CLI) -----------------------------------------------------
 
+EDITOR_KEY = "by"
+"""``session.info[EDITOR_KEY]``: the curator the web app makes a session's edits for."""
+
+
+def editor(session: Session) -> str | None:
+    """Who this session's edits are made by; None when nobody was named (the CLI)."""
+    by = session.info.get(EDITOR_KEY)
+    return str(by) if by else None
+
+
+def record_edit(session: Session, entry: DigestEntryRow | None, digest: Digest | None, *,
+                item_id: int | None = None, field: str, old: str | None, new: str | None) -> None:
+    """One edit in the history, by the session's curator; the entry's or digest's version moves on,
+    so a form loaded before this edit is refused as stale instead of overwriting it."""
+    session.add(Edit(item_id=item_id, entry_id=entry.id if entry is not None else None, field=field,
+                     old=old, new=new, by=editor(session)))
+    if entry is not None:
+        entry.version = (entry.version or 1) + 1
+    if digest is not None:
+        digest.version = (digest.version or 1) + 1
+
 
 def edit_entry(session: Session, entry: DigestEntryRow, *, title: str | None = None, summary: str | None = None) -> None:
     for name, value in (("title", title), ("summary", summary)):
@@ -415,7 +436,7 @@ def edit_entry(session: Session, entry: DigestEntryRow, *, title: str | None = N
             current = entry.title_raw if name == "title" else entry.summary_raw
         if value == current:
             continue
-        session.add(Edit(item_id=entry.item_id, entry_id=entry.id, field=name, old=current, new=value))
+        record_edit(session, entry, None, item_id=entry.item_id, field=name, old=current, new=value)
         setattr(entry, f"{name}_override", value)
         entry.edited = True
         if name == "summary" and entry.item is not None:
@@ -435,7 +456,7 @@ def move_entry(session: Session, entry: DigestEntryRow, section: str, index: int
             session.add(
                 Correction(item_id=entry.item_id, digest_id=digest.id, from_section=entry.section, to_section=section)
             )
-        session.add(Edit(item_id=entry.item_id, entry_id=entry.id, field="section", old=entry.section, new=section))
+        record_edit(session, entry, None, item_id=entry.item_id, field="section", old=entry.section, new=section)
         if entry.item is not None:
             entry.item.section, entry.item.section_origin, entry.item.section_confidence = section, "human", 1.0
         entry.section = section
@@ -459,7 +480,7 @@ def move_entry(session: Session, entry: DigestEntryRow, section: str, index: int
 
 def set_kept(session: Session, entry: DigestEntryRow, kept: bool) -> None:
     if entry.kept != kept:
-        session.add(Edit(item_id=entry.item_id, entry_id=entry.id, field="kept", old=str(entry.kept), new=str(kept)))
+        record_edit(session, entry, None, item_id=entry.item_id, field="kept", old=str(entry.kept), new=str(kept))
         entry.kept = kept
     # Recorded even when nothing changed: "keep" on a kept entry is still the curator's verdict.
     record_action(session, entry, "keep" if kept else "drop")
@@ -468,7 +489,8 @@ def set_kept(session: Session, entry: DigestEntryRow, kept: bool) -> None:
 def record_action(session: Session, entry: DigestEntryRow, action: str) -> None:
     """A keep, drop or move from the week view, as a label for the triage score."""
     if entry.item_id is not None:
-        session.add(CuratorAction(item_id=entry.item_id, week=entry.digest.week, action=action, section=entry.section))
+        session.add(CuratorAction(item_id=entry.item_id, week=entry.digest.week, action=action, section=entry.section,
+                                  by=editor(session) or "web"))
 
 
 def write_digest(text: str, out_dir: Path, week: date) -> Path:
@@ -509,8 +531,7 @@ def set_item_tags(session: Session, item: Item, tags: list[str], entry: DigestEn
     old = item.tags
     if old == tags:
         return False
-    session.add(Edit(item_id=item.id, entry_id=entry.id if entry else None, field="tags",
-                     old=", ".join(old), new=", ".join(tags)))
+    record_edit(session, entry, None, item_id=item.id, field="tags", old=", ".join(old), new=", ".join(tags))
     for row in list(item.tag_rows):
         if row.tag not in tags:
             item.tag_rows.remove(row)
@@ -527,7 +548,7 @@ def set_item_note(session: Session, item: Item, note: str, entry: DigestEntryRow
     value = note.strip() or None
     if value == item.note:
         return False
-    session.add(Edit(item_id=item.id, entry_id=entry.id if entry else None, field="note", old=item.note, new=value))
+    record_edit(session, entry, None, item_id=item.id, field="note", old=item.note, new=value)
     item.note = value
     return True
 
@@ -555,7 +576,7 @@ def reorder_entry(session: Session, entry: DigestEntryRow, step: int) -> bool:
         return False
     # move_entry's index counts the section's entries once this one is taken out.
     move_entry(session, entry, entry.section, index=target)  # type: ignore[arg-type]
-    session.add(Edit(item_id=entry.item_id, entry_id=entry.id, field="position", old=str(index), new=str(target)))
+    record_edit(session, entry, None, item_id=entry.item_id, field="position", old=str(index), new=str(target))
     return True
 
 
@@ -638,7 +659,7 @@ def set_cover(session: Session, digest: Digest, *, image: str, alt: str, label: 
     new = (image, alt, label, caption)
     if old == new:
         return False
-    session.add(Edit(field="cover", old=" | ".join(old), new=" | ".join(new)))
+    record_edit(session, None, digest, field="cover", old=" | ".join(old), new=" | ".join(new))
     digest.cover_image, digest.cover_alt = image or None, alt or None
     digest.cover_label, digest.cover_caption = label, caption or None
     if digest.front_matter_raw is None:
@@ -688,7 +709,7 @@ def set_front_matter(session: Session, digest: Digest, text: str) -> bool:
     if digest.front_matter_raw is not None and digest.front_matter_raw == found:
         return False
     old = digest.front_matter_raw if digest.front_matter_raw is not None else repr(digest.meta)
-    session.add(Edit(field="front_matter", old=old, new=found))
+    record_edit(session, None, digest, field="front_matter", old=old, new=found)
     hidden = {k: v for k, v in (digest.meta or {}).items() if k.startswith("_")}
     digest.meta = {**meta, **hidden}
     if digest.front_matter_raw is not None:
@@ -726,7 +747,7 @@ def write_to_blog(store: Store, config: Config, week: date, text: str) -> tuple[
     with store.session() as session:
         digest = session.scalar(select(Digest).where(Digest.week == week))
         if digest is not None and digest.status == "draft":
-            session.add(Edit(field="status", old="draft", new="published"))
+            record_edit(session, None, digest, field="status", old="draft", new="published")
             digest.status = "published"
     return target, changed
 
@@ -813,6 +834,15 @@ def digest_status(store: Store, week: date) -> str | None:
 
 def find_entry(session: Session, entry_id: int) -> DigestEntryRow | None:
     return session.get(DigestEntryRow, entry_id)
+
+
+def latest_entry_edit(store: Store, entry_id: int) -> tuple[str | None, datetime] | None:
+    """(who, when) of the newest edit of entry ``entry_id``: a refused stale form names them."""
+    with store.session() as session:
+        row = session.execute(
+            select(Edit.by, Edit.at).where(Edit.entry_id == entry_id).order_by(Edit.id.desc()).limit(1)
+        ).first()
+    return (row.by, row.at) if row is not None else None
 
 
 def week_of_entry(store: Store, entry_id: int) -> date | None:

@@ -14,12 +14,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import Config
 from ..errors import StoreError, UsageError
 from ..sources.urlcheck import FetchPolicy
 from ..store import Store
+from ..users import OWNER, has_users
 from . import capture, digests, feeds, items, links, search, week
 from .deps import error_page, page
 from .jobs import Jobs
@@ -31,8 +33,9 @@ from .security import (
     csrf_token,
     host_name,
     is_loopback,
+    request_curator,
     resolve_token,
-    token_ok,
+    supplied_token,
 )
 
 log = logging.getLogger("tidings.web")
@@ -91,17 +94,26 @@ def _guard(token: str | None, hosts: set[str]) -> Guard:
         request.state.csrf = csrf_token(request.app.state.secret, session)
         response: Response
         host = host_name(request.headers.get("host", "")).lower()
-        if token is None and not (is_loopback(host) or host in hosts):
+        busy = ""
+        try:
+            # Named curators (``tidings users``) lock the app as a configured token does.
+            curator, locked = await run_in_threadpool(_curator_and_lock, request, token)
+        except StoreError as exc:
+            curator, locked, busy = None, True, str(exc)
+        if busy:
+            response = PlainTextResponse(f"{busy}. Nothing was changed; reload to try again.", 503)
+        elif not locked and not (is_loopback(host) or host in hosts):
             response = PlainTextResponse("unexpected Host header: this server answers on loopback only", 421)
-        elif token is not None and not token_ok(request, token) and not _capture_post(request):
+        elif locked and curator is None and not _capture_post(request):
             response = page(request, "token.html", 401, bad=bool(request.query_params.get("token")))
-        elif token is not None and request.query_params.get("token") and request.method == "GET":
+        elif curator is not None and request.query_params.get("token") and request.method == "GET":
             # The token moves from the URL into a cookie, so it does not stay in history or logs.
             rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
             target = request.url.path + ("?" + urlencode(rest) if rest else "")
             response = RedirectResponse(target, 303)
-            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+            response.set_cookie(TOKEN_COOKIE, supplied_token(request), httponly=True, samesite="strict")
         else:
+            request.state.curator = curator or OWNER
             response = await call_next(request)
         if new_csrf:
             response.set_cookie(CSRF_COOKIE, new_csrf, httponly=True, samesite="strict")
@@ -113,6 +125,14 @@ def _guard(token: str | None, hosts: set[str]) -> Guard:
         return response
 
     return guard
+
+
+def _curator_and_lock(request: Request, token: str | None) -> tuple[str | None, bool]:
+    """Who the request's token names (None: nobody), and whether the app wants a token at all:
+    a configured token or any named curator makes it so; otherwise loopback stays open as before."""
+    store = request.app.state.store
+    curator = request_curator(request, token, store)
+    return curator, token is not None or curator is not None or has_users(store)
 
 
 def _capture_post(request: Request) -> bool:
@@ -154,9 +174,9 @@ def serve(store: Store, config: Config, *, host: str = "127.0.0.1", port: int = 
     import uvicorn
 
     token = resolve_token(config)
-    if not is_loopback(host) and not token:
-        raise UsageError(f"--host {host} is not loopback: set TIDINGS_TOKEN (or web.token in the config) "
-                         "so that every request must carry it")
+    if not is_loopback(host) and not token and not has_users(store):
+        raise UsageError(f"--host {host} is not loopback: set TIDINGS_TOKEN (or web.token in the config), "
+                         "or add curators with `tidings users add NAME`, so that every request must carry a token")
     if token is not None and len(token) < 12:
         raise UsageError("the token is too short: use at least 12 characters")
     app = create_app(store, config, token=token)

@@ -7,7 +7,8 @@ so routers are plain module-level functions that ask for them, not closures over
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
@@ -16,6 +17,7 @@ from fastapi import Depends, Form, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from sqlalchemy.orm import Session
 
 from .. import curate
 from ..config import Config
@@ -23,6 +25,7 @@ from ..errors import StoreError
 from ..htmltext import safe_href
 from ..sources.urlcheck import FetchPolicy
 from ..store import Store
+from ..users import OWNER
 from .jobs import Jobs
 from .security import CSRF_COOKIE, csrf_ok
 
@@ -64,6 +67,19 @@ def jobs_of(request: Request) -> Jobs:
 def policy_of(request: Request) -> FetchPolicy:
     """How the web UI fetches: the config's limits, but never files or private addresses."""
     return request.app.state.policy  # type: ignore[no-any-return]
+
+
+def curator_of(request: Request) -> str:
+    """Who makes this request's edits: the named curator its token belongs to, else ``owner``."""
+    return str(getattr(request.state, "curator", None) or OWNER)
+
+
+@contextmanager
+def curator_session(request: Request) -> Iterator[Session]:
+    """A store session whose edits ``curate`` records as made by this request's curator."""
+    with store_of(request).session() as session:
+        session.info[curate.EDITOR_KEY] = curator_of(request)
+        yield session
 
 
 StoreDep = Annotated[Store, Depends(store_of)]
@@ -136,6 +152,27 @@ def require_csrf(request: Request, csrf: Annotated[str, Form()] = "") -> None:
 
 CSRF = [Depends(require_csrf)]
 """``dependencies=CSRF`` on every POST route."""
+
+
+class StaleForm(Exception):
+    """The form was made from an older version of what it edits: another curator changed it since."""
+
+
+def remember_version(request: Request, version: Annotated[str, Form()] = "") -> None:
+    """Keep the edit form's ``version`` field (the row's edit counter when the page was made) for
+    :func:`check_version`; a form without one (an older page, a script) is not checked."""
+    request.state.form_version = version.strip()
+
+
+def check_version(request: Request, current: int | None) -> None:
+    """StaleForm unless the posted version is the row's ``current`` one (or none was posted)."""
+    posted = getattr(request.state, "form_version", "")
+    if posted and posted != str(current or 1):
+        raise StaleForm(f"version {posted[:20]} is not {current}")
+
+
+EDIT = [*CSRF, Depends(remember_version)]
+"""``dependencies=EDIT`` on every POST route that edits a versioned row (an entry, a digest)."""
 
 
 def check_length(name: str, value: str, limit: int = MAX_FIELD) -> None:

@@ -44,15 +44,31 @@ def host_name(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
-def token_ok(request: Request, token: str) -> bool:
-    """Whether the request carries ``token``: as a Bearer header, the cookie set after the first
-    ``?token=``, or that query parameter itself. Compared in constant time."""
+def supplied_token(request: Request) -> str:
+    """The token the request carries: a Bearer header, the cookie set after the first ``?token=``
+    (the login form), or that query parameter itself; empty when none."""
     supplied = ""
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         supplied = auth[7:].strip()
-    supplied = supplied or request.cookies.get(TOKEN_COOKIE, "") or request.query_params.get("token", "")
+    return supplied or request.cookies.get(TOKEN_COOKIE, "") or request.query_params.get("token", "")
+
+
+def token_ok(request: Request, token: str) -> bool:
+    """Whether the request carries ``token``. Compared in constant time."""
+    supplied = supplied_token(request)
     return bool(supplied) and hmac.compare_digest(supplied.encode(), token.encode())
+
+
+def request_curator(request: Request, token: str | None, store: Store) -> str | None:
+    """Who the request's token belongs to: ``owner`` for the single configured token, a named
+    curator's name for a token ``tidings users add`` made, None for no or an unknown token."""
+    from ..users import OWNER, user_for_token
+
+    if token is not None and token_ok(request, token):
+        return OWNER
+    supplied = supplied_token(request)
+    return user_for_token(store, supplied) if supplied else None
 
 
 def resolve_token(config: Config) -> str | None:

@@ -42,6 +42,8 @@ class EntryView:
     the week view marks it for the curator to check."""
     index: int = 0
     count: int = 0
+    version: int = 1
+    """The row's edit counter, sent back by every edit form: a stale form is refused (409)."""
 
     @property
     def domain(self) -> str:
@@ -139,6 +141,7 @@ def entry_view(row: DigestEntryRow, entry: DigestEntry, unsure_below: float) -> 
         marker=row.marker,
         edited=row.edited,
         unsure=unsure(row, item, unsure_below),
+        version=row.version or 1,
     )
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm.exc import StaleDataError
 
 from .. import curate, triage
 from ..collect import url_refusal
@@ -22,15 +23,19 @@ from ..store import DigestEntryRow
 from . import jobs as web_jobs
 from .deps import (
     CSRF,
+    EDIT,
     ConfigDep,
     FormError,
     JobsDep,
     PolicyDep,
     RowId,
+    StaleForm,
     StoreDep,
     back,
     check_length,
+    check_version,
     config_of,
+    curator_session,
     current_week,
     jobs_of,
     mutate,
@@ -139,6 +144,17 @@ def form_failed(request: Request, entry_id: int, exc: FormError, values: dict[st
                      values={(entry_id, k): v for k, v in values.items()})
 
 
+def stale_entry(request: Request, entry_id: int) -> HTMLResponse:
+    """409: the entry changed since the form's page was made. Nothing was saved; the week page
+    comes back with the entry as it is now and who changed it, so no one's edit is lost unseen."""
+    week = entry_week(request, entry_id)
+    latest = curate.latest_entry_edit(store_of(request), entry_id)
+    who = f"{latest[0] or 'someone'} ({latest[1].strftime('%Y-%m-%d %H:%M')} UTC)" if latest else "someone"
+    message = (f"Not saved: {who} changed this entry after your page was loaded. This is the entry as it "
+               "is now; make your change again if it still applies.")
+    return week_page(request, week, status=409, errors={(entry_id, "stale"): message})
+
+
 @router.get("/", include_in_schema=False)
 def home() -> RedirectResponse:
     return back("/week")
@@ -168,16 +184,17 @@ def edit_entry(request: Request, entry_id: int, action: str, values: dict[str, s
     """One entry edit: ``apply`` changes the row in a session, and the browser goes back to the
     entry (its line, when the form came from the list mode). A FormError from ``apply`` gives the
     week page back with the form as it was posted."""
-    store = store_of(request)
-
     def work() -> Response:
         try:
-            with store.session() as session:
+            with curator_session(request) as session:
                 row = load_entry(session, entry_id)
+                check_version(request, row.version)
                 apply(session, row)
                 week = row.digest.week
         except FormError as exc:
             return form_failed(request, entry_id, exc, values)
+        except (StaleForm, StaleDataError):  # a stale form, or another edit committed mid-way
+            return stale_entry(request, entry_id)
         if view == "list":
             return back(f"/week?week={week.isoformat()}&view=list#row-{entry_id}")
         return back(week_url(week, f"entry-{entry_id}"))
@@ -185,7 +202,7 @@ def edit_entry(request: Request, entry_id: int, action: str, values: dict[str, s
     return mutate(request, f"/entry/{entry_id}/{action}", values, work)
 
 
-@router.post("/entry/{entry_id}/keep", dependencies=CSRF)
+@router.post("/entry/{entry_id}/keep", dependencies=EDIT)
 def entry_keep(request: Request, entry_id: RowId, kept: Annotated[str, Form()] = "",
                view: Annotated[str, Form()] = "") -> Response:
     def apply(session: Session, row: DigestEntryRow) -> None:
@@ -196,7 +213,7 @@ def entry_keep(request: Request, entry_id: RowId, kept: Annotated[str, Form()] =
     return edit_entry(request, entry_id, "keep", {"kept": kept}, apply, view)
 
 
-@router.post("/entry/{entry_id}/edit", dependencies=CSRF)
+@router.post("/entry/{entry_id}/edit", dependencies=EDIT)
 def entry_edit(request: Request, entry_id: RowId, config: ConfigDep,
                title: Annotated[str | None, Form()] = None, summary: Annotated[str | None, Form()] = None) -> Response:
     values = {k: v for k, v in (("title", title), ("summary", summary)) if v is not None}
@@ -234,7 +251,7 @@ def parse_position(index: str) -> int | None:
     return position
 
 
-@router.post("/entry/{entry_id}/move", dependencies=CSRF)
+@router.post("/entry/{entry_id}/move", dependencies=EDIT)
 def entry_move(request: Request, entry_id: RowId, config: ConfigDep,
                section: Annotated[str, Form()] = "", index: Annotated[str, Form()] = "",
                view: Annotated[str, Form()] = "") -> Response:
@@ -246,7 +263,7 @@ def entry_move(request: Request, entry_id: RowId, config: ConfigDep,
     return edit_entry(request, entry_id, "move", {"section": section, "index": index}, apply, view)
 
 
-@router.post("/entry/{entry_id}/reorder", dependencies=CSRF)
+@router.post("/entry/{entry_id}/reorder", dependencies=EDIT)
 def entry_reorder(request: Request, entry_id: RowId, step: Annotated[str, Form()] = "") -> Response:
     def apply(session: Session, row: DigestEntryRow) -> None:
         if step not in ("-1", "1"):
@@ -256,7 +273,7 @@ def entry_reorder(request: Request, entry_id: RowId, step: Annotated[str, Form()
     return edit_entry(request, entry_id, "reorder", {"step": step}, apply)
 
 
-@router.post("/entry/{entry_id}/tags", dependencies=CSRF)
+@router.post("/entry/{entry_id}/tags", dependencies=EDIT)
 def entry_tags(request: Request, entry_id: RowId, tags: Annotated[str, Form()] = "",
                add: Annotated[str, Form()] = "") -> Response:
     def apply(session: Session, row: DigestEntryRow) -> None:
@@ -274,7 +291,7 @@ def entry_tags(request: Request, entry_id: RowId, tags: Annotated[str, Form()] =
     return edit_entry(request, entry_id, "tags", {"tags": tags}, apply)
 
 
-@router.post("/entry/{entry_id}/note", dependencies=CSRF)
+@router.post("/entry/{entry_id}/note", dependencies=EDIT)
 def entry_note(request: Request, entry_id: RowId, note: Annotated[str, Form()] = "") -> Response:
     def apply(session: Session, row: DigestEntryRow) -> None:
         check_length("note", note)
