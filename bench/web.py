@@ -6,8 +6,13 @@ are drafts with a realistic candidate list. The week view is timed through the a
 (routing, store, rendering; no network), over imported and draft weeks alike; the site is built
 from scratch, then rebuilt unchanged. The last line printed is JSON.
 
+The list mode (triage by keyboard, issue 17.3) is timed on one more week holding
+``--list-candidates`` (default 1,000) candidates from 60 domains and 40 authors, after a
+verdict on 40 % of the draft weeks' entries, so the triage model has keeps and drops to learn.
+
     python bench/web.py              # 10,000 synthetic items, 40 week views
     python bench/web.py --items 2000 --views 20
+    python bench/web.py --items 2000 --views 0 --skip-site   # the list mode only
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from tidings import collect
+from tidings import collect, curate
 from tidings.config import Config
 from tidings.publish.site import build_site
 from tidings.store import Digest, Item, ItemUrl, open_store
@@ -71,6 +76,49 @@ def add_synthetic(store, config: Config, count: int, first_week: date, seed: int
     return weeks
 
 
+def add_list_week(store, config: Config, week: date, count: int, seed: int = 13) -> None:  # type: ignore[no-untyped-def]
+    """``count`` candidates seen in ``week``, spread over 60 domains and 40 authors."""
+    rng = random.Random(seed)
+    texts = snippets()
+    with store.session() as session:
+        for number in range(count):
+            title, summary = rng.choice(texts)
+            url = f"https://site{rng.randrange(60)}.example/list/{number}"
+            seen = datetime.combine(week - timedelta(days=rng.randint(0, 6)), dtime(12), UTC)
+            item = Item(url=url, kind="article", title=f"{title} ·{number}", summary=summary, author=f"author {rng.randrange(40)}",
+                        summary_origin="extractive", section=rng.choice(config.section_names), section_origin="model",
+                        section_confidence=round(rng.uniform(0.3, 0.95), 2), status="extracted", text=summary,
+                        seen_at=seen, published_at=seen, extra={})
+            item.urls.append(ItemUrl(url=url))
+            session.add(item)
+
+
+def judge_drafts(store, weeks: list[date], seed: int = 17) -> int:  # type: ignore[no-untyped-def]
+    """A keep or drop on 40 % of the draft weeks' entries, as a curator's week view leaves them."""
+    rng = random.Random(seed)
+    judged = 0
+    with store.session() as session:
+        for digest in session.scalars(select(Digest).where(Digest.week.in_(weeks))):
+            for entry in digest.entries:
+                if rng.random() < 0.4:
+                    curate.set_kept(session, entry, rng.random() < 0.5)
+                    judged += 1
+    return judged
+
+
+def time_list_mode(client: TestClient, week: date, views: int) -> list[float]:
+    url = f"/week?week={week.isoformat()}&view=list&new=0"
+    first = client.get(url)  # untimed: files the candidates as the draft's entries
+    assert first.status_code == 200 and first.text.count('class="row') >= 1000, "the list lost candidates"
+    timings = []
+    for _ in range(views):
+        started = time.perf_counter()
+        response = client.get(url)
+        timings.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200
+    return timings
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -80,6 +128,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=10_000, help="synthetic items (default 10,000)")
     parser.add_argument("--views", type=int, default=40, help="timed week views (default 40)")
+    parser.add_argument("--list-candidates", type=int, default=1000, help="candidates of the list-mode week")
+    parser.add_argument("--list-views", type=int, default=40, help="timed list-mode views (default 40)")
+    parser.add_argument("--skip-site", action="store_true", help="do not build the static site")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="tidings-bench-web-"))
@@ -108,30 +159,48 @@ def main() -> None:
         response = client.get(f"/week?week={week.isoformat()}")
         timings.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200
-    log(f"week view: {len(timings)} views, p50 {statistics.median(timings):.1f} ms, "
-        f"p95 {percentile(timings, 0.95):.1f} ms, max {max(timings):.1f} ms")
+    if timings:
+        log(f"week view: {len(timings)} views, p50 {statistics.median(timings):.1f} ms, "
+            f"p95 {percentile(timings, 0.95):.1f} ms, max {max(timings):.1f} ms")
+    else:
+        timings = [0.0]
 
-    site = work / "site"
-    started = time.perf_counter()
-    built = build_site(store, config, site)
-    build_s = time.perf_counter() - started
-    started = time.perf_counter()
-    again = build_site(store, config, site)
-    rebuild_s = time.perf_counter() - started
-    assert again.written == 0, "an unchanged rebuild rewrote files"
-    log(f"site: {built.pages} pages, {built.feeds} feeds, built in {build_s:.2f}s; "
-        f"unchanged rebuild {rebuild_s:.2f}s ({again.written} written)")
-    store.close()
-    print(json.dumps({
+    for week in drafts:  # every draft week opened once, so its candidates are entries to judge
+        client.get(f"/week?week={week.isoformat()}")
+    judged = judge_drafts(store, drafts)
+    list_week = drafts[-1] + timedelta(days=7)
+    add_list_week(store, config, list_week, args.list_candidates)
+    list_timings = time_list_mode(client, list_week, args.list_views)
+    log(f"list mode: {args.list_candidates} candidates, {judged} verdicts to learn from, {len(list_timings)} views, "
+        f"p50 {statistics.median(list_timings):.1f} ms, p95 {percentile(list_timings, 0.95):.1f} ms, "
+        f"max {max(list_timings):.1f} ms (target p95 < 300 ms)")
+
+    figures: dict[str, object] = {
         "digests": report.done,
         "synthetic_items": args.items,
         "week_views": len(timings),
         "week_view_p50_ms": round(statistics.median(timings), 1),
         "week_view_p95_ms": round(percentile(timings, 0.95), 1),
-        "site_pages": built.pages,
-        "site_build_s": round(build_s, 2),
-        "site_rebuild_unchanged_s": round(rebuild_s, 2),
-    }))
+        "list_candidates": args.list_candidates,
+        "list_verdicts": judged,
+        "list_view_p50_ms": round(statistics.median(list_timings), 1),
+        "list_view_p95_ms": round(percentile(list_timings, 0.95), 1),
+    }
+    if not args.skip_site:
+        site = work / "site"
+        started = time.perf_counter()
+        built = build_site(store, config, site)
+        build_s = time.perf_counter() - started
+        started = time.perf_counter()
+        again = build_site(store, config, site)
+        rebuild_s = time.perf_counter() - started
+        assert again.written == 0, "an unchanged rebuild rewrote files"
+        log(f"site: {built.pages} pages, {built.feeds} feeds, built in {build_s:.2f}s; "
+            f"unchanged rebuild {rebuild_s:.2f}s ({again.written} written)")
+        figures.update(site_pages=built.pages, site_build_s=round(build_s, 2),
+                       site_rebuild_unchanged_s=round(rebuild_s, 2))
+    store.close()
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -99,20 +99,26 @@ class TriageModel:
     facts: dict[int, Facts] = field(default_factory=dict)
     kept: Counter[tuple[str, str]] = field(default_factory=Counter)
     total: Counter[tuple[str, str]] = field(default_factory=Counter)
+    _shifts: dict[tuple[str, str], tuple[float, float, float]] = field(default_factory=dict, repr=False)
+    _kept_count: int = 0
 
     @property
     def has_drops(self) -> bool:
         """False while the only verdicts are digests' entries (all kept): rates then say nothing."""
-        return not all(self.labels.values())
+        return self._kept_count < len(self.labels)
 
     @property
     def base_rate(self) -> float:
         if not self.labels:
             return 0.5
-        share = sum(self.labels.values()) / len(self.labels)
+        share = self._kept_count / len(self.labels)
         return min(max(share, 0.05), 0.95)  # history of imported digests alone is all "kept"
 
     def add(self, facts: Facts, kept: bool) -> None:
+        if facts.item_id in self.labels:
+            raise ValueError(f"item {facts.item_id} already has a verdict")
+        self._shifts.clear()
+        self._kept_count += kept
         self.labels[facts.item_id] = kept
         self.facts[facts.item_id] = facts
         for key in set(facts.values()):
@@ -128,6 +134,14 @@ class TriageModel:
 
     def shift(self, key: tuple[str, str], own: bool | None) -> tuple[float, float, float]:
         """(log-odds shift, kept, total) of one feature value against the overall keep rate."""
+        if own is None:
+            found = self._shifts.get(key)
+            if found is None:
+                found = self._shifts[key] = self._shift(key, None)
+            return found
+        return self._shift(key, own)
+
+    def _shift(self, key: tuple[str, str], own: bool | None) -> tuple[float, float, float]:
         kept, total = self.counts(key, own)
         base = self.base_rate
         rate = (kept + SMOOTHING * base) / (total + SMOOTHING)
@@ -361,3 +375,33 @@ def new_item_ids(store: Store, item_ids: list[int], since: datetime) -> set[int]
         for chunk in _chunks(sorted(set(item_ids))):
             found.update(session.scalars(select(Item.id).where(Item.id.in_(chunk), Item.seen_at >= since)))
     return found
+
+
+@dataclass(frozen=True)
+class Line:
+    """One candidate of a week as the list mode shows it: only the columns it needs, read in one
+    query (no item text, raw page or relationship loads for 1,000 candidates)."""
+
+    entry_id: int
+    item_id: int | None
+    title: str
+    url: str | None
+    section: str | None
+    kept: bool
+
+
+def week_lines(store: Store, week: date) -> list[Line]:
+    """The entries of the week's digest in digest order, titles as shown (the curator's override,
+    else the entry's own text, else the item's)."""
+    with store.session() as session:
+        rows = session.execute(
+            select(DigestEntryRow.id, DigestEntryRow.item_id, DigestEntryRow.title_override, DigestEntryRow.title_raw,
+                   DigestEntryRow.url_raw, Item.title, Item.url, DigestEntryRow.section, DigestEntryRow.kept)
+            .join(Digest, Digest.id == DigestEntryRow.digest_id)
+            .outerjoin(Item, Item.id == DigestEntryRow.item_id)
+            .where(Digest.week == week)
+            .order_by(DigestEntryRow.position)
+        ).all()
+    return [Line(entry_id, item_id, override or raw_title or item_title or url_raw or item_url or "(untitled)",
+                 url_raw or item_url, section, bool(kept))
+            for entry_id, item_id, override, raw_title, url_raw, item_title, item_url, section, kept in rows]

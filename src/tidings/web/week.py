@@ -44,7 +44,7 @@ from .deps import (
     store_of,
     week_url,
 )
-from .views import SectionView, group_entries, list_rows, section_choices, set_aside_view, shown_entry
+from .views import group_entries, list_choices, list_rows, section_choices, set_aside_view, shown_entry
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -75,6 +75,8 @@ def week_page(request: Request, week: date, *, status: int = 200, errors: dict[F
                           or bool(curate.candidates(session, week, config, None)))
     if has_candidates:
         curate.assemble_week(store, week, config)  # drafts pick up the week's new candidates
+    if listing is not None:
+        return list_page(request, week, status, listing, errors or {})
     with store.session() as session:
         digest = curate.week_digest(session, week)
         groups = group_entries(digest, config) if digest is not None else []
@@ -87,9 +89,6 @@ def week_page(request: Request, week: date, *, status: int = 200, errors: dict[F
         kept = sum(1 for g in groups for e in g.entries if e.kept)
         total = sum(len(g.entries) for g in groups)
         set_aside = [set_aside_view(item) for item in curate.set_aside(session, week, config)]
-    if listing is not None:
-        return list_page(request, week, status, groups, choices, digest_status=status_of, kept=kept, total=total,
-                         listing=listing, errors=errors or {})
     return page(
         request, "week.html", status, week=week, groups=groups, choices=choices, vocabulary=vocabulary,
         weeks=weeks, digest_status=status_of, source_path=source_path, kept=kept, total=total,
@@ -101,26 +100,31 @@ def week_page(request: Request, week: date, *, status: int = 200, errors: dict[F
     )
 
 
-def list_page(request: Request, week: date, status: int, groups: list[SectionView], choices: list[str], *,
-              digest_status: str, kept: int, total: int, listing: ListMode,
+def list_page(request: Request, week: date, status: int, listing: ListMode,
               errors: dict[FormKey, str]) -> HTMLResponse:
-    """The compact list: one line per candidate, best triage score first, for the keyboard."""
+    """The compact list: one line per candidate, best triage score first, for the keyboard. It
+    reads only the columns it shows (``triage.week_lines``), not the cards' full entries."""
     store, config = store_of(request), config_of(request)
-    item_ids = [e.item.id for g in groups for e in g.entries if e.item is not None]
-    scores = triage.score_items(store, item_ids, week)
-    rows = list_rows(groups, scores, choices)
+    lines = triage.week_lines(store, week)
+    with store.session() as session:
+        digest = curate.find_digest(session, week)
+        digest_status = digest.status if digest is not None else "none"
+        sections = list(digest.sections or []) if digest is not None else []
+    choices = list_choices(sections, lines, config)
+    item_ids = [line.item_id for line in lines if line.item_id is not None]
+    rows = list_rows(lines, triage.score_items(store, item_ids, week), choices)
     since = triage.last_published_end(store, week) if digest_status == "draft" else None
     new_only = listing.new_only and since is not None
     if new_only and since is not None:
         fresh = triage.new_item_ids(store, item_ids, curate.week_window(since, config)[1])
-        rows = [r for r in rows if r.entry.item is None or r.entry.item.id in fresh]
+        rows = [r for r in rows if r.line.item_id is None or r.line.item_id in fresh]
     needle = listing.query.strip().casefold()
     if needle:
-        rows = [r for r in rows if needle in r.entry.title.casefold() or needle in r.entry.domain.casefold()]
+        rows = [r for r in rows if needle in r.line.title.casefold() or needle in r.domain.casefold()]
     return page(request, "week_list.html", status, week=week, rows=rows, choices=choices,
-                digest_status=digest_status, kept=kept, total=total, new_only=new_only, since=since,
-                query=listing.query, errors=errors, prev_week=week - timedelta(days=7),
-                next_week=week + timedelta(days=7))
+                digest_status=digest_status, kept=sum(1 for line in lines if line.kept), total=len(lines),
+                new_only=new_only, since=since, query=listing.query, errors=errors,
+                prev_week=week - timedelta(days=7), next_week=week + timedelta(days=7))
 
 
 def entry_week(request: Request, entry_id: int) -> date:
