@@ -13,7 +13,7 @@ from ..htmltext import safe_href
 from ..publish.docusaurus import doc_of
 from ..records import DigestEntry, ItemView
 from ..store import Digest, DigestEntryRow, Item
-from ..triage import Score
+from ..triage import Line, Score
 
 
 @dataclass
@@ -65,20 +65,39 @@ class ListRow:
     """One line of the week view's list mode: the entry, its triage score and reasons, and the
     key (1–9) that moves an entry to its section."""
 
-    entry: EntryView
+    line: Line
     score: Score | None
     key: str = ""
+
+    @property
+    def href(self) -> str | None:
+        return safe_href(self.line.url)
+
+    @property
+    def domain(self) -> str:
+        return domain(self.href)
 
     @property
     def reasons(self) -> str:
         return " · ".join(r.text for r in self.score.top_reasons) if self.score else ""
 
 
-def list_rows(groups: list[SectionView], scores: dict[int, Score], choices: list[str]) -> list[ListRow]:
+def list_choices(digest_sections: list[str], lines: list[Line], config: Config) -> list[str]:
+    """The sections a line may move to, as :func:`section_choices` gives them for the cards."""
+    names = list(config.section_names)
+    for name in [*digest_sections, *(line.section for line in lines)]:
+        if name and name not in names:
+            names.append(name)
+    if config.fallback_section not in names:
+        names.append(config.fallback_section)
+    return names
+
+
+def list_rows(lines: list[Line], scores: dict[int, Score], choices: list[str]) -> list[ListRow]:
     """Every entry of the week, best triage score first (entries without an item last)."""
     keys = {name: str(n) for n, name in enumerate(choices[:9], start=1)}
-    rows = [ListRow(e, scores.get(e.item.id) if e.item else None, keys.get(e.section or "", ""))
-            for g in groups for e in g.entries]
+    rows = [ListRow(line, scores.get(line.item_id) if line.item_id is not None else None,
+                    keys.get(line.section or "", "")) for line in lines]
     rows.sort(key=lambda r: -(r.score.value if r.score else -1))
     return rows
 
