@@ -248,3 +248,23 @@ def test_an_edit_committed_between_read_and_write_is_not_overwritten(store: Stor
         row = session.get(DigestEntryRow, entry)
         assert row is not None and row.title_override == "Bob 先到"
     assert edits_of(store, entry) == [("title", "Bob 先到", "bob")]
+
+
+def test_a_stale_digest_form_is_refused_and_the_fresh_digest_shown(store: Store) -> None:
+    alice, bob = client_for(store, users.add_user(store, "alice")), client_for(store, users.add_user(store, "bob"))
+    version_field = r'action="/digest/{week}/cover"[^>]*>\s*<input[^>]*>\s*<input type="hidden" name="version" value="(\d+)">'
+    pattern = version_field.format(week=WEEK)
+    alice_page, bob_page = alice.get(f"/digest/{WEEK}").text, bob.get(f"/digest/{WEEK}").text
+    found = re.search(pattern, alice_page)
+    assert found is not None and re.search(pattern, bob_page) is not None
+    version = found.group(1)
+    cover = {"image": "alice.png", "alt": "Alice 的封面", "label": "封面图", "caption": ""}
+    assert post(alice, f"/digest/{WEEK}/cover", {**cover, "version": version}).status_code == 303  # type: ignore[attr-defined]
+    refused = post(bob, f"/digest/{WEEK}/cover", {**cover, "image": "bob.png", "version": version})
+    assert refused.status_code == 409  # type: ignore[attr-defined]
+    assert "Not saved" in refused.text and 'value="alice.png"' in refused.text  # type: ignore[attr-defined]
+    with store.session() as session:
+        digest = session.scalar(select(Digest).where(Digest.week == date.fromisoformat(WEEK)))
+        assert digest is not None and digest.cover_image == "alice.png"
+        who = session.scalars(select(Edit.by).where(Edit.field == "cover")).all()
+    assert who == ["alice"]

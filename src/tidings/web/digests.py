@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from sqlalchemy.orm.exc import StaleDataError
 
 from .. import curate
 from ..config import Config
@@ -15,12 +16,16 @@ from ..errors import UsageError
 from ..store import Store
 from .deps import (
     CSRF,
+    EDIT,
     ConfigDep,
     FormError,
+    StaleForm,
     StoreDep,
     back,
     check_length,
+    check_version,
     config_of,
+    curator_session,
     mutate,
     page,
     parse_day,
@@ -76,6 +81,10 @@ def digest_context(store: Store, config: Config, week: date, fmt: str) -> dict[s
     }
 
 
+STALE_DIGEST = ("Not saved: another curator changed this digest after your page was loaded. This is the digest "
+                "as it is now; make your change again if it still applies.")
+
+
 def digest_failed(request: Request, week: date, exc: FormError, values: dict[str, str],
                   status: int = 422) -> HTMLResponse:
     context = digest_context(store_of(request), config_of(request), week, "docusaurus")
@@ -106,7 +115,7 @@ def digest_preview(week: str, store: StoreDep, config: ConfigDep, format: str = 
     return PlainTextResponse(text, media_type="text/plain; charset=utf-8")
 
 
-@router.post("/digest/{week}/front-matter", dependencies=CSRF)
+@router.post("/digest/{week}/front-matter", dependencies=EDIT)
 def digest_front_matter(request: Request, week: str, store: StoreDep,
                         front_matter: Annotated[str, Form()] = "") -> Response:
     when = parse_digest_week(week)
@@ -115,22 +124,25 @@ def digest_front_matter(request: Request, week: str, store: StoreDep,
     def work() -> Response:
         try:
             check_length("front_matter", front_matter)
-            with store.session() as session:
+            with curator_session(request) as session:
                 digest = curate.find_digest(session, when)
                 if digest is None:
                     raise HTTPException(404, "no such digest")
+                check_version(request, digest.version)
                 try:
                     curate.set_front_matter(session, digest, front_matter)
                 except UsageError as exc:
                     raise FormError("front_matter", str(exc)) from exc
         except FormError as exc:
             return digest_failed(request, when, exc, values)
+        except (StaleForm, StaleDataError):  # another curator saved this digest after the page was made
+            return digest_failed(request, when, FormError("stale", STALE_DIGEST), {}, status=409)
         return back(f"/digest/{when.isoformat()}#front-matter")
 
     return mutate(request, f"/digest/{when.isoformat()}/front-matter", values, work)
 
 
-@router.post("/digest/{week}/cover", dependencies=CSRF)
+@router.post("/digest/{week}/cover", dependencies=EDIT)
 def digest_cover(request: Request, week: str, store: StoreDep, image: Annotated[str, Form()] = "",
                  alt: Annotated[str, Form()] = "", label: Annotated[str, Form()] = "封面图",
                  caption: Annotated[str, Form()] = "") -> Response:
@@ -141,16 +153,19 @@ def digest_cover(request: Request, week: str, store: StoreDep, image: Annotated[
         try:
             for name, value in values.items():
                 check_length(name, value, 1000)
-            with store.session() as session:
+            with curator_session(request) as session:
                 digest = curate.find_digest(session, when)
                 if digest is None:
                     raise HTTPException(404, "no such digest")
+                check_version(request, digest.version)
                 try:
                     curate.set_cover(session, digest, image=image, alt=alt, label=label, caption=caption)
                 except UsageError as exc:
                     raise FormError("label" if "label" in str(exc) else "image", str(exc)) from exc
         except FormError as exc:
             return digest_failed(request, when, exc, values)
+        except (StaleForm, StaleDataError):  # another curator saved this digest after the page was made
+            return digest_failed(request, when, FormError("stale", STALE_DIGEST), {}, status=409)
         return back(f"/digest/{when.isoformat()}#cover")
 
     return mutate(request, f"/digest/{when.isoformat()}/cover", values, work)
