@@ -388,6 +388,8 @@ class Line:
     url: str | None
     section: str | None
     kept: bool
+    version: int = 1
+    """The entry's edit counter, sent back by the line's forms (a stale one is refused)."""
 
 
 def week_lines(store: Store, week: date) -> list[Line]:
@@ -396,12 +398,13 @@ def week_lines(store: Store, week: date) -> list[Line]:
     with store.session() as session:
         rows = session.execute(
             select(DigestEntryRow.id, DigestEntryRow.item_id, DigestEntryRow.title_override, DigestEntryRow.title_raw,
-                   DigestEntryRow.url_raw, Item.title, Item.url, DigestEntryRow.section, DigestEntryRow.kept)
+                   DigestEntryRow.url_raw, Item.title, Item.url, DigestEntryRow.section, DigestEntryRow.kept,
+                   DigestEntryRow.version)
             .join(Digest, Digest.id == DigestEntryRow.digest_id)
             .outerjoin(Item, Item.id == DigestEntryRow.item_id)
             .where(Digest.week == week)
             .order_by(DigestEntryRow.position)
         ).all()
     return [Line(entry_id, item_id, override or raw_title or item_title or url_raw or item_url or "(untitled)",
-                 url_raw or item_url, section, bool(kept))
-            for entry_id, item_id, override, raw_title, url_raw, item_title, item_url, section, kept in rows]
+                 url_raw or item_url, section, bool(kept), version or 1)
+            for entry_id, item_id, override, raw_title, url_raw, item_title, item_url, section, kept, version in rows]

@@ -71,7 +71,9 @@
     paint();
   }
 
-  // One form post, queued after the ones before it; the page is fetched again once none is left.
+  // One form post, queued after the ones before it. It carries no version: the redirect is not
+  // followed, so the line never learns its new one, and a second key on the same line would be
+  // refused as stale. A key is the curator's verdict of now, so the last one wins.
   function post(url, fields) {
     var data = new FormData();
     data.append("csrf", csrf());
@@ -92,9 +94,16 @@
     });
   }
 
+  // After a key's post the line's forms hold a version the server has moved past: drop it, so a
+  // click on the line's own buttons afterwards is not refused as stale.
+  function forgetVersion(li) {
+    if (li) { li.querySelectorAll('input[name="version"]').forEach(function (el) { el.remove(); }); }
+  }
+
   function keep(value) {
     targets().forEach(function (id) {
       var li = rowOf(id);
+      forgetVersion(li);
       if (li) {
         li.classList.toggle("dropped", !value);
         li.setAttribute("data-kept", value ? "1" : "0");
@@ -118,6 +127,7 @@
       if (!select || number > select.options.length) { return; }
       var section = select.options[number - 1].value;
       if (section === li.getAttribute("data-section")) { return; }
+      forgetVersion(li);
       li.setAttribute("data-section", section);
       select.value = section;
       var chip = li.querySelector(".section-chip");
