@@ -83,6 +83,8 @@ stories_app = typer.Typer(help="Stories: the same story from several sources, sp
 app.add_typer(stories_app, name="stories")
 users_app = typer.Typer(help="Curators of a shared web app: each has a named token.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+queue_app = typer.Typer(help="The job queue of a PostgreSQL store (`tidings worker` runs its jobs).")
+app.add_typer(queue_app, name="queue")
 
 
 
@@ -261,6 +263,27 @@ def fetch_policy(st: State, allow_private: bool = False) -> FetchPolicy:
     return FetchPolicy.from_config(st.config.fetch, allow_private=allow_private, allow_files=True)
 
 
+NoWait = Annotated[bool, typer.Option("--no-wait", help="PostgreSQL store: queue the jobs and return at once.")]
+
+
+def queued_run(st: State, stages: list[str], *, no_wait: bool, force: bool = False, allow_private: bool = False,
+               llm: tuple[str, ...] = ()) -> list[StageReport] | None:
+    """On a PostgreSQL store, the stages as queue jobs for `tidings worker`s: progress from the job
+    states until none waits (or at once with --no-wait). None on SQLite: the stages run in-process."""
+    if not st.db.startswith("postgres"):
+        return None  # procrastinate is not even imported: SQLite commands start as fast as ever
+    from . import queue
+
+    queued = queue.enqueue(st.store, st.config, stages=stages, force=force, allow_private=allow_private, llm=llm)
+    err.print(f"queued {queued.jobs} job(s) (run {queued.run})", highlight=False)
+    if no_wait:
+        err.print("not waiting: `tidings queue` shows the jobs", highlight=False)
+        return []
+    with bar(st, "jobs") as tick:
+        return queue.wait(st.store, queued.run, progress=tick, idle_note=lambda: err.print(
+            "no job has started yet: is a `tidings worker` running against this database?", highlight=False))
+
+
 # A week's window and its neighbours must fit in ``date``; no digest predates 1900.
 FIRST_WEEK, LAST_WEEK = date(1900, 1, 1), date(9998, 12, 31)
 
@@ -382,6 +405,7 @@ def fetch(
     ctx: typer.Context,
     allow_private: Annotated[bool, typer.Option(help="Allow private, loopback and link-local addresses.")] = False,
     retry_failed: Annotated[bool, typer.Option(help="Also retry items that failed for good.")] = False,
+    no_wait: NoWait = False,
 ) -> None:
     """Download pending items and extract their text (a re-run retries transient failures only).
 
@@ -394,10 +418,12 @@ def fetch(
     from . import run as run_stages
 
     st = state(ctx)
-    reports = run_stages(
-        st.store, st.config, stages=["fetch"], force=retry_failed, policy=fetch_policy(st, allow_private),
-        progress=bars(st),
-    )
+    reports = queued_run(st, ["fetch"], no_wait=no_wait, force=retry_failed, allow_private=allow_private)
+    if reports is None:
+        reports = run_stages(
+            st.store, st.config, stages=["fetch"], force=retry_failed, policy=fetch_policy(st, allow_private),
+            progress=bars(st),
+        )
     raise typer.Exit(summary_table(reports))
 
 
@@ -452,7 +478,8 @@ def llm_footer(gateway: LLM | None) -> None:
 
 
 @app.command()
-def summarize(ctx: typer.Context, llm: LLMFlag = None, budget_tokens: BudgetOption = None) -> None:
+def summarize(ctx: typer.Context, llm: LLMFlag = None, budget_tokens: BudgetOption = None,
+              no_wait: NoWait = False) -> None:
     """Summarize items that have text but no summary (human summaries are never replaced).
 
     Offline the summary is extractive. With --llm the configured model writes it (in
@@ -469,7 +496,9 @@ def summarize(ctx: typer.Context, llm: LLMFlag = None, budget_tokens: BudgetOpti
 
     st = state(ctx)
     gateway = llm_gateway(st, "summarize", llm, budget_tokens)
-    reports = run_stages(st.store, st.config, stages=["summarize"], llms={"summarize": gateway}, progress=bars(st))
+    reports = queued_run(st, ["summarize"], no_wait=no_wait, llm=("summarize",) if gateway else ())
+    if reports is None:
+        reports = run_stages(st.store, st.config, stages=["summarize"], llms={"summarize": gateway}, progress=bars(st))
     llm_footer(gateway)
     raise typer.Exit(summary_table(reports))
 
@@ -482,6 +511,7 @@ def classify(
     train: Annotated[
         bool, typer.Option("--train", help="First train the section model on past digests and corrections.")
     ] = False,
+    no_wait: NoWait = False,
 ) -> None:
     """File items under the sections, and suggest tags from the existing vocabulary.
 
@@ -512,6 +542,10 @@ def classify(
         highlight=False,
     )
     gateway = llm_gateway(st, "classify", llm, budget_tokens)
+    queued = queued_run(st, ["classify"], no_wait=no_wait, llm=("classify",) if gateway else ())
+    if queued is not None:  # tags are suggested by the in-process run only (see docs/SCALE.md)
+        llm_footer(gateway)
+        raise typer.Exit(summary_table(queued))
     [report] = run_stages(
         st.store, st.config, stages=["classify"], classifier=classifier, llms={"classify": gateway}, progress=bars(st)
     )
@@ -741,6 +775,7 @@ def run(
     week: Annotated[str | None, typer.Option(help="A day of the week, YYYY-MM-DD (default: as for digest).")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Write DIR/blog/YYYY-MM-DD/index.md.")] = None,
     allow_private: Annotated[bool, typer.Option(help="Allow private, loopback and link-local addresses.")] = False,
+    no_wait: NoWait = False,
 ) -> None:
     """Fetch → extract → dedupe → summarize → classify → digest, for one week.
 
@@ -758,7 +793,14 @@ def run(
     when = week_end_of(st, parse_week(week, st)) if week is not None else None
     summarizer = llm_gateway(st, "summarize", None)
     classifier_llm = llm_gateway(st, "classify", None)
-    reports = run_stages(
+    uses_llm = tuple(task for task, gateway in (("summarize", summarizer), ("classify", classifier_llm)) if gateway)
+    from .pipeline import STAGES
+
+    queued = queued_run(st, list(STAGES), no_wait=no_wait, allow_private=allow_private, llm=uses_llm)
+    if queued is not None and no_wait:
+        err.print("the digest is not written: run `tidings digest` once the queue is done", highlight=False)
+        raise typer.Exit(0)
+    reports = queued if queued is not None else run_stages(
         st.store, st.config, policy=fetch_policy(st, allow_private),
         llms={"summarize": summarizer, "classify": classifier_llm}, progress=bars(st),
     )
@@ -1530,6 +1572,81 @@ def eval_stories(
             out.print(f"  {wrong}", highlight=False)
     if report["unresolved"]:
         out.print(f"not in this store: {', '.join(report['unresolved'])}", highlight=False)
+
+
+@app.command()
+def worker(
+    ctx: typer.Context,
+    concurrency: Annotated[int, typer.Option(min=1, help="Jobs at a time in this process.")] = 2,
+    stages: Annotated[str, typer.Option(help="Comma-separated stages this worker takes (default: all).")] = "",
+    heartbeat: Annotated[float, typer.Option(min=0.1, help="Seconds between heartbeats; a worker silent for "
+                                             "three of them is taken for dead and its jobs are queued again.")] = 10.0,
+) -> None:
+    """Run the queued stage jobs of a PostgreSQL store, on any machine that reaches the database.
+
+    Examples:
+
+        tidings --db postgresql://tidings@db/tidings worker --concurrency 4
+
+        tidings --db postgresql://tidings@db/tidings worker --stages fetch
+    """
+    from . import queue
+
+    st = state(ctx)
+    from .pipeline import STAGES
+
+    wanted = [name.strip() for name in stages.split(",") if name.strip()] or list(STAGES)
+    err.print(f"worker: {', '.join(wanted)}, {concurrency} at a time (Ctrl-C stops after the jobs in hand)",
+              highlight=False)
+    queue.run_worker(st.store, st.config, stages=wanted, concurrency=concurrency, heartbeat=heartbeat)
+
+
+@queue_app.callback(invoke_without_command=True)
+def queue_show(ctx: typer.Context) -> None:
+    """Jobs per stage: pending (todo), running (doing), done, failed, and how many were retried.
+
+    Examples:
+
+        tidings queue
+
+        tidings queue retry
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.table import Table
+
+    from . import queue
+    from .pipeline import STAGES
+
+    st = state(ctx)
+    _need_queue(st)
+    shown = queue.status(st.store)
+    names = {"todo": "pending", "doing": "running", "succeeded": "done", "failed": "failed"}
+    table = Table(title="queue", show_edge=False)
+    for column in ("stage", *names.values()):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for stage in [s for s in STAGES if s in shown.by_stage]:
+        table.add_row(stage, *(str(shown.by_stage[stage].get(status, 0)) for status in names))
+    out.print(table)
+    out.print(f"retried: {shown.retried}", highlight=False)
+    for job_id, stage, item_id, attempts in shown.failed_jobs:
+        out.print(f"  failed job {job_id}: {stage} item {item_id} after {attempts} attempt(s)", highlight=False)
+
+
+@queue_app.command("retry")
+def queue_retry(ctx: typer.Context) -> None:
+    """Queue the failed jobs again."""
+    from . import queue
+
+    st = state(ctx)
+    _need_queue(st)
+    err.print(f"queued again: {queue.retry_failed(st.store)} failed job(s)", highlight=False)
+
+
+def _need_queue(st: State) -> None:
+    if not st.db.startswith("postgres"):
+        raise UsageError("the job queue lives in a PostgreSQL store (--db postgresql://…); "
+                         "a SQLite store runs its stages in-process")
 
 
 def run_cli(argv: list[str] | None = None) -> int:

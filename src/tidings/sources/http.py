@@ -29,6 +29,7 @@ import urllib.robotparser
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -257,6 +258,19 @@ def _backoff(policy: FetchPolicy, attempt: int, error: FetchError) -> float:
     return min(policy.backoff_base * (2**attempt) * random.uniform(0.5, 1.5), _BACKOFF_CAP)
 
 
+HostGate = Callable[[str, int], AbstractContextManager[object]]
+"""``gate(host, slots)`` is held around each request to ``host``: at most ``slots`` at a time."""
+
+_host_gate: HostGate | None = None
+
+
+def set_host_gate(gate: HostGate | None) -> None:
+    """Share per-host politeness beyond this process: the queue workers install one backed by the
+    database, so ``per_host_concurrency`` holds across all of them together (``tidings.queue``)."""
+    global _host_gate  # noqa: PLW0603 - one process-wide setting, installed once by ``tidings worker``
+    _host_gate = gate
+
+
 def fetch(url: str, policy: FetchPolicy, *, headers: dict[str, str] | None = None,
           client: httpx.Client | None = None) -> FetchResult:
     """Fetch one URL (or local file, when allowed). Raises FetchError; transient ones are retried
@@ -269,8 +283,10 @@ def fetch(url: str, policy: FetchPolicy, *, headers: dict[str, str] | None = Non
     try:
         attempt = 0
         while True:
+            gate = _host_gate(_host_of(url), max(policy.per_host_concurrency, 1)) if _host_gate else nullcontext()
             try:
-                return _fetch_once(url, policy, dict(headers or {}), http)
+                with gate:
+                    return _fetch_once(url, policy, dict(headers or {}), http)
             except FetchError as exc:
                 if not exc.transient or attempt >= policy.retries:
                     raise

@@ -1,0 +1,367 @@
+"""The stages as procrastinate jobs, for a store on PostgreSQL (``tidings worker``, ``tidings queue``).
+
+One job per item and stage. A job runs :func:`tidings.pipeline.run` for its one stage and its one
+item, so the selection, the step and the commit are the in-process loop's own: a job whose item no
+longer needs the stage does nothing, which is what makes a retried job harmless. When a job ends it
+defers the item's next wanted stage (``then``), so ``fetch → dedupe → stories → summarize →
+classify`` advances per item across any number of workers.
+
+Dedupe compares every item with every other: its jobs share the lock ``tidings:dedupe`` (one at a
+time across all workers), and a dedupe job finds nothing to do when a whole pass started after it
+was deferred (that pass saw its item). The queueing lock ``STAGE:ITEM`` keeps one waiting job per
+item and stage, however many times it is enqueued.
+
+What holds across workers: per-host fetch politeness (``per_host_concurrency`` requests at a time
+per host, counted over all workers by PostgreSQL advisory locks, which a killed worker's closed
+connection releases), and the LLM cache (the store's ``llm_calls`` table). What stays per process:
+the LLM token budget (each worker's gateway counts its own; see docs/SCALE.md).
+
+A worker killed mid-job (SIGKILL) stops sending heartbeats; every worker looks for jobs of stalled
+workers every few seconds and puts them back in the queue (``retry_stalled``). Their items were not
+committed, so the retry does the work once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import procrastinate
+from procrastinate.exceptions import AlreadyEnqueued
+from sqlalchemy import text
+
+from . import pipeline
+from .errors import UsageError
+from .store import Item, Store
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .pipeline import Progress, StageReport
+
+log = logging.getLogger("tidings.queue")
+
+TASK_NAME = "tidings.stage"
+DEDUPE_LOCK = "tidings:dedupe"
+GLOBAL_STAGES = ("dedupe",)
+"""Stages that look at all items at once: their jobs share one lock."""
+
+
+def is_queued(store: Store) -> bool:
+    """Whether ``store``'s stages run as queue jobs (PostgreSQL) rather than in-process (SQLite)."""
+    return store.engine.dialect.name == "postgresql"
+
+
+def libpq_url(store: Store) -> str:
+    """The store's URL as psycopg takes it (no SQLAlchemy driver suffix)."""
+    return store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def queue_of(stage: str) -> str:
+    return f"tidings.{stage}"
+
+
+# --- the worker side -------------------------------------------------------------------------
+
+
+@dataclass
+class _WorkerState:
+    store: Store
+    config: Config
+    llms: dict[str, Any] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def llm(self, task: str) -> Any:
+        """One gateway per task and process: its cache is the store's, shared by all workers."""
+        with self.lock:
+            if task not in self.llms:
+                from .llm.gateway import LLM
+
+                self.llms[task] = LLM(self.config, self.store)
+            return self.llms[task]
+
+
+_worker: _WorkerState | None = None
+app = procrastinate.App(connector=procrastinate.SyncPsycopgConnector())
+
+
+def _next_stage(stage: str, then: Sequence[str]) -> str | None:
+    later = pipeline.STAGES[pipeline.STAGES.index(stage) + 1 :]
+    return next((s for s in later if s in then), None)
+
+
+def _dedupe_pass_since(store: Store, job_id: int) -> bool:
+    """Whether a dedupe job that finished started after job ``job_id`` was deferred: that pass saw
+    the item this job is for. (Dedupe jobs run one at a time: none is running but this one.)"""
+    query = text(
+        "SELECT EXISTS (SELECT 1 FROM procrastinate_events s JOIN procrastinate_jobs j ON j.id = s.job_id"
+        " WHERE j.lock = :lock AND j.status = 'succeeded' AND s.type = 'started' AND j.id <> :me"
+        " AND s.at > (SELECT min(at) FROM procrastinate_events WHERE job_id = :me AND type = 'deferred'))"
+    )
+    with store.engine.connect() as connection:
+        return bool(connection.scalar(query, {"lock": DEDUPE_LOCK, "me": job_id}))
+
+
+@app.task(name=TASK_NAME, pass_context=True, retry=procrastinate.RetryStrategy(max_attempts=3, wait=2))
+def stage_job(
+    context: procrastinate.JobContext, *, stage: str, item_id: int | None, then: list[str], run: str,
+    allow_private: bool = False, force: bool = False, llm: list[str] | None = None,
+) -> None:
+    """One stage for one item (``item_id`` None: the stage over every item that needs it)."""
+    state = _worker
+    if state is None:
+        raise RuntimeError("stage jobs run in `tidings worker`, which opens the store first")
+    job_id = context.job.id if context.job else None
+    if stage in GLOBAL_STAGES and job_id is not None and _dedupe_pass_since(state.store, job_id):
+        log.debug("dedupe for %s: a later pass covered it", item_id)
+    else:
+        from .sources.urlcheck import FetchPolicy
+
+        policy = FetchPolicy.from_config(state.config.fetch, allow_private=allow_private, allow_files=False)
+        llms = {task: state.llm(task) for task in llm or () if task in ("summarize", "classify")}
+        ids = None if item_id is None or stage in GLOBAL_STAGES else [item_id]
+        pipeline.run(state.store, state.config, stages=[stage], item_ids=ids, force=force, policy=policy, llms=llms)
+    following = _next_stage(stage, then)
+    if following is not None and item_id is not None:
+        defer(following, item_id, then=then, run=run, allow_private=allow_private, force=force, llm=llm)
+
+
+def defer(stage: str, item_id: int | None, *, then: Sequence[str], run: str, allow_private: bool = False,
+          force: bool = False, llm: Sequence[str] | None = None) -> int | None:
+    """Queue one stage job; None when the same job already waits (its queueing lock)."""
+    options: dict[str, Any] = {"queue": queue_of(stage), "queueing_lock": f"{stage}:{item_id or '*'}"}
+    if stage in GLOBAL_STAGES:
+        options["lock"] = DEDUPE_LOCK
+    try:
+        return stage_job.configure(**options).defer(
+            stage=stage, item_id=item_id, then=list(then), run=run, allow_private=allow_private, force=force,
+            llm=list(llm or []),
+        )
+    except AlreadyEnqueued:
+        return None
+
+
+@contextmanager
+def _advisory_slot(url: str, host: str, slots: int) -> Iterator[None]:
+    """Hold one of ``slots`` PostgreSQL advisory locks for ``host`` (shared by every worker)."""
+    import psycopg
+
+    key = zlib.crc32(host.encode()) - 2**31  # the lock's first int4: the host
+    connection = _host_connection(url)
+    try:
+        while True:
+            for slot in range(slots):
+                if connection.execute("SELECT pg_try_advisory_lock(%s, %s)", (key, slot)).fetchone()[0]:  # type: ignore[index]
+                    try:
+                        yield
+                    finally:
+                        connection.execute("SELECT pg_advisory_unlock(%s, %s)", (key, slot))
+                    return
+            time.sleep(0.05)  # every slot taken: some worker is fetching from this host
+    except psycopg.Error as exc:
+        log.warning("host politeness lock for %s failed (%s): fetching without it", host, exc)
+        raise
+
+
+_local = threading.local()
+
+
+def _host_connection(url: str) -> Any:
+    """The calling thread's own autocommit connection for the advisory locks (a lock belongs to a
+    session; a thread holds at most one at a time)."""
+    import psycopg
+
+    connection = getattr(_local, "connection", None)
+    if connection is None or connection.closed:
+        connection = _local.connection = psycopg.connect(url, autocommit=True)
+    return connection
+
+
+async def _retry_stalled(every: float, heartbeat: float) -> None:
+    """Put back the jobs of workers that stopped sending heartbeats (killed, or their machine died)."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            for job in await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=heartbeat * 3):
+                log.warning("job %s (%s) was left by a stalled worker: queued again", job.id, job.task_kwargs)
+                await app.job_manager.retry_job(job)
+        except Exception as exc:  # noqa: BLE001 - a failed sweep is retried at the next tick
+            log.warning("stalled-job sweep failed: %s", exc)
+
+
+def run_worker(store: Store, config: Config, *, stages: Sequence[str] = pipeline.STAGES, concurrency: int = 2,
+               heartbeat: float = 10.0) -> None:
+    """Work the queue's ``stages`` until stopped (SIGINT/SIGTERM finish the jobs in hand first)."""
+    from .sources import http
+
+    if not is_queued(store):
+        raise UsageError("`tidings worker` needs a PostgreSQL store (--db postgresql://…): "
+                         "a SQLite store runs its stages in-process")
+    unknown = [s for s in stages if s not in pipeline.STAGES]
+    if unknown:
+        raise UsageError(f"unknown stage(s) {', '.join(unknown)}; the stages are {', '.join(pipeline.STAGES)}")
+    global _worker  # noqa: PLW0603 - the jobs of this process share one store and config
+    _worker = _WorkerState(store, config)
+    url = libpq_url(store)
+    http.set_host_gate(lambda host, slots: _advisory_slot(url, host, slots))
+    # In a worker one job is one item: the process pool would only add start-up cost.
+    config.workers = 0
+
+    async def main() -> None:
+        with app.replace_connector(procrastinate.PsycopgConnector(conninfo=url)) as replaced:
+            async with replaced.open_async() as opened:
+                sweeper = asyncio.create_task(_retry_stalled(max(heartbeat, 0.5), heartbeat))
+                try:
+                    await opened.run_worker_async(
+                        queues=[queue_of(s) for s in stages], concurrency=concurrency,
+                        update_heartbeat_interval=heartbeat, stalled_worker_timeout=heartbeat * 3,
+                    )
+                finally:
+                    sweeper.cancel()
+
+    asyncio.run(main())
+
+
+# --- the enqueuing side ------------------------------------------------------------------------
+
+
+@contextmanager
+def _opened(store: Store) -> Iterator[procrastinate.App]:
+    """The app on a synchronous connection to ``store``'s database, for deferring and listing."""
+    with app.replace_connector(procrastinate.SyncPsycopgConnector(conninfo=libpq_url(store))) as replaced:
+        with replaced.open():
+            yield replaced
+
+
+@dataclass
+class Enqueued:
+    run: str
+    jobs: int
+
+
+def _first_jobs(store: Store, config: Config, wanted: Sequence[str], *, force: bool,
+                llm: Sequence[str]) -> list[tuple[str, int | None]]:
+    """(stage, item) pairs to start with: each item at the first wanted stage it needs (the jobs then
+    carry it through the rest); a global stage once when no item job leads to it."""
+    from sqlalchemy import select
+
+    first: dict[int, str] = {}
+    with store.session() as session:
+        if "fetch" in wanted:
+            for item in pipeline.pending_fetch(session, retry_failed=force):
+                first.setdefault(item.id, "fetch")
+        if "summarize" in wanted:
+            for item_id in session.scalars(pipeline.needs_summary(None, upgrade="summarize" in llm)):
+                first.setdefault(item_id, "summarize")
+        if "classify" in wanted:
+            below = config.llm.classify_below if "classify" in llm else None
+            for item_id in session.scalars(pipeline.needs_section(None, unsure_below=below)):
+                first.setdefault(item_id, "classify")
+        if "stories" in wanted:
+            from .stages.stories import _eligible  # the stories stage's own selection
+
+            query = select(Item.id).where(_eligible(), Item.story_id.is_(None))
+            for item_id in session.scalars(query):
+                first.setdefault(item_id, "stories")
+    pairs: list[tuple[str, int | None]] = [(stage, item_id) for item_id, stage in sorted(first.items())]
+    if "dedupe" in wanted and not any(stage == "fetch" for stage, _ in pairs):
+        pairs.append(("dedupe", None))
+    return pairs
+
+
+def enqueue(store: Store, config: Config, *, stages: Sequence[str] = pipeline.STAGES, force: bool = False,
+            allow_private: bool = False, llm: Sequence[str] = ()) -> Enqueued:
+    """Queue the items that need ``stages``: one job per item at its first stage."""
+    wanted = [s for s in pipeline.STAGES if s in stages]
+    run = uuid.uuid4().hex[:12]
+    pairs = _first_jobs(store, config, wanted, force=force, llm=llm)
+    with _opened(store):
+        queued = sum(
+            defer(stage, item_id, then=wanted, run=run, allow_private=allow_private, force=force, llm=llm) is not None
+            for stage, item_id in pairs
+        )
+    return Enqueued(run, queued)
+
+
+def run_counts(store: Store, run: str) -> dict[tuple[str, str], int]:
+    """Jobs of one run by (stage, status)."""
+    query = text("SELECT args->>'stage', status::text, count(*) FROM procrastinate_jobs"
+                 " WHERE task_name = :task AND args->>'run' = :run GROUP BY 1, 2")
+    with store.engine.connect() as connection:
+        return {(stage, status): n for stage, status, n in connection.execute(query, {"task": TASK_NAME, "run": run})}
+
+
+def wait(store: Store, run: str, *, progress: Progress, poll: float = 0.5,
+         idle_note: Callable[[], None] | None = None) -> list[StageReport]:
+    """Follow a run's jobs until none waits or runs; one report per stage from the job states."""
+    from .pipeline import StageReport
+
+    started = time.monotonic()
+    noted = False
+    while True:
+        counts = run_counts(store, run)
+        total = sum(counts.values())
+        finished = sum(n for (_, status), n in counts.items() if status in ("succeeded", "failed", "cancelled"))
+        progress(finished, total, "")
+        if finished == total:
+            break
+        if not noted and idle_note is not None and finished == 0 and time.monotonic() - started > 10:
+            idle_note()
+            noted = True
+        time.sleep(poll)
+    reports: dict[str, StageReport] = {}
+    for (stage, status), n in sorted(counts.items()):
+        report = reports.setdefault(stage, StageReport(stage))
+        if status == "succeeded":
+            report.done += n
+        else:
+            report.failed += n
+            report.failures.append((f"{n} {stage} job(s)", f"{status} (see `tidings queue`)"))
+    return [reports[s] for s in pipeline.STAGES if s in reports]
+
+
+# --- tidings queue -----------------------------------------------------------------------------
+
+
+@dataclass
+class QueueStatus:
+    by_stage: dict[str, dict[str, int]]
+    retried: int
+    failed_jobs: list[tuple[int, str, int | None, int]]
+    """(job id, stage, item id, attempts) of the failed jobs, newest first."""
+
+
+def status(store: Store) -> QueueStatus:
+    query = text("SELECT args->>'stage', status::text, count(*), sum(CASE WHEN attempts > 0 THEN 1 ELSE 0 END)"
+                 " FROM procrastinate_jobs WHERE task_name = :task GROUP BY 1, 2")
+    failed = text("SELECT id, args->>'stage', (args->>'item_id')::bigint, attempts FROM procrastinate_jobs"
+                  " WHERE task_name = :task AND status = 'failed' ORDER BY id DESC LIMIT 50")
+    by_stage: dict[str, dict[str, int]] = {}
+    retried = 0
+    with store.engine.connect() as connection:
+        for stage, state, n, again in connection.execute(query, {"task": TASK_NAME}):
+            by_stage.setdefault(stage, {})[state] = n
+            retried += int(again or 0)
+        failures = [(int(i), s, item, int(a)) for i, s, item, a in connection.execute(failed, {"task": TASK_NAME})]
+    return QueueStatus(by_stage, retried, failures)
+
+
+def retry_failed(store: Store) -> int:
+    """Queue every failed stage job again; returns how many."""
+    with _opened(store) as opened:
+        ids = [job.id for job in opened.job_manager.list_jobs(task=TASK_NAME, status="failed")]
+        for job_id in ids:
+            opened.job_manager.retry_job_by_id(job_id, retry_at=_now())
+    return len(ids)
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)

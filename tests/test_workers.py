@@ -1,0 +1,189 @@
+"""The stages as procrastinate jobs on a real PostgreSQL (tests/pg.py), run by `tidings worker`
+processes of the installed script over the real saved pages served on loopback.
+
+Two workers share the queue; one is killed with SIGKILL mid-run and started again; every item ends
+done exactly once (one succeeded job per item and stage, nothing pending, nothing duplicated), and
+no host ever sees more requests at a time than ``per_host_concurrency``, counted over all workers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from loopback import LoopbackServer, Reply, Request
+from sqlalchemy import select, text
+
+from tidings import pipeline
+from tidings.records import ItemRecord
+from tidings.store import Item, ItemStatus, open_store
+
+SCRIPT = Path(sys.executable).with_name("tidings")
+PAGE_DELAY = 0.15
+"""Seconds each page takes to serve: long enough that a kill lands mid-run and overlaps show."""
+
+
+class Pages:
+    """The corpus's saved pages on loopback, counting requests and the most in flight at once."""
+
+    def __init__(self, corpus_dir: Path, count: int) -> None:
+        self.bodies = {f"/p{n}": page.read_bytes()
+                       for n, page in enumerate(sorted((corpus_dir / "html").glob("*.html"))[:count])}
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.most_at_once = 0
+        self.served = 0
+        self.server = LoopbackServer({path: self.serve for path in self.bodies})
+
+    def serve(self, request: Request) -> Reply:
+        with self.lock:
+            self.in_flight += 1
+            self.most_at_once = max(self.most_at_once, self.in_flight)
+        time.sleep(PAGE_DELAY)
+        with self.lock:
+            self.in_flight -= 1
+            self.served += 1
+        return Reply(200, self.bodies[request.path.split("?", 1)[0]], {"Content-Type": "text/html"})
+
+
+@pytest.fixture
+def pages(corpus_dir: Path) -> Iterator[Pages]:
+    served = Pages(corpus_dir, 30)
+    with served.server:
+        yield served
+
+
+def tidings(db: str, *args: str, config: Path | None = None) -> list[str]:
+    return [str(SCRIPT), "--db", db, *(["--config", str(config)] if config else []), *args]
+
+
+def start_worker(db: str, config: Path, tmp_path: Path, name: str) -> subprocess.Popen[bytes]:
+    log = (tmp_path / f"{name}.log").open("ab")
+    return subprocess.Popen(tidings(db, "worker", "--concurrency", "3", "--heartbeat", "0.5", config=config),
+                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def stop(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def job_counts(db: str) -> dict[str, int]:
+    store = open_store(db)
+    with store.engine.connect() as connection:
+        rows = connection.execute(text("SELECT status::text, count(*) FROM procrastinate_jobs GROUP BY 1")).all()
+    store.close()
+    return dict(rows)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def setup(pg_url: str, pages: Pages, tmp_path: Path) -> tuple[str, Path, list[str]]:
+    if SCRIPT.exists() is False or shutil.which(str(SCRIPT)) is None:
+        pytest.skip("the tidings script is not installed in this environment")
+    config = tmp_path / "tidings.toml"
+    config.write_text("[fetch]\nper_host_concurrency = 2\nretries = 0\n")
+    urls = sorted(pages.server.url(path) for path in pages.bodies)
+    store = open_store(pg_url)
+    pipeline.ingest(store, [ItemRecord(url=url) for url in urls], source_kind="links", locator="test")
+    store.close()
+    return pg_url, config, urls
+
+
+def test_two_workers_one_killed_every_item_done_once(setup: tuple[str, Path, list[str]], pages: Pages,
+                                                     tmp_path: Path) -> None:
+    db, config, urls = setup
+    queued = subprocess.run(tidings(db, "fetch", "--allow-private", "--no-wait", config=config),
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert queued.returncode == 0, queued.stderr
+    assert f"queued {len(urls)} job(s)" in queued.stderr
+    assert job_counts(db) == {"todo": len(urls)}  # --no-wait returned with nothing run
+    workers = [start_worker(db, config, tmp_path, "a"), start_worker(db, config, tmp_path, "b")]
+    try:
+        deadline = time.monotonic() + 60
+        while pages.served < 6 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pages.served >= 6, (tmp_path / "a.log").read_text(errors="replace")
+        workers[0].send_signal(signal.SIGKILL)  # mid-run: it holds jobs in 'doing'
+        workers[0].wait()
+        workers[0] = start_worker(db, config, tmp_path, "a")
+        # `fetch` (waiting) on the same items queues nothing new and follows the queue to its end.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and set(job_counts(db)) != {"succeeded"}:
+            time.sleep(0.3)
+        counts = job_counts(db)
+        assert counts == {"succeeded": counts.get("succeeded", 0)}, counts
+        shown = subprocess.run(tidings(db, "queue"), capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        for worker in workers:
+            stop(worker)
+    store = open_store(db)
+    with store.session() as session:
+        items = session.scalars(select(Item).order_by(Item.id)).all()
+        assert len(items) == len(urls)  # nothing duplicated
+        assert [i.url for i in items if i.status in (ItemStatus.PENDING, ItemStatus.ERROR)] == []
+        assert len([i for i in items if i.status == ItemStatus.EXTRACTED]) >= len(urls) // 2
+    with store.engine.connect() as connection:
+        per_item = connection.execute(text(
+            "SELECT args->>'stage', args->>'item_id', count(*) FROM procrastinate_jobs GROUP BY 1, 2")).all()
+    store.close()
+    fetches = [n for stage, _, n in per_item if stage == "fetch"]
+    assert len(fetches) == len(urls) and set(fetches) == {1}  # one job per item, done once
+    # the killed worker's jobs came back through the stalled-job retry
+    assert "retried: 0" not in shown.stdout, shown.stdout
+    assert "fetch" in shown.stdout and "pending" in shown.stdout
+    # politeness held across both workers (6 job slots): never more than 2 at once on the host
+    assert pages.most_at_once <= 2
+    assert pages.most_at_once == 2  # and both slots were used
+
+
+def test_run_waits_for_the_workers_and_every_stage_is_done(setup: tuple[str, Path, list[str]], pages: Pages,
+                                                           tmp_path: Path) -> None:
+    db, config, urls = setup
+    worker = start_worker(db, config, tmp_path, "w")
+    try:
+        done = subprocess.run(tidings(db, "run", "--allow-private", config=config),
+                              capture_output=True, text=True, timeout=240, check=False)
+    finally:
+        stop(worker)
+    assert "Traceback" not in done.stderr, done.stderr
+    for stage in pipeline.STAGES:  # the summary table: every stage ran through the queue
+        assert stage in done.stderr
+    store = open_store(db)
+    with store.session() as session:
+        items = session.scalars(select(Item).order_by(Item.id)).all()
+        extracted = [item for item in items if item.status == ItemStatus.EXTRACTED]
+        assert len(extracted) >= len(urls) // 2
+        assert [item.url for item in extracted if not (item.summary and item.section)] == []
+        assert [item.url for item in extracted if item.story_id is None] == []
+        assert [item.url for item in items if item.status == ItemStatus.PENDING] == []
+    with store.engine.connect() as connection:
+        per_job = connection.execute(text(
+            "SELECT args->>'stage', args->>'item_id', count(*) FROM procrastinate_jobs GROUP BY 1, 2")).all()
+    store.close()
+    assert {n for _, _, n in per_job} == {1}  # one job per item and stage: the queueing locks held
+    assert job_counts(db).keys() == {"succeeded"}
+    # the same run again finds no item to advance: every per-item selection is empty, and only
+    # the pass over all items (dedupe, run every time as in-process) is queued
+    again = subprocess.run(tidings(db, "run", "--allow-private", "--no-wait", config=config),
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert "queued 1 job(s)" in again.stderr, again.stderr
+    assert job_counts(db).get("todo") == 1
+
+
+def test_queue_needs_postgresql(tmp_path: Path) -> None:
+    shown = subprocess.run(tidings(str(tmp_path / "t.db"), "queue"), capture_output=True, text=True,
+                           timeout=60, check=False)
+    assert shown.returncode == 2
+    assert "PostgreSQL" in shown.stderr and "Traceback" not in shown.stderr
