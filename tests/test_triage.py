@@ -3,6 +3,7 @@ view's list mode over three weeks decide how the fourth week's candidates are ra
 
 from __future__ import annotations
 
+import html as html_lib
 import random
 import re
 from collections.abc import Iterator
@@ -68,9 +69,9 @@ def add_week(store: Store, week: date, rng: random.Random) -> None:
 def list_rows(client: TestClient, week: date) -> list[tuple[int, str, str]]:
     """(entry id, score, reasons) of the list mode's lines, top to bottom."""
     html = client.get(f"/week?week={week.isoformat()}&view=list&new=0").text
-    found = re.findall(r'<li class="row[^"]*" id="row-(\d+)".*?<span class="score" title="([^"]*)">([^<]*)</span>',
-                       html, re.S)
-    return [(int(eid), score, reasons) for eid, reasons, score in found]
+    found = re.findall(r'<li class="row[^"]*" id="row-(\d+)".*?<span class="score">([^<]*)</span>'
+                       r'(?:(?:(?!</li>).)*?<span class="reasons">([^<]*)</span>)?', html, re.S)
+    return [(int(eid), score, html_lib.unescape(reasons)) for eid, score, reasons in found]
 
 
 def entry_facts(store: Store, entry_ids: list[int]) -> dict[int, tuple[str, str]]:

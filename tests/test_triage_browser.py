@@ -70,7 +70,7 @@ def test_triage_60_candidates_with_keys_only_and_a_reload_shows_them_as_left(
         before = lines(page)
         assert len(before) > 400 and before[0]["cursor"] == "1"
         sections = page.eval_on_selector_all(  # type: ignore[attr-defined]
-            f"#row-{before[0]['id']} .row-move option", "els => els.map(e => e.value)")
+            "#section-names option", "els => els.map(e => e.value)")
         expected: dict[str, tuple[str, str]] = {}
         keyboard = page.keyboard  # type: ignore[attr-defined]
         for n, line in enumerate(before[:57]):

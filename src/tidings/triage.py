@@ -150,12 +150,14 @@ class TriageModel:
     def score(self, facts: Facts, spread: int) -> Score:
         own = self.labels.get(facts.item_id)
         reasons: list[Reason] = []
-        for kind in ("source", "domain", "account", "section", "age"):
-            for key in {k for k in facts.values() if k[0] == kind}:
-                weight, kept, total = self.shift(key, own)
-                if total >= 1 and abs(weight) > 0.01:
-                    text = _feature_text(kind, key[1], kept, total, self.has_drops)
-                    reasons.append(Reason(text, WEIGHTS[kind] * weight))
+        for key in set(facts.values()):
+            kind = key[0]
+            if kind == "words":  # averaged below, not one reason each
+                continue
+            weight, kept, total = self.shift(key, own)
+            if total >= 1 and abs(weight) > 0.01:
+                text = _feature_text(kind, key[1], kept, total, self.has_drops)
+                reasons.append(Reason(text, WEIGHTS[kind] * weight))
         reasons.extend(self._words_reason(facts, own))
         reasons.extend(_cold_reasons(facts, spread))
         log_odds = sum(r.weight for r in reasons)

@@ -123,13 +123,14 @@
   function moveTo(number) {
     targets().forEach(function (id) {
       var li = rowOf(id);
-      var select = li ? li.querySelector(".row-move select") : null;
-      if (!select || number > select.options.length) { return; }
-      var section = select.options[number - 1].value;
+      var field = li ? li.querySelector('.row-move input[name="section"]') : null;
+      var names = document.querySelectorAll("#section-names option");
+      if (!field || number > names.length) { return; }
+      var section = names[number - 1].value;
       if (section === li.getAttribute("data-section")) { return; }
       forgetVersion(li);
       li.setAttribute("data-section", section);
-      select.value = section;
+      field.value = section;
       var chip = li.querySelector(".section-chip");
       if (chip) { chip.textContent = number + " " + section; }
       post("/entry/" + id + "/move", { section: section });
