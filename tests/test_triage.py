@@ -161,3 +161,35 @@ def test_unsure_badge_only_for_a_real_low_confidence(store: Store) -> None:
     with make_client(store) as client:
         html = client.get(f"/week?week={week.isoformat()}").text
     assert html.count("unsure-badge") == 1 and "unsure section (0.20)" in html
+
+
+def test_merge_and_split_stories_from_the_list(store: Store) -> None:
+    """The list mode's merge (lines picked) and split post the stories engineer's functions: the
+    spread ("N sources") follows, and splitting a line alone in its story is refused beside it."""
+    from tidings.stages.stories import assign_stories
+
+    week = WEEKS[0]
+    add_week(store, week, random.Random(5))
+    assign_stories(store)
+    with make_client(store) as client:
+        token = csrf_of(client)
+        html = client.get(f"/week?week={week.isoformat()}&view=list&new=0").text
+        assert "1 source" in html and "sources</span>" not in html
+        rows = list_rows(client, week)
+        facts = entry_facts(store, [eid for eid, _, _ in rows])
+        one, two = (next(eid for eid, _, _ in rows if facts[eid][0] == d)
+                    for d in (DROPPED_DOMAIN, "news-one.example"))
+        response = client.post("/week/merge", data={"csrf": token, "entry": [str(one), str(two)]},
+                               follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"].endswith(f"#row-{one}")
+        html = client.get(f"/week?week={week.isoformat()}&view=list&new=0").text
+        line = html.split(f'id="row-{two}"', 1)[1].split("</li>", 1)[0]
+        assert '<span class="spread">2 sources</span>' in line and f'action="/entry/{two}/split"' in line
+        assert client.post(f"/entry/{two}/split", data={"csrf": token}, follow_redirects=False).status_code == 303
+        html = client.get(f"/week?week={week.isoformat()}&view=list&new=0").text
+        assert "sources</span>" not in html
+        refused = client.post(f"/entry/{two}/split", data={"csrf": token})
+        assert refused.status_code == 422
+        line = refused.text.split(f'id="row-{two}"', 1)[1].split("</li>", 1)[0]
+        assert "not split:" in line and "alone in story" in line
+        assert client.post("/week/merge", data={"csrf": token, "entry": [str(one)]}).status_code == 400

@@ -35,6 +35,7 @@ from .deps import (
     check_length,
     check_version,
     config_of,
+    curator_of,
     curator_session,
     current_week,
     jobs_of,
@@ -333,6 +334,72 @@ def entry_rerun(request: Request, entry_id: RowId, store: StoreDep, config: Conf
         return back(f"/week?week={week.isoformat()}&flash={key}#entry-{entry_id}")
 
     return mutate(request, f"/entry/{entry_id}/rerun", values, work)
+
+
+# --- stories from the list mode (split one out, merge several) -----------------------------------
+
+
+def story_changed(request: Request, week: date, entry_id: int, message: str | None) -> Response:
+    """Back to the list at the line, or the list with the refusal beside it (422)."""
+    if message is not None:
+        return week_page(request, week, status=422, errors={(entry_id, "story"): message},
+                         listing=ListMode(new_only=False))
+    return back(f"/week?week={week.isoformat()}&view=list#row-{entry_id}")
+
+
+def entry_item(request: Request, entry_id: int) -> tuple[date, int | None]:
+    week = entry_week(request, entry_id)
+    with store_of(request).session() as session:
+        row = load_entry(session, entry_id)
+        return week, row.item_id
+
+
+@router.post("/entry/{entry_id}/split", dependencies=CSRF)
+def entry_split(request: Request, entry_id: RowId, store: StoreDep) -> Response:
+    """Take the line's item out of its story (``stories.split``): it stands alone from now on."""
+    from ..stages import stories  # only when asked: the web app starts without the grouper
+
+    def work() -> Response:
+        week, item_id = entry_item(request, entry_id)
+        try:
+            if item_id is None:
+                raise UsageError("this entry has no item, so no story")
+            stories.split(store, item_id, by=curator_of(request))
+        except UsageError as exc:
+            return story_changed(request, week, entry_id, f"not split: {exc}")
+        return story_changed(request, week, entry_id, None)
+
+    return mutate(request, f"/entry/{entry_id}/split", {}, work)
+
+
+@router.post("/week/merge", dependencies=CSRF)
+def week_merge(request: Request, store: StoreDep, entry: Annotated[list[str] | None, Form()] = None) -> Response:
+    """One story of the selected lines' stories (``stories.merge`` into the first line's)."""
+    from ..stages import stories
+    chosen = entry or []
+
+    def work() -> Response:
+        ids = list(dict.fromkeys(int(e) for e in chosen if e.isdigit() and len(e) < 12))
+        if len(ids) < 2:
+            raise HTTPException(400, "choose at least two lines to merge")
+        found = [entry_item(request, entry_id) for entry_id in ids]
+        week = found[0][0]
+        try:
+            targets = []
+            for entry_id, (_, item_id) in zip(ids, found, strict=True):
+                story = stories.story_of(store, item_id) if item_id is not None else None
+                if story is None:
+                    raise UsageError(f"line {entry_id} is in no story yet (run the stories stage first)")
+                targets.append(story.id)
+            keep = targets[0]
+            for other in dict.fromkeys(targets[1:]):
+                if other != keep:
+                    keep = stories.merge(store, keep, other, by=curator_of(request))
+        except UsageError as exc:
+            return story_changed(request, week, ids[0], f"not merged: {exc}")
+        return story_changed(request, week, ids[0], None)
+
+    return mutate(request, "/week/merge", {}, work)
 
 
 # --- set-aside items -----------------------------------------------------------------------------

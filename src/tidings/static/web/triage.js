@@ -137,6 +137,39 @@
     });
   }
 
+  // s: with several lines selected, one story of theirs; else the line out of its story. The
+  // spread of other lines changes too, so the list is fetched again once the post is in.
+  function story() {
+    var ids = targets();
+    if (!ids.length) { return; }
+    var data = new FormData();
+    data.append("csrf", csrf());
+    var url = "/entry/" + ids[0] + "/split";
+    if (ids.length > 1) {
+      url = "/week/merge";
+      ids.forEach(function (id) { data.append("entry", id); });
+    }
+    setPending(pending + 1);
+    queue = queue.then(function () {
+      return fetch(url, { method: "POST", body: data, credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
+        .then(function (r) { return r.text().then(function (html) { return [r.ok, html]; }); })
+        .then(function (answer) {
+          setPending(pending - 1);
+          // The answer is the list again (after the redirect), or with the refusal beside the line.
+          var doc = new DOMParser().parseFromString(answer[1], "text/html");
+          var fresh = doc.getElementById("content"), main = document.getElementById("content");
+          if (fresh && main) { main.replaceWith(document.importNode(fresh, true)); }
+          selected = {};
+          anchorId = null;
+          paint();
+          if (!answer[0]) {
+            var status = document.getElementById("status");
+            if (status) { status.textContent = "Not changed: see the message on the line"; status.className = "save-status error"; }
+          }
+        }, function () { setPending(pending - 1); });
+    });
+  }
+
   function toggleHelp() {
     var help = document.getElementById("keys");
     if (help) { help.hidden = !help.hidden; }
@@ -157,6 +190,7 @@
     else if (key === "x") { keep(false); }
     else if (key === " ") { keep(true); }
     else if (/^[1-9]$/.test(key)) { moveTo(parseInt(key, 10)); }
+    else if (key === "s") { story(); }
     else if (key === "e") {
       var link = rowOf(cursorId) && rowOf(cursorId).querySelector(".edit-link");
       if (link) { window.location.href = link.href; }
