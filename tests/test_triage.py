@@ -193,3 +193,25 @@ def test_merge_and_split_stories_from_the_list(store: Store) -> None:
         line = refused.text.split(f'id="row-{two}"', 1)[1].split("</li>", 1)[0]
         assert "not split:" in line and "alone in story" in line
         assert client.post("/week/merge", data={"csrf": token, "entry": [str(one)]}).status_code == 400
+
+
+def test_a_draft_lists_only_what_is_new_since_the_last_published_digest_by_default(store: Store) -> None:
+    from tidings import curate
+    from tidings.store import Digest
+
+    add_week(store, WEEKS[0], random.Random(8))
+    add_week(store, WEEKS[1], random.Random(9))
+    with make_client(store) as client:
+        client.get(f"/week?week={WEEKS[0].isoformat()}&view=list")  # the first week's draft ...
+        with store.session() as session:
+            digest = session.scalar(select(Digest).where(Digest.week == WEEKS[0]))
+            assert digest is not None
+            digest.status = "published"  # ... is published
+            old = session.scalar(select(Item.id).where(Item.url.like(f"%/{WEEKS[0].isoformat()}/0")))
+            digest.entries = [e for e in digest.entries if e.item_id != old]  # one it left out
+        assert old is not None
+        curate.assign_to_week(store, [old], WEEKS[1], Config())  # put in the next draft by hand
+        default = client.get(f"/week?week={WEEKS[1].isoformat()}&view=list").text
+        every = client.get(f"/week?week={WEEKS[1].isoformat()}&view=list&new=0").text
+    assert "only new since the digest of 2025-03-09" in default
+    assert default.count('<li class="row') == len(PLAN) and every.count('<li class="row') == len(PLAN) + 1
