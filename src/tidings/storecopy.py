@@ -43,8 +43,8 @@ class CopyReport:
 
 
 def copy_order() -> tuple[list[Table], dict[str, list[Column[Any]]]]:
-    """The model tables parents first, and per table the columns that close a foreign-key cycle
-    (written after every table is in)."""
+    """The model tables parents first, and per table the columns that close a foreign-key cycle or
+    point into their own table (written after every table is in)."""
     ordered: list[Table] = []
     cyclic: list[ForeignKeyConstraint] = []
     for table, constraints in sort_tables_and_constraints(Base.metadata.tables.values()):
@@ -52,6 +52,9 @@ def copy_order() -> tuple[list[Table], dict[str, list[Column[Any]]]]:
             ordered.append(table)
         else:
             cyclic.extend(constraints)
+    # A row may also point at a later row of its own table (an item folded into a newer one).
+    cyclic += [fk for table in ordered for fk in table.foreign_key_constraints
+               if fk.referred_table is table and fk not in cyclic]
     deferred: dict[str, list[Column[Any]]] = {}
     for constraint in cyclic:
         deferred.setdefault(constraint.table.name, []).extend(constraint.columns)
