@@ -187,3 +187,26 @@ def test_queue_needs_postgresql(tmp_path: Path) -> None:
                            timeout=60, check=False)
     assert shown.returncode == 2
     assert "PostgreSQL" in shown.stderr and "Traceback" not in shown.stderr
+
+
+def test_a_runs_token_budget_is_spent_by_all_workers_together(pg_url: str) -> None:
+    """Two gateways' budgets, as two worker processes hold them for one run: the store's row is the
+    one allowance. A reservation that would pass it is refused, and then every worker is refused."""
+    from tidings.errors import BudgetExceeded
+    from tidings.llm.gateway import SharedBudget
+
+    store = open_store(pg_url)
+    SharedBudget.open(store, "run1", 100)
+    first, second = SharedBudget(store, "run1", 100), SharedBudget(store, "run1", 100)
+    first.reserve(60)
+    with pytest.raises(BudgetExceeded):
+        second.reserve(50)  # 60 + 50 > 100 although this worker has spent nothing
+    first.settle(60, 40)
+    with pytest.raises(BudgetExceeded):
+        first.reserve(10)  # refused once for the run: refused for every worker from then on
+    with store.engine.connect() as connection:
+        assert connection.execute(text("SELECT used, reserved, exceeded FROM llm_budgets")).one() == (40, 0, True)
+    # another run has its own allowance
+    SharedBudget.open(store, "run2", 100)
+    SharedBudget(store, "run2", 100).reserve(100)
+    store.close()

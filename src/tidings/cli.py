@@ -267,14 +267,15 @@ NoWait = Annotated[bool, typer.Option("--no-wait", help="PostgreSQL store: queue
 
 
 def queued_run(st: State, stages: list[str], *, no_wait: bool, force: bool = False, allow_private: bool = False,
-               llm: tuple[str, ...] = ()) -> list[StageReport] | None:
+               llm: tuple[str, ...] = (), budget_tokens: int | None = None) -> list[StageReport] | None:
     """On a PostgreSQL store, the stages as queue jobs for `tidings worker`s: progress from the job
     states until none waits (or at once with --no-wait). None on SQLite: the stages run in-process."""
     if not st.db.startswith("postgres"):
         return None  # procrastinate is not even imported: SQLite commands start as fast as ever
     from . import queue
 
-    queued = queue.enqueue(st.store, st.config, stages=stages, force=force, allow_private=allow_private, llm=llm)
+    queued = queue.enqueue(st.store, st.config, stages=stages, force=force, allow_private=allow_private, llm=llm,
+                           budget_tokens=budget_tokens if budget_tokens is not None else st.budget_tokens)
     err.print(f"queued {queued.jobs} job(s) (run {queued.run})", highlight=False)
     if no_wait:
         err.print("not waiting: `tidings queue` shows the jobs", highlight=False)
@@ -496,7 +497,8 @@ def summarize(ctx: typer.Context, llm: LLMFlag = None, budget_tokens: BudgetOpti
 
     st = state(ctx)
     gateway = llm_gateway(st, "summarize", llm, budget_tokens)
-    reports = queued_run(st, ["summarize"], no_wait=no_wait, llm=("summarize",) if gateway else ())
+    reports = queued_run(st, ["summarize"], no_wait=no_wait, llm=("summarize",) if gateway else (),
+                         budget_tokens=budget_tokens)
     if reports is None:
         reports = run_stages(st.store, st.config, stages=["summarize"], llms={"summarize": gateway}, progress=bars(st))
     llm_footer(gateway)
@@ -542,7 +544,8 @@ def classify(
         highlight=False,
     )
     gateway = llm_gateway(st, "classify", llm, budget_tokens)
-    queued = queued_run(st, ["classify"], no_wait=no_wait, llm=("classify",) if gateway else ())
+    queued = queued_run(st, ["classify"], no_wait=no_wait, llm=("classify",) if gateway else (),
+                        budget_tokens=budget_tokens)
     if queued is not None:  # tags are suggested by the in-process run only (see docs/SCALE.md)
         llm_footer(gateway)
         raise typer.Exit(summary_table(queued))

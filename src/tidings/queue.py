@@ -13,8 +13,8 @@ item and stage, however many times it is enqueued.
 
 What holds across workers: per-host fetch politeness (``per_host_concurrency`` requests at a time
 per host, counted over all workers by PostgreSQL advisory locks, which a killed worker's closed
-connection releases), and the LLM cache (the store's ``llm_calls`` table). What stays per process:
-the LLM token budget (each worker's gateway counts its own; see docs/SCALE.md).
+connection releases), the LLM cache (the store's ``llm_calls`` table) and a run's LLM token budget
+(its ``llm_budgets`` row, :class:`tidings.llm.gateway.SharedBudget`).
 
 A worker killed mid-job (SIGKILL) stops sending heartbeats; every worker looks for jobs of stalled
 workers every few seconds and puts them back in the queue (``retry_stalled``). Their items were not
@@ -77,14 +77,16 @@ class _WorkerState:
     llms: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def llm(self, task: str) -> Any:
-        """One gateway per task and process: its cache is the store's, shared by all workers."""
+    def llm(self, task: str, run: str, budget: int | None) -> Any:
+        """One gateway per task and run in this process. Its cache is the store's ``llm_calls`` and
+        its budget the run's ``llm_budgets`` row: both shared by all workers."""
         with self.lock:
-            if task not in self.llms:
-                from .llm.gateway import LLM
+            if (task, run) not in self.llms:
+                from .llm.gateway import LLM, SharedBudget
 
-                self.llms[task] = LLM(self.config, self.store)
-            return self.llms[task]
+                shared = SharedBudget(self.store, run, budget) if budget is not None else None
+                self.llms[task, run] = LLM(self.config, self.store, budget=shared)
+            return self.llms[task, run]
 
 
 _worker: _WorkerState | None = None
@@ -111,7 +113,7 @@ def _dedupe_pass_since(store: Store, job_id: int) -> bool:
 @app.task(name=TASK_NAME, pass_context=True, retry=procrastinate.RetryStrategy(max_attempts=3, wait=2))
 def stage_job(
     context: procrastinate.JobContext, *, stage: str, item_id: int | None, then: list[str], run: str,
-    allow_private: bool = False, force: bool = False, llm: list[str] | None = None,
+    allow_private: bool = False, force: bool = False, llm: list[str] | None = None, budget: int | None = None,
 ) -> None:
     """One stage for one item (``item_id`` None: the stage over every item that needs it)."""
     state = _worker
@@ -124,16 +126,17 @@ def stage_job(
         from .sources.urlcheck import FetchPolicy
 
         policy = FetchPolicy.from_config(state.config.fetch, allow_private=allow_private, allow_files=False)
-        llms = {task: state.llm(task) for task in llm or () if task in ("summarize", "classify")}
+        llms = {task: state.llm(task, run, budget) for task in llm or () if task in ("summarize", "classify")}
         ids = None if item_id is None or stage in GLOBAL_STAGES else [item_id]
         pipeline.run(state.store, state.config, stages=[stage], item_ids=ids, force=force, policy=policy, llms=llms)
     following = _next_stage(stage, then)
     if following is not None and item_id is not None:
-        defer(following, item_id, then=then, run=run, allow_private=allow_private, force=force, llm=llm)
+        defer(following, item_id, then=then, run=run, allow_private=allow_private, force=force, llm=llm,
+              budget=budget)
 
 
 def defer(stage: str, item_id: int | None, *, then: Sequence[str], run: str, allow_private: bool = False,
-          force: bool = False, llm: Sequence[str] | None = None) -> int | None:
+          force: bool = False, llm: Sequence[str] | None = None, budget: int | None = None) -> int | None:
     """Queue one stage job; None when the same job already waits (its queueing lock)."""
     options: dict[str, Any] = {"queue": queue_of(stage), "queueing_lock": f"{stage}:{item_id or '*'}"}
     if stage in GLOBAL_STAGES:
@@ -141,7 +144,7 @@ def defer(stage: str, item_id: int | None, *, then: Sequence[str], run: str, all
     try:
         return stage_job.configure(**options).defer(
             stage=stage, item_id=item_id, then=list(then), run=run, allow_private=allow_private, force=force,
-            llm=list(llm or []),
+            llm=list(llm or []), budget=budget,
         )
     except AlreadyEnqueued:
         return None
@@ -276,14 +279,21 @@ def _first_jobs(store: Store, config: Config, wanted: Sequence[str], *, force: b
 
 
 def enqueue(store: Store, config: Config, *, stages: Sequence[str] = pipeline.STAGES, force: bool = False,
-            allow_private: bool = False, llm: Sequence[str] = ()) -> Enqueued:
-    """Queue the items that need ``stages``: one job per item at its first stage."""
+            allow_private: bool = False, llm: Sequence[str] = (), budget_tokens: int | None = None) -> Enqueued:
+    """Queue the items that need ``stages``: one job per item at its first stage. With ``llm`` tasks
+    and a token budget (``budget_tokens``, else the config's), the run's workers share that budget."""
     wanted = [s for s in pipeline.STAGES if s in stages]
     run = uuid.uuid4().hex[:12]
     pairs = _first_jobs(store, config, wanted, force=force, llm=llm)
+    budget = budget_tokens if budget_tokens is not None else config.llm.budget_tokens
+    if llm and budget is not None:
+        from .llm.gateway import SharedBudget
+
+        SharedBudget.open(store, run, budget)
     with _opened(store):
         queued = sum(
-            defer(stage, item_id, then=wanted, run=run, allow_private=allow_private, force=force, llm=llm) is not None
+            defer(stage, item_id, then=wanted, run=run, allow_private=allow_private, force=force, llm=llm,
+                  budget=budget if llm else None) is not None
             for stage, item_id in pairs
         )
     return Enqueued(run, queued)

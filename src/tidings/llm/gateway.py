@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from ..config import Config, ModelConfig
@@ -440,6 +440,50 @@ class Budget:
         return None if self.limit is None else max(0, self.limit - self.used)
 
 
+class SharedBudget(Budget):
+    """One run's allowance held in the store's ``llm_budgets`` row (PostgreSQL, migration 0008), so
+    the queue's workers on every machine spend one budget together: a reservation is one atomic
+    ``UPDATE … WHERE used + reserved + estimate <= limit``, and once one worker is refused every
+    worker is (``exceeded``), as :class:`Budget` does in one process."""
+
+    def __init__(self, store: Store, run: str, limit: int | None) -> None:
+        super().__init__(limit)
+        self.store = store
+        self.run = run
+
+    @staticmethod
+    def open(store: Store, run: str, limit: int | None) -> None:
+        """Create the run's row (the enqueuing side, once per run)."""
+        with store.engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO llm_budgets (run, token_limit, used, reserved, exceeded) VALUES (:run, :limit, 0, 0, false)"
+                " ON CONFLICT (run) DO NOTHING"), {"run": run, "limit": limit})
+
+    def reserve(self, estimate: int) -> None:
+        if self.limit is None:
+            return
+        with self.store.engine.begin() as connection:
+            granted = connection.execute(text(
+                "UPDATE llm_budgets SET reserved = reserved + :e WHERE run = :run AND NOT exceeded"
+                " AND used + reserved + :e <= token_limit RETURNING used"), {"e": estimate, "run": self.run}).first()
+            if granted is not None:
+                return
+            spent = connection.execute(text(
+                "UPDATE llm_budgets SET exceeded = true WHERE run = :run RETURNING used + reserved"),
+                {"run": self.run}).scalar()
+        self.exceeded = BudgetExceeded(self.limit, int(spent or 0), estimate)
+        raise self.exceeded
+
+    def settle(self, estimate: int, actual: int) -> None:
+        super().settle(estimate, actual)  # this process's own share, for its footer
+        if self.limit is None:
+            return
+        with self.store.engine.begin() as connection:
+            connection.execute(text(
+                "UPDATE llm_budgets SET reserved = reserved - :e, used = used + :a WHERE run = :run"),
+                {"e": estimate, "a": actual, "run": self.run})
+
+
 # --- the gateway ---------------------------------------------------------------------------
 
 
@@ -503,11 +547,13 @@ class LLM:
         backoff_cap: float = 30.0,
         max_retry_after: float = 120.0,
         rng: Callable[[], float] = random.random,
+        budget: Budget | None = None,
     ) -> None:
         self.config = config
         self.store = store
         limit = budget_tokens if budget_tokens is not None else config.llm.budget_tokens
-        self.budget = Budget(limit)
+        # A queue worker passes a SharedBudget: the run's allowance, spent by all workers together.
+        self.budget = budget if budget is not None else Budget(limit)
         self._providers: dict[str, Provider] = dict(providers or {})
         self._semaphores = {name: threading.BoundedSemaphore(m.max_concurrency) for name, m in config.models.items()}
         self._lock = threading.Lock()
