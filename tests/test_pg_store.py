@@ -231,3 +231,13 @@ def test_values_sqlite_takes_are_taken_on_postgresql_too(db_url: str) -> None:
             assert item.text == nul_kept
     finally:
         store.close()
+
+
+def test_an_unreachable_or_malformed_database_url_is_a_clear_error_without_the_password(
+    capsys: pytest.CaptureFixture[str], pg_server  # noqa: ANN001
+) -> None:
+    missing = pg_server.url("no_such_database").replace("tidings@", "tidings:s3cret@")
+    for url in (missing, "postgresql://tidings:s3cret@127.0.0.1:notaport/x", "mysql://tidings:s3cret@h/x"):
+        assert run_cli(["--db", url, "items"]) == 1, url
+        err = capsys.readouterr().err
+        assert err.startswith("error: cannot open the store") and "s3cret" not in err, err

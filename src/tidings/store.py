@@ -29,6 +29,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    make_url,
     select,
     text,
 )
@@ -455,14 +456,26 @@ def _postgres_adapters(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.adapters.register_dumper(str, NulFreeStr)
 
 
+def shown(url_or_path: str | Path) -> str:
+    """A ``--db`` value fit for a message: a URL's password is masked."""
+    raw = str(url_or_path)
+    if "://" not in raw:
+        return raw
+    try:
+        return make_url(raw).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):  # a URL SQLAlchemy cannot parse (a port that is not a number)
+        return raw.split("://", 1)[0] + "://…"
+
+
 def make_engine(url_or_path: str | Path) -> Engine:
     url = database_url(url_or_path)
     # PostgreSQL sessions run in UTC, so timestamps read back as written (see StoreDateTime).
     options: dict[str, Any] = {"connect_args": {"options": "-c timezone=UTC"}} if is_postgres_url(url) else {}
     try:
         engine = create_engine(url, **options)
-    except (ArgumentError, ImportError) as exc:
-        raise StoreError(f"cannot open the store {url_or_path}: {exc}") from exc
+    except (ArgumentError, ImportError, ValueError) as exc:
+        reason = str(exc).replace(url, shown(url)).replace(str(url_or_path), shown(url_or_path))
+        raise StoreError(f"cannot open the store {shown(url_or_path)}: {reason}") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     elif engine.dialect.name == "postgresql":
@@ -599,7 +612,7 @@ def open_store(path: str | Path) -> Store:
         engine = make_engine(path)
         migrate(engine)
     except OperationalError as exc:
-        raise StoreError(f"cannot open the store {path}: {exc.orig}") from exc
+        raise StoreError(f"cannot open the store {shown(path)}: {exc.orig}") from exc
     return Store(engine)
 
 
