@@ -74,7 +74,8 @@ def queue_of(stage: str) -> str:
 class _WorkerState:
     store: Store
     config: Config
-    llms: dict[str, Any] = field(default_factory=dict)
+    llms: dict[Any, Any] = field(default_factory=dict)
+    classifiers: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def llm(self, task: str, run: str, budget: int | None) -> Any:
@@ -87,6 +88,13 @@ class _WorkerState:
                 shared = SharedBudget(self.store, run, budget) if budget is not None else None
                 self.llms[task, run] = LLM(self.config, self.store, budget=shared)
             return self.llms[task, run]
+
+    def classifier(self, run: str) -> Any:
+        """The section classifier, read from the store once per run and process (not per item)."""
+        with self.lock:
+            if run not in self.classifiers:
+                self.classifiers = {run: pipeline.default_classifier(self.store, self.config)}
+            return self.classifiers[run]
 
 
 _worker: _WorkerState | None = None
@@ -128,7 +136,9 @@ def stage_job(
         policy = FetchPolicy.from_config(state.config.fetch, allow_private=allow_private, allow_files=False)
         llms = {task: state.llm(task, run, budget) for task in llm or () if task in ("summarize", "classify")}
         ids = None if item_id is None or stage in GLOBAL_STAGES else [item_id]
-        pipeline.run(state.store, state.config, stages=[stage], item_ids=ids, force=force, policy=policy, llms=llms)
+        classifier = state.classifier(run) if stage == "classify" else None
+        pipeline.run(state.store, state.config, stages=[stage], item_ids=ids, force=force, policy=policy, llms=llms,
+                     classifier=classifier)
     following = _next_stage(stage, then)
     if following is not None and item_id is not None:
         defer(following, item_id, then=then, run=run, allow_private=allow_private, force=force, llm=llm,
