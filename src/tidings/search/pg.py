@@ -85,9 +85,11 @@ def is_postgres(store: Store) -> bool:
 class PgConnection:
     """The store's psycopg connection behind the SQLite connection's ``execute(sql, params)`` with
     ``?`` placeholders, so the plain SQL that both stores share (the items, ``search_docs``)
-    runs unchanged. FTS5 SQL has no PostgreSQL meaning: it is refused with a clear error."""
+    runs unchanged. A plain read of FTS5's segmented columns by rowid reads the same columns of
+    ``search_docs`` (the evaluation's plain-BM25 baseline does that); FTS5 queries (MATCH) have no
+    PostgreSQL meaning and are refused with a clear error."""
 
-    _SQLITE_ONLY = re.compile(r"\b(search_fts|sqlite_master|PRAGMA|MATCH)\b", re.IGNORECASE)
+    _SQLITE_ONLY = re.compile(r"\b(sqlite_master|PRAGMA|MATCH)\b", re.IGNORECASE)
 
     def __init__(self, raw: Any) -> None:
         self.raw = raw
@@ -95,6 +97,8 @@ class PgConnection:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         if self._SQLITE_ONLY.search(sql):
             raise SearchError("this search feature needs a SQLite store (FTS5); on PostgreSQL it is not available yet")
+        if "search_fts" in sql:
+            sql = re.sub(r"\browid\b", "item_id", sql.replace("search_fts", "search_docs"))
         cursor = self.raw.cursor()
         cursor.execute(sql.replace("%", "%%").replace("?", "%s"), list(params))
         return cursor
@@ -330,6 +334,15 @@ def _constraints(compiled: CompiledQuery) -> tuple[list[str], list[Any]]:
     return clauses, params
 
 
+def _concept_score(idf: float, query: str, weights: list[float]) -> tuple[str, list[Any]]:
+    """One concept's share of an item's score, as SQL over ``search_docs.words`` (see the module's doc)."""
+    return (
+        f"? * (CASE WHEN search_docs.words @@ ?::tsquery THEN ? ELSE 0 END"
+        f" + ? * ts_rank_cd(?::float4[], search_docs.words, ?::tsquery, {_RANK_NORMALIZATION}))",
+        [idf, query, PRESENCE_BONUS, _SATURATION, weights, query],
+    )
+
+
 def ranking(conn: PgConnection, compiled: CompiledQuery, config: Config | None, limit: int) -> list[tuple[int, float]]:
     """The best ``limit`` items for the query's words and phrases, filters and exclusions applied."""
     phrases = [Group(p, [[w for w, _s, _e in segment(p)]]) for p in compiled.parsed.phrases]
@@ -342,11 +355,9 @@ def ranking(conn: PgConnection, compiled: CompiledQuery, config: Config | None, 
     term_params: list[Any] = []
     for group, query in concepts:
         idf = idf_weight(total, doc_frequency(conn, group))
-        terms.append(
-            f"? * (CASE WHEN search_docs.words @@ ?::tsquery THEN ? ELSE 0 END"
-            f" + ? * ts_rank_cd(?::float4[], search_docs.words, ?::tsquery, {_RANK_NORMALIZATION}))"
-        )
-        term_params += [idf, query, PRESENCE_BONUS, _SATURATION, weights, query]
+        sql, params = _concept_score(idf, query, weights)
+        terms.append(sql)
+        term_params += params
     clauses, params = filter_sql(compiled.parsed.filters, config)
     required, required_params = _constraints(compiled)
     any_concept = " | ".join(q for _g, q in concepts)
