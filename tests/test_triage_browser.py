@@ -22,6 +22,7 @@ from weblib import copy_db, week_db
 
 from tidings import collect, curate
 from tidings.config import Config
+from tidings.stages.stories import assign_stories
 from tidings.store import CuratorAction, DigestEntryRow, Store, open_store
 
 
@@ -37,6 +38,7 @@ def served(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     config = Config()
     report, _ = collect.import_paths(store, [str(corpus_dir / "feeds")], "feed", config)
     assert report.done > 400
+    assign_stories(store)  # the stories stage, as `tidings run` does
     week = curate.latest_week_end(curate.today(config) + timedelta(days=6), config.week_ends_on)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(store, config), host="127.0.0.1", port=port, log_level="warning"))
@@ -114,3 +116,31 @@ def test_triage_60_candidates_with_keys_only_and_a_reload_shows_them_as_left(
     assert rows == expected
     moved = sum(1 for n, line in enumerate(before[:57]) if n % 3 == 2 and sections[1 + n % 4 - 1] != line["section"])
     assert actions == 19 + 19 + 3 + moved  # drops, keeps, the bulk drop, real moves
+
+
+def spread_of(page: object, entry_id: str) -> str:
+    return page.text_content(f"#row-{entry_id} .spread") or ""  # type: ignore[attr-defined]
+
+
+def test_s_merges_the_selected_lines_stories_and_splits_one_out(served: tuple[str, Store, date], page: object) -> None:
+    base, _store, week = served
+    with no_traffic_off_machine():
+        page.goto(f"{base}/week?week={week.isoformat()}&view=list&new=0")  # type: ignore[attr-defined]
+        shown = page.eval_on_selector_all(  # type: ignore[attr-defined]
+            "#triage-list li.row", "els => els.map(e => [e.dataset.entryId, e.querySelector('.source').textContent,"
+            " e.querySelector('.spread').textContent])")
+        # Two neighbours from different sites, each alone in its story: merged, they are seen in 2.
+        first, second = next((a[0], b[0]) for a, b in zip(shown, shown[1:], strict=False)
+                             if a[1] != b[1] and a[2] == b[2] == "1 source")
+        keyboard = page.keyboard  # type: ignore[attr-defined]
+        page.click(f"#row-{first} .source")  # type: ignore[attr-defined]
+        keyboard.press("Shift+J")
+        keyboard.press("s")
+        wait_until(page, f"document.body.dataset.pending === '0' && !!document.querySelector('#row-{first}')")
+        assert spread_of(page, first) == spread_of(page, second) == "2 sources"
+        page.click(f"#row-{second} .source")  # type: ignore[attr-defined]
+        keyboard.press("s")
+        wait_until(page, "document.body.dataset.pending === '0'")
+        wait_until(page, f"document.querySelector('#row-{second} .spread').textContent === '1 source'")
+        assert spread_of(page, first) == "1 source"
+    assert page.errors == []  # type: ignore[attr-defined]
