@@ -96,6 +96,8 @@ def test_triage_60_candidates_with_keys_only_and_a_reload_shows_them_as_left(
             expected[line["id"]] = ("0", line["section"])
         wait_until(page, "document.body.dataset.pending === '0'")
         assert page.text_content("#status") == "Saved"  # type: ignore[attr-defined]
+        dropped_before = sum(1 for li in before if li["kept"] == "0")
+        kept_shown = int(page.text_content("#kept-count"))  # type: ignore[attr-defined]
         if SHOOT:
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.evaluate("window.scrollTo(0, 0)")  # type: ignore[attr-defined]
@@ -105,6 +107,10 @@ def test_triage_60_candidates_with_keys_only_and_a_reload_shows_them_as_left(
 
         page.reload()  # type: ignore[attr-defined]
         after = {li["id"]: (li["kept"], li["section"]) for li in lines(page)}
+        assert int(page.text_content("#kept-count")) == kept_shown  # type: ignore[attr-defined]
+        assert kept_shown == len(before) - dropped_before - sum(
+            1 for eid, (kept, _) in expected.items() if kept == "0" and eid not in
+            {li["id"] for li in before if li["kept"] == "0"})
     assert len(expected) == 60
     assert {eid: after[eid] for eid in expected} == expected
     assert page.errors == []  # type: ignore[attr-defined]

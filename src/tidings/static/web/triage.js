@@ -104,6 +104,10 @@
     targets().forEach(function (id) {
       var li = rowOf(id);
       forgetVersion(li);
+      var counter = document.getElementById("kept-count");
+      if (li && counter && li.getAttribute("data-kept") !== (value ? "1" : "0")) {
+        counter.textContent = String(parseInt(counter.textContent, 10) + (value ? 1 : -1));
+      }
       if (li) {
         li.classList.toggle("dropped", !value);
         li.setAttribute("data-kept", value ? "1" : "0");
