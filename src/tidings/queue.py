@@ -1,15 +1,14 @@
 """The stages as procrastinate jobs, for a store on PostgreSQL (``tidings worker``, ``tidings queue``).
 
-One job per item and stage. A job runs :func:`tidings.pipeline.run` for its one stage and its one
-item, so the selection, the step and the commit are the in-process loop's own: a job whose item no
-longer needs the stage does nothing, which is what makes a retried job harmless. When a job ends it
-defers the item's next wanted stage (``then``), so ``fetch → dedupe → stories → summarize →
-classify`` advances per item across any number of workers.
-
-Dedupe compares every item with every other: its jobs share the lock ``tidings:dedupe`` (one at a
-time across all workers), and a dedupe job finds nothing to do when a whole pass started after it
-was deferred (that pass saw its item). The queueing lock ``STAGE:ITEM`` keeps one waiting job per
-item and stage, however many times it is enqueued.
+One job per item and stage for fetch, summarize and classify; dedupe and stories, which compare an
+item with all others, run as passes over every item that needs them (one job, one at a time across
+all workers: its lock; one waiting at a time: its queueing lock, so the fetches that end while a
+pass waits all join it). A job runs :func:`tidings.pipeline.run` for its stage and its item (or,
+for a pass, all items), so the selection, the step and the commit are the in-process loop's own: a
+job whose item no longer needs the stage does nothing, which is what makes a retried job harmless.
+When a job ends it queues what comes next among the wanted stages (``then``): the item's next stage,
+the next pass, or after a pass every item the next stage selects. The queueing lock ``STAGE:ITEM``
+keeps one waiting job per item and stage, however many times it is enqueued.
 
 What holds across workers: per-host fetch politeness (``per_host_concurrency`` requests at a time
 per host, counted over all workers by PostgreSQL advisory locks, which a killed worker's closed
@@ -48,9 +47,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("tidings.queue")
 
 TASK_NAME = "tidings.stage"
-DEDUPE_LOCK = "tidings:dedupe"
-GLOBAL_STAGES = ("dedupe",)
-"""Stages that look at all items at once: their jobs share one lock."""
+GLOBAL_STAGES = ("dedupe", "stories")
+"""Stages whose jobs are passes over all items that need them: dedupe compares every item with
+every other; stories compares each new item with all stories, far cheaper for many items at once."""
 
 
 def is_queued(store: Store) -> bool:
@@ -106,43 +105,64 @@ def _next_stage(stage: str, then: Sequence[str]) -> str | None:
     return next((s for s in later if s in then), None)
 
 
-def _dedupe_pass_since(store: Store, job_id: int) -> bool:
-    """Whether a dedupe job that finished started after job ``job_id`` was deferred: that pass saw
-    the item this job is for. (Dedupe jobs run one at a time: none is running but this one.)"""
-    query = text(
-        "SELECT EXISTS (SELECT 1 FROM procrastinate_events s JOIN procrastinate_jobs j ON j.id = s.job_id"
-        " WHERE j.lock = :lock AND j.status = 'succeeded' AND s.type = 'started' AND j.id <> :me"
-        " AND s.at > (SELECT min(at) FROM procrastinate_events WHERE job_id = :me AND type = 'deferred'))"
-    )
-    with store.engine.connect() as connection:
-        return bool(connection.scalar(query, {"lock": DEDUPE_LOCK, "me": job_id}))
+def needing(store: Store, config: Config, stage: str, llm: Sequence[str], *, force: bool = False) -> list[int]:
+    """The items a per-item stage would select now: the in-process loop's own selections."""
+    from sqlalchemy import select
+
+    with store.session() as session:
+        if stage == "fetch":
+            return [item.id for item in pipeline.pending_fetch(session, retry_failed=force)]
+        if stage == "summarize":
+            return list(session.scalars(pipeline.needs_summary(None, upgrade="summarize" in llm)))
+        if stage == "classify":
+            below = config.llm.classify_below if "classify" in llm else None
+            return list(session.scalars(pipeline.needs_section(None, unsure_below=below)))
+        if stage == "stories":
+            from .stages.stories import _eligible  # the stories stage's own selection
+
+            return list(session.scalars(select(Item.id).where(_eligible(), Item.story_id.is_(None))))
+    raise ValueError(f"{stage} is not a per-item stage")
 
 
-@app.task(name=TASK_NAME, pass_context=True, retry=procrastinate.RetryStrategy(max_attempts=3, wait=2))
+@app.task(name=TASK_NAME, retry=procrastinate.RetryStrategy(max_attempts=3, wait=2))
 def stage_job(
-    context: procrastinate.JobContext, *, stage: str, item_id: int | None, then: list[str], run: str,
-    allow_private: bool = False, force: bool = False, llm: list[str] | None = None, budget: int | None = None,
+    *, stage: str, item_id: int | None, then: list[str], run: str, allow_private: bool = False,
+    force: bool = False, llm: list[str] | None = None, budget: int | None = None,
 ) -> None:
-    """One stage for one item (``item_id`` None: the stage over every item that needs it)."""
+    """One stage for one item, or (``item_id`` None, the stages over all items) one pass of it."""
     state = _worker
     if state is None:
         raise RuntimeError("stage jobs run in `tidings worker`, which opens the store first")
-    job_id = context.job.id if context.job else None
-    if stage in GLOBAL_STAGES and job_id is not None and _dedupe_pass_since(state.store, job_id):
-        log.debug("dedupe for %s: a later pass covered it", item_id)
-    else:
-        from .sources.urlcheck import FetchPolicy
+    from .sources.urlcheck import FetchPolicy
 
-        policy = FetchPolicy.from_config(state.config.fetch, allow_private=allow_private, allow_files=False)
-        llms = {task: state.llm(task, run, budget) for task in llm or () if task in ("summarize", "classify")}
-        ids = None if item_id is None or stage in GLOBAL_STAGES else [item_id]
-        classifier = state.classifier(run) if stage == "classify" else None
-        pipeline.run(state.store, state.config, stages=[stage], item_ids=ids, force=force, policy=policy, llms=llms,
-                     classifier=classifier)
+    policy = FetchPolicy.from_config(state.config.fetch, allow_private=allow_private, allow_files=False)
+    llms = {task: state.llm(task, run, budget) for task in llm or () if task in ("summarize", "classify")}
+    classifier = state.classifier(run) if stage == "classify" else None
+    ids = None if item_id is None else [item_id]
+    pipeline.run(state.store, state.config, stages=[stage], item_ids=ids, force=force, policy=policy, llms=llms,
+                 classifier=classifier)
     following = _next_stage(stage, then)
-    if following is not None and item_id is not None:
-        defer(following, item_id, then=then, run=run, allow_private=allow_private, force=force, llm=llm,
-              budget=budget)
+    if following is None:
+        return
+    chained = {"then": then, "run": run, "allow_private": allow_private, "force": force, "llm": llm,
+               "budget": budget}
+    if following in GLOBAL_STAGES:
+        defer(following, None, **chained)  # a pass is already waiting: it will see this item too
+    elif item_id is not None:
+        defer(following, item_id, **chained)
+    else:  # after a pass: every item the next stage selects now, but once per run (an item the
+        # stage cannot help, e.g. a text too short to summarize, stays selected)
+        queued = _queued_items(state.store, run, following)
+        for next_id in needing(state.store, state.config, following, llm or []):
+            if next_id not in queued:
+                defer(following, next_id, **chained)
+
+
+def _queued_items(store: Store, run: str, stage: str) -> set[int]:
+    query = text("SELECT (args->>'item_id')::bigint FROM procrastinate_jobs WHERE task_name = :task"
+                 " AND args->>'run' = :run AND args->>'stage' = :stage AND args->>'item_id' IS NOT NULL")
+    with store.engine.connect() as connection:
+        return set(connection.scalars(query, {"task": TASK_NAME, "run": run, "stage": stage}))
 
 
 def defer(stage: str, item_id: int | None, *, then: Sequence[str], run: str, allow_private: bool = False,
@@ -150,7 +170,7 @@ def defer(stage: str, item_id: int | None, *, then: Sequence[str], run: str, all
     """Queue one stage job; None when the same job already waits (its queueing lock)."""
     options: dict[str, Any] = {"queue": queue_of(stage), "queueing_lock": f"{stage}:{item_id or '*'}"}
     if stage in GLOBAL_STAGES:
-        options["lock"] = DEDUPE_LOCK
+        options["lock"] = f"tidings:{stage}"  # one pass at a time over all workers
     try:
         return stage_job.configure(**options).defer(
             stage=stage, item_id=item_id, then=list(then), run=run, allow_private=allow_private, force=force,
@@ -260,32 +280,22 @@ class Enqueued:
 
 def _first_jobs(store: Store, config: Config, wanted: Sequence[str], *, force: bool,
                 llm: Sequence[str]) -> list[tuple[str, int | None]]:
-    """(stage, item) pairs to start with: each item at the first wanted stage it needs (the jobs then
-    carry it through the rest); a global stage once when no item job leads to it."""
-    from sqlalchemy import select
-
-    first: dict[int, str] = {}
-    with store.session() as session:
-        if "fetch" in wanted:
-            for item in pipeline.pending_fetch(session, retry_failed=force):
-                first.setdefault(item.id, "fetch")
-        if "summarize" in wanted:
-            for item_id in session.scalars(pipeline.needs_summary(None, upgrade="summarize" in llm)):
-                first.setdefault(item_id, "summarize")
-        if "classify" in wanted:
-            below = config.llm.classify_below if "classify" in llm else None
-            for item_id in session.scalars(pipeline.needs_section(None, unsure_below=below)):
-                first.setdefault(item_id, "classify")
-        if "stories" in wanted:
-            from .stages.stories import _eligible  # the stories stage's own selection
-
-            query = select(Item.id).where(_eligible(), Item.story_id.is_(None))
-            for item_id in session.scalars(query):
-                first.setdefault(item_id, "stories")
-    pairs: list[tuple[str, int | None]] = [(stage, item_id) for item_id, stage in sorted(first.items())]
-    if "dedupe" in wanted and not any(stage == "fetch" for stage, _ in pairs):
-        pairs.append(("dedupe", None))
-    return pairs
+    """The jobs to start with: the items to fetch; then, when a pass stage (dedupe, stories) is
+    wanted, one pass (unless the fetch jobs lead to it), which queues the later stages' items when it
+    ends; without one, each item at the first per-item stage it needs."""
+    pairs: list[tuple[str, int | None]] = []
+    if "fetch" in wanted:
+        pairs += [("fetch", item_id) for item_id in needing(store, config, "fetch", llm, force=force)]
+    passes = [stage for stage in wanted if stage in GLOBAL_STAGES]
+    if passes:
+        if not pairs:
+            pairs.append((passes[0], None))
+        return pairs
+    first: dict[int, str] = {item_id: "fetch" for _, item_id in pairs if item_id is not None}
+    for stage in (s for s in ("summarize", "classify") if s in wanted):
+        for item_id in needing(store, config, stage, llm):
+            first.setdefault(item_id, stage)
+    return [(stage, item_id) for item_id, stage in sorted(first.items()) if stage != "fetch"] + pairs
 
 
 def enqueue(store: Store, config: Config, *, stages: Sequence[str] = pipeline.STAGES, force: bool = False,
