@@ -354,7 +354,7 @@ def _eligible() -> Any:
 
 def load_signals(session: Session, item_ids: list[int] | None) -> list[ItemSignals]:
     """Signals of the eligible items (all when ``item_ids`` is None), fingerprints decoded."""
-    from .dedupe import minhash_from_bytes
+    from .dedupe import is_current, minhash_from_bytes
 
     where = [_eligible()]
     if item_ids is not None:
@@ -384,7 +384,9 @@ def load_signals(session: Session, item_ids: list[int] | None) -> list[ItemSigna
     for item_id, kind, url, title, extra, blob, duplicate_of, story_id in rows:
         extra = extra or {}
         fingerprint = None
-        if blob:
+        # Only fingerprints of the current scheme compare (dedupe recomputes older ones from the text; a
+        # stories run on a store not yet deduped leaves those items without a text signal this time).
+        if blob and is_current(blob):
             try:
                 fingerprint = minhash_from_bytes(blob)
             except ValueError:
