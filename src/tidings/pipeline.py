@@ -183,14 +183,17 @@ def _fetchable(url: str) -> bool:
     return not is_local_reference(url)
 
 
-def pending_fetch(session: Session, *, retry_failed: bool = False) -> list[Item]:
-    """Items still to fetch: new ones, and those whose last failure was transient (a re-run retries them)."""
+def pending_fetch(session: Session, *, retry_failed: bool = False, item_ids: Iterable[int] | None = None) -> list[Item]:
+    """Items still to fetch: new ones, and those whose last failure was transient (a re-run retries them).
+    ``item_ids`` limits them in the query (a queue job's one item: not every pending item loaded)."""
     retry = and_(Item.status == ItemStatus.ERROR, Item.error_transient.is_(True))
     if retry_failed:
         retry = Item.status == ItemStatus.ERROR
     query = select(Item).where(
         Item.duplicate_of_id.is_(None), Item.kind == "article", or_(Item.status == ItemStatus.PENDING, retry)
     )
+    if item_ids is not None:
+        query = query.where(Item.id.in_(list(item_ids)))
     return list(session.scalars(query.order_by(Item.id)))
 
 
@@ -239,7 +242,7 @@ def fetch_and_extract(
     report = StageReport("fetch")
     only = None if item_ids is None else set(item_ids)
     with store.session() as session:
-        pending = [i for i in pending_fetch(session, retry_failed=retry_failed) if only is None or i.id in only]
+        pending = pending_fetch(session, retry_failed=retry_failed, item_ids=only)
         todo = {fetch_url_of(item): item.id for item in pending}
         # Links a user added are fetched as feed readers do; links tidings found by itself
         # (``import --follow-links``) must first be allowed by the site's robots.txt.
