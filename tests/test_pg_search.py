@@ -281,10 +281,9 @@ def test_corpus_indexed_alike(corpus_stores: tuple[str, str]) -> None:
 
 @pytest.mark.parametrize("queries", ["queries.jsonl", "natural.jsonl"])
 def test_eval_search_on_both_stores(corpus_stores: tuple[str, str], queries: str) -> None:
-    """``tidings eval search`` on both stores, both halves (the tsvector ranking was chosen on the
-    calibration halves only). The issue asks for recall@5/10 within 0.02; on halves of 26 to 38
-    queries that is one query (0.026 to 0.038), and the two engines rank a few natural questions
-    one place apart around the cut (see docs/ARCHITECTURE.md): the bound here is two queries."""
+    """``tidings eval search`` on both stores, both halves: recall@5/10 within 0.02 (issue 15.2).
+    PostgreSQL's candidates are rescored field by field as the SQLite side's engine scores them
+    (search/pgrescore.py); nothing was tuned on these figures."""
     lite_db, pg_url = corpus_stores
     path = str(REPO / "evals" / queries)
     reports = [json.loads(run_cli(db, "eval", "search", "--queries", path, "--no-hybrid", "--json"))
@@ -295,9 +294,8 @@ def test_eval_search_on_both_stores(corpus_stores: tuple[str, str], queries: str
               f"MRR {on_lite['mrr']:.3f} | PostgreSQL r@5 {on_pg['recall@5']:.3f} r@10 {on_pg['recall@10']:.3f} "
               f"MRR {on_pg['mrr']:.3f} ({on_pg['queries']} queries)")
         assert on_pg["queries"] == on_lite["queries"] > 10 and not on_pg["unresolved"]
-        bound = max(0.02, 2 / on_pg["queries"]) + 1e-9
-        assert abs(on_pg["recall@5"] - on_lite["recall@5"]) <= bound
-        assert abs(on_pg["recall@10"] - on_lite["recall@10"]) <= bound
+        assert abs(on_pg["recall@5"] - on_lite["recall@5"]) <= 0.02
+        assert abs(on_pg["recall@10"] - on_lite["recall@10"]) <= 0.02
         base_lite, base_pg = (r["halves"][half]["bm25"] for r in reports)
         assert base_pg == base_lite  # the plain-BM25 baseline reads the same segmented words on both
 

@@ -1,0 +1,122 @@
+"""Per-field BM25 over a PostgreSQL store's best candidates, scored as the SQLite side's engine scores.
+
+``ts_rank_cd`` scores a whole document, so a word in a short title weighs what it weighs in a long
+text; tantivy (the SQLite side's engine, :func:`.rank.engine_query`) scores each field with BM25
+(k1 1.2, b 0.75, the field's own average length and document frequency), takes the best form of a
+concept per field, adds the fields up by their weights and adds the presence bonus. This module
+does the same over the few hundred candidates the tsvector query returns, from the segmented
+fields ``search_docs`` keeps, so both stores rank alike.
+
+Document frequencies per field come from weight-restricted tsqueries (``'word':A`` is the title);
+summary and note share weight B, tags and author weight D, so those pairs share one frequency.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from ..config import Config
+from .query import Group
+
+K1, B = 1.2, 0.75
+FIELD_CLASS = {"title": "A", "summary": "B", "note": "B", "text": "C", "tags": "D", "author": "D"}
+_cache: dict[tuple[Any, ...], Any] = {}
+
+
+def _cached(key: tuple[Any, ...], compute: Any) -> Any:
+    if key not in _cache:
+        if len(_cache) > 20_000:
+            _cache.clear()
+        _cache[key] = compute()
+    return _cache[key]
+
+
+def _idf(total: int, df: int) -> float:
+    return math.log(1.0 + (total - df + 0.5) / (df + 0.5))
+
+
+def _average_lengths(conn: Any, state: tuple[str, str]) -> dict[str, float]:
+    def compute() -> dict[str, float]:
+        names = list(FIELD_CLASS)
+        columns = ", ".join(
+            f"avg(coalesce(array_length(string_to_array(nullif({name}, ''), ' '), 1), 0))" for name in names
+        )
+        row = conn.execute(f"SELECT {columns} FROM search_docs").fetchone()
+        return {name: float(value or 0.0) or 1.0 for name, value in zip(names, row, strict=True)}
+
+    return _cached(("avg", *state), compute)
+
+
+def _field_df(conn: Any, state: tuple[str, str], lexeme: str, field: str) -> int:
+    from .pg import _quoted
+
+    weight = FIELD_CLASS[field]
+    return _cached(("df", *state, lexeme, weight), lambda: conn.execute(
+        "SELECT count(*) FROM search_docs WHERE words @@ ?::tsquery", (f"{_quoted(lexeme)}:{weight}",)
+    ).fetchone()[0])
+
+
+def _count(words: Sequence[str], form: Sequence[str]) -> int:
+    n = len(form)
+    if n == 1:
+        return words.count(form[0])
+    return sum(1 for i in range(len(words) - n + 1) if tuple(words[i : i + n]) == tuple(form))
+
+
+def rescore(
+    conn: Any, state: tuple[str, str], total: int, groups: Sequence[Group], candidates: Sequence[int],
+    weights: dict[str, float], presence_bonus: float, limit: int,
+) -> list[tuple[int, float]]:
+    """``candidates`` scored as :func:`.rank.engine_query` scores items, best ``limit`` first."""
+    from .pg import lexeme
+
+    if not candidates:
+        return []
+    average = _average_lengths(conn, state)
+    forms = [[tuple(lexeme(w) for w in form if w) for form in g.forms if form] for g in groups]
+    fields = [name for name in FIELD_CLASS if weights.get(name, 0) > 0]
+    idf: dict[tuple[str, tuple[str, ...]], float] = {}
+    bonus: list[float] = []
+    for group_forms in forms:
+        for name in fields:
+            for form in group_forms:
+                idf[(name, form)] = sum(_idf(total, _field_df(conn, state, w, name)) for w in form)
+        # tantivy's doc_frequency: the largest count of any form's rarest word in any one field.
+        df = max((min(max(_field_df(conn, state, w, name) for name in FIELD_CLASS) for w in form)
+                  for form in group_forms if form), default=0)
+        bonus.append(presence_bonus * _idf(total, df))
+    rows = conn.execute(
+        f"SELECT item_id, {', '.join(FIELD_CLASS)} FROM search_docs WHERE item_id = ANY(?)", (list(candidates),)
+    ).fetchall()
+    scored: list[tuple[int, float]] = []
+    for item_id, *values in rows:
+        words = {name: [lexeme(w) for w in (value or "").split(" ") if w]
+                 for name, value in zip(FIELD_CLASS, values, strict=True)}
+        score = 0.0
+        for group_forms, group_bonus in zip(forms, bonus, strict=True):
+            concept = 0.0
+            held = False
+            for name in fields:
+                field_words = words[name]
+                norm = K1 * (1 - B + B * len(field_words) / average[name])
+                best = 0.0
+                for form in group_forms:
+                    tf = _count(field_words, form) if form else 0
+                    if tf:
+                        held = True
+                        best = max(best, idf[(name, form)] * tf * (K1 + 1) / (tf + norm))
+                concept += weights[name] * best
+            if held:
+                score += concept + group_bonus
+        scored.append((int(item_id), score))
+    scored.sort(key=lambda kv: (-kv[1], kv[0]))
+    return scored[:limit]
+
+
+def field_weight_map(config: Config | None) -> dict[str, float]:
+    from .engine import FIELDS
+    from .rank import field_weights
+
+    return dict(zip(FIELDS, field_weights(config), strict=True))
