@@ -40,8 +40,10 @@ from typing import Any
 from ..config import Config
 from ..store import Store
 from . import pgrescore
-from .engine import stem
+from .engine import FIELDS
 from .index import SearchError, _fts_row, _item_date, _load_docs
+from .pgrescore import lexeme
+from .pgrescore import quoted as _quoted
 from .query import CompiledQuery, Group, filter_sql
 from .rank import (
     PRESENCE_BONUS,
@@ -184,15 +186,6 @@ def _ensure_schema(conn: PgConnection, signature: str) -> None:
 # ------------------------------------------------------------------------------------------
 # Lexemes, tsvector and tsquery literals
 # ------------------------------------------------------------------------------------------
-
-
-def lexeme(word: str) -> str:
-    """A segmented word as the index holds it: English stemmed (as on SQLite), the rest as it is."""
-    return stem(word) if word.isascii() else word
-
-
-def _quoted(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def tsvector_literal(fields: dict[str, str]) -> str:
@@ -400,7 +393,7 @@ def ranking(conn: PgConnection, compiled: CompiledQuery, config: Config | None, 
         return ranked
     state = (str(conn.raw.info.dsn), _meta(conn, "generation") or "0")
     return pgrescore.rescore(conn, state, total, [g for g, _q in concepts], [i for i, _ in ranked],
-                             pgrescore.field_weight_map(config), PRESENCE_BONUS, limit)
+                             dict(zip(FIELDS, field_weights(config), strict=True)), PRESENCE_BONUS, limit)
 
 
 def filtered_ids(conn: PgConnection, compiled: CompiledQuery, config: Config | None, limit: int | None) -> list[int]:

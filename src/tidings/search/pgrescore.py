@@ -17,12 +17,22 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ..config import Config
+from .engine import stem
 from .query import Group
 
 K1, B = 1.2, 0.75
 FIELD_CLASS = {"title": "A", "summary": "B", "note": "B", "text": "C", "tags": "D", "author": "D"}
 _cache: dict[tuple[Any, ...], Any] = {}
+
+
+def lexeme(word: str) -> str:
+    """A segmented word as the PostgreSQL index holds it: English stemmed (as on SQLite), the rest as it is."""
+    return stem(word) if word.isascii() else word
+
+
+def quoted(value: str) -> str:
+    """``value`` as one quoted lexeme of a tsvector or tsquery literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def _cached(key: tuple[Any, ...], compute: Any) -> Any:
@@ -49,12 +59,10 @@ def _average_lengths(conn: Any, state: tuple[str, str]) -> dict[str, float]:
     return _cached(("avg", *state), compute)
 
 
-def _field_df(conn: Any, state: tuple[str, str], lexeme: str, field: str) -> int:
-    from .pg import _quoted
-
+def _field_df(conn: Any, state: tuple[str, str], word: str, field: str) -> int:
     weight = FIELD_CLASS[field]
-    return _cached(("df", *state, lexeme, weight), lambda: conn.execute(
-        "SELECT count(*) FROM search_docs WHERE words @@ ?::tsquery", (f"{_quoted(lexeme)}:{weight}",)
+    return _cached(("df", *state, word, weight), lambda: conn.execute(
+        "SELECT count(*) FROM search_docs WHERE words @@ ?::tsquery", (f"{quoted(word)}:{weight}",)
     ).fetchone()[0])
 
 
@@ -70,8 +78,6 @@ def rescore(
     weights: dict[str, float], presence_bonus: float, limit: int,
 ) -> list[tuple[int, float]]:
     """``candidates`` scored as :func:`.rank.engine_query` scores items, best ``limit`` first."""
-    from .pg import lexeme
-
     if not candidates:
         return []
     average = _average_lengths(conn, state)
@@ -114,9 +120,3 @@ def rescore(
     scored.sort(key=lambda kv: (-kv[1], kv[0]))
     return scored[:limit]
 
-
-def field_weight_map(config: Config | None) -> dict[str, float]:
-    from .engine import FIELDS
-    from .rank import field_weights
-
-    return dict(zip(FIELDS, field_weights(config), strict=True))
