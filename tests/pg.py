@@ -16,9 +16,13 @@ import itertools
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 SUPERUSER = "tidings"
@@ -121,3 +125,38 @@ class PgServer:
             self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
             self._started = False
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def worker_for(db: str, config: Path | None = None) -> Iterator[None]:
+    """A ``tidings worker`` beside the block when ``db`` is PostgreSQL: there ``run`` and ``fetch``
+    queue their stages as jobs and wait for a worker to do them (SQLite runs them in-process)."""
+    if not db.startswith("postgres"):
+        yield
+        return
+    argv = [sys.executable, "-m", "tidings.cli", "--db", db, *(["--config", str(config)] if config else []),
+            "worker", "--concurrency", "2", "--heartbeat", "0.5"]
+    worker = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+QUEUED_CLI_GAP = ("on PostgreSQL `run`/`fetch` queue their stages for `tidings worker` (issue 15.3), and that path "
+                  "does not yet give what the in-process one gives here: local pages, the digest on stdout, "
+                  "the exit code 1 for failed items, the hint naming the week with items")
+
+
+def expect_queued_gap(request: object, db: str) -> None:
+    """Mark this test's PostgreSQL run as a known gap (strict: it fails once the gap is closed,
+    so the mark is removed then)."""
+    import pytest
+
+    if db.startswith("postgres"):
+        request.applymarker(pytest.mark.xfail(strict=True, reason=QUEUED_CLI_GAP))  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from loopback import LoopbackServer, Reply
 from netguard import no_traffic_off_machine
+from pg import expect_queued_gap, worker_for
 
 from tidings.cli import run_cli
 from tidings.curate import latest_week_end
@@ -65,10 +66,14 @@ def test_links_format_reports_bad_lines() -> None:
     assert [str(e) for e in result.errors] == ["week.txt:2: not a URL or Markdown link: 'not a link at all'"]
 
 
-def test_demo_week_renders_the_hand_checked_digest(capsys: pytest.CaptureFixture[str], db_url: str) -> None:
+def test_demo_week_renders_the_hand_checked_digest(
+    capsys: pytest.CaptureFixture[str], db_url: str, request: pytest.FixtureRequest
+) -> None:
     db = db_url  # a SQLite file, then a PostgreSQL database: the same golden digest on both
+    expect_queued_gap(request, db)
     assert tidings(capsys, "--db", db, "import", "--format", "links", "--week", "2024-06-09", str(EXAMPLES / "links.txt"))[0] == 0
-    code, out, err = tidings(capsys, "--db", db, "run", "--week", "2024-06-09")
+    with worker_for(db):  # on PostgreSQL the stages are queue jobs a worker runs
+        code, out, err = tidings(capsys, "--db", db, "run", "--week", "2024-06-09")
     assert code == 0, err
     expected = (GOLDEN / "demo-2024-06-09.md").read_text(encoding="utf-8")
     assert out.replace(EXAMPLES.as_uri() + "/", "file://EXAMPLES/") == expected
@@ -79,7 +84,8 @@ def test_demo_week_renders_the_hand_checked_digest(capsys: pytest.CaptureFixture
     redis = next(i for i in items(capsys, db) if "redis" in i["url"])
     assert redis["summary_origin"] == "human" and redis["summary"].startswith("策展人亲手写的摘要")
     # a second run does no work and renders the same bytes
-    code, again, err = tidings(capsys, "--db", db, "run", "--week", "2024-06-09")
+    with worker_for(db):
+        code, again, err = tidings(capsys, "--db", db, "run", "--week", "2024-06-09")
     assert code == 0 and again == out
     before = len(items(capsys, db))
     code, _, err = tidings(capsys, "--db", db, "import", "--format", "links", str(EXAMPLES / "links.txt"))
@@ -100,8 +106,9 @@ def test_digest_writes_the_docusaurus_layout(capsys: pytest.CaptureFixture[str],
 
 
 def test_bad_input_is_recorded_and_the_run_goes_on(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, corpus_dir: Path, db_url: str
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, corpus_dir: Path, db_url: str, request: pytest.FixtureRequest
 ) -> None:
+    expect_queued_gap(request, db_url)
     gbk = (corpus_dir / "html" / "gbk-bytes_declared-utf8_alipay-blog.html").read_bytes()
     good = (EXAMPLES / "pages" / "redis-cache.html").read_bytes()
 
@@ -135,7 +142,7 @@ def test_bad_input_is_recorded_and_the_run_goes_on(
         assert tidings(capsys, "--db", db, "add", str(tmp_path / "no-such-page.html"))[0] == 2
         urls = [server.url(p) for p in routes] + ["http://10.0.0.1/private"]
         assert tidings(capsys, "--db", db, "--config", str(config), "add", *urls)[0] == 0
-        with no_traffic_off_machine():  # a guard bug can never send traffic off the machine
+        with no_traffic_off_machine(), worker_for(db, config):  # no traffic off the machine, whatever the bug
             code, _, err = tidings(capsys, "--db", db, "--config", str(config), "fetch")
     assert code == 1  # some items failed, and they are reported
     by_path = {i["urls"][0].rsplit("/", 1)[-1]: i for i in items(capsys, db)}
