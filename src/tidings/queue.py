@@ -368,7 +368,10 @@ class QueueStatus:
 
 
 def status(store: Store) -> QueueStatus:
-    query = text("SELECT args->>'stage', status::text, count(*), sum(CASE WHEN attempts > 0 THEN 1 ELSE 0 END)"
+    # procrastinate counts an attempt when a run ends (finished, or put back to retry): a job run more
+    # than once has more than one when finished, any while it waits or runs again.
+    query = text("SELECT args->>'stage', status::text, count(*), sum(CASE WHEN attempts > CASE WHEN status IN"
+                 " ('todo', 'doing') THEN 0 ELSE 1 END THEN 1 ELSE 0 END)"
                  " FROM procrastinate_jobs WHERE task_name = :task GROUP BY 1, 2")
     failed = text("SELECT id, args->>'stage', (args->>'item_id')::bigint, attempts FROM procrastinate_jobs"
                   " WHERE task_name = :task AND status = 'failed' ORDER BY id DESC LIMIT 50")
