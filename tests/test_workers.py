@@ -216,3 +216,30 @@ def test_a_runs_token_budget_is_spent_by_all_workers_together(pg_url: str) -> No
     SharedBudget.open(store, "run2", 100)
     SharedBudget(store, "run2", 100).reserve(100)
     store.close()
+
+
+def test_failed_jobs_are_shown_and_queued_again(pg_url: str, tmp_path: Path) -> None:
+    """A job that cannot run (here: arguments its task does not take, as a job queued by another
+    version of tidings could have) fails after its retries; `queue` names it, `queue retry` requeues it."""
+    from tidings import queue
+
+    store = open_store(pg_url)
+    with queue._opened(store):  # noqa: SLF001 - the test queues a job no command would
+        queue.stage_job.configure(queue=queue.queue_of("summarize")).defer(
+            stage="summarize", item_id=1, then=["summarize"], run="r1", unknown_argument=True)
+    store.close()
+    config = tmp_path / "tidings.toml"
+    config.write_text("")
+    worker = start_worker(pg_url, config, tmp_path, "f")
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and job_counts(pg_url) != {"failed": 1}:
+            time.sleep(0.3)
+    finally:
+        stop(worker)
+    shown = subprocess.run(tidings(pg_url, "queue"), capture_output=True, text=True, timeout=60, check=False)
+    assert shown.returncode == 0, shown.stderr
+    assert "failed job" in shown.stdout and "summarize item 1 after 4 attempt(s)" in shown.stdout, shown.stdout  # 1 + 3 retries
+    again = subprocess.run(tidings(pg_url, "queue", "retry"), capture_output=True, text=True, timeout=60, check=False)
+    assert again.returncode == 0 and "queued again: 1 failed job(s)" in again.stderr, again.stderr
+    assert job_counts(pg_url) == {"todo": 1}
