@@ -193,6 +193,9 @@ def test_queue_needs_postgresql(tmp_path: Path) -> None:
                            timeout=60, check=False)
     assert shown.returncode == 2
     assert "PostgreSQL" in shown.stderr and "Traceback" not in shown.stderr
+    worker = subprocess.run(tidings(str(tmp_path / "t.db"), "worker"), capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert worker.returncode == 2 and "needs a PostgreSQL store" in worker.stderr, worker.stderr
 
 
 def test_a_runs_token_budget_is_spent_by_all_workers_together(pg_url: str) -> None:

@@ -85,6 +85,8 @@ class _WorkerState:
                 from .llm.gateway import LLM, SharedBudget
 
                 shared = SharedBudget(self.store, run, budget) if budget is not None else None
+                if len(self.llms) >= KEPT_GATEWAYS:  # a long-lived worker sees many runs: keep the latest
+                    del self.llms[next(iter(self.llms))]
                 self.llms[task, run] = LLM(self.config, self.store, budget=shared)
             return self.llms[task, run]
 
@@ -95,6 +97,9 @@ class _WorkerState:
                 self.classifiers = {run: pipeline.default_classifier(self.store, self.config)}
             return self.classifiers[run]
 
+
+KEPT_GATEWAYS = 8
+"""LLM gateways a worker keeps (one per task and run; an older run's is dropped when it sees a new one)."""
 
 _worker: _WorkerState | None = None
 app = procrastinate.App(connector=procrastinate.SyncPsycopgConnector())
