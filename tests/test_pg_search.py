@@ -312,3 +312,22 @@ def test_corpus_ask_alike(corpus_stores: tuple[str, str]) -> None:
     finally:
         lite.close()
         pg.close()
+
+
+def test_eval_ask_on_both_stores(corpus_stores: tuple[str, str]) -> None:
+    """``tidings eval ask`` (threshold calibrated on the calibration half, figures on the held-out
+    half) on both stores. Ask weighs a question's concepts by how many items hold them; SQLite
+    counts with FTS5 (porter stemming, "gpt-4o" split in two), PostgreSQL with the tsvector
+    (Snowball, the segmenter's words whole), so the calibrated threshold and the number of quotes
+    may differ a little; every rate and every missed question must be the same."""
+    files = [arg for name in ("queries.jsonl", "ask.jsonl") for arg in ("--queries", str(REPO / "evals" / name))]
+    lite, pg = (json.loads(run_cli(db, "eval", "ask", *files, "--no-hybrid", "--json")) for db in corpus_stores)
+    print(f"\neval ask held-out: SQLite {lite['heldout']}\n PostgreSQL {pg['heldout']}")
+    assert abs(lite["threshold"] - pg["threshold"]) <= 0.01
+    for half in ("calibration", "heldout"):
+        on_lite, on_pg = dict(lite[half]), dict(pg[half])
+        for key in ("threshold", "citations"):
+            on_lite.pop(key)
+            on_pg.pop(key)
+        assert on_pg == on_lite, half
+        assert on_pg["citation_verified_rate"] == 1.0
