@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from .curate import set_item_note
 from .errors import TidingsError
-from .pipeline import _store_extraction, ingest, record_failure
+from .pipeline import ingest, record_failure, store_extraction
 from .records import ItemRecord
 from .store import SET_ASIDE, Item, ItemStatus, Store, utcnow
 
@@ -125,7 +125,7 @@ def _commit_capture(item: Item, html: bytes, found: Extraction) -> None:
     item.raw = html
     item.raw_content_type = CONTENT_TYPE
     if found.error_reason is None:
-        _store_extraction(item, found)
+        store_extraction(item, found)
         return
     record_failure(item, found.error_reason, f"{item.url}: {found.error or found.error_reason}", transient=False)
     item.status = ItemStatus.REJECTED

@@ -202,7 +202,7 @@ def fetch_url_of(item: Item) -> str:
     return item.urls[0].url if item.urls else item.url
 
 
-def _store_extraction(item: Item, found: Extraction) -> None:
+def store_extraction(item: Item, found: Extraction) -> None:
     """Put a worker's :class:`~tidings.stages.work.Extraction` of an article on ``item``."""
     if not item.title and found.title:
         item.title = found.title
@@ -302,7 +302,7 @@ def _commit_fetched(
         item.raw = outcome.content[: policy.max_bytes]
         item.raw_content_type = outcome.content_type
         if found.error_reason is None:
-            _store_extraction(item, found)
+            store_extraction(item, found)
             report.done += 1
             return
         # The fetch worked and the page was judged: "not an article" is an outcome recorded on the

@@ -123,9 +123,9 @@ def needing(store: Store, config: Config, stage: str, llm: Sequence[str], *, for
             below = config.llm.classify_below if "classify" in llm else None
             return list(session.scalars(pipeline.needs_section(None, unsure_below=below)))
         if stage == "stories":
-            from .stages.stories import _eligible  # the stories stage's own selection
+            from .stages.stories import eligible  # the stories stage's own selection
 
-            return list(session.scalars(select(Item.id).where(_eligible(), Item.story_id.is_(None))))
+            return list(session.scalars(select(Item.id).where(eligible(), Item.story_id.is_(None))))
     raise ValueError(f"{stage} is not a per-item stage")
 
 

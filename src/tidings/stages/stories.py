@@ -347,7 +347,7 @@ def _key_edges(
 # --- the store side: loading signals, the stage, the curator's edits -------------------------------
 
 
-def _eligible() -> Any:
+def eligible() -> Any:
     """Items that can be in a story: not set aside (rejected or failed)."""
     return Item.status.not_in([str(status) for status in SET_ASIDE])
 
@@ -356,7 +356,7 @@ def load_signals(session: Session, item_ids: list[int] | None) -> list[ItemSigna
     """Signals of the eligible items (all when ``item_ids`` is None), fingerprints decoded."""
     from .dedupe import is_current, minhash_from_bytes
 
-    where = [_eligible()]
+    where = [eligible()]
     if item_ids is not None:
         where.append(Item.id.in_(item_ids))
     rows = session.execute(
@@ -436,7 +436,7 @@ def assign_stories(
     outcome = StoriesOutcome()
     wanted = None if item_ids is None else set(item_ids)
     with store.session() as session:
-        pending = select(func.count()).select_from(Item).where(_eligible(), Item.story_id.is_(None))
+        pending = select(func.count()).select_from(Item).where(eligible(), Item.story_id.is_(None))
         if wanted is not None:
             pending = pending.where(Item.id.in_(list(wanted)))
         if not session.scalar(pending):
@@ -532,7 +532,7 @@ def _spread(session: Session, *, story_ids: Iterable[int] = (), item_ids: Iterab
     for chunk in _chunks(list(story_ids)):
         rows += session.execute(
             select(Item.id, Item.story_id, Item.kind, func.coalesce(Item.author_handle, Item.author), Item.url)
-            .where(Item.story_id.in_(chunk), _eligible())
+            .where(Item.story_id.in_(chunk), eligible())
         ).all()
     for chunk in _chunks(list(item_ids)):
         rows += session.execute(
@@ -755,7 +755,7 @@ def see_also(session: Session, item_ids: Iterable[int]) -> dict[int, list[tuple[
     story_ids = {item.story_id for item in items}
     members: dict[int, list[Item]] = {}
     for member in session.scalars(
-        select(Item).where(Item.story_id.in_(list(story_ids)), _eligible(), Item.duplicate_of_id.is_(None))
+        select(Item).where(Item.story_id.in_(list(story_ids)), eligible(), Item.duplicate_of_id.is_(None))
         .order_by(Item.id)
     ):
         members.setdefault(member.story_id or 0, []).append(member)
