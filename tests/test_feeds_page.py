@@ -118,3 +118,16 @@ def test_a_sparkline_counts_the_feeds_items_per_week(client: TestClient, store: 
     row = html.split(f'data-feed="{busy.id}"', 1)[1].split("</tr>", 1)[0]
     assert row.count("<rect ") == sum(1 for n in busy.weekly if n)
     assert f"{sum(busy.weekly)} items in {feedlist.SPARK_WEEKS} weeks" in row
+
+
+def test_removing_a_feed_returns_to_its_page_and_filter(client: TestClient, store: Store) -> None:
+    html = client.get("/feeds?page=3&state=ok").text
+    victim = feed_ids(html)[0]
+    with store.session() as session:
+        url = session.scalar(select(Source.locator).where(Source.id == victim))
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)">', html)
+    assert token and url
+    response = client.post("/feeds/remove", data={"csrf": token.group(1), "url": url, "page": "3", "state": "ok"},
+                           follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/feeds?page=3&state=ok"
+    assert victim not in feed_ids(client.get(response.headers["location"]).text)

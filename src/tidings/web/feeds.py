@@ -4,6 +4,7 @@ Every feed added here passes ``collect.url_refusal``, as the CLI's ``feeds add``
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
@@ -71,11 +72,18 @@ def feeds_add(request: Request, store: StoreDep, policy: PolicyDep, url: Annotat
 
 
 @router.post("/feeds/remove", dependencies=CSRF)
-def feeds_remove(request: Request, store: StoreDep, url: Annotated[str, Form()] = "") -> Response:
+def feeds_remove(request: Request, store: StoreDep, url: Annotated[str, Form()] = "",
+                 page: Annotated[str, Form()] = "1", state: Annotated[str, Form()] = "all",
+                 folder: Annotated[str | None, Form()] = None) -> Response:
     def work() -> Response:
         if not collect.remove_feed(store, url):
             return feeds_failed(request, FormError("remove", f"not subscribed: {url[:200]}"), {})
-        return back("/feeds")
+        # Back to the page the feed was removed from (a later page of 23 is not page 1).
+        query = {"page": page if page.isdigit() and len(page) < 8 else "1",
+                 "state": state if state in feedlist.STATES else "all"}
+        if folder is not None:
+            query["folder"] = folder[:512]
+        return back(f"/feeds?{urlencode(query)}")
 
     return mutate(request, "/feeds/remove", {"url": url}, work)
 
