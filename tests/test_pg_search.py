@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from tidings.cli import app
 from tidings.config import Config
 from tidings.search import evaluate as searcheval
+from tidings.search import pgrescore
 from tidings.search.ask import ask
 from tidings.search.index import SearchError, connect, index_stats
 from tidings.search.pg import tsvector_literal
@@ -76,6 +77,15 @@ def small(pg_store: Store) -> dict[str, int]:
                      text="并发安全来自所有权。", section="Go & 云原生 & Rust 相关",
                      published_at=datetime(2022, 1, 9)),
     }
+
+
+def assert_lengths_kept(st: Store) -> None:
+    """The per-field word totals kept batch by batch equal a count over the whole index."""
+    with connect(st) as conn:
+        kept = json.loads(conn.execute("SELECT value FROM search_meta WHERE key = ?",
+                                       (pgrescore.LENGTHS_KEY,)).fetchone()[0])
+        counted = conn.execute(pgrescore.length_sums_sql()).fetchone()
+    assert kept == dict(zip(pgrescore.FIELD_CLASS, counted, strict=True))
 
 
 def test_query_syntax_and_filters(pg_store: Store, small: dict[str, int]) -> None:
@@ -162,6 +172,7 @@ def test_every_kind_of_change_reaches_the_index(pg_store: Store, small: dict[str
         conn.execute(text("DELETE FROM items WHERE id = :id"), {"id": small["vector"]})
     assert ids(search(pg_store, "向量数据库", config=CONFIG)) == []
     assert index_stats(pg_store) == {"indexed": 1, "queued": 0, "embeddings": 0}
+    assert_lengths_kept(pg_store)
 
 
 def test_a_change_committed_during_a_refresh_stays_queued(pg_store: Store, small: dict[str, int]) -> None:
@@ -184,6 +195,7 @@ def test_rebuild_through_the_cli(pg_store: Store, small: dict[str, int], pg_url:
     assert "indexed 3 item(s)" in out.output
     assert set(ids(search(pg_store, "并发", config=CONFIG))) == {small["go"], small["rust"]}
     assert run_cli(pg_url, "search", "tag:golang", "--json").count('"id"') == 1
+    assert_lengths_kept(pg_store)
 
 
 def test_hostile_text_indexes_without_failing(pg_store: Store) -> None:

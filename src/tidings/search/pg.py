@@ -30,6 +30,7 @@ exactly the queue entries it read (by ``seq``), so a change committed meanwhile 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -265,12 +266,17 @@ def refresh_index(store: Store, config: Config | None = None, *, progress: Progr
 def _write_batch(conn: PgConnection, ids: list[int], seqs: list[int]) -> None:
     docs = _load_docs(conn, ids)  # type: ignore[arg-type]  # the same SQL on both stores
     now = datetime.now(UTC).isoformat()
+    removed = conn.execute(pgrescore.length_sums_sql() + " WHERE item_id = ANY(?)", (ids,)).fetchone()
     conn.execute("DELETE FROM search_docs WHERE item_id = ANY(?)", (ids,))
     rows = []
+    lengths = {name: -int(n) for name, n in zip(pgrescore.FIELD_CLASS, removed, strict=True)}
     for item_id, doc in docs.items():
         fields = dict(zip(_FIELD_ORDER, _fts_row(doc), strict=True))
         rows.append((item_id, now, _item_date(doc["published"], doc["week"], doc["seen"]),
                      *(fields[name] for name in _FIELD_ORDER), tsvector_literal(fields)))
+        for name in lengths:
+            lengths[name] += pgrescore.word_count(fields[name])
+    _add_lengths(conn, lengths)
     if rows:
         conn.raw.cursor().executemany(
             "INSERT INTO search_docs (item_id, indexed_at, item_date, title, summary, text, note, tags, author, "
@@ -282,6 +288,12 @@ def _write_batch(conn: PgConnection, ids: list[int], seqs: list[int]) -> None:
                  "ON CONFLICT (key) DO UPDATE SET value = (search_meta.value::bigint + 1)::text")
 
 
+def _add_lengths(conn: PgConnection, change: dict[str, int]) -> None:
+    """Keep the per-field word totals (BM25's average lengths) in step with ``search_docs``."""
+    sums = json.loads(_meta(conn, pgrescore.LENGTHS_KEY) or "{}")
+    _set_meta(conn, pgrescore.LENGTHS_KEY, json.dumps({name: int(sums.get(name, 0)) + n for name, n in change.items()}))
+
+
 def rebuild_index(store: Store, config: Config | None = None, *, progress: Progress | None = None) -> int:
     """Drop every index row and index all items again (``tidings index --rebuild``)."""
     prepare(config)
@@ -291,7 +303,8 @@ def rebuild_index(store: Store, config: Config | None = None, *, progress: Progr
             conn.execute("SELECT pg_advisory_xact_lock(?)", (_LOCK_KEY,))
             conn.execute("DELETE FROM search_docs")
             conn.execute("DELETE FROM search_dirty")
-            conn.execute("DELETE FROM search_meta WHERE key = 'generation' OR key LIKE 'embed_checked:%'")
+            conn.execute("DELETE FROM search_meta WHERE key IN ('generation', ?) OR key LIKE 'embed_checked:%'",
+                         (pgrescore.LENGTHS_KEY,))
             conn.execute("INSERT INTO search_dirty (item_id) SELECT id FROM items")
     refresh_index(store, config, progress=progress)
     with connect(store) as conn:

@@ -13,6 +13,7 @@ summary and note share weight B, tags and author weight D, so those pairs share 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -47,14 +48,29 @@ def _idf(total: int, df: int) -> float:
     return math.log(1.0 + (total - df + 0.5) / (df + 0.5))
 
 
+LENGTHS_KEY = "field_lengths"
+"""``search_meta`` key: the words each field holds over the whole index, kept by every index batch
+(:func:`length_sums`), so the average lengths cost no scan of the texts."""
+
+
+def word_count(value: str | None) -> int:
+    return len([w for w in (value or "").split(" ") if w])
+
+
+def length_sums_sql() -> str:
+    """SQL summing each field's words over ``search_docs`` rows (``WHERE`` appended by the caller)."""
+    return "SELECT " + ", ".join(
+        f"coalesce(sum(coalesce(array_length(string_to_array(nullif({name}, ''), ' '), 1), 0)), 0)"
+        for name in FIELD_CLASS
+    ) + " FROM search_docs"
+
+
 def _average_lengths(conn: Any, state: tuple[str, str]) -> dict[str, float]:
     def compute() -> dict[str, float]:
-        names = list(FIELD_CLASS)
-        columns = ", ".join(
-            f"avg(coalesce(array_length(string_to_array(nullif({name}, ''), ' '), 1), 0))" for name in names
-        )
-        row = conn.execute(f"SELECT {columns} FROM search_docs").fetchone()
-        return {name: float(value or 0.0) or 1.0 for name, value in zip(names, row, strict=True)}
+        total = conn.execute("SELECT count(*) FROM search_docs").fetchone()[0] or 1
+        row = conn.execute("SELECT value FROM search_meta WHERE key = ?", (LENGTHS_KEY,)).fetchone()
+        sums = json.loads(row[0]) if row else {}
+        return {name: (float(sums.get(name, 0)) / total) or 1.0 for name in FIELD_CLASS}
 
     return _cached(("avg", *state), compute)
 
