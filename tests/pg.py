@@ -138,6 +138,7 @@ def worker_for(db: str, config: Path | None = None) -> Iterator[None]:
             "worker", "--concurrency", "2", "--heartbeat", "0.5"]
     worker = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        until_alive(db, worker)
         yield
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -146,6 +147,27 @@ def worker_for(db: str, config: Path | None = None) -> Iterator[None]:
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
+
+
+def until_alive(db: str, worker: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    """Wait for the worker's first heartbeat: `run` without a live worker does the work itself, so a
+    test of the queued path must not start before its worker is there."""
+    import time
+
+    from tidings.queue import live_workers
+    from tidings.store import open_store
+
+    store = open_store(db)
+    try:
+        deadline = time.monotonic() + timeout
+        while not live_workers(store):
+            if worker.poll() is not None:
+                raise RuntimeError(f"the tidings worker exited with {worker.returncode} before its first heartbeat")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no heartbeat from the tidings worker in {timeout:.0f} s")
+            time.sleep(0.1)
+    finally:
+        store.close()
 
 
 QUEUED_CLI_GAP = ("on PostgreSQL `run`/`fetch` queue their stages for `tidings worker` (issue 15.3), and that path "

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from loopback import LoopbackServer, Reply, Request
+from pg import until_alive
 from sqlalchemy import select, text
 
 from tidings import pipeline
@@ -67,8 +68,10 @@ def tidings(db: str, *args: str, config: Path | None = None) -> list[str]:
 
 def start_worker(db: str, config: Path, tmp_path: Path, name: str) -> subprocess.Popen[bytes]:
     log = (tmp_path / f"{name}.log").open("ab")
-    return subprocess.Popen(tidings(db, "worker", "--concurrency", "3", "--heartbeat", "0.5", config=config),
-                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    worker = subprocess.Popen(tidings(db, "worker", "--concurrency", "3", "--heartbeat", "0.5", config=config),
+                              stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    until_alive(db, worker)  # `run` with no live worker does the work itself, off the queue under test
+    return worker
 
 
 def stop(worker: subprocess.Popen[bytes]) -> None:
@@ -246,3 +249,19 @@ def test_failed_jobs_are_shown_and_queued_again(pg_url: str, tmp_path: Path) -> 
     again = subprocess.run(tidings(pg_url, "queue", "retry"), capture_output=True, text=True, timeout=60, check=False)
     assert again.returncode == 0 and "queued again: 1 failed job(s)" in again.stderr, again.stderr
     assert job_counts(pg_url) == {"todo": 1}
+
+
+def test_run_with_no_worker_alive_does_the_work_itself(setup: tuple[str, Path, list[str]], pages: Pages) -> None:
+    """Waiting on a queue no worker serves would never end: `run` says so and runs the stages in-process."""
+    db, config, urls = setup
+    done = subprocess.run(tidings(db, "run", "--allow-private", config=config),
+                          capture_output=True, text=True, timeout=240, check=False)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "no `tidings worker` is running" in done.stderr
+    store = open_store(db)
+    with store.session() as session:
+        items = session.scalars(select(Item)).all()
+        assert [item.url for item in items if item.status == ItemStatus.PENDING] == []
+        assert sum(item.status == ItemStatus.EXTRACTED for item in items) >= len(urls) // 2
+    store.close()
+    assert job_counts(db) == {}  # nothing was queued

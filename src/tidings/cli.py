@@ -269,11 +269,17 @@ NoWait = Annotated[bool, typer.Option("--no-wait", help="PostgreSQL store: queue
 def queued_run(st: State, stages: list[str], *, no_wait: bool, force: bool = False, allow_private: bool = False,
                llm: tuple[str, ...] = (), budget_tokens: int | None = None) -> list[StageReport] | None:
     """On a PostgreSQL store, the stages as queue jobs for `tidings worker`s: progress from the job
-    states until none waits (or at once with --no-wait). None on SQLite: the stages run in-process."""
+    states until none waits (or at once with --no-wait). None on SQLite, or when no worker is alive and
+    the caller would wait: the stages run in-process."""
     if not st.db.startswith("postgres"):
         return None  # procrastinate is not even imported: SQLite commands start as fast as ever
     from . import queue
 
+    if not no_wait and not queue.live_workers(st.store):
+        # Waiting on a queue nobody serves would never end: without a worker, this process does the work.
+        err.print("no `tidings worker` is running against this database: running the stages in this process",
+                  highlight=False)
+        return None
     queued = queue.enqueue(st.store, st.config, stages=stages, force=force, allow_private=allow_private, llm=llm,
                            budget_tokens=budget_tokens if budget_tokens is not None else st.budget_tokens)
     err.print(f"queued {queued.jobs} job(s) (run {queued.run})", highlight=False)

@@ -324,6 +324,14 @@ def enqueue(store: Store, config: Config, *, stages: Sequence[str] = pipeline.ST
     return Enqueued(run, queued)
 
 
+def live_workers(store: Store, within_s: float = 60.0) -> int:
+    """Workers that sent a heartbeat in the last ``within_s`` seconds (0 before any worker ever ran)."""
+    query = text("SELECT count(*) FROM procrastinate_workers"
+                 " WHERE last_heartbeat > now() - make_interval(secs => :within)")
+    with store.engine.connect() as connection:
+        return int(connection.execute(query, {"within": within_s}).scalar() or 0)
+
+
 def run_counts(store: Store, run: str) -> dict[tuple[str, str], int]:
     """Jobs of one run by (stage, status)."""
     query = text("SELECT args->>'stage', status::text, count(*) FROM procrastinate_jobs"
