@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, func, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, defer, selectinload
 
 # The stage loop, the renderers and the digest parser are imported inside the functions that use them:
 # `tidings items`, `feeds list` and the week view's reads load this module and never need them
@@ -251,7 +251,9 @@ def candidates(session: Session, week: date, config: Config, digest: Digest | No
     story (its best item; none when the draft already lists an item of that story)."""
     from .stages.stories import one_per_story
 
-    query = _week_items(session, week, config, digest).where(Item.status == ItemStatus.EXTRACTED)
+    # The fetched page's bytes are the largest column and nothing here reads them.
+    query = _week_items(session, week, config, digest).where(Item.status == ItemStatus.EXTRACTED).options(
+        defer(Item.raw))
     found = [item for item in session.scalars(query) if item.title or item.summary]
     listed = [entry.item for entry in digest.entries if entry.item is not None] if digest is not None else []
     return one_per_story(session, found, listed)
@@ -319,7 +321,8 @@ def assemble_week(store: Store, week: date, config: Config) -> Digest:
         digest = session.scalar(
             select(Digest)
             .where(Digest.week == week)
-            .options(selectinload(Digest.entries).selectinload(DigestEntryRow.item).selectinload(Item.urls))
+            .options(selectinload(Digest.entries).selectinload(DigestEntryRow.item)
+                     .options(defer(Item.raw), selectinload(Item.urls)))
         )
         if digest is not None and digest.status != "draft":
             return digest
