@@ -549,3 +549,22 @@ def test_a_book_page_is_titled_by_its_chapter_not_the_book_or_a_dialog(heading: 
                           heading=heading, body=body)
     page = extract(html.encode("utf-8"), url="https://doc.rust-lang.org/book/ch14-02.html")
     assert page.title == "Publishing a Crate to Crates.io"
+
+
+def test_a_redirect_stub_is_set_aside_and_a_refreshing_article_is_kept() -> None:
+    """A moved chapter's stub ("Redirecting…", a meta refresh and a link) is no article (found on the Rust
+    book's moved pages, where it became a digest entry titled "Redirecting..."); a long page that merely
+    reloads itself still is one."""
+    from tidings.stages.extract import NoArticleError, extract
+
+    stub = ("<html><head><title>Redirecting...</title><meta http-equiv='Refresh' content='0; URL=ch21.html'>"
+            "</head><body><p>Redirecting to... <a href='ch21.html'>ch21.html</a>.</p>"
+            f"<script>{'var x = 1;' * 200}</script></body></html>")
+    with pytest.raises(NoArticleError, match="redirect page: it sends the reader on to ch21.html") as caught:
+        extract(stub.encode(), url="https://docs.example/book/ch20.html")
+    assert caught.value.title == "Redirecting..."
+    prose = "".join(f"<p>第{n}段：这是一篇会定时刷新的新闻正文，内容足够长，读者可以读完它并理解发生了什么事情。</p>"
+                    for n in range(12))
+    page = (f"<html><head><title>新闻</title><meta http-equiv='refresh' content='300'></head>"
+            f"<body><article><h1>新闻</h1>{prose}</article></body></html>")
+    assert "第3段" in extract(page.encode(), url="https://news.example/a").text

@@ -392,3 +392,14 @@ def test_has_prose_stopping_early_judges_as_the_whole_count(pages: dict[str, str
     for text in texts:
         assert has_prose(text) == whole_count(text), text[:80]
     assert not has_prose(code_only) and all(has_prose(text) for text in pages.values())
+
+
+def test_a_sentence_that_announces_what_follows_is_not_a_summary() -> None:
+    """"…calls out to rustdoc like this:" was picked while the command after it was not (Rust docs, new-user
+    walk): a sentence ending in a colon says nothing without what it introduces."""
+    text = ("Cargo also has integration with rustdoc to make it easier to generate docs for a whole crate. "
+            "Internally, cargo doc calls out to rustdoc like this:\n\n"
+            "The tool reads the crate's source and writes one HTML page per item, with search built in. "
+            "Its output can be tested too, because code examples in the docs are compiled and run. "
+            "Documentation tests keep examples and code from drifting apart over the years.")
+    assert not summarize(text, english_sentences=3).rstrip().endswith(":")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperArgument, TyperOption
 
-from .errors import TidingsError, UsageError
+from .errors import EXTRACTOR_LOGGERS, TidingsError, UsageError
 
 if TYPE_CHECKING:  # annotations only: importing these at start-up is what made every command slow
     from rich.console import Console
@@ -202,6 +202,10 @@ def main_options(
 ) -> None:
     level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr, force=True)
+    # The extractors log their own doubts about a page ("parsed tree length: 1 …") as errors; tidings
+    # records the page's outcome with its reason, so their messages are only for -vv.
+    for name in EXTRACTOR_LOGGERS:
+        logging.getLogger(name).setLevel(level if verbose > 1 else logging.CRITICAL)
     err.quiet = quiet  # the notes console; ``errors`` always prints
     ctx.obj = State(db=db, config_path=config, quiet=quiet, budget_tokens=budget_tokens)
     if config is not None and not ctx.resilient_parsing:
@@ -1448,7 +1452,12 @@ def users_add(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The 
 
 @users_app.command("list")
 def users_list(ctx: typer.Context) -> None:
-    """The curators by name, and when each was added."""
+    """The curators by name, and when each was added.
+
+    Example:
+
+        tidings users list
+    """
     from .users import list_users
 
     for user in list_users(state(ctx).store):
@@ -1457,7 +1466,12 @@ def users_list(ctx: typer.Context) -> None:
 
 @users_app.command("remove")
 def users_remove(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The curator's name.")]) -> None:
-    """Remove a curator: its token stops working at once; its edits keep its name."""
+    """Remove a curator: its token stops working at once; its edits keep its name.
+
+    Example:
+
+        tidings users remove alice
+    """
     from .users import remove_user
 
     remove_user(state(ctx).store, name)
@@ -1644,7 +1658,12 @@ def queue_show(ctx: typer.Context) -> None:
 
 @queue_app.command("retry")
 def queue_retry(ctx: typer.Context) -> None:
-    """Queue the failed jobs again."""
+    """Queue the failed jobs again.
+
+    Example:
+
+        tidings --db postgresql://tidings@db/tidings queue retry
+    """
     from . import queue
 
     st = state(ctx)

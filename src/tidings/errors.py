@@ -114,3 +114,8 @@ class BudgetExceeded(LLMError):
             reason="budget",
             fatal=True,
         )
+
+
+EXTRACTOR_LOGGERS = ("trafilatura", "htmldate", "readability", "courlan", "justext")
+"""Libraries that log their own doubts about a page. The CLI quiets them unless -vv (tidings records each
+page's outcome with its reason anyway), and the worker processes keep the parent's levels for them."""

@@ -603,6 +603,30 @@ def _plain_text(text: str, url: str) -> Extracted:
     return Extracted(title=title, text=text.strip(), language=detect_language(text))
 
 
+_REFRESH_URL = re.compile(r"^\s*\d*\s*[;,]?\s*url\s*=\s*['\"]?([^'\"\s]+)", re.I)
+
+
+def _refresh_target(tree: HtmlElement) -> str | None:
+    """Where a stub page sends the reader with ``<meta http-equiv="refresh" content="0; url=…">``, when
+    the page itself says next to nothing (a moved chapter's "Redirecting…"). A long page with a refresh
+    tag (a news page that reloads itself) is still read as an article."""
+    for content in tree.xpath("//meta[translate(@http-equiv, 'REFSH', 'refsh')='refresh']/@content"):
+        match = _REFRESH_URL.match(str(content))
+        if match is None:
+            continue
+        visible = tree.xpath("//body//text()[not(ancestor::script) and not(ancestor::style)]")
+        said = " ".join(" ".join(str(t) for t in visible).split())
+        if len(said) < 200:
+            return match.group(1)
+    return None
+
+
+def _first_text(tree: HtmlElement, path: str) -> str | None:
+    found = tree.xpath(path)
+    text = " ".join(found[0].text_content().split()) if found else ""
+    return text or None
+
+
 def extract(content: bytes | str, url: str | None = None, content_type: str | None = None, *,
             use_readability: bool = True) -> Extracted:
     """Find the article in a page. Raises ExtractError: ``empty``, ``binary`` or ``no_article``
@@ -630,6 +654,10 @@ def extract(content: bytes | str, url: str | None = None, content_type: str | No
         raise ExtractError(where, "no_article", "not an HTML page")
     for gutter in _xpath(_GUTTER_XPATH)(tree):
         gutter.drop_tree()
+    moved_to = _refresh_target(tree)
+    if moved_to is not None:
+        raise NoArticleError(where, f"a redirect page: it sends the reader on to {moved_to}",
+                             title=_first_text(tree, "//title"))
     page_url = _page_url(url, tree, html)
     site = _site_for(_host(page_url), tree)
 

@@ -279,6 +279,8 @@ def has_prose(text: str) -> bool:
 def _is_junk(sentence: str, chinese: bool, max_len: int) -> bool:
     if len(sentence) > max_len:
         return True  # no prose sentence is this long: a code listing or a run-together table
+    if sentence.rstrip().endswith((":", "：")):
+        return True  # it announces what follows (a listing, a command): alone in a summary it says nothing
     visible = _URL_RE.sub("", sentence)
     words = count_word_chars(visible)
     if chinese:

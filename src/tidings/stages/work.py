@@ -15,6 +15,7 @@ starts with trafilatura, datasketch and numpy already loaded.
 from __future__ import annotations
 
 import atexit
+import logging
 import multiprocessing
 import os
 import pickle
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from ..errors import ExtractError
+from ..errors import EXTRACTOR_LOGGERS, ExtractError
 from ..textutil import add_user_words, nfkc, user_words
 from . import dedupe, summarize
 
@@ -130,11 +131,13 @@ _pool: ProcessPoolExecutor | None = None
 _pool_key: tuple[int, tuple[str, ...]] | None = None
 
 
-def _init_worker(words: Sequence[str], parent: int) -> None:
+def _init_worker(words: Sequence[str], parent: int, log_levels: dict[str, int] | None = None) -> None:
     """Runs once in each worker: the parent's user dictionary, a watch on the parent, and one BLAS
     thread per worker (the workers already fill the cores; BLAS threads on top made the small
     similarity matrices of TextRank several times slower by contending for them)."""
     add_user_words(words)
+    for name, level in (log_levels or {}).items():
+        logging.getLogger(name).setLevel(level)
     threading.Thread(target=_exit_with, args=(parent,), name="tidings-parent-watch", daemon=True).start()
     _one_blas_thread()  # the limit applies when made, and a worker keeps it for its life
 
@@ -187,7 +190,8 @@ def get_pool(workers: int) -> ProcessPoolExecutor | None:
             if _pool is not None:
                 _pool.shutdown(wait=False, cancel_futures=True)
             _pool = ProcessPoolExecutor(
-                workers, mp_context=_context(), initializer=_init_worker, initargs=(list(key[1]), os.getpid())
+                workers, mp_context=_context(), initializer=_init_worker,
+                initargs=(list(key[1]), os.getpid(), {n: logging.getLogger(n).level for n in EXTRACTOR_LOGGERS})
             )
             _pool_key = key
         return _pool
