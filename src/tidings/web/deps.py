@@ -192,7 +192,7 @@ def parse_day(value: str) -> date:
 
 
 def current_week(config: Config) -> date:
-    """The week that ends on or after today: what the UI shows when no week is named."""
+    """The latest week end on or before today: where a form without a week puts its links."""
     return curate.latest_week_end(curate.today(config), config.week_ends_on)
 
 

@@ -166,10 +166,12 @@ def home() -> RedirectResponse:
 
 
 @router.get("/week", response_class=HTMLResponse)
-def week_view(request: Request, config: ConfigDep, week: str | None = None, flash: str | None = None,
-              view: str = "cards", new: str = "1", q: str = "") -> Response:
+def week_view(request: Request, store: StoreDep, config: ConfigDep, week: str | None = None,
+              flash: str | None = None, view: str = "cards", new: str = "1", q: str = "") -> Response:
     try:
-        when = parse_week_param(week, config)
+        # No week named: the one `tidings run` would draft (the ended week while it is still to do, else
+        # the week under way), so the page opens on the links just added.
+        when = parse_week_param(week, config) if week else curate.default_week(store, config)
     except FormError as exc:
         return week_page(request, current_week(config), status=400, errors={("week", "week"): exc.message},
                          values={("week", "week"): week or ""})
