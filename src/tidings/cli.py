@@ -1024,7 +1024,7 @@ def feeds_import(
         if not file.is_file():
             raise UsageError(f"no such file: {file}")
     for file in files:
-        subscribe_opml(st.store, file.read_bytes(), str(file), report, check=lambda url: url_refusal(url, policy))
+        subscribe_opml(st.store, file.read_bytes(), str(file), report, check=lambda url: url_refusal(url, policy, resolve=False))
     raise typer.Exit(summary_table([report]))
 
 

@@ -100,7 +100,7 @@ def import_paths(
                 _import_digest(store, text, where, config, week, report)
                 continue
             if chosen == "opml":
-                subscribe_opml(store, content, where, report, check=lambda url: url_refusal(url, feed_policy))
+                subscribe_opml(store, content, where, report, check=lambda url: url_refusal(url, feed_policy, resolve=False))
                 continue
             if chosen == "links":
                 result = parse_links(text, file=where)
@@ -191,7 +191,7 @@ def subscribe(store: Store, url: str, *, title: str | None = None, folder: str |
         return True
 
 
-def url_refusal(url: str, policy: FetchPolicy) -> str | None:
+def url_refusal(url: str, policy: FetchPolicy, *, resolve: bool = True) -> str | None:
     """Why ``url`` may not be added under ``policy``, or None when it may.
 
     Every way of adding a link or a feed asks this one question (in the web UI: the add-links
@@ -199,9 +199,10 @@ def url_refusal(url: str, policy: FetchPolicy) -> str | None:
     ``import`` of an OPML file), so none of them is a way around the others. A name that does not
     resolve right now is accepted: the fetch retries it and shows its failure per item. Other
     schemes, private addresses (unless the policy allows them), missing files and malformed URLs
-    are refused."""
+    are refused. ``resolve=False`` (OPML subscriptions: thousands of feeds) judges a host by what the URL
+    says, without DNS; the fetch checks the resolved addresses when it connects."""
     try:
-        check_url(url, policy)
+        check_url(url, policy, resolve=resolve)
     except FetchError as exc:
         if exc.transient:
             return None

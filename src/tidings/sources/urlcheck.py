@@ -145,8 +145,13 @@ def is_local_reference(url: str) -> bool:
         return True  # file://otherhost/...: not the network either (fetch refuses it)
 
 
-def check_http(url: str, policy: FetchPolicy) -> None:
-    """Raise Refused unless ``url`` is an http(s) URL to a host we may reach."""
+def check_http(url: str, policy: FetchPolicy, *, resolve: bool = True) -> None:
+    """Raise Refused unless ``url`` is an http(s) URL to a host we may reach.
+
+    ``resolve=False`` checks what the URL says without asking DNS (a host written as a private address or
+    ``localhost`` is still refused): for subscribing thousands of feeds at once, where a lookup per feed
+    takes minutes, and hours on a machine whose resolver is unreachable. The fetch checks the resolved
+    addresses again when it connects, so nothing private is ever fetched either way."""
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https"):
         raise Refused("bad_scheme", f"only http and https URLs are fetched, not {parts.scheme or 'this'}:")
@@ -157,19 +162,30 @@ def check_http(url: str, policy: FetchPolicy) -> None:
         raise Refused("bad_url", f"malformed URL: {exc}") from exc
     if not host:
         raise Refused("bad_url", "the URL has no host")
-    if not _host_allowed(host, port, policy):
-        # When allowed outright, the transport still resolves, and reports DNS errors, on connecting.
+    if _host_allowed(host, port, policy):
+        return  # when allowed outright, the transport still resolves, and reports DNS errors, on connecting
+    if resolve:
         checked_addresses(host, port, policy)
+        return
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        raise Refused("private_host", f"{host} is a private, loopback or link-local address; not fetched")
+    try:
+        literal = ipaddress.ip_address(name.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return  # a name: its addresses are checked when the feed is fetched
+    if not _is_public(literal):
+        raise Refused("private_host", f"{host} is a private, loopback or link-local address; not fetched")
 
 
-def check_url(url: str, policy: FetchPolicy) -> None:
+def check_url(url: str, policy: FetchPolicy, *, resolve: bool = True) -> None:
     """Raise FetchError unless ``url`` may be fetched under ``policy``.
 
     Reasons: bad_scheme, bad_url, file_not_found, private_host, dns_error (transient)."""
     path = local_path(url)
     if path is None:
         try:
-            check_http(url, policy)
+            check_http(url, policy, resolve=resolve)
         except Refused as exc:
             raise FetchError(url, exc.reason, exc.message, transient=exc.transient) from None
         return

@@ -102,7 +102,7 @@ def feeds_import(request: Request, store: StoreDep, policy: PolicyDep,
             # An OPML file comes from elsewhere and may list file: or private addresses: every
             # feed passes the links box's check, and the refused ones are failures in the report.
             collect.subscribe_opml(store, content, opml.filename, report,
-                                   check=lambda url: collect.url_refusal(url, policy))
+                                   check=lambda url: collect.url_refusal(url, policy, resolve=False))
         except (ImportFormatError, UsageError) as exc:
             return feeds_failed(request, FormError("opml", f"not a usable OPML file: {exc}"), {})
         refusals = "; ".join(f"{url[:200]} ({why})" for url, why in report.failures[:10])
