@@ -242,3 +242,29 @@ _folder = st.lists(_text.filter(lambda s: "/" not in s), min_size=0, max_size=2)
 def test_export_round_trip_property(rows: list[tuple[str | None, str | None, str | None]]) -> None:
     feeds = [FeedRecord(f"https://f.example/{i}?a=1&b=<{i}>", t, h, f) for i, (t, h, f) in enumerate(rows)]
     assert parse_opml(export_opml(feeds).encode("utf-8")) == feeds
+
+
+def test_an_opml_import_asks_no_dns_and_still_refuses_private_addresses(tmp_path: Path) -> None:
+    """Thousands of feeds are judged by their URLs alone (a lookup each took hours offline); addresses
+    written as private, loopback or localhost are refused all the same, and names wait for the fetch."""
+    from netguard import VIOLATIONS, no_traffic_off_machine
+
+    from tidings import collect
+    from tidings.config import Config
+    from tidings.store import open_store
+
+    outlines = "".join(f'<outline type="rss" text="f{n}" xmlUrl="{url}"/>' for n, url in enumerate((
+        "http://127.0.0.1:8080/feed", "http://localhost/feed.xml", "http://[::1]/rss", "http://10.1.2.3/atom",
+        "http://app.localhost/feed", "https://blog.example.invalid/feed.xml", "https://go.dev/blog/feed.atom")))
+    opml = tmp_path / "subs.opml"
+    opml.write_text(f'<?xml version="1.0"?><opml version="2.0"><body>{outlines}</body></opml>', encoding="utf-8")
+    store = open_store(tmp_path / "t.db")
+    VIOLATIONS.clear()
+    with no_traffic_off_machine():
+        report, _ = collect.import_paths(store, [str(opml)], "opml", Config())
+    assert VIOLATIONS == []
+    refused = {url for url, _why in report.failures}
+    assert refused == {"http://127.0.0.1:8080/feed", "http://localhost/feed.xml", "http://[::1]/rss",
+                       "http://10.1.2.3/atom", "http://app.localhost/feed"}
+    assert all("private" in why for _url, why in report.failures)
+    assert report.done == 2
