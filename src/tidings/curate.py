@@ -251,9 +251,10 @@ def candidates(session: Session, week: date, config: Config, digest: Digest | No
     story (its best item; none when the draft already lists an item of that story)."""
     from .stages.stories import one_per_story
 
-    # The fetched page's bytes are the largest column and nothing here reads them.
+    # The page's bytes and its text are the largest columns and nothing here reads them (a week view
+    # of 1,000 candidates loaded megabytes of article text it never showed).
     query = _week_items(session, week, config, digest).where(Item.status == ItemStatus.EXTRACTED).options(
-        defer(Item.raw))
+        defer(Item.raw), defer(Item.text))
     found = [item for item in session.scalars(query) if item.title or item.summary]
     listed = [entry.item for entry in digest.entries if entry.item is not None] if digest is not None else []
     return one_per_story(session, found, listed)
@@ -322,7 +323,7 @@ def assemble_week(store: Store, week: date, config: Config) -> Digest:
             select(Digest)
             .where(Digest.week == week)
             .options(selectinload(Digest.entries).selectinload(DigestEntryRow.item)
-                     .options(defer(Item.raw), selectinload(Item.urls)))
+                     .options(defer(Item.raw), defer(Item.text), selectinload(Item.urls)))
         )
         if digest is not None and digest.status != "draft":
             return digest
