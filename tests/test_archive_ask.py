@@ -223,6 +223,14 @@ def test_cli_eval_archive(corpus_db: Path) -> None:
     assert report["calibration"]["exact_match"] == 1.0 and report["heldout"]["questions"] >= 15
 
 
+def test_cli_eval_ask_reports_the_archive_questions_too(corpus_db: Path) -> None:
+    result = invoke(corpus_db, "eval", "ask", "--archive", str(QUESTIONS), "--json")
+    assert result.exit_code == 0, result.output
+    archive = json.loads(result.stdout)["archive"]
+    assert archive["heldout"]["questions"] >= 15 and 0.0 <= archive["heldout"]["exact_match"] <= 1.0
+    assert archive["calibration"]["exact_match"] == 1.0
+
+
 # --- model-written SQL ------------------------------------------------------------------------
 
 

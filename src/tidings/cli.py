@@ -1338,10 +1338,15 @@ def eval_ask(
     ] = None,
     threshold: Annotated[float | None, typer.Option(help="Use this refusal threshold instead of calibrating.")] = None,
     hybrid: Annotated[bool, typer.Option(help="Fuse with embeddings when configured.")] = True,
+    archive: Annotated[
+        Path, typer.Option("--archive", help="Labelled archive questions (JSONL), answered offline; skipped if absent.")
+    ] = Path("evals/archive.jsonl"),
     as_json: Annotated[bool, typer.Option("--json", help="The figures as one JSON object.")] = False,
 ) -> None:
     """Citation-verified rate, refusal rate on unanswerable questions and answer hit rate: the
     refusal threshold is calibrated on the calibration half, the figures are for the held-out half.
+    Also the exact-match rate of questions about the archive itself (counts, rankings, series; see
+    `tidings eval archive` for the misses and the model's figures).
 
     Examples:
 
@@ -1356,6 +1361,12 @@ def eval_ask(
     report = searcheval.evaluate_ask(
         st.store, searcheval.load_query_files(files), config=st.config, threshold=threshold, hybrid=hybrid
     )
+    if archive.is_file():
+        from .search.archive_eval import evaluate_archive, load_questions
+
+        found = evaluate_archive(st.store, load_questions(archive), config=st.config, llm=None)
+        report["archive"] = {half: {k: found[half][k] for k in ("questions", "exact_match")}
+                             for half in ("calibration", "heldout")}
     if as_json:
         sys.stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
         return
@@ -1367,6 +1378,9 @@ def eval_ask(
             f"refusal (unanswerable) {m['refusal_rate_unanswerable']}  false refusals {m['false_refusal_rate']}  "
             f"answer hit {m['answer_hit_rate']}", highlight=False,
         )
+    for name, m in report.get("archive", {}).items():
+        out.print(f"archive questions, {name}: {m['questions']} questions  exact match {m['exact_match']}",
+                  highlight=False)
 
 
 @eval_app.command("archive")
