@@ -27,6 +27,7 @@ import logging
 import shutil
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -86,13 +87,13 @@ class EngineIndex:
             return
         marker = self._read_marker()
         if marker.get("version") != ENGINE_VERSION and path.exists():
-            shutil.rmtree(path)  # another schema: rebuilt from the store (its marker no longer matches)
+            _remove_index_dir(path)  # another schema: rebuilt from the store (its marker no longer matches)
         path.mkdir(parents=True, exist_ok=True)
         try:
             self.index = tantivy.Index(self.schema, path=str(path), reuse=True)
         except ValueError:
             log.warning("search: the index in %s could not be opened; it is built again", path)
-            shutil.rmtree(path)
+            _remove_index_dir(path)
             path.mkdir(parents=True)
             self.index = tantivy.Index(self.schema, path=str(path), reuse=True)
         self.index.register_tokenizer(_TOKENIZER, self.analyzer)
@@ -254,9 +255,27 @@ def fresh_engine(conn: sqlite3.Connection) -> EngineIndex:
     with _lock:
         _engines.pop(key, None)
         if path is not None and path.exists():
-            shutil.rmtree(path)
+            _remove_index_dir(path)
         engine = _engines[key] = EngineIndex(path)
     return engine
+
+
+def _remove_index_dir(path: Path) -> None:
+    """Delete an index directory that tantivy may still be touching (an old handle's last merge or lock
+    file lands while the tree is removed: "Directory not empty"). A few tries; then the directory is moved
+    aside under a unique name, so the new index never starts among an old one's files."""
+    for attempt in range(5):
+        try:
+            shutil.rmtree(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.05 * (attempt + 1))
+    aside = path.with_name(f"{path.name}.stale-{uuid.uuid4().hex[:8]}")
+    path.rename(aside)
+    shutil.rmtree(aside, ignore_errors=True)
+    log.warning("search: %s could not be removed at once; moved aside to %s", path, aside)
 
 
 def new_index_id() -> str:
