@@ -66,3 +66,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.M
     url = str(tmp_path / "t.db") if request.param == "sqlite" else request.getfixturevalue("pg_url")
     monkeypatch.setenv("TIDINGS_DB", url)
     return url
+
+
+@pytest.fixture(scope="session")
+def indexed_corpus_db(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared corpus imported and indexed once per session (tests/corpusdb.py); copy it before use."""
+    from corpusdb import import_corpus
+
+    return import_corpus(tmp_path_factory.mktemp("corpus") / "corpus.db", corpus_dir)

@@ -5,15 +5,13 @@ All on the real store with the shared corpus imported through the CLI."""
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from corpusdb import copy_store, run_cli
 from llama_server import running_llama_server
-from typer.testing import CliRunner
 
-from tidings.cli import app
 from tidings.config import Config
 from tidings.llm.gateway import LLM
 from tidings.search import evaluate as searcheval
@@ -37,23 +35,9 @@ SEARCH_SET = REPO / "evals" / "queries.jsonl"
 CONFIG = Config()
 
 
-def run_cli(db: Path, *args: str) -> str:
-    result = CliRunner().invoke(app, ["--db", str(db), *args])
-    assert result.exit_code == 0, (args, result.output, result.exception)
-    return result.stdout
-
-
 @pytest.fixture(scope="module")
-def corpus_db(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> Path:
-    db = tmp_path_factory.mktemp("ask") / "corpus.db"
-    run_cli(db, "import", "--format", "digest", str(corpus_dir / "digests"))
-    run_cli(db, "import", str(corpus_dir / "social"))
-    run_cli(db, "import", str(corpus_dir / "notes"))
-    run_cli(db, "import", "--format", "blog", str(corpus_dir / "blog"))
-    run_cli(db, "index")
-    with sqlite3.connect(db) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return db
+def corpus_db(tmp_path_factory: pytest.TempPathFactory, indexed_corpus_db: Path) -> Path:
+    return copy_store(indexed_corpus_db, tmp_path_factory.mktemp("ask") / "corpus.db")
 
 
 @pytest.fixture(scope="module")

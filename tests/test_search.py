@@ -10,16 +10,14 @@ import importlib.util
 import json
 import os
 import shutil
-import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from corpusdb import copy_store, run_cli
 from llama_server import running_llama_server
 from sqlalchemy import select, text
-from typer.testing import CliRunner
 
-from tidings.cli import app
 from tidings.config import Config
 from tidings.search import evaluate as searcheval
 from tidings.search.ask import Answer, Citation, DraftAnswer, Passage, ask, chunk, sentences_of
@@ -34,24 +32,10 @@ QUERIES = REPO / "evals" / "queries.jsonl"
 CONFIG = Config()
 
 
-def run_cli(db: Path, *args: str) -> str:
-    result = CliRunner().invoke(app, ["--db", str(db), *args])
-    assert result.exit_code == 0, (args, result.output, result.exception)
-    return result.stdout
-
-
 @pytest.fixture(scope="module")
-def corpus_db(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> Path:
-    """The whole shared corpus, imported the way a user would, and indexed."""
-    db = tmp_path_factory.mktemp("search") / "corpus.db"
-    run_cli(db, "import", "--format", "digest", str(corpus_dir / "digests"))
-    run_cli(db, "import", str(corpus_dir / "social"))
-    run_cli(db, "import", str(corpus_dir / "notes"))
-    run_cli(db, "import", "--format", "blog", str(corpus_dir / "blog"))
-    run_cli(db, "index")
-    with sqlite3.connect(db) as conn:  # fold the WAL into the file so a plain copy is complete
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return db
+def corpus_db(tmp_path_factory: pytest.TempPathFactory, indexed_corpus_db: Path) -> Path:
+    """The whole shared corpus, imported the way a user would, and indexed (this module's copy)."""
+    return copy_store(indexed_corpus_db, tmp_path_factory.mktemp("search") / "corpus.db")
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from corpusdb import run_cli
 from sqlalchemy import select, text
-from typer.testing import CliRunner
 
-from tidings.cli import app
 from tidings.config import Config
 from tidings.search.index import connect, current_engine, index_stats, refresh_index
 from tidings.search.rank import rank, search
@@ -31,12 +30,6 @@ CONFIG = Config()
 QUERIES = ["Mixtral 路由", "可解释性", "CLAUDE.md", "幻觉", "Gemini TPU", "LoRA ControlNet", "思维链监控",
            "whisper 语音识别", "MLX 苹果", "RLHF"]
 """Questions the two corpora answer, for comparing whole result lists."""
-
-
-def run_cli(db: Path, *args: str) -> str:
-    result = CliRunner().invoke(app, ["--db", str(db), *args])
-    assert result.exit_code == 0, (args, result.output, result.exception)
-    return result.stdout
 
 
 @pytest.fixture(scope="module")

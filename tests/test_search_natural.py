@@ -10,29 +10,17 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from corpusdb import copy_store, run_cli
 
-from tidings.cli import app
 from tidings.search import evaluate as searcheval
 from tidings.store import open_store
 
 NATURAL = Path(__file__).resolve().parents[1] / "evals" / "natural.jsonl"
 
 
-def run_cli(db: Path, *args: str) -> str:
-    result = CliRunner().invoke(app, ["--db", str(db), *args])
-    assert result.exit_code == 0, (args, result.output, result.exception)
-    return result.stdout
-
-
 @pytest.fixture(scope="module")
-def corpus_db(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> Path:
-    db = tmp_path_factory.mktemp("natural") / "corpus.db"
-    run_cli(db, "import", "--format", "digest", str(corpus_dir / "digests"))
-    run_cli(db, "import", str(corpus_dir / "social"))
-    run_cli(db, "import", str(corpus_dir / "notes"))
-    run_cli(db, "import", "--format", "blog", str(corpus_dir / "blog"))
-    return db
+def corpus_db(tmp_path_factory: pytest.TempPathFactory, indexed_corpus_db: Path) -> Path:
+    return copy_store(indexed_corpus_db, tmp_path_factory.mktemp("natural") / "corpus.db")
 
 
 def test_the_set_is_large_split_in_halves_and_every_label_resolves(corpus_db: Path) -> None:
