@@ -141,6 +141,12 @@ def worker_for(db: str, config: Path | None = None) -> Iterator[None]:
         until_alive(db, worker)
         yield
     finally:
+        stop_worker(worker)
+
+
+def stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (a worker finishes its job and leaves), SIGKILL after 20 s."""
+    if worker.poll() is None:
         worker.send_signal(signal.SIGTERM)
         try:
             worker.wait(timeout=20)

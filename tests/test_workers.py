@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from loopback import LoopbackServer, Reply, Request
-from pg import until_alive
+from pg import stop_worker, until_alive
 from sqlalchemy import select, text
 
 from tidings import pipeline
@@ -74,16 +74,6 @@ def start_worker(db: str, config: Path, tmp_path: Path, name: str) -> subprocess
     return worker
 
 
-def stop(worker: subprocess.Popen[bytes]) -> None:
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-
-
 def job_counts(db: str) -> dict[str, int]:
     store = open_store(db)
     with store.engine.connect() as connection:
@@ -131,7 +121,7 @@ def test_two_workers_one_killed_every_item_done_once(setup: tuple[str, Path, lis
         shown = subprocess.run(tidings(db, "queue"), capture_output=True, text=True, timeout=60, check=False)
     finally:
         for worker in workers:
-            stop(worker)
+            stop_worker(worker)
     store = open_store(db)
     with store.session() as session:
         items = session.scalars(select(Item).order_by(Item.id)).all()
@@ -161,7 +151,7 @@ def test_run_waits_for_the_workers_and_every_stage_is_done(setup: tuple[str, Pat
         done = subprocess.run(tidings(db, "run", "--allow-private", config=config),
                               capture_output=True, text=True, timeout=240, check=False)
     finally:
-        stop(worker)
+        stop_worker(worker)
     assert "Traceback" not in done.stderr, done.stderr
     for stage in pipeline.STAGES:  # the summary table: every stage ran through the queue
         assert stage in done.stderr
@@ -242,7 +232,7 @@ def test_failed_jobs_are_shown_and_queued_again(pg_url: str, tmp_path: Path) -> 
         while time.monotonic() < deadline and job_counts(pg_url) != {"failed": 1}:
             time.sleep(0.3)
     finally:
-        stop(worker)
+        stop_worker(worker)
     shown = subprocess.run(tidings(pg_url, "queue"), capture_output=True, text=True, timeout=60, check=False)
     assert shown.returncode == 0, shown.stderr
     assert "failed job" in shown.stdout and "summarize item 1 after 4 attempt(s)" in shown.stdout, shown.stdout  # 1 + 3 retries
