@@ -52,10 +52,10 @@ from .rank import (
     SearchHit,
     SearchResult,
     _load_items,
-    _recency_factor,
+    blend,
+    by_recency,
     field_weights,
     idf_weight,
-    rrf,
     update_embeddings,
     vector_ranking,
 )
@@ -438,22 +438,10 @@ def search(
     with connect(store) as conn:
         bm25 = ranking(conn, compiled, config, depth) if compiled.match else []
         vector = _vector(store, conn, compiled, config, embedder, depth)
-        if vector:
-            mode = "hybrid"
-            fused = rrf([[i for i, _ in bm25], [i for i, _ in vector]], k=config.search.rrf_k if config else 60)
-            scored = sorted(fused.items(), key=lambda kv: -kv[1])
-        elif compiled.match:
-            mode = "bm25"
-            scored = bm25
-        else:
-            mode = "filter"
-            ids = filtered_ids(conn, compiled, config, depth) if not compiled.parsed.text.strip() else []
-            scored = [(i, 0.0) for i in ids]
+        mode, scored = blend(compiled, bm25, vector, lambda: filtered_ids(conn, compiled, config, depth), config)
         dates = _dates(conn, [i for i, _ in scored])
         if recent and scored:
-            newest = _newest_date(conn)
-            scored = sorted(((i, s * _recency_factor(dates.get(i), newest, config)) for i, s in scored),
-                            key=lambda kv: -kv[1])
+            scored = by_recency(scored, dates, _newest_date(conn), config)
         top = scored[:limit]
         marked = highlights(conn, [i for i, _ in top], compiled)
     bm25_rank = {i: r for r, (i, _) in enumerate(bm25, start=1)}

@@ -10,7 +10,7 @@ import hashlib
 import logging
 import math
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -398,6 +398,28 @@ class SearchResult:
     compiled: CompiledQuery
 
 
+def blend(
+    compiled: CompiledQuery, bm25: list[tuple[int, float]], vector: list[tuple[int, float]],
+    filtered: Callable[[], list[int]], config: Config | None,
+) -> tuple[str, list[tuple[int, float]]]:
+    """The ranking mode and the scored ids, the same on both stores: BM25 fused with the embeddings by
+    reciprocal rank when there are any, BM25 alone for words, and for filters alone the matching items
+    (``filtered``, asked only then) unscored."""
+    if vector:
+        fused = rrf([[i for i, _ in bm25], [i for i, _ in vector]], k=config.search.rrf_k if config else 60)
+        return "hybrid", sorted(fused.items(), key=lambda kv: -kv[1])
+    if compiled.match:
+        return "bm25", bm25
+    ids = filtered() if not compiled.parsed.text.strip() else []
+    return "filter", [(i, 0.0) for i in ids]
+
+
+def by_recency(scored: list[tuple[int, float]], dates: dict[int, str | None], newest: date | None,
+               config: Config | None) -> list[tuple[int, float]]:
+    """``scored`` re-weighted by how recent each item is (``--recent``), best first."""
+    return sorted(((i, s * _recency_factor(dates.get(i), newest, config)) for i, s in scored), key=lambda kv: -kv[1])
+
+
 def search(
     store: Store,
     query: str,
@@ -474,24 +496,12 @@ def _search(
             except SearchError as exc:
                 log.warning("search: %s; ranking by BM25 alone", exc)
                 vector = []
-        if vector:
-            mode = "hybrid"
-            fused = rrf([[i for i, _ in bm25], [i for i, _ in vector]], k=config.search.rrf_k if config else 60)
-            scored = sorted(fused.items(), key=lambda kv: -kv[1])
-        elif compiled.match:
-            mode = "bm25"
-            scored = bm25
-        else:
-            mode = "filter"
-            ids = _filtered_ids(conn, compiled, clauses, params, depth) if not compiled.parsed.text.strip() else []
-            scored = [(i, 0.0) for i in ids]
+        mode, scored = blend(compiled, bm25, vector, lambda: _filtered_ids(conn, compiled, clauses, params, depth),
+                             config)
         dates = _dates(conn, [i for i, _ in scored])
         if recent and scored:
             known = [date.fromisoformat(d[:10]) for d in dates.values() if d]
-            newest = _newest_date(conn) or (max(known) if known else None)
-            scored = sorted(
-                ((i, s * _recency_factor(dates.get(i), newest, config)) for i, s in scored), key=lambda kv: -kv[1]
-            )
+            scored = by_recency(scored, dates, _newest_date(conn) or (max(known) if known else None), config)
         top = scored[:limit]
         bm25_rank = {i: r for r, (i, _) in enumerate(bm25, start=1)}
         vector_rank = {i: r for r, (i, _) in enumerate(vector, start=1)}
