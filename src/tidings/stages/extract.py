@@ -621,12 +621,6 @@ def _refresh_target(tree: HtmlElement) -> str | None:
     return None
 
 
-def _first_text(tree: HtmlElement, path: str) -> str | None:
-    found = tree.xpath(path)
-    text = " ".join(found[0].text_content().split()) if found else ""
-    return text or None
-
-
 def extract(content: bytes | str, url: str | None = None, content_type: str | None = None, *,
             use_readability: bool = True) -> Extracted:
     """Find the article in a page. Raises ExtractError: ``empty``, ``binary`` or ``no_article``
@@ -657,7 +651,7 @@ def extract(content: bytes | str, url: str | None = None, content_type: str | No
     moved_to = _refresh_target(tree)
     if moved_to is not None:
         raise NoArticleError(where, f"a redirect page: it sends the reader on to {moved_to}",
-                             title=_first_text(tree, "//title"))
+                             title=_first(tree, html, ("//title",)))
     page_url = _page_url(url, tree, html)
     site = _site_for(_host(page_url), tree)
 
