@@ -144,6 +144,9 @@ class SearchConfig(Strict):
     """Evidence below this makes ``ask`` refuse; default: the value calibrated on evals/queries.jsonl."""
     embed_max_chars: int = Field(512, ge=32)
     """Characters of title + summary + text embedded per item (small local models have small contexts)."""
+    rewrite: bool = False
+    """With a model configured: ask it once per query for a few alternative phrasings (cached) and fuse
+    their rankings with the query's own (``search/rewrite.py``); any model failure searches plainly."""
     snippet_chars: int = Field(160, ge=40)
 
 

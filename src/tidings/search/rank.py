@@ -6,6 +6,7 @@ found out about it."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -15,13 +16,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import select
-from sqlalchemy.orm import defer, selectinload
+from sqlalchemy import bindparam, literal, select, union_all
 
 from ..config import Config
 from ..errors import TidingsError
 from ..records import ItemView
-from ..store import Item, Store
+from ..store import Item, ItemLink, ItemTag, ItemUrl, Store
 from .colloquial import with_colloquial
 from .engine import WORD_FIELDS, EngineIndex
 from .index import FIELDS, SearchError, connect, current_engine, meta, refresh_index, write
@@ -431,12 +431,19 @@ def search(
     embedder: Embedder | None = None,
     hybrid: bool = True,
     refresh: bool = True,
+    rewrite: bool | None = None,
 ) -> SearchResult:
     """Search the archive. ``embedder`` (or the one configured) turns on hybrid ranking; without
-    one, or when it fails, the ranking is BM25 alone."""
+    one, or when it fails, the ranking is BM25 alone. ``rewrite`` (default ``search.rewrite``) fuses
+    in the rankings of the model's phrasings of the query (``search/rewrite.py``)."""
     if refresh:
         refresh_index(store, config)
     compiled = compile_query(query, with_colloquial(config), filters)
+    if config is not None and (config.search.rewrite if rewrite is None else rewrite) and compiled.parsed.text.strip():
+        from .rewrite import search_rewritten  # it imports this module, so only when asked for, as pg
+
+        return search_rewritten(store, query, compiled, config=config, filters=filters, limit=limit, recent=recent,
+                                embedder=embedder, hybrid=hybrid)
     own_embedder = None
     if hybrid and embedder is None:
         embedder = own_embedder = embedder_from_config(config, store)
@@ -559,18 +566,58 @@ def _hits(
     return hits
 
 
-def _load_items(store: Store, ids: list[int]) -> dict[int, tuple[ItemView, tuple[str | None, ...]]]:
-    """Each item's view, and its snippet fields (:data:`SNIPPET_COLUMNS`, the text among them).
+_VIEW_COLUMNS = (
+    "id", "url", "title", "extra", "summary", "summary_origin", "section", "section_confidence", "section_origin",
+    "kind", "author", "author_handle", "category", "note", "language", "published_at", "seen_at", "status", "error",
+    "error_reason",
+)
+"""The ``items`` columns an :class:`ItemView` is made of (with its URLs, tags and links): what
+:func:`_load_items` reads, besides the snippet fields."""
 
-    One query for the items and one per relationship (selectinload), whatever the number of hits.
-    The raw page and the fingerprint are never needed here, so they are not loaded."""
-    query = (
-        select(Item).where(Item.id.in_(ids))
-        .options(defer(Item.raw), defer(Item.fingerprint),
-                 selectinload(Item.urls), selectinload(Item.tag_rows), selectinload(Item.link_rows))
-    )
-    with store.session() as session:
-        return {
-            item.id: (item.view(with_text=False), tuple(getattr(item, name) for name in SNIPPET_COLUMNS))
-            for item in session.scalars(query)
-        }
+
+def _load_items(store: Store, ids: list[int]) -> dict[int, tuple[ItemView, tuple[str | None, ...]]]:
+    """Each item's view (as ``Item.view(with_text=False)`` makes it), and its snippet fields
+    (:data:`SNIPPET_COLUMNS`, the text among them).
+
+    Two Core queries, whatever the number of hits: the columns, then the URLs, tags and links in
+    one ``UNION ALL``. Loading ``Item`` objects through the ORM (one query per relationship, an
+    identity map, attribute instrumentation) cost about half of a whole search; Core still applies
+    the columns' own types (dates, JSON), so the values are the ORM's. ``tests/test_search_engine.py``
+    checks every view against ``Item.view()``."""
+    if not ids:
+        return {}
+    items = Item.__table__
+    columns = [items.c[name] for name in dict.fromkeys((*_VIEW_COLUMNS, *SNIPPET_COLUMNS))]
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(*columns).where(items.c.id.in_(ids))).mappings().all()
+        related: dict[int, dict[str, list[str]]] = {row["id"]: {"urls": [], "tags": [], "links": []} for row in rows}
+        for item_id, kind, value in conn.execute(_related_query(), {"ids": list(related)}):
+            related[item_id][kind].append(value)
+    loaded = {}
+    for row in rows:
+        lists = related[row["id"]]
+        view = ItemView(
+            id=row["id"], url=row["url"], link=lists["urls"][0] if lists["urls"] else row["url"], urls=lists["urls"],
+            title=row["title"], title_derived=bool((row["extra"] or {}).get("title_derived")),
+            summary=row["summary"], summary_origin=row["summary_origin"], section=row["section"],
+            section_confidence=row["section_confidence"], section_origin=row["section_origin"], tags=lists["tags"],
+            kind=row["kind"], author=row["author"], author_handle=row["author_handle"], category=row["category"],
+            note=row["note"], links=lists["links"], language=row["language"], published_at=row["published_at"],
+            seen_at=row["seen_at"], status=row["status"], error=row["error"], error_reason=row["error_reason"],
+            text=None,
+        )
+        loaded[row["id"]] = (view, tuple(row[name] for name in SNIPPET_COLUMNS))
+    return loaded
+
+
+@functools.cache
+def _related_query() -> Any:
+    """An item's URLs, tags and links, each in the order its relationship on ``Item`` has (by row id)."""
+    parts = [
+        select(table.c.item_id, literal(kind).label("kind"), table.c[column].label("value"), table.c.id)
+        .where(table.c.item_id.in_(bindparam("ids", expanding=True)))
+        for table, kind, column in ((ItemUrl.__table__, "urls", "url"), (ItemTag.__table__, "tags", "tag"),
+                                    (ItemLink.__table__, "links", "url"))
+    ]
+    union = union_all(*parts).subquery()
+    return select(union.c.item_id, union.c.kind, union.c.value).order_by(union.c.id)
