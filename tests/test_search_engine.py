@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,44 @@ def test_a_pasted_page_as_a_query_is_answered(corpus_db: Path, corpus_dir: Path)
         assert search(store, 'x" OR -"( AND NEAR(a b) *', config=CONFIG).mode == "bm25"  # no query syntax to break
     finally:
         store.close()
+
+
+def test_hits_carry_each_items_own_view(scratch: Store) -> None:
+    """Hits are built from two light queries, not from ORM objects; what they carry must still be
+    exactly ``Item.view(with_text=False)``, URLs, tags and links in their order included."""
+    with scratch.session() as session:
+        item = session.scalars(select(Item).where(Item.title == "Genie 3.0")).one()
+        item.tag_rows.extend([ItemTag(tag="zeta-tag"), ItemTag(tag="alpha-tag")])
+        item.extra = {**(item.extra or {}), "title_derived": True}
+        item.published_at = datetime(2024, 2, 29, 13, 5, 7, 123456)
+    seen = 0
+    for query in [*QUERIES, "Genie 3.0"]:
+        hits = search(scratch, query, config=CONFIG, limit=10).hits
+        with scratch.session() as session:
+            for hit in hits:
+                assert hit.item == session.get(Item, hit.item.id).view(with_text=False), (query, hit.item.id)
+                seen += 1
+    assert seen >= 50
+    genie = search(scratch, "Genie 3.0", config=CONFIG, limit=10).hits
+    mine = next(h.item for h in genie if h.item.title == "Genie 3.0")
+    assert mine.tags[-2:] == ["zeta-tag", "alpha-tag"] and mine.title_derived
+    assert mine.published_at == datetime(2024, 2, 29, 13, 5, 7, 123456)
+    assert search(scratch, "Genie 3.0", config=CONFIG, limit=10).hits[0].to_json()["published_at"] is not None
+
+
+def test_the_kept_searcher_and_counts_follow_a_new_item(scratch: Store) -> None:
+    """The engine keeps one searcher and its concepts' document counts per index state: an item
+    added after the first search is found by the next one, and counted."""
+    assert ids_for(scratch, "Mixtral 路由")  # the searcher and the counts are taken now
+    with connect(scratch) as conn:
+        before = current_engine(conn).doc_frequency([["mixtral"]])
+        assert current_engine(conn).doc_frequency([["plumbixel"]]) == 0
+    with scratch.session() as session:
+        words = "Mixtral plumbixel"  # in every field: the count is the largest of any one field's
+        session.add(Item(url="https://example.org/plumbixel", title=words, summary=words, text=words, note=words,
+                         author=words, kind="article", status="extracted"))
+    hits = search(scratch, "plumbixel", config=CONFIG).hits
+    assert [h.item.title for h in hits] == ["Mixtral plumbixel"]
+    with connect(scratch) as conn:
+        assert current_engine(conn).doc_frequency([["plumbixel"]]) == 1
+        assert current_engine(conn).doc_frequency([["mixtral"]]) == before + 1

@@ -79,6 +79,7 @@ class EngineIndex:
         self.analyzer = _analyzer()
         self._terms: dict[str, str] = {}
         self._searcher: Any = None
+        self._doc_frequencies: dict[tuple[tuple[str, ...], ...], int] = {}
         self._memory_marker: dict[str, str] = {}
         self.seen_generation: str | None = None
         if path is None:
@@ -177,6 +178,7 @@ class EngineIndex:
         """See the last commit (this process's or another's)."""
         self.index.reload()
         self._searcher = None
+        self._doc_frequencies = {}  # they belong to the index state just left
 
     @property
     def searcher(self) -> Any:
@@ -200,7 +202,14 @@ class EngineIndex:
     def doc_frequency(self, forms: Sequence[Sequence[str]]) -> int:
         """About how many items hold any of ``forms``: the largest count of any form's rarest word
         in any one field (exact per term and field, read from the term dictionary, no postings
-        walked). A concept that is common anywhere is common."""
+        walked). A concept that is common anywhere is common. Kept until the next :meth:`reload`
+        (about 40 term-dictionary lookups for a concept with synonyms, each crossing into Rust)."""
+        key = tuple(tuple(form) for form in forms)
+        cached = self._doc_frequencies.get(key)
+        if cached is not None:
+            return cached
+        if len(self._doc_frequencies) > 50_000:
+            self._doc_frequencies = {}
         searcher = self.searcher
         best = 0
         for form in forms:
@@ -208,6 +217,7 @@ class EngineIndex:
                 continue
             rarest = min(max(searcher.doc_freq(name, self.term(word)) for name in WORD_FIELDS) for word in form)
             best = max(best, rarest)
+        self._doc_frequencies[key] = best
         return best
 
 

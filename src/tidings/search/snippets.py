@@ -4,6 +4,7 @@ is cut from it."""
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
 
@@ -35,22 +36,55 @@ def _wanted_forms(compiled: CompiledQuery) -> list[tuple[str, ...]]:
 def mark_words(segmented_text: str, forms: list[tuple[str, ...]]) -> str:
     """``segmented_text`` with every occurrence of a form wrapped in the highlight markers, the way
     FTS5's ``highlight()`` marks a match: words compare after stemming (porter's job there), and a
-    multi-word form must occur as consecutive words."""
+    multi-word form must occur as consecutive words.
+
+    A regular expression finds the candidate words (a form's first word as it is, or an ASCII word
+    sharing its first two letters, which stemming may turn into it); only those are stemmed and
+    compared, instead of every word of a long text in a Python loop."""
     if not segmented_text or not forms:
         return segmented_text or ""
     firsts = {form[0] for form in forms}
     prefixes = {first[:2] for first in firsts if first.isascii()}
-    words = segmented_text.split(" ")
-    stems = [w if not w.isascii() or w[:2] not in prefixes else _stem(w) for w in words]
-    marked = [False] * len(words)
-    for i, stemmed in enumerate(stems):
-        if stemmed not in firsts:
+    by_first: dict[str, list[tuple[str, ...]]] = {}
+    for form in forms:
+        by_first.setdefault(form[0], []).append(form)
+
+    def stemmed(word: str) -> str:
+        return word if not word.isascii() or word[:2] not in prefixes else _stem(word)
+
+    marked: dict[int, int] = {}  # start -> end of each marked word
+    for match in _candidates(frozenset(firsts), frozenset(prefixes)).finditer(segmented_text):
+        first = stemmed(match.group())
+        if first not in by_first:
             continue
-        for form in forms:
+        longest = max(len(form) for form in by_first[first])
+        following = segmented_text[match.end() + 1 :].split(" ", longest - 1)[: longest - 1] if longest > 1 else []
+        for form in by_first[first]:
             n = len(form)
-            if form[0] == stemmed and tuple(stems[i : i + n]) == form:
-                marked[i : i + n] = [True] * n
-    return " ".join(f"{_OPEN}{w}{_CLOSE}" if m else w for w, m in zip(words, marked, strict=True))
+            if n > 1 and (len(following) < n - 1 or tuple(stemmed(w) for w in following[: n - 1]) != form[1:]):
+                continue
+            at = match.start()
+            for word in (match.group(), *following[: n - 1]):
+                marked[at] = at + len(word)
+                at += len(word) + 1
+    if not marked:
+        return segmented_text
+    pieces: list[str] = []
+    pos = 0
+    for start in sorted(marked):
+        pieces += [segmented_text[pos:start], _OPEN, segmented_text[start : marked[start]], _CLOSE]
+        pos = marked[start]
+    pieces.append(segmented_text[pos:])
+    return "".join(pieces)
+
+
+@functools.lru_cache(maxsize=256)
+def _candidates(firsts: frozenset[str], prefixes: frozenset[str]) -> re.Pattern[str]:
+    """Whole words (between spaces) that may stem to one of ``firsts``: one of them as it is, or any
+    word starting with one of the ASCII ``prefixes``."""
+    literal = sorted((re.escape(f) for f in firsts if f[:2] not in prefixes or not f.isascii()), key=len, reverse=True)
+    started = [re.escape(p) + "[^ ]*" for p in sorted(prefixes)]
+    return re.compile(r"(?<![^ ])(?:" + "|".join([*literal, *started]) + r")(?![^ ])")
 
 
 def highlights(conn: sqlite3.Connection, ids: list[int], compiled: CompiledQuery) -> dict[int, tuple[str, ...]]:
@@ -95,11 +129,11 @@ def _marked_words(highlighted: str) -> list[tuple[str, bool]]:
 def matched_spans(original: str, highlighted: str) -> list[tuple[int, int]]:
     """Offsets in ``original`` of the words FTS5 marked. The indexed words are, in order,
     substrings of the normalized original, so a forward search aligns them without re-running
-    the segmenter."""
+    the segmenter. Words after the last marked one are not walked: they add no span."""
     norm, origin = normalize(original[:MAX_INDEXED_CHARS])
     spans: list[tuple[int, int]] = []
     pos = 0
-    for word, marked in _marked_words(highlighted):
+    for word, marked in _marked_words(highlighted[: highlighted.rfind(_CLOSE) + 1]):
         at = norm.find(word, pos)
         if at < 0:
             return spans  # the index is out of date for this text; keep what aligned
