@@ -175,16 +175,3 @@ def until_alive(db: str, worker: subprocess.Popen[bytes], timeout: float = 60.0)
     finally:
         store.close()
 
-
-QUEUED_CLI_GAP = ("on PostgreSQL `run`/`fetch` queue their stages for `tidings worker` (issue 15.3), and that path "
-                  "does not yet give what the in-process one gives here: local pages, the digest on stdout, "
-                  "the exit code 1 for failed items, the hint naming the week with items")
-
-
-def expect_queued_gap(request: object, db: str) -> None:
-    """Mark this test's PostgreSQL run as a known gap (strict: it fails once the gap is closed,
-    so the mark is removed then)."""
-    import pytest
-
-    if db.startswith("postgres"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=QUEUED_CLI_GAP))  # type: ignore[attr-defined]

@@ -8,7 +8,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from pg import expect_queued_gap, worker_for
+from pg import worker_for
 
 from tidings import curate, pipeline
 from tidings.config import Config
@@ -132,12 +132,11 @@ def test_the_store_refuses_an_unknown_item_status(store: Store) -> None:
 
 
 def test_run_for_an_empty_week_writes_nothing_and_names_the_week_with_items(
-    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from tidings.cli import run_cli
 
     db = db_url
-    expect_queued_gap(request, db)
     page = EXAMPLES / "go-iterators.html"
     assert run_cli(["--db", db, "add", str(page)]) == 0
     capsys.readouterr()

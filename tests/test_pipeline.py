@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from loopback import LoopbackServer, Reply
 from netguard import no_traffic_off_machine
-from pg import expect_queued_gap, worker_for
+from pg import worker_for
 
 from tidings.cli import run_cli
 from tidings.curate import latest_week_end
@@ -66,11 +66,8 @@ def test_links_format_reports_bad_lines() -> None:
     assert [str(e) for e in result.errors] == ["week.txt:2: not a URL or Markdown link: 'not a link at all'"]
 
 
-def test_demo_week_renders_the_hand_checked_digest(
-    capsys: pytest.CaptureFixture[str], db_url: str, request: pytest.FixtureRequest
-) -> None:
+def test_demo_week_renders_the_hand_checked_digest(capsys: pytest.CaptureFixture[str], db_url: str) -> None:
     db = db_url  # a SQLite file, then a PostgreSQL database: the same golden digest on both
-    expect_queued_gap(request, db)
     assert tidings(capsys, "--db", db, "import", "--format", "links", "--week", "2024-06-09", str(EXAMPLES / "links.txt"))[0] == 0
     with worker_for(db):  # on PostgreSQL the stages are queue jobs a worker runs
         code, out, err = tidings(capsys, "--db", db, "run", "--week", "2024-06-09")
@@ -106,9 +103,8 @@ def test_digest_writes_the_docusaurus_layout(capsys: pytest.CaptureFixture[str],
 
 
 def test_bad_input_is_recorded_and_the_run_goes_on(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, corpus_dir: Path, db_url: str, request: pytest.FixtureRequest
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, corpus_dir: Path, db_url: str
 ) -> None:
-    expect_queued_gap(request, db_url)
     gbk = (corpus_dir / "html" / "gbk-bytes_declared-utf8_alipay-blog.html").read_bytes()
     good = (EXAMPLES / "pages" / "redis-cache.html").read_bytes()
 

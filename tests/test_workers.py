@@ -181,6 +181,32 @@ def test_run_waits_for_the_workers_and_every_stage_is_done(setup: tuple[str, Pat
     assert job_counts(db).get("todo") == 1
 
 
+def test_local_pages_are_read_by_the_command_never_queued_for_a_worker(
+    setup: tuple[str, Path, list[str]], pages: Pages
+) -> None:
+    """A file path names a file on the machine of the command that added it: that command fetches
+    it (in-process, through the one stage loop) and queues only the network pages."""
+    db, config, urls = setup
+    page = Path(__file__).resolve().parents[1] / "examples" / "pages" / "go-iterators.html"
+    added = subprocess.run(tidings(db, "add", str(page), config=config), capture_output=True, text=True,
+                           timeout=60, check=False)
+    assert added.returncode == 0, added.stderr
+    queued = subprocess.run(tidings(db, "fetch", "--allow-private", "--no-wait", config=config),
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert queued.returncode == 0, queued.stderr
+    assert "read 1 local page(s) in this process" in queued.stderr, queued.stderr
+    assert f"queued {len(urls)} job(s)" in queued.stderr, queued.stderr
+    store = open_store(db)
+    with store.session() as session:
+        local = session.scalars(select(Item).where(Item.url.like("file:%"))).one()
+        assert local.status == ItemStatus.EXTRACTED and "iter.Pull" in (local.text or "")
+    with store.engine.connect() as connection:
+        queued_items = set(connection.scalars(text("SELECT (args->>'item_id')::bigint FROM procrastinate_jobs")))
+    store.close()
+    assert local.id not in queued_items and len(queued_items) == len(urls)
+    assert pages.served == 0  # --no-wait and no worker: no network page was fetched here
+
+
 def test_queue_needs_postgresql(tmp_path: Path) -> None:
     shown = subprocess.run(tidings(str(tmp_path / "t.db"), "queue"), capture_output=True, text=True,
                            timeout=60, check=False)

@@ -273,8 +273,9 @@ NoWait = Annotated[bool, typer.Option("--no-wait", help="PostgreSQL store: queue
 def queued_run(st: State, stages: list[str], *, no_wait: bool, force: bool = False, allow_private: bool = False,
                llm: tuple[str, ...] = (), budget_tokens: int | None = None) -> list[StageReport] | None:
     """On a PostgreSQL store, the stages as queue jobs for `tidings worker`s: progress from the job
-    states until none waits (or at once with --no-wait). None on SQLite, or when no worker is alive and
-    the caller would wait: the stages run in-process."""
+    states until none waits (or at once with --no-wait). Pages that are files on this machine are
+    fetched by this process first (a worker never reads a file). None on SQLite, or when no worker is
+    alive and the caller would wait: the stages run in-process."""
     if not st.db.startswith("postgres"):
         return None  # procrastinate is not even imported: SQLite commands start as fast as ever
     from . import queue
@@ -285,13 +286,16 @@ def queued_run(st: State, stages: list[str], *, no_wait: bool, force: bool = Fal
                   highlight=False)
         return None
     queued = queue.enqueue(st.store, st.config, stages=stages, force=force, allow_private=allow_private, llm=llm,
-                           budget_tokens=budget_tokens if budget_tokens is not None else st.budget_tokens)
+                           budget_tokens=budget_tokens if budget_tokens is not None else st.budget_tokens,
+                           local_policy=fetch_policy(st, allow_private), progress=bars(st))
+    if queued.read_here:
+        err.print(f"read {len(queued.read_here)} local page(s) in this process", highlight=False)
     err.print(f"queued {queued.jobs} job(s) (run {queued.run})", highlight=False)
     if no_wait:
         err.print("not waiting: `tidings queue` shows the jobs", highlight=False)
-        return []
+        return [queue.fetch_report(st.store, queued.read_here)] if queued.read_here else []
     with bar(st, "jobs") as tick:
-        return queue.wait(st.store, queued.run, progress=tick, idle_note=lambda: err.print(
+        return queue.wait(st.store, queued.run, progress=tick, read_here=queued.read_here, idle_note=lambda: err.print(
             "no job has started yet: is a `tidings worker` running against this database?", highlight=False))
 
 

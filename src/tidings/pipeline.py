@@ -229,6 +229,20 @@ def record_failure(item: Item, reason: str, message: str, *, transient: bool) ->
     item.error_transient = transient
 
 
+def count_fetched(report: StageReport, url: str, item: Item) -> None:
+    """One fetched item in a fetch report, from what was committed on it: extracted is done; rejected
+    (fetched, and judged not an article) is skipped, its reason noted; an error is a failure with its
+    reason. The fetch stage counts so in-process, and a queued run so after its workers' jobs (by
+    then a later dedupe may have merged an extracted item: a duplicate was fetched too)."""
+    if item.status in (ItemStatus.EXTRACTED, ItemStatus.DUPLICATE):
+        report.done += 1
+    elif item.status == ItemStatus.REJECTED:
+        report.skipped += 1
+        report.notes.append((url, item.error_reason or ""))
+    elif item.status == ItemStatus.ERROR:
+        report.fail(url, item.error_reason or "error")
+
+
 def fetch_and_extract(
     store: Store, policy: FetchPolicy, *, retry_failed: bool = False, progress: Progress = _silent,
     item_ids: Iterable[int] | None = None, workers: int | None = None,
@@ -258,7 +272,7 @@ def fetch_and_extract(
             record_failure(item, "local_file_refused",
                            f"{url}: a local file named inside an imported document is not read; "
                            "add it with `tidings add PATH` to read it", transient=False)
-        report.fail(url, "local_file_refused")
+            count_fetched(report, url, item)
         todo.pop(url, None)
     followed = [(url, item_id) for url, item_id in followed if url in todo]
     for url, item_id in followed:
@@ -267,7 +281,7 @@ def fetch_and_extract(
                 item = session.get(Item, item_id)
                 assert item is not None
                 record_failure(item, "robots_disallowed", f"{url}: robots.txt disallows it", transient=False)
-            report.fail(url, "robots_disallowed")
+                count_fetched(report, url, item)
             del todo[url]
     total = len(todo)
     progress(0, total, "")
@@ -296,14 +310,14 @@ def _commit_fetched(
         assert item is not None
         if isinstance(outcome, FetchError):
             record_failure(item, outcome.reason, str(outcome), transient=outcome.transient)
-            report.fail(url, outcome.reason)
+            count_fetched(report, url, item)
             return
         assert found is not None
         item.raw = outcome.content[: policy.max_bytes]
         item.raw_content_type = outcome.content_type
         if found.error_reason is None:
             store_extraction(item, found)
-            report.done += 1
+            count_fetched(report, url, item)
             return
         # The fetch worked and the page was judged: "not an article" is an outcome recorded on the
         # item, reported as skipped, not a failure of the run. (The message reads as the worker's
@@ -312,8 +326,7 @@ def _commit_fetched(
         item.status = ItemStatus.REJECTED
         if not item.title and found.title:
             item.title = found.title  # an error or home page still has a name to show
-        report.skipped += 1
-        report.notes.append((url, found.error_reason))
+        count_fetched(report, url, item)
 
 
 # --- dedupe ----------------------------------------------------------------------------------

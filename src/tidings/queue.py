@@ -42,7 +42,8 @@ from .store import Item, Store
 
 if TYPE_CHECKING:
     from .config import Config
-    from .pipeline import Progress, StageReport
+    from .pipeline import Progress, StageProgress, StageReport
+    from .sources.urlcheck import FetchPolicy
 
 log = logging.getLogger("tidings.queue")
 
@@ -115,8 +116,8 @@ def needing(store: Store, config: Config, stage: str, llm: Sequence[str], *, for
     from sqlalchemy import select
 
     with store.session() as session:
-        if stage == "fetch":
-            return [item.id for item in pipeline.pending_fetch(session, retry_failed=force)]
+        if stage == "fetch":  # pages on a disk are read by the command that named them (read_local)
+            return [item.id for item in pipeline.pending_fetch(session, retry_failed=force) if not _on_disk(item)]
         if stage == "summarize":
             return list(session.scalars(pipeline.needs_summary(None, upgrade="summarize" in llm)))
         if stage == "classify":
@@ -155,19 +156,22 @@ def stage_job(
         defer(following, None, **chained)  # a pass is already waiting: it will see this item too
     elif item_id is not None:
         defer(following, item_id, **chained)
-    else:  # after a pass: every item the next stage selects now, but once per run (an item the
-        # stage cannot help, e.g. a text too short to summarize, stays selected)
-        queued = _queued_items(state.store, run, following)
-        for next_id in needing(state.store, state.config, following, llm or []):
-            if next_id not in queued:
-                defer(following, next_id, **chained)
+    else:  # after a pass: each item at the first later stage it needs (one with a human summary
+        # needs classify only), but once per run (an item a stage cannot help, e.g. a text too
+        # short to summarize, stays selected)
+        later = pipeline.STAGES[pipeline.STAGES.index(stage) + 1 :]
+        queued: dict[str, set[int]] = {}
+        for next_stage, next_id in _first_needs(state.store, state.config, [s for s in later if s in then], llm or []):
+            if next_id not in queued.setdefault(next_stage, set(_job_items(state.store, run, next_stage))):
+                defer(next_stage, next_id, **chained)
 
 
-def _queued_items(store: Store, run: str, stage: str) -> set[int]:
-    query = text("SELECT (args->>'item_id')::bigint FROM procrastinate_jobs WHERE task_name = :task"
-                 " AND args->>'run' = :run AND args->>'stage' = :stage AND args->>'item_id' IS NOT NULL")
-    with store.engine.connect() as connection:
-        return set(connection.scalars(query, {"task": TASK_NAME, "run": run, "stage": stage}))
+def _on_disk(item: Item) -> bool:
+    """Whether ``item``'s page is a file path (``file:`` URL or bare path): it names a file on the
+    machine of the command that added it, which a worker (maybe on another machine) must never read."""
+    from .sources.urlcheck import is_local_reference
+
+    return is_local_reference(pipeline.fetch_url_of(item))
 
 
 def defer(stage: str, item_id: int | None, *, then: Sequence[str], run: str, allow_private: bool = False,
@@ -281,6 +285,21 @@ def _opened(store: Store) -> Iterator[procrastinate.App]:
 class Enqueued:
     run: str
     jobs: int
+    read_here: list[int] = field(default_factory=list)
+    """Items whose pages are files on this machine: fetched by the enqueuing process, not by a job."""
+
+
+def read_local(store: Store, config: Config, policy: FetchPolicy, *, force: bool = False,
+               progress: StageProgress | None = None) -> list[int]:
+    """Fetch and extract, in this process and through the one stage loop, the pending items whose
+    pages are files (``tidings add PATH``, a links file's own folder): only the command that named
+    them can read them. Returns their ids; the queue's fetch jobs never include them."""
+    with store.session() as session:
+        ids = [item.id for item in pipeline.pending_fetch(session, retry_failed=force) if _on_disk(item)]
+    if ids:
+        pipeline.run(store, config, stages=["fetch"], item_ids=ids, force=force, policy=policy,
+                     **({"progress": progress} if progress else {}))
+    return ids
 
 
 def _first_jobs(store: Store, config: Config, wanted: Sequence[str], *, force: bool,
@@ -296,18 +315,33 @@ def _first_jobs(store: Store, config: Config, wanted: Sequence[str], *, force: b
         if not pairs:
             pairs.append((passes[0], None))
         return pairs
-    first: dict[int, str] = {item_id: "fetch" for _, item_id in pairs if item_id is not None}
-    for stage in (s for s in ("summarize", "classify") if s in wanted):
+    fetched = [item_id for _, item_id in pairs if item_id is not None]
+    return _first_needs(store, config, wanted, llm, taken=fetched) + pairs
+
+
+def _first_needs(store: Store, config: Config, stages: Sequence[str], llm: Sequence[str], *,
+                 taken: Sequence[int] = ()) -> list[tuple[str, int | None]]:
+    """Each item (but the ``taken`` ones) at the first of the per-item ``stages`` after the passes
+    (summarize, classify) that selects it; its job queues the item's next stage when it ends."""
+    first: dict[int, str] = dict.fromkeys(taken, "")
+    for stage in (s for s in ("summarize", "classify") if s in stages):
         for item_id in needing(store, config, stage, llm):
             first.setdefault(item_id, stage)
-    return [(stage, item_id) for item_id, stage in sorted(first.items()) if stage != "fetch"] + pairs
+    return [(stage, item_id) for item_id, stage in sorted(first.items()) if stage]
 
 
 def enqueue(store: Store, config: Config, *, stages: Sequence[str] = pipeline.STAGES, force: bool = False,
-            allow_private: bool = False, llm: Sequence[str] = (), budget_tokens: int | None = None) -> Enqueued:
+            allow_private: bool = False, llm: Sequence[str] = (), budget_tokens: int | None = None,
+            local_policy: FetchPolicy | None = None, progress: StageProgress | None = None) -> Enqueued:
     """Queue the items that need ``stages``: one job per item at its first stage. With ``llm`` tasks
-    and a token budget (``budget_tokens``, else the config's), the run's workers share that budget."""
+    and a token budget (``budget_tokens``, else the config's), the run's workers share that budget.
+
+    With ``local_policy`` (a command on the machine that added them), pending items whose pages are
+    files are first fetched here (:func:`read_local`, ``progress`` showing it); the later stages take
+    them from the queue like any other. Without it they stay pending: a worker never reads a file."""
     wanted = [s for s in pipeline.STAGES if s in stages]
+    read_here = (read_local(store, config, local_policy, force=force, progress=progress)
+                 if local_policy is not None and "fetch" in wanted else [])
     run = uuid.uuid4().hex[:12]
     pairs = _first_jobs(store, config, wanted, force=force, llm=llm)
     budget = budget_tokens if budget_tokens is not None else config.llm.budget_tokens
@@ -321,7 +355,7 @@ def enqueue(store: Store, config: Config, *, stages: Sequence[str] = pipeline.ST
                   budget=budget if llm else None) is not None
             for stage, item_id in pairs
         )
-    return Enqueued(run, queued)
+    return Enqueued(run, queued, read_here)
 
 
 def live_workers(store: Store, within_s: float = 60.0) -> int:
@@ -341,8 +375,11 @@ def run_counts(store: Store, run: str) -> dict[tuple[str, str], int]:
 
 
 def wait(store: Store, run: str, *, progress: Progress, poll: float = 0.5,
-         idle_note: Callable[[], None] | None = None) -> list[StageReport]:
-    """Follow a run's jobs until none waits or runs; one report per stage from the job states."""
+         idle_note: Callable[[], None] | None = None, read_here: Sequence[int] = ()) -> list[StageReport]:
+    """Follow a run's jobs until none waits or runs; then one report per stage. The fetch report
+    counts the fetched items by what was committed on them, as the in-process stage counts them (a
+    page that failed is a failure, with its reason), those ``read_here`` (:func:`read_local`)
+    included; the other stages count their jobs. A job that failed is a failure of its stage."""
     from .pipeline import StageReport
 
     started = time.monotonic()
@@ -359,14 +396,49 @@ def wait(store: Store, run: str, *, progress: Progress, poll: float = 0.5,
             noted = True
         time.sleep(poll)
     reports: dict[str, StageReport] = {}
+    fetched = _job_items(store, run, "fetch", "succeeded")
+    if fetched or read_here:
+        reports["fetch"] = fetch_report(store, [*read_here, *fetched])
     for (stage, status), n in sorted(counts.items()):
         report = reports.setdefault(stage, StageReport(stage))
-        if status == "succeeded":
-            report.done += n
-        else:
+        if status != "succeeded":
             report.failed += n
             report.failures.append((f"{n} {stage} job(s)", f"{status} (see `tidings queue`)"))
+        elif stage != "fetch":
+            report.done += n
     return [reports[s] for s in pipeline.STAGES if s in reports]
+
+
+def fetch_report(store: Store, item_ids: Sequence[int]) -> StageReport:
+    """The fetch stage's report on ``item_ids`` from their committed state (pipeline.count_fetched)."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import load_only, selectinload
+
+    report = pipeline.StageReport("fetch")
+    ids = sorted(set(item_ids))
+    for start in range(0, len(ids), REPORT_CHUNK):
+        with store.session() as session:
+            query = (select(Item).where(Item.id.in_(ids[start : start + REPORT_CHUNK])).order_by(Item.id)
+                     .options(load_only(Item.id, Item.url, Item.status, Item.error_reason),
+                              selectinload(Item.urls)))
+            for item in session.scalars(query):
+                pipeline.count_fetched(report, pipeline.fetch_url_of(item), item)
+    return report
+
+
+REPORT_CHUNK = 1000
+"""Items read per query for a run's fetch report (a run may fetch a whole backlog)."""
+
+
+def _job_items(store: Store, run: str, stage: str, status: str | None = None) -> list[int]:
+    """The items of a run's per-item jobs at ``stage`` (in ``status``, or any)."""
+    query = ("SELECT (args->>'item_id')::bigint FROM procrastinate_jobs WHERE task_name = :task"
+             " AND args->>'run' = :run AND args->>'stage' = :stage AND args->>'item_id' IS NOT NULL")
+    if status is not None:
+        query += " AND status::text = :status"
+    with store.engine.connect() as connection:
+        return list(connection.scalars(text(query), {"task": TASK_NAME, "run": run, "stage": stage,
+                                                     "status": status}))
 
 
 # --- tidings queue -----------------------------------------------------------------------------
