@@ -83,18 +83,26 @@ class PgServer:
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
             raise RuntimeError(f"{argv[0]} failed ({done.returncode}): {done.stderr or done.stdout}\n{tail}")
 
-    def start(self) -> None:
+    def start(self, *, settings: dict[str, str] | None = None) -> None:
+        """initdb, then the server; ``settings`` are more ``-c NAME=VALUE`` options (a benchmark's
+        ``shared_preload_libraries=pg_stat_statements``)."""
         if self.user:
             entry = pwd.getpwnam(self.user)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
         self._check(str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", SUPERUSER, "-A", "trust",
                     "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
         options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+                   + "".join(f" -c {name}={value}" for name, value in (settings or {}).items()))
         self._check(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"),
                     "-o", options, "-w", "-t", "60", "start")
         self._started = True
         self._make_template()
+
+    @property
+    def pid(self) -> int:
+        """The postmaster's process id (the first line of its pid file)."""
+        return int((self.data / "postmaster.pid").read_text().split()[0])
 
     def url(self, database: str) -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"

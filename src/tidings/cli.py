@@ -816,7 +816,7 @@ def run(
     queued = queued_run(st, list(STAGES), no_wait=no_wait, allow_private=allow_private, llm=uses_llm)
     if queued is not None and no_wait:
         err.print("the digest is not written: run `tidings digest` once the queue is done", highlight=False)
-        raise typer.Exit(0)
+        raise typer.Exit(summary_table(queued) if queued else 0)  # the local pages it read, if any
     reports = queued if queued is not None else run_stages(
         st.store, st.config, policy=fetch_policy(st, allow_private),
         llms={"summarize": summarizer, "classify": classifier_llm}, progress=bars(st),
