@@ -29,7 +29,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -546,11 +546,21 @@ def _spread(session: Session, *, story_ids: Iterable[int] = (), item_ids: Iterab
             .where(ItemSource.item_id.in_(chunk), Source.kind == "feed")
         ):
             feeds.setdefault(item_id, []).append(source_id)
-    origins: dict[Any, set[str]] = {}
-    for item_id, story, kind, account, url in rows:
-        key = story if story is not None else ("item", item_id)
-        origins.setdefault(key, set()).update(_origin(item_id, kind, account, url, feeds.get(item_id, [])))
-    return {key: max(1, len(found)) for key, found in origins.items()}
+    members: dict[Any, list[Any]] = {}
+    for row in rows:
+        members.setdefault(row[1] if row[1] is not None else ("item", row[0]), []).append(row)
+    spread: dict[Any, int] = {}
+    for key, group in members.items():
+        if len(group) == 1:
+            # One item is seen in its feeds, else in one place (its account or site): counted without
+            # canonicalizing its URL, which was most of the time for a list of 1,000 lone items.
+            spread[key] = max(1, len(set(feeds.get(group[0][0], []))))
+            continue
+        origins: set[str] = set()
+        for item_id, _, kind, account, url in group:
+            origins.update(_origin(item_id, kind, account, url, feeds.get(item_id, [])))
+        spread[key] = max(1, len(origins))
+    return spread
 
 
 def _best(members: list[Item]) -> Item | None:
@@ -719,7 +729,21 @@ def story_events(store: Store, story_id: int) -> list[dict[str, Any]]:
 # --- digests: one entry per story, and the other sources ------------------------------------------
 
 
-def one_per_story(session: Session, candidates: list[Item], listed: Iterable[Item] = ()) -> list[Item]:
+class InStory(Protocol):
+    """An item as one per story needs it: an item object, or a row of just these two columns (the
+    draft's column-only freshness check)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def story_id(self) -> int | None: ...
+
+
+Candidate = TypeVar("Candidate", bound=InStory)
+
+
+def one_per_story(session: Session, candidates: list[Candidate], listed: Sequence[InStory] = ()) -> list[Candidate]:
     """``candidates`` with one item per story: none when a ``listed`` item (already in the draft)
     tells the story, else the story's best item if it is a candidate, else the first candidate."""
     told = {item.story_id for item in listed if item.story_id is not None}
@@ -728,11 +752,11 @@ def one_per_story(session: Session, candidates: list[Item], listed: Iterable[Ite
     best: dict[int, int | None] = {}
     if story_ids:
         best = dict(session.execute(select(Story.id, Story.best_item_id).where(Story.id.in_(list(story_ids)))).all())
-    by_story: dict[int, list[Item]] = {}
+    by_story: dict[int, list[Candidate]] = {}
     for item in candidates:
         if item.story_id is not None:
             by_story.setdefault(item.story_id, []).append(item)
-    kept: list[Item] = []
+    kept: list[Candidate] = []
     for item in candidates:
         if item.story_id is None or item.id in listed_ids:
             kept.append(item)

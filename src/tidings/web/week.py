@@ -75,7 +75,7 @@ def week_page(request: Request, week: date, *, status: int = 200, errors: dict[F
         has_candidates = (curate.find_digest(session, week) is not None
                           or bool(curate.candidates(session, week, config, None)))
     if has_candidates:
-        curate.assemble_week(store, week, config)  # drafts pick up the week's new candidates
+        curate.refresh_week(store, week, config)  # drafts pick up the week's new candidates
     if listing is not None:
         return list_page(request, week, status, listing, errors or {})
     with store.session() as session:
