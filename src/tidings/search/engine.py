@@ -29,7 +29,8 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -145,12 +146,25 @@ class EngineIndex:
 
     # --- writing ---------------------------------------------------------------------------
 
-    def replace(self, ids: Sequence[int], rows: dict[int, Sequence[str]], *, clear: bool = False) -> None:
+    @contextmanager
+    def replacing(
+        self, ids: Sequence[int], rows: dict[int, Sequence[str]], *, clear: bool = False
+    ) -> Iterator[Callable[[], None]]:
         """Delete ``ids`` (or everything, with ``clear``) and add ``rows`` (item id -> segmented
-        fields), in one tantivy commit."""
+        fields), in one tantivy commit, made when the block calls what it is given (left uncalled,
+        or on an error, nothing is committed). The documents go to tantivy's indexing thread on
+        entry, so their indexing (a quarter of a rebuild's time at 100k items) runs in Rust while the
+        block does the SQLite side of the same batch, instead of after it."""
         import tantivy
 
         writer = self.index.writer(heap_size=_WRITER_HEAP, num_threads=1)
+        committed = False
+
+        def commit() -> None:
+            nonlocal committed
+            writer.commit()
+            committed = True
+
         try:
             if clear:
                 writer.delete_all_documents()
@@ -164,13 +178,17 @@ class EngineIndex:
                     if value:
                         doc.add_text(name, value)
                 writer.add_document(doc)
-            writer.commit()
+            yield commit
+            if not committed:
+                writer.rollback()
         except BaseException:
-            writer.rollback()
+            if not committed:
+                writer.rollback()
             raise
         finally:
             writer.wait_merging_threads()  # releases the writer's lock on the directory
-        self.reload()
+            if committed:
+                self.reload()
 
     # --- reading ---------------------------------------------------------------------------
 

@@ -257,9 +257,10 @@ def refresh_index(store: Store, config: Config | None = None, *, progress: Progr
                     break
                 docs = _load_docs(conn, ids)
                 rows = {item_id: _fts_row(doc) for item_id, doc in docs.items()}
-                _write_batch(conn, ids, docs, rows, now)
-                generation = meta(conn, "generation") or "0"
-                engine.replace(ids, rows)
+                with engine.replacing(ids, rows) as commit_engine:  # tantivy indexes while SQLite writes
+                    _write_batch(conn, ids, docs, rows, now)
+                    generation = meta(conn, "generation") or "0"
+                    commit_engine()
                 engine.write_marker(meta(conn, "engine_id") or "", generation)
             engine.seen_generation = generation
             done += len(ids)
