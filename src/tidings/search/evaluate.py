@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +34,13 @@ from sqlalchemy import func, or_, select
 
 from ..config import Config
 from ..errors import UsageError
+from ..llm.gateway import LLM, usage_rows
 from ..store import Item, ItemUrl, Store
 from ..textutil import STOPWORDS
 from .ask import Answer, ask
 from .index import connect, refresh_index
 from .query import Filters, date_bound, filter_sql, parse_query
-from .rank import search
+from .rank import embedder_from_config, search
 from .segment import segment
 
 SPLITS = ("calibration", "heldout")
@@ -160,21 +162,40 @@ def _split_filter(queries: list[LabelledQuery], split: str) -> list[LabelledQuer
 
 def evaluate_search(
     store: Store, queries: list[LabelledQuery], *, config: Config | None = None, split: str = "heldout",
-    k: int = 10, search_fn: Callable[..., Any] = search, hybrid: bool = True,
+    k: int = 10, search_fn: Callable[..., Any] = search, hybrid: bool = True, rewrite: bool | None = None,
 ) -> dict[str, Any]:
-    """recall@5, recall@10 and MRR over the answerable queries of ``split``."""
+    """recall@5, recall@10 and MRR over the answerable queries of ``split``, and the wall-clock
+    seconds per query. With rewriting on (``rewrite``, default ``search.rewrite``), also what the
+    model cost in this evaluation: ``model_calls`` made, ``cache_hits`` and ``tokens`` spent."""
+    rewriting = search_fn is search and config is not None and (config.search.rewrite if rewrite is None else rewrite)
+    before = _rewrite_usage(store, config) if rewriting else None
     outcomes: list[SearchOutcome] = []
+    seconds = 0.0
     for q in _split_filter(queries, split):
         if not q.answerable:
             continue
         expected = resolve_expected(store, q.expect)
-        result = search_fn(store, q.query, config=config, filters=q.filters, limit=k, hybrid=hybrid)
+        started = time.perf_counter()
+        result = search_fn(store, q.query, config=config, filters=q.filters, limit=k, hybrid=hybrid, rewrite=rewrite)
+        seconds += time.perf_counter() - started
         ids = [h.item.id for h in result.hits]
         ranks = [ids.index(e) + 1 for e in expected if e in ids]
         outcomes.append(SearchOutcome(q.id, q.query, sorted(expected), sorted(ranks)))
-    return {"split": split, "queries": len(outcomes), **search_metrics(outcomes),
-            "misses": [o.id for o in outcomes if not o.ranks],
-            "unresolved": [o.id for o in outcomes if not o.expected]}
+    report = {"split": split, "queries": len(outcomes), **search_metrics(outcomes),
+              "seconds_per_query": round(seconds / len(outcomes), 4) if outcomes else 0.0,
+              "misses": [o.id for o in outcomes if not o.ranks],
+              "unresolved": [o.id for o in outcomes if not o.expected]}
+    if before is not None:
+        after = _rewrite_usage(store, config)
+        report.update({name: after[name] - before[name] for name in ("model_calls", "cache_hits", "tokens")})
+    return report
+
+
+def _rewrite_usage(store: Store, config: Config | None) -> dict[str, int]:
+    """What the ``rewrite`` task has cost so far, from the gateway's ledger in the store."""
+    rows = [r for r in usage_rows(store, config or Config()) if r.task == "rewrite"]
+    return {"model_calls": sum(r.calls for r in rows), "cache_hits": sum(r.hits for r in rows),
+            "tokens": sum(r.tokens_in + r.tokens_out for r in rows)}
 
 
 @dataclass
@@ -254,21 +275,68 @@ def _filtered(store: Store, filters: Filters, config: Config | None) -> set[int]
         )}
 
 
+@dataclass(frozen=True)
+class ModelVariant:
+    """One way of searching with the configured models, a row of ``eval search``."""
+
+    name: str
+    rewrite: bool
+    hybrid: bool
+
+
+def model_variants(config: Config | None, store: Store | None = None, hybrid: bool = True) -> list[ModelVariant]:
+    """With a model configured, the rows that show what it adds: no model at all, query rewriting
+    (a model the ``rewrite`` task can reach), embeddings (``routes.embed``, unless ``hybrid`` is off)
+    and both. Without one, none."""
+    if config is None or not config.models:
+        return []
+    llm = LLM(config, store)
+    can_rewrite = llm.available("rewrite")
+    llm.close()
+    embedder = embedder_from_config(config, store) if hybrid else None
+    if embedder is not None:
+        getattr(embedder, "close", lambda: None)()
+    variants = [ModelVariant("tidings, no model", False, False)]
+    if can_rewrite:
+        variants.append(ModelVariant("tidings + rewrite", True, False))
+    if embedder is not None:
+        variants.append(ModelVariant("tidings + embeddings", False, True))
+    if can_rewrite and embedder is not None:
+        variants.append(ModelVariant("tidings + rewrite + embeddings", True, True))
+    return variants
+
+
 def compare_search(
     store: Store, queries: list[LabelledQuery], *, config: Config | None = None, split: str = "heldout",
     k: int = 10, hybrid: bool = True,
 ) -> dict[str, Any]:
     """tidings' figures on ``split`` (the keys of :func:`evaluate_search`) plus, under ``halves``,
-    tidings beside plain BM25 (:class:`PlainBM25`) on the calibration and the held-out half."""
-    report = evaluate_search(store, queries, config=config, split=split, k=k, hybrid=hybrid)
+    tidings beside plain BM25 (:class:`PlainBM25`) on the calibration and the held-out half. With a
+    model configured, each half also has a row per :func:`model_variants` (the configured one is
+    ``tidings``)."""
+    variants = model_variants(config, store, hybrid)
+    embeds = any(v.hybrid for v in variants)
+    rewrites = bool(config and config.search.rewrite)
+    configured = next((v for v in variants if (v.rewrite, v.hybrid) == (rewrites, embeds)), None)
+    done: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def figures(half: str, variant: ModelVariant | None) -> dict[str, Any]:
+        # Each (half, way of searching) runs once: the configured way is both "tidings" and its variant
+        # row, and a second run would show the model's cost as cache hits.
+        key = (half, variant.name if variant else "tidings")
+        if key not in done:
+            done[key] = evaluate_search(
+                store, queries, config=config, split=half, k=k, hybrid=variant.hybrid if variant else hybrid,
+                rewrite=variant.rewrite if variant else None,
+            )
+        return done[key]
+
+    report = dict(figures(split, configured))
     baseline = PlainBM25(store, config)
     halves: dict[str, dict[str, Any]] = {}
     for half in SPLITS:
-        ours = dict(report) if half == split else evaluate_search(store, queries, config=config, split=half, k=k, hybrid=hybrid)
-        halves[half] = {
-            "tidings": ours,
-            "bm25": evaluate_search(store, queries, config=config, split=half, k=k, search_fn=baseline),
-        }
+        halves[half] = {"tidings": figures(half, configured), **{v.name: figures(half, v) for v in variants}}
+        halves[half]["bm25"] = evaluate_search(store, queries, config=config, split=half, k=k, search_fn=baseline)
     report["bm25"] = halves[split]["bm25"] if split in halves else evaluate_search(
         store, queries, config=config, split=split, k=k, search_fn=baseline)
     report["halves"] = halves
