@@ -282,9 +282,13 @@ def _engine_ranking(
         return []
     if not (clauses or compiled.constraint or compiled.exclude):
         return _indexed(conn, engine.search(query, limit))
+    passing: set[int] = set()
+    checked: set[int] = set()  # a wider pass checks only the hits the narrower one did not
     for width in (limit * _OVERFETCH, limit * _OVERFETCH**2, limit * _OVERFETCH**3):
         wide = engine.search(query, width)
-        passing = set(_filtered_ids(conn, compiled, clauses, params, None, among=[i for i, _ in wide], ordered=False))
+        unchecked = [i for i, _ in wide if i not in checked]
+        passing.update(_filtered_ids(conn, compiled, clauses, params, None, among=unchecked, ordered=False))
+        checked.update(unchecked)
         kept = [(i, s) for i, s in wide if i in passing]
         if len(kept) >= limit or len(wide) < width:
             return kept[:limit]
