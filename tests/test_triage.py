@@ -215,3 +215,41 @@ def test_a_draft_lists_only_what_is_new_since_the_last_published_digest_by_defau
         every = client.get(f"/week?week={WEEKS[1].isoformat()}&view=list&new=0").text
     assert "only new since the digest of 2025-03-09" in default
     assert default.count('<li class="row') == len(PLAN) and every.count('<li class="row') == len(PLAN) + 1
+
+
+def test_verdicts_update_the_cached_model_as_training_again_would(store: Store) -> None:
+    """A view after keeps, drops and moves uses the cached model plus the actions recorded since
+    (not a retraining on every verdict), and that is the model trained from scratch: same labels,
+    facts and counts, so the same scores."""
+    from tidings import triage
+
+    rng = random.Random(23)
+    for week in WEEKS[:2]:
+        add_week(store, week, rng)
+    with make_client(store) as client:
+        token = csrf_of(client)
+        rows = list_rows(client, WEEKS[0])
+        client.post(f"/entry/{rows[0][0]}/keep", data={"csrf": token, "kept": "0", "view": "list"})
+        list_rows(client, WEEKS[1])  # the model is trained and cached with one verdict in
+        key = (id(store.engine), str(store.engine.url))
+        trained_at, cached = triage._models[key]
+        for n, (eid, _, _) in enumerate(rows):
+            client.post(f"/entry/{eid}/keep", data={"csrf": token, "kept": "1" if n % 3 else "0", "view": "list"})
+        # Judged again (a drop, then a keep), and a move, which counts as kept with its new section.
+        client.post(f"/entry/{rows[3][0]}/keep", data={"csrf": token, "kept": "1", "view": "list"})
+        section = Config().section_names[1]
+        client.post(f"/entry/{rows[1][0]}/move", data={"csrf": token, "section": section, "view": "list"})
+        with store.session() as session:
+            updated = triage._with_new_actions(session, trained_at, cached, triage._signature(session))
+            fresh = triage.train(session)
+        assert updated is not None and updated is not cached
+        assert updated.labels == fresh.labels and updated.facts == fresh.facts
+        assert dict(updated.kept) == dict(fresh.kept) and dict(updated.total) == dict(fresh.total)
+        assert len(cached.labels) == 1  # the model being served was not changed under its readers
+        shown = dict((eid, score) for eid, score, _ in list_rows(client, WEEKS[1]))
+    with store.session() as session:
+        facts = triage.item_facts(session, dict.fromkeys(
+            session.scalars(select(DigestEntryRow.item_id).where(DigestEntryRow.id.in_(shown))), WEEKS[1]))
+        entry_of = dict(session.execute(select(DigestEntryRow.item_id, DigestEntryRow.id)
+                                        .where(DigestEntryRow.id.in_(shown))).all())
+    assert {entry_of[i]: f"{fresh.score(f, 1).value:.1f}" for i, f in facts.items()} == shown

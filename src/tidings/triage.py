@@ -131,6 +131,23 @@ class TriageModel:
             self.total[key] += 1
             self.kept[key] += kept
 
+    def remove(self, item_id: int) -> None:
+        """Take an item's verdict out again (it was judged anew)."""
+        kept, facts = self.labels.pop(item_id), self.facts.pop(item_id)
+        self._shifts.clear()
+        self._scores.clear()
+        self._kept_count -= kept
+        for key in set(facts.values()):
+            self.total[key] -= 1
+            self.kept[key] -= kept
+            if not self.total[key]:  # as if never counted, like a model trained without it
+                del self.total[key], self.kept[key]
+
+    def copy(self) -> TriageModel:
+        """The same counts in a model of its own: one being served is never changed under a reader."""
+        return TriageModel(labels=dict(self.labels), facts=dict(self.facts), kept=Counter(self.kept),
+                           total=Counter(self.total), _kept_count=self._kept_count)
+
     def counts(self, key: tuple[str, str], own: bool | None) -> tuple[float, float]:
         """(kept, total) for a feature value, without the scored item's own verdict ``own``."""
         kept, total = float(self.kept[key]), float(self.total[key])
@@ -347,17 +364,48 @@ def train(session: Session) -> TriageModel:
 
 
 def current_model(store: Store, session: Session) -> TriageModel:
-    """The model for the store's verdicts as they are now: trained again only when they changed."""
+    """The model for the store's verdicts as they are now: the cached one while they are unchanged,
+    the cached one plus the actions recorded since when that is all that changed, else trained again."""
     key = (id(store.engine), str(store.engine.url))
     signature = _signature(session)
     with _models_lock:
         cached = _models.get(key)
-        if cached is not None and cached[0] == signature:
-            return cached[1]
-    model = train(session)
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    model = _with_new_actions(session, *cached, signature) if cached is not None else None
+    if model is None:
+        model = train(session)
     with _models_lock:
         _models[key] = (signature, model)
     return model
+
+
+def _with_new_actions(session: Session, trained_at: tuple[object, ...], model: TriageModel,
+                      signature: tuple[object, ...]) -> TriageModel | None:
+    """``model`` (trained at signature ``trained_at``) with the keeps, drops and moves recorded
+    since, or None when anything else changed (a digest imported or published, an action deleted):
+    a view after a verdict then reads the facts of the few items judged anew, not of every item
+    ever judged. The result is the model ``train`` would give (tests/test_triage.py checks it)."""
+    old_count, old_last, *old_digests = trained_at
+    count, _, *digests = signature
+    if digests != old_digests or not isinstance(old_count, int) or not isinstance(count, int):
+        return None
+    since = old_last if isinstance(old_last, int) else 0
+    new = session.execute(
+        select(CuratorAction.item_id, CuratorAction.action, CuratorAction.week)
+        .where(CuratorAction.id > since).order_by(CuratorAction.id)
+    ).all()
+    if old_count + len(new) != count:
+        return None
+    latest = {item_id: (action in KEPT_ACTIONS, week) for item_id, action, week in new}  # the last one wins
+    facts = item_facts(session, {item_id: week for item_id, (_, week) in latest.items()})
+    updated = model.copy()
+    for item_id, (kept, _) in latest.items():
+        if item_id in updated.labels:
+            updated.remove(item_id)
+        if item_id in facts:
+            updated.add(facts[item_id], kept)
+    return updated
 
 
 def spreads(store: Store, item_ids: list[int]) -> dict[int, int]:
