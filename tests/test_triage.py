@@ -253,3 +253,51 @@ def test_verdicts_update_the_cached_model_as_training_again_would(store: Store) 
         entry_of = dict(session.execute(select(DigestEntryRow.item_id, DigestEntryRow.id)
                                         .where(DigestEntryRow.id.in_(shown))).all())
     assert {entry_of[i]: f"{fresh.score(f, 1).value:.1f}" for i, f in facts.items()} == shown
+
+
+def test_the_list_view_finds_every_change_to_the_draft_without_loading_it(store: Store) -> None:
+    """The week view checks the draft column by column (``curate.refresh_week``) and rebuilds it
+    only when something changed: a new candidate, an item set aside, an item's new title, summary or
+    section. Each change shows in the list; with none, the draft is found current."""
+    from tidings import curate
+    from tidings.store import Digest
+
+    config = Config()
+    add_week(store, WEEKS[0], random.Random(4))
+
+    def current() -> bool:
+        with store.session() as session:
+            digest_id = session.scalar(select(Digest.id).where(Digest.week == WEEKS[0]))
+            assert digest_id is not None
+            return curate._draft_is_current(session, digest_id, WEEKS[0], config)
+
+    def titles() -> set[str]:
+        html = make_client(store).get(f"/week?week={WEEKS[0].isoformat()}&view=list&new=0").text
+        return {html_lib.unescape(t) for t in re.findall(r'class="title"[^>]*>([^<]*)<', html)}
+
+    assert len(titles()) == len(PLAN) and current()
+    with store.session() as session:
+        first, second = session.scalars(select(Item).order_by(Item.id).limit(2)).all()
+        first.title = "A title the extractor found again"
+        second.status = "error"
+        gone = second.title
+    assert not current()
+    shown = titles()
+    assert "A title the extractor found again" in shown and gone not in shown and len(shown) == len(PLAN) - 1
+    assert current()
+    with store.session() as session:
+        session.scalars(select(Item).order_by(Item.id)).first().summary = "A summary written again."  # type: ignore[union-attr]
+    assert not current()
+    titles()
+    with store.session() as session:
+        entry = session.scalar(select(DigestEntryRow).order_by(DigestEntryRow.id))
+        assert entry is not None and entry.summary_raw == "A summary written again."
+    record = ItemRecord(url="https://news-one.example/late", title="一篇晚到的文章", text="晚到的正文，讲述细节。" * 30,
+                        summary="晚到的摘要。")
+    report = pipeline.ingest(store, [record], source_kind="feed", locator="https://news-one.example/feed.xml")
+    with store.session() as session:
+        session.execute(update(Item).where(Item.id.in_(report.item_ids)).values(
+            seen_at=datetime.combine(WEEKS[0] - timedelta(days=2), time(12), UTC)))
+    assert not current()
+    shown = titles()
+    assert "一篇晚到的文章" in shown and len(shown) == len(PLAN) and current()
