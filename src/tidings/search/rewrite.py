@@ -16,6 +16,7 @@ by it only inside that call, as ``pg`` is."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Sequence
@@ -77,19 +78,32 @@ def rewrite_messages(question: str) -> list[Message]:
         + ", ".join(['"…"'] * PHRASINGS)
         + "]}."
     )
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    return [{"role": "system", "content": system}, *_EXAMPLE, {"role": "user", "content": user}]
 
+
+_EXAMPLE_PHRASINGS = ["代码可读性", "code readability", "代码规范 命名"]
+_EXAMPLE: list[Message] = [
+    {"role": "user", "content": fence("写的代码同事老说看不懂咋办", "question")},
+    {"role": "assistant", "content": json.dumps({"phrasings": _EXAMPLE_PHRASINGS}, ensure_ascii=False)},
+]
+"""One worked example (not a question of the evaluation sets): small models copy a shown answer's
+shape far more reliably than they follow a description of it. They also copy its words, so a
+phrasing taken from the example is dropped (:func:`parse_reply`)."""
 
 _QUOTES_RE = re.compile(r"[\"“”「」]")
 _FILTER_KEY_RE = re.compile(r"\b[A-Za-z]+:")
+_NUMBERING_RE = re.compile(r"^\s*(?:\d{1,2}[.)](?!\d)|\d{1,2}、|[*•]|-(?=\s))\s*")
+_WORD_RE = re.compile(r"[^\W_]")
 
 
 def clean_phrasing(text: str) -> str:
     """A phrasing as free words only: no quotes (phrases), ``key:`` (filters) or leading ``-``
-    (exclusions), so a reply can never narrow or widen what the query itself allows."""
-    text = _FILTER_KEY_RE.sub(" ", _QUOTES_RE.sub(" ", text))
+    (exclusions), so a reply can never narrow or widen what the query itself allows; no list
+    numbering; empty when nothing in it is a word ("…")."""
+    text = _FILTER_KEY_RE.sub(" ", _QUOTES_RE.sub(" ", _NUMBERING_RE.sub("", text)))
     words = [w.lstrip("-") for w in text.split()]
-    return " ".join(w for w in words if w)[:_MAX_PHRASING_CHARS].strip()
+    clean = " ".join(w for w in words if w)[:_MAX_PHRASING_CHARS].strip()
+    return clean if _WORD_RE.search(clean) else ""
 
 
 def parse_reply(raw: str, question: str) -> list[str]:
@@ -102,7 +116,7 @@ def parse_reply(raw: str, question: str) -> list[str]:
             f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}" for e in exc.errors()
         )
         raise ValueError(f"the answer is not the JSON object asked for ({problems})") from exc
-    seen = {" ".join(question.split()).casefold()}
+    seen = {" ".join(question.split()).casefold(), *(p.casefold() for p in _EXAMPLE_PHRASINGS)}
     out: list[str] = []
     for phrasing in reply.phrasings:
         clean = clean_phrasing(phrasing)
