@@ -17,9 +17,10 @@ from llama_server import running_llama_server
 from loopback import LoopbackServer, Reply, Request, free_port
 
 from tidings.config import Config
-from tidings.llm.gateway import usage_rows
+from tidings.llm.gateway import LLM, usage_rows
+from tidings.search.evaluate import model_variants
 from tidings.search.rank import search
-from tidings.search.rewrite import RewriteReply, clean_phrasing, parse_reply
+from tidings.search.rewrite import RewriteReply, can_rewrite, clean_phrasing, parse_reply
 from tidings.store import LLMCall, Store, open_store
 
 QUESTION = "怎么让大模型别再一本正经地胡说八道"
@@ -196,3 +197,16 @@ def test_a_phrasing_is_free_words_only() -> None:
     assert parse_reply(reply, QUESTION) == ["LLM hallucination", "幻觉", "a"]
     with pytest.raises(ValueError, match="not the JSON object"):
         parse_reply('{"answer": "HACKED"}', QUESTION)
+
+
+def test_an_embedding_only_model_is_not_asked_to_rewrite() -> None:
+    embed_only = {
+        "models": {"e5": {"model": "e5", "base_url": "http://127.0.0.1:9/v1"}},
+        "routes": {"embed": "e5"},
+    }
+    config = Config.model_validate(embed_only)
+    assert not can_rewrite(LLM(config), config)
+    assert [v.name for v in model_variants(config)] == ["tidings, no model", "tidings + embeddings"]
+    chat = Config.model_validate({**embed_only, "routes": {"embed": "e5", "default": "e5"}})
+    assert can_rewrite(LLM(chat), chat) and len(model_variants(chat)) == 4
+    assert model_variants(Config()) == []

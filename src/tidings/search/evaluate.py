@@ -41,6 +41,7 @@ from .ask import Answer, ask
 from .index import connect, refresh_index
 from .query import Filters, date_bound, filter_sql, parse_query
 from .rank import embedder_from_config, search
+from .rewrite import can_rewrite
 from .segment import segment
 
 SPLITS = ("calibration", "heldout")
@@ -291,17 +292,17 @@ def model_variants(config: Config | None, store: Store | None = None, hybrid: bo
     if config is None or not config.models:
         return []
     llm = LLM(config, store)
-    can_rewrite = llm.available("rewrite")
+    rewrites = can_rewrite(llm, config)
     llm.close()
     embedder = embedder_from_config(config, store) if hybrid else None
     if embedder is not None:
         getattr(embedder, "close", lambda: None)()
     variants = [ModelVariant("tidings, no model", False, False)]
-    if can_rewrite:
+    if rewrites:
         variants.append(ModelVariant("tidings + rewrite", True, False))
     if embedder is not None:
         variants.append(ModelVariant("tidings + embeddings", False, True))
-    if can_rewrite and embedder is not None:
+    if rewrites and embedder is not None:
         variants.append(ModelVariant("tidings + rewrite + embeddings", True, True))
     return variants
 
@@ -316,8 +317,8 @@ def compare_search(
     ``tidings``)."""
     variants = model_variants(config, store, hybrid)
     embeds = any(v.hybrid for v in variants)
-    rewrites = bool(config and config.search.rewrite)
-    configured = next((v for v in variants if (v.rewrite, v.hybrid) == (rewrites, embeds)), None)
+    rewrite_on = bool(config and config.search.rewrite)
+    configured = next((v for v in variants if (v.rewrite, v.hybrid) == (rewrite_on, embeds)), None)
     done: dict[tuple[str, str], dict[str, Any]] = {}
 
     def figures(half: str, variant: ModelVariant | None) -> dict[str, Any]:

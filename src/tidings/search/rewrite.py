@@ -158,11 +158,18 @@ def phrasings(llm: LLM, question: str, config: Config) -> list[str]:
     raise LLMBadOutput(raw, problem)
 
 
+def can_rewrite(llm: LLM, config: Config) -> bool:
+    """Whether a chat model serves the ``rewrite`` task: ``routes.default`` or the only model, but not
+    a model configured only as the ``embed`` route (an embedding server answers no chat)."""
+    route = llm.route("rewrite")
+    return route is not None and (config.routes.default is not None or route.name != config.routes.embed)
+
+
 def rewrite_query(store: Store | None, question: str, config: Config) -> list[str]:
     """Phrasings from the configured model, or [] when there is none or it fails (logged, once)."""
     llm = LLM(config, store)
     try:
-        if not llm.available("rewrite"):
+        if not can_rewrite(llm, config):
             return []
         return phrasings(llm, question, config)
     except TidingsError as exc:
