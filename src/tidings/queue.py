@@ -41,6 +41,8 @@ from .errors import UsageError
 from .store import Item, Store
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from .config import Config
     from .pipeline import Progress, StageProgress, StageReport
     from .sources.urlcheck import FetchPolicy
@@ -117,7 +119,7 @@ def needing(store: Store, config: Config, stage: str, llm: Sequence[str], *, for
 
     with store.session() as session:
         if stage == "fetch":  # pages on a disk are read by the command that named them (read_local)
-            return [item.id for item in pipeline.pending_fetch(session, retry_failed=force) if not _on_disk(item)]
+            return _pending_fetch(session, force=force, on_disk=False)
         if stage == "summarize":
             return list(session.scalars(pipeline.needs_summary(None, upgrade="summarize" in llm)))
         if stage == "classify":
@@ -164,6 +166,19 @@ def stage_job(
         for next_stage, next_id in _first_needs(state.store, state.config, [s for s in later if s in then], llm or []):
             if next_id not in queued.setdefault(next_stage, set(_job_items(state.store, run, next_stage))):
                 defer(next_stage, next_id, **chained)
+
+
+def _pending_fetch(session: Session, *, force: bool, on_disk: bool) -> list[int]:
+    """The items the fetch stage selects now whose pages are files (``on_disk``), or the others. Their
+    URLs are read a chunk of items per query: one query per item was minutes for a large backlog."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
+
+    pending = pipeline.pending_fetch(session, retry_failed=force)
+    for start in range(0, len(pending), REPORT_CHUNK):
+        chunk = [item.id for item in pending[start : start + REPORT_CHUNK]]
+        session.scalars(select(Item).where(Item.id.in_(chunk)).options(selectinload(Item.urls))).all()
+    return [item.id for item in pending if _on_disk(item) == on_disk]
 
 
 def _on_disk(item: Item) -> bool:
@@ -295,7 +310,7 @@ def read_local(store: Store, config: Config, policy: FetchPolicy, *, force: bool
     pages are files (``tidings add PATH``, a links file's own folder): only the command that named
     them can read them. Returns their ids; the queue's fetch jobs never include them."""
     with store.session() as session:
-        ids = [item.id for item in pipeline.pending_fetch(session, retry_failed=force) if _on_disk(item)]
+        ids = _pending_fetch(session, force=force, on_disk=True)
     if ids:
         pipeline.run(store, config, stages=["fetch"], item_ids=ids, force=force, policy=policy,
                      **({"progress": progress} if progress else {}))
