@@ -254,3 +254,19 @@ def test_the_kept_searcher_and_counts_follow_a_new_item(scratch: Store) -> None:
     with connect(scratch) as conn:
         assert current_engine(conn).doc_frequency([["plumbixel"]]) == 1
         assert current_engine(conn).doc_frequency([["mixtral"]]) == before + 1
+
+
+def test_snippet_marks_follow_stems_phrases_and_whole_words() -> None:
+    """``mark_words`` finds candidates by a regular expression, then stems: an inflected English word
+    is marked, a multi-word form only where its words are consecutive, a word containing a form's
+    word (大模型 for 大) never, and mixed-script words compare as they are."""
+    from tidings.search.engine import stem
+    from tidings.search.snippets import mark_words
+
+    forms = [tuple(stem(w) for w in form) for form in [("embeddings",), ("大", "模型"), ("node.js",),
+                                                        ("run", "fast"), ("ai芯片",)]]
+    text = "we embedding 大 模型 大 node.js embeddings 模型 大模型 running fast run fastest ai芯片 ai"
+    marked = mark_words(text, forms).replace("\x02", "[").replace("\x03", "]")
+    assert marked == ("we [embedding] [大] [模型] 大 [node.js] [embeddings] 模型 大模型 [running] [fast] run fastest "
+                      "[ai芯片] ai")
+    assert mark_words("", forms) == "" and mark_words(text, []) == text
