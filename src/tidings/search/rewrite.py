@@ -1,7 +1,8 @@
 """Query rewriting through the model gateway (issue 16.2): with a model configured and
 ``[search] rewrite = true``, a query's free words go to the model once for a few alternative
 phrasings (the technical terms a colloquial question means, in Chinese and English); the query and
-each phrasing are searched alike and their rankings fused by reciprocal rank (:func:`rank.rrf`).
+each phrasing are searched alike and their rankings fused by reciprocal rank (:func:`rank.rrf`), the
+query's own ranking counted twice (:data:`ORIGINAL_WEIGHT`, :data:`FUSION_K`).
 
 The question is data, never instructions: it sits in a fenced ``<question>`` block under the data
 rule, the reply must be one JSON object of a fixed schema (validated with pydantic, retried with the
@@ -42,9 +43,15 @@ PHRASINGS = 3
 _MAX_PHRASING_CHARS = 80
 _MAX_QUESTION_CHARS = 300
 ORIGINAL_WEIGHT = 2
-"""How many times the query's own ranking counts in the fusion, against once per phrasing: a small
-model's phrasings drift, and the query as typed must not be outvoted by them (chosen on the
-calibration half of evals/natural.jsonl, see docs/ARCHITECTURE.md)."""
+"""How many times the query's own ranking counts in the fusion, against once per phrasing."""
+FUSION_K = 1
+"""The reciprocal rank constant of this fusion (hybrid search keeps ``search.rrf_k``). With the usual 60,
+ranks hardly matter and an item merely present in two lists outranks the query's best hit: SmolLM2's
+phrasings, which repeat words of the question, pushed a calibration question's answer out of the
+top 10. Chosen with the weight on the calibration half of evals/natural.jsonl (k 60, 10, 1 ×
+weight 1, 2, 3, 5): k 1 and weight 2 is the smallest setting that keeps the query's own top hits
+(r@5 0.974, MRR 0.844, as without rewriting; k 60 and weight 2 gave 0.947 and 0.774). No better
+model was at hand to tune on: with one whose phrasings help, a larger k may be right."""
 _RANKING_DEPTH = 20
 """Hits each search contributes to the fusion (at least the requested limit)."""
 
@@ -238,7 +245,7 @@ def search_rewritten(
                 results.append(search(store, _as_query(phrasing, compiled), limit=depth, **options))
             except EmptyQuery:  # only stop words: nothing to rank by
                 continue
-        hits = fuse(results, limit, config.search.rrf_k)
+        hits = fuse(results, limit, FUSION_K)
         return SearchResult(hits, f"{results[0].mode}+rewrite", results[0].compiled)
     finally:
         close = getattr(own_embedder, "close", None)
