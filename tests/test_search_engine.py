@@ -270,3 +270,36 @@ def test_snippet_marks_follow_stems_phrases_and_whole_words() -> None:
     assert marked == ("we [embedding] [大] [模型] 大 [node.js] [embeddings] 模型 大模型 [running] [fast] run fastest "
                       "[ai芯片] ai")
     assert mark_words("", forms) == "" and mark_words(text, []) == text
+
+
+def test_hit_views_equal_item_view_on_both_stores(db_url: str) -> None:
+    """The views are read with plain SQL and each column type's own result processor, on SQLite
+    and on PostgreSQL alike: every field, the dates, the JSON and the lists in their order."""
+    from tidings.store import ItemLink, ItemUrl
+
+    store = open_store(db_url)
+    try:
+        with store.session() as session:
+            for n in range(3):
+                session.add(Item(
+                    url=f"https://example.org/quorvex/{n}", title=f"quorvex {n}", summary="quorvex summary",
+                    note="a note", author="Ann", author_handle="ann", section="AI", section_confidence=0.625,
+                    section_origin="classifier", category="c", language="en", status="extracted", kind="post",
+                    published_at=datetime(2024, 2, 29, 13, 5, 7, 123456), seen_at=datetime(2024, 3, 1, 8, 0),
+                    extra={"title_derived": n == 1}, text="quorvex body",
+                    urls=[ItemUrl(url=f"https://example.org/quorvex/{n}?b"), ItemUrl(url=f"https://example.org/q{n}?a")],
+                    tag_rows=[ItemTag(tag="zeta"), ItemTag(tag="alpha")],
+                    link_rows=[ItemLink(url="https://z.example/"), ItemLink(url="https://a.example/")],
+                ))
+            session.add(Item(url="https://example.org/quorvex/bare", title="quorvex bare", status="pending"))
+        hits = search(store, "quorvex", config=CONFIG, limit=10).hits
+        assert len(hits) == 4
+        with store.session() as session:
+            for hit in hits:
+                assert hit.item == session.get(Item, hit.item.id).view(with_text=False)
+        shown = {h.item.title: h.item for h in hits}
+        assert shown["quorvex 1"].title_derived and shown["quorvex 1"].tags == ["zeta", "alpha"]
+        assert shown["quorvex 1"].link == "https://example.org/quorvex/1?b" and shown["quorvex bare"].urls == []
+        assert shown["quorvex 0"].published_at == datetime(2024, 2, 29, 13, 5, 7, 123456)
+    finally:
+        store.close()

@@ -16,12 +16,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, literal, select, union_all
-
 from ..config import Config
 from ..errors import TidingsError
 from ..records import ItemView
-from ..store import Item, ItemLink, ItemTag, ItemUrl, Store
+from ..store import Item, Store
 from .colloquial import with_colloquial
 from .engine import WORD_FIELDS, EngineIndex
 from .index import FIELDS, SearchError, connect, current_engine, meta, refresh_index, write
@@ -583,20 +581,32 @@ def _load_items(store: Store, ids: list[int]) -> dict[int, tuple[ItemView, tuple
     """Each item's view (as ``Item.view(with_text=False)`` makes it), and its snippet fields
     (:data:`SNIPPET_COLUMNS`, the text among them).
 
-    Two Core queries, whatever the number of hits: the columns, then the URLs, tags and links in
-    one ``UNION ALL``. Loading ``Item`` objects through the ORM (one query per relationship, an
-    identity map, attribute instrumentation) cost about half of a whole search; Core still applies
-    the columns' own types (dates, JSON), so the values are the ORM's. ``tests/test_search_engine.py``
-    checks every view against ``Item.view()``."""
+    Two plain queries on the store's DB-API connection, whatever the number of hits: the columns,
+    then the URLs, tags and links in one ``UNION ALL`` (each in its relationship's order, by row
+    id). Loading ``Item`` objects through the ORM cost about half of a whole search, and SQLAlchemy
+    Core still most of a millisecond; each value goes through its column type's own result
+    processor (dates, JSON), so the views equal the ORM's. ``tests/test_search_engine.py`` checks
+    every hit's view against ``Item.view()``."""
     if not ids:
         return {}
-    items = Item.__table__
-    columns = [items.c[name] for name in dict.fromkeys((*_VIEW_COLUMNS, *SNIPPET_COLUMNS))]
-    with store.engine.connect() as conn:
-        rows = conn.execute(select(*columns).where(items.c.id.in_(ids))).mappings().all()
+    marks = ",".join("?" * len(ids))
+    with connect(store) as conn:
+        cursor = conn.execute(f"SELECT {', '.join(_VIEW_READ)} FROM items WHERE id IN ({marks})", ids)
+        processors = _processors(store.engine.dialect, tuple(d[1] for d in cursor.description))
+        rows = [
+            dict(zip(_VIEW_READ, (convert(v) if convert else v for convert, v in zip(processors, row, strict=True)),
+                     strict=True))
+            for row in cursor.fetchall()
+        ]
         related: dict[int, dict[str, list[str]]] = {row["id"]: {"urls": [], "tags": [], "links": []} for row in rows}
-        for item_id, kind, value in conn.execute(_related_query(), {"ids": list(related)}):
-            related[item_id][kind].append(value)
+        for item_id, kind, value, _row_id in conn.execute(
+            f"SELECT item_id, 'urls', url, id FROM item_urls WHERE item_id IN ({marks}) UNION ALL "
+            f"SELECT item_id, 'tags', tag, id FROM item_tags WHERE item_id IN ({marks}) UNION ALL "
+            f"SELECT item_id, 'links', url, id FROM item_links WHERE item_id IN ({marks}) ORDER BY 4",
+            [*ids, *ids, *ids],
+        ).fetchall():
+            if item_id in related:
+                related[item_id][kind].append(value)
     loaded = {}
     for row in rows:
         lists = related[row["id"]]
@@ -614,14 +624,16 @@ def _load_items(store: Store, ids: list[int]) -> dict[int, tuple[ItemView, tuple
     return loaded
 
 
+_VIEW_READ = tuple(dict.fromkeys((*_VIEW_COLUMNS, *SNIPPET_COLUMNS)))
+
+
 @functools.cache
-def _related_query() -> Any:
-    """An item's URLs, tags and links, each in the order its relationship on ``Item`` has (by row id)."""
-    parts = [
-        select(table.c.item_id, literal(kind).label("kind"), table.c[column].label("value"), table.c.id)
-        .where(table.c.item_id.in_(bindparam("ids", expanding=True)))
-        for table, kind, column in ((ItemUrl.__table__, "urls", "url"), (ItemTag.__table__, "tags", "tag"),
-                                    (ItemLink.__table__, "links", "url"))
-    ]
-    union = union_all(*parts).subquery()
-    return select(union.c.item_id, union.c.kind, union.c.value).order_by(union.c.id)
+def _processors(dialect: Any, type_codes: tuple[Any, ...]) -> tuple[Callable[[Any], Any] | None, ...]:
+    """For each column of :data:`_VIEW_READ`, its type's result processor on this dialect and driver
+    type: what SQLAlchemy applies to the same raw value (a SQLite date string becomes a
+    ``datetime``, JSON text a dict, PostgreSQL's offset is dropped)."""
+    columns = Item.__table__.c
+    return tuple(
+        columns[name].type.dialect_impl(dialect).result_processor(dialect, code)
+        for name, code in zip(_VIEW_READ, type_codes, strict=True)
+    )
