@@ -1320,11 +1320,14 @@ def eval_search(
         return
     from rich.table import Table
 
-    table = Table("half", "engine", "queries", "recall@5", "recall@10", "MRR", show_edge=False)
+    # What each way of searching cost: seconds per query, and (query rewriting) the model's tokens.
+    table = Table("half", "engine", "queries", "recall@5", "recall@10", "MRR", "s/query", "tokens", show_edge=False)
     for half, engines in report["halves"].items():
         for engine, figures in engines.items():
+            seconds = figures.get("seconds_per_query")
             table.add_row(half, engine if engine != "bm25" else "plain BM25", str(figures["queries"]),
-                          f"{figures['recall@5']:.3f}", f"{figures['recall@10']:.3f}", f"{figures['mrr']:.3f}")
+                          f"{figures['recall@5']:.3f}", f"{figures['recall@10']:.3f}", f"{figures['mrr']:.3f}",
+                          "" if seconds is None else f"{seconds:.3f}", str(figures.get("tokens", "")))
     out.print(table)
     out.print(
         f"{report['split']}: {report['queries']} queries  recall@5 {report['recall@5']:.3f}  "
