@@ -1320,14 +1320,15 @@ def eval_search(
         return
     from rich.table import Table
 
-    # What each way of searching cost: seconds per query, and (query rewriting) the model's tokens.
-    table = Table("half", "engine", "queries", "recall@5", "recall@10", "MRR", "s/query", "tokens", show_edge=False)
-    for half, engines in report["halves"].items():
-        for engine, figures in engines.items():
-            seconds = figures.get("seconds_per_query")
-            table.add_row(half, engine if engine != "bm25" else "plain BM25", str(figures["queries"]),
-                          f"{figures['recall@5']:.3f}", f"{figures['recall@10']:.3f}", f"{figures['mrr']:.3f}",
-                          "" if seconds is None else f"{seconds:.3f}", str(figures.get("tokens", "")))
+    rows = [(half, engine, figures) for half, engines in report["halves"].items() for engine, figures in engines.items()]
+    # With a model configured, what each way of searching cost: seconds per query and the model's tokens.
+    costs = any("tokens" in figures for _, _, figures in rows)
+    table = Table("half", "engine", "queries", "recall@5", "recall@10", "MRR", *(("s/query", "tokens") if costs else ()),
+                  show_edge=False)
+    for half, engine, figures in rows:
+        cost = (f"{figures.get('seconds_per_query', 0.0):.3f}", str(figures.get("tokens", ""))) if costs else ()
+        table.add_row(half, engine if engine != "bm25" else "plain BM25", str(figures["queries"]),
+                      f"{figures['recall@5']:.3f}", f"{figures['recall@10']:.3f}", f"{figures['mrr']:.3f}", *cost)
     out.print(table)
     out.print(
         f"{report['split']}: {report['queries']} queries  recall@5 {report['recall@5']:.3f}  "
