@@ -308,8 +308,10 @@ def test_eval_search_on_both_stores(corpus_stores: tuple[str, str], queries: str
         assert on_pg["queries"] == on_lite["queries"] > 10 and not on_pg["unresolved"]
         assert abs(on_pg["recall@5"] - on_lite["recall@5"]) <= 0.02
         assert abs(on_pg["recall@10"] - on_lite["recall@10"]) <= 0.02
-        base_lite, base_pg = (r["halves"][half]["bm25"] for r in reports)
-        assert base_pg == base_lite  # the plain-BM25 baseline reads the same segmented words on both
+        # the plain-BM25 baseline reads the same segmented words on both (its speed is each store's own)
+        base_lite, base_pg = ({k: v for k, v in r["halves"][half]["bm25"].items() if k != "seconds_per_query"}
+                              for r in reports)
+        assert base_pg == base_lite
 
 
 def test_corpus_ask_alike(corpus_stores: tuple[str, str]) -> None:

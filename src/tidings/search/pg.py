@@ -79,6 +79,9 @@ hostile page must get a shorter index entry, not a failed batch."""
 _CANDIDATES = 200
 """How many of the tsvector ranking's best items :mod:`.pgrescore` scores field by field."""
 RESCORE = True
+SHORTLIST = 2000
+"""How many items :func:`ranking` scores with ``ts_rank_cd``: those holding the most of the query's
+concepts (weighted by IDF), found from the GIN index alone (see :func:`_shortlist`)."""
 _SATURATION = 2.2
 """BM25's ceiling for a word's own weight, ``k1 + 1`` (k1 = 1.2), as tantivy scores it."""
 _RANK_NORMALIZATION = 1 | 32
@@ -214,16 +217,18 @@ def tsvector_literal(fields: dict[str, str]) -> str:
     return " ".join(f"{_quoted(token)}:{','.join(at)}" for token, at in positions.items())
 
 
-def _form_query(form: Sequence[str]) -> str | None:
+def _form_query(form: Sequence[str], joined: str = " <-> ") -> str | None:
     tokens = [_quoted(lexeme(w)) for w in form if w]
     if not tokens:
         return None
-    return tokens[0] if len(tokens) == 1 else "(" + " <-> ".join(tokens) + ")"
+    return tokens[0] if len(tokens) == 1 else "(" + joined.join(tokens) + ")"
 
 
-def group_query(group: Group) -> str | None:
-    """A concept as a ``tsquery`` literal: any of its forms, a multi-word form as a phrase."""
-    forms = [q for q in (_form_query(f) for f in group.forms) if q]
+def group_query(group: Group, *, phrases: bool = True) -> str | None:
+    """A concept as a ``tsquery`` literal: any of its forms, a multi-word form as a phrase (or,
+    with ``phrases=False``, as all of its words anywhere: a match the GIN index answers without
+    reading the row's positions)."""
+    forms = [q for q in (_form_query(f, " <-> " if phrases else " & ") for f in group.forms) if q]
     return "(" + " | ".join(forms) + ")" if forms else None
 
 
@@ -327,19 +332,39 @@ def index_stats(store: Store) -> dict[str, int]:
 _df_cache: dict[tuple[str, str, str], int] = {}
 
 
+def _state(conn: PgConnection) -> tuple[str, str]:
+    """The index's identity for caching: the database and its generation (bumped by every index write)."""
+    return (str(conn.raw.info.dsn), _meta(conn, "generation") or "0")
+
+
+def indexed_count(conn: PgConnection, state: tuple[str, str]) -> int:
+    """Rows of ``search_docs``, counted once per index state (a count is a scan of the table)."""
+    key = (*state, "")
+    if key not in _df_cache:
+        _df_cache[key] = conn.execute("SELECT count(*) FROM search_docs").fetchone()[0]
+    return _df_cache[key]
+
+
+def doc_frequencies(conn: PgConnection, state: tuple[str, str], queries: Sequence[str]) -> list[int]:
+    """Items holding each concept (a ``tsquery`` literal), cached until the index changes; the
+    uncached ones counted by one statement (each count a GIN lookup)."""
+    if len(_df_cache) > 4096:
+        _df_cache.clear()
+    missing = sorted({q for q in queries if (*state, q) not in _df_cache})
+    if missing:
+        sql = " UNION ALL ".join(
+            "SELECT ?::int, count(*) FROM search_docs WHERE words @@ ?::tsquery" for _ in missing
+        )
+        params = [value for at, query in enumerate(missing) for value in (at, query)]
+        for at, count in conn.execute(sql, params).fetchall():
+            _df_cache[(*state, missing[at])] = int(count)
+    return [_df_cache[(*state, q)] for q in queries]
+
+
 def doc_frequency(conn: PgConnection, group: Group) -> int:
     """Items holding the concept, cached until the index changes."""
     query = group_query(group)
-    if query is None:
-        return 0
-    key = (str(conn.raw.info.dsn), _meta(conn, "generation") or "0", query)
-    if key not in _df_cache:
-        if len(_df_cache) > 4096:
-            _df_cache.clear()
-        _df_cache[key] = conn.execute(
-            "SELECT count(*) FROM search_docs WHERE words @@ ?::tsquery", (query,)
-        ).fetchone()[0]
-    return _df_cache[key]
+    return doc_frequencies(conn, _state(conn), [query])[0] if query else 0
 
 
 def _rank_weights(config: Config | None) -> list[float]:
@@ -380,33 +405,59 @@ def ranking(conn: PgConnection, compiled: CompiledQuery, config: Config | None, 
     concepts = [(g, q) for g in [*compiled.groups, *phrases] if (q := group_query(g))]
     if not concepts:
         return []
-    total = max(conn.execute("SELECT count(*) FROM search_docs").fetchone()[0], 1)
+    state = _state(conn)
+    total = max(indexed_count(conn, state), 1)
     weights = _rank_weights(config)
+    idfs = [idf_weight(total, df) for df in doc_frequencies(conn, state, [q for _g, q in concepts])]
     terms: list[str] = []
     term_params: list[Any] = []
-    for group, query in concepts:
-        idf = idf_weight(total, doc_frequency(conn, group))
+    for idf, (_group, query) in zip(idfs, concepts, strict=True):
         sql, params = _concept_score(idf, query, weights)
         terms.append(sql)
         term_params += params
-    clauses, params = filter_sql(compiled.parsed.filters, config)
-    required, required_params = _constraints(compiled)
-    any_concept = " | ".join(q for _g, q in concepts)
+    loose = [(idf, group_query(g, phrases=False) or q) for idf, (g, q) in zip(idfs, concepts, strict=True)]
+    shortlist, shortlist_params = _shortlist(compiled, config, loose)
     sql = (
         f"SELECT search_docs.item_id, {' + '.join(terms)} AS score "
         "FROM search_docs JOIN items ON items.id = search_docs.item_id "
-        "WHERE search_docs.words @@ ?::tsquery"
-        + "".join(f" AND {c}" for c in [*clauses, *required])
-        + " ORDER BY score DESC, search_docs.item_id LIMIT ?"
+        f"WHERE search_docs.item_id IN ({shortlist}) AND search_docs.words @@ ?::tsquery"
+        " ORDER BY score DESC, search_docs.item_id LIMIT ?"
     )
     depth = max(limit, _CANDIDATES) if RESCORE else limit
-    rows = conn.execute(sql, [*term_params, any_concept, *params, *required_params, depth]).fetchall()
+    any_concept = " | ".join(q for _g, q in concepts)  # a phrase's words apart are not the phrase
+    rows = conn.execute(sql, [*term_params, *shortlist_params, any_concept, depth]).fetchall()
     ranked = [(int(item_id), float(score)) for item_id, score in rows]
     if not RESCORE:
         return ranked
-    state = (str(conn.raw.info.dsn), _meta(conn, "generation") or "0")
     return pgrescore.rescore(conn, state, total, [g for g, _q in concepts], [i for i, _ in ranked],
                              dict(zip(FIELDS, field_weights(config), strict=True)), PRESENCE_BONUS, limit)
+
+
+def _shortlist(
+    compiled: CompiledQuery, config: Config | None, concepts: list[tuple[float, str]]
+) -> tuple[str, list[Any]]:
+    """SQL for the :data:`SHORTLIST` items holding the most of the query's concepts (each counted
+    by its IDF; a phrase's words anywhere count as the phrase), filters, phrases and exclusions
+    applied: the rows :func:`ranking` scores.
+
+    Which rows hold a concept's words the GIN index answers alone; ``ts_rank_cd`` has to read each
+    row's positions, and a question of common words matches a quarter of a large store, so scoring every
+    match cost most of a search (1.2 s for one question at 100,000 items)."""
+    held = " UNION ALL ".join(
+        "SELECT item_id, ?::float8 AS idf FROM search_docs WHERE words @@ ?::tsquery" for _ in concepts
+    )
+    params: list[Any] = [v for idf, query in concepts for v in (idf, query)]
+    clauses, filter_params = filter_sql(compiled.parsed.filters, config)
+    required, required_params = _constraints(compiled)
+    where = [*clauses, *required]
+    joins = ""
+    if where:
+        joins = (" JOIN search_docs ON search_docs.item_id = held.item_id"
+                 " JOIN items ON items.id = held.item_id WHERE " + " AND ".join(where))
+        params += [*filter_params, *required_params]
+    sql = (f"SELECT held.item_id FROM ({held}) AS held{joins}"
+           " GROUP BY held.item_id ORDER BY sum(held.idf) DESC, held.item_id LIMIT ?")
+    return sql, [*params, SHORTLIST]
 
 
 def filtered_ids(conn: PgConnection, compiled: CompiledQuery, config: Config | None, limit: int | None) -> list[int]:
