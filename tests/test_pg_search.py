@@ -23,11 +23,13 @@ from typer.testing import CliRunner
 from tidings.cli import app
 from tidings.config import Config
 from tidings.search import evaluate as searcheval
+from tidings.search import pg as pgsearch
 from tidings.search import pgrescore
 from tidings.search.ask import ask
 from tidings.search.index import SearchError, connect, index_stats
 from tidings.search.pg import tsvector_literal
-from tidings.search.rank import SearchResult, embedder_from_config, search, update_embeddings
+from tidings.search.query import compile_query
+from tidings.search.rank import SearchResult, embedder_from_config, rank, search, update_embeddings
 from tidings.store import Item, ItemTag, Store, open_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,6 +145,16 @@ def test_snippets_mark_the_matched_words(pg_store: Store, small: dict[str, int])
     assert "**embeddings**" in hit.snippet and "**检索" in hit.snippet
     hit = search(pg_store, "借用检查器", config=CONFIG).hits[0]
     assert "**借用" in hit.snippet
+
+
+def test_a_synonym_phrase_needs_its_words_together(pg_store: Store, small: dict[str, int]) -> None:
+    """The shortlist finds a multi-word form's words anywhere (the GIN index alone, no positions);
+    only items holding the form as a phrase are ranked, as on SQLite."""
+    apart = _add(pg_store, url="https://a.example/apart", title="Language notes",
+                 text="A large crowd watched the model railway.")
+    together = _add(pg_store, url="https://a.example/together", title="Notes", text="A large language model answers.")
+    found = ids(search(pg_store, "大模型", config=CONFIG))
+    assert together in found and apart not in found
 
 
 def test_every_kind_of_change_reaches_the_index(pg_store: Store, small: dict[str, int]) -> None:
@@ -289,6 +301,29 @@ def test_corpus_indexed_alike(corpus_stores: tuple[str, str]) -> None:
     finally:
         lite.close()
         pg.close()
+
+
+def test_a_short_shortlist_keeps_the_best(corpus_stores: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ts_rank_cd`` scores only the items holding the most of the query's concepts (by IDF): on
+    the corpus (2,000 items, fewer than the shortlist holds) a shortlist of 100 must still give
+    nearly the same top ten as scoring every match, though most questions match more than 100."""
+    store = open_store(corpus_stores[1])
+    try:
+        queries = [q.query for q in searcheval.load_queries(REPO / "evals" / "natural.jsonl")]
+        every = [[i for i, _s in rank(store, q, config=CONFIG)] for q in queries]
+        monkeypatch.setattr(pgsearch, "SHORTLIST", 100)
+        short = [[i for i, _s in rank(store, q, config=CONFIG)] for q in queries]
+        with connect(store) as conn:
+            matches = "SELECT count(*) FROM search_docs WHERE words @@ ?::tsquery"
+            concepts = [" | ".join(filter(None, map(pgsearch.group_query, compile_query(q, CONFIG).groups)))
+                        for q in queries]
+            sizes = [conn.execute(matches, (c,)).fetchone()[0] if c else 0 for c in concepts]
+    finally:
+        store.close()
+    assert sum(n > 100 for n in sizes) > len(queries) / 2
+    kept = sum(len(set(a) & set(b)) for a, b in zip(every, short, strict=True)) / sum(map(len, every))
+    print(f"\nshortlist 100: top-10 overlap {kept:.3f}")
+    assert kept >= 0.95
 
 
 @pytest.mark.parametrize("queries", ["queries.jsonl", "natural.jsonl"])
