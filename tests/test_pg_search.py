@@ -82,12 +82,16 @@ def small(pg_store: Store) -> dict[str, int]:
 
 
 def assert_lengths_kept(st: Store) -> None:
-    """The per-field word totals kept batch by batch equal a count over the whole index."""
+    """The per-field word totals and the words' item counts per weight, kept batch by batch,
+    equal a count over the whole index."""
     with connect(st) as conn:
         kept = json.loads(conn.execute("SELECT value FROM search_meta WHERE key = ?",
                                        (pgrescore.LENGTHS_KEY,)).fetchone()[0])
         counted = conn.execute(pgrescore.length_sums_sql()).fetchone()
+        terms = dict(((t, w), n) for t, w, n in conn.execute("SELECT * FROM search_terms WHERE docs <> 0"))
+        terms_counted = dict(((t, w), n) for t, w, n in conn.execute(f"{pgsearch.TERM_COUNTS} GROUP BY 1, 2"))
     assert kept == dict(zip(pgrescore.FIELD_CLASS, counted, strict=True))
+    assert terms == terms_counted and terms
 
 
 def test_query_syntax_and_filters(pg_store: Store, small: dict[str, int]) -> None:
@@ -218,6 +222,7 @@ def test_hostile_text_indexes_without_failing(pg_store: Store) -> None:
     assert ids(search(pg_store, "tail", config=CONFIG)) == [item_id]
     assert ids(search(pg_store, "w24999", config=CONFIG)) == [item_id]
     assert ids(search(pg_store, "恶意", config=CONFIG)) == [item_id]
+    assert_lengths_kept(pg_store)
     assert "'a'" in tsvector_literal({"title": "a"}) and tsvector_literal({"title": "a'b"}) == "'a''b':1A"
 
 

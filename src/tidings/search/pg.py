@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -195,6 +196,15 @@ def _ensure_schema(conn: PgConnection, signature: str) -> None:
 def tsvector_literal(fields: dict[str, str]) -> str:
     """The ``tsvector`` of an item's segmented free-word fields: every word a lexeme at its
     position, with its field's weight. A gap between fields keeps a phrase inside one field."""
+    return _literal(_positions(fields))
+
+
+def _literal(positions: dict[str, list[str]]) -> str:
+    return " ".join(f"{_quoted(token)}:{','.join(at)}" for token, at in positions.items())
+
+
+def _positions(fields: dict[str, str]) -> dict[str, list[str]]:
+    """Each lexeme of the fields with its positions and weights (``12A``), as the tsvector holds them."""
     positions: dict[str, list[str]] = {}
     size = 0
     position = 1
@@ -214,7 +224,7 @@ def tsvector_literal(fields: dict[str, str]) -> str:
                 at.append(f"{min(position, _MAX_POSITION)}{weight}")
             position += 1
         position += 1
-    return " ".join(f"{_quoted(token)}:{','.join(at)}" for token, at in positions.items())
+    return positions
 
 
 def _form_query(form: Sequence[str], joined: str = " <-> ") -> str | None:
@@ -272,16 +282,25 @@ def _write_batch(conn: PgConnection, ids: list[int], seqs: list[int]) -> None:
     docs = _load_docs(conn, ids)  # type: ignore[arg-type]  # the same SQL on both stores
     now = datetime.now(UTC).isoformat()
     removed = conn.execute(pgrescore.length_sums_sql() + " WHERE item_id = ANY(?)", (ids,)).fetchone()
+    conn.execute(f"{_TERMS_UPSERT} SELECT lexeme, weight, -count FROM ({TERM_COUNTS} "
+                 f"WHERE d.item_id = ANY(?) GROUP BY 1, 2) removed {_TERMS_ADD}", (ids,))
     conn.execute("DELETE FROM search_docs WHERE item_id = ANY(?)", (ids,))
     rows = []
     lengths = {name: -int(n) for name, n in zip(pgrescore.FIELD_CLASS, removed, strict=True)}
+    terms: Counter[tuple[str, str]] = Counter()
     for item_id, doc in docs.items():
         fields = dict(zip(_FIELD_ORDER, _fts_row(doc), strict=True))
+        positions = _positions(fields)
         rows.append((item_id, now, _item_date(doc["published"], doc["week"], doc["seen"]),
-                     *(fields[name] for name in _FIELD_ORDER), tsvector_literal(fields)))
+                     *(fields[name] for name in _FIELD_ORDER), _literal(positions)))
         for name in lengths:
             lengths[name] += pgrescore.word_count(fields[name])
+        terms.update((token, weight) for token, at in positions.items()
+                     for weight in {"*", *(place[-1] for place in at)})
     _add_lengths(conn, lengths)
+    if terms:
+        conn.execute(f"{_TERMS_UPSERT} SELECT * FROM unnest(?::text[], ?::text[], ?::int[]) {_TERMS_ADD}",
+                     ([t for t, _w in terms], [w for _t, w in terms], list(terms.values())))
     if rows:
         conn.raw.cursor().executemany(
             "INSERT INTO search_docs (item_id, indexed_at, item_date, title, summary, text, note, tags, author, "
@@ -291,6 +310,14 @@ def _write_batch(conn: PgConnection, ids: list[int], seqs: list[int]) -> None:
     conn.execute("DELETE FROM search_dirty WHERE seq = ANY(?)", (seqs,))
     conn.execute("INSERT INTO search_meta (key, value) VALUES ('generation', '1') "
                  "ON CONFLICT (key) DO UPDATE SET value = (search_meta.value::bigint + 1)::text")
+
+
+TERM_COUNTS = """SELECT t.lexeme, w.weight, count(*) FROM search_docs d, unnest(d.words) t,
+    LATERAL (SELECT DISTINCT unnest(t.weights)::text AS weight UNION ALL SELECT '*') w"""
+"""Each lexeme's items per weight (``*``: any) over ``search_docs`` rows, as migration 0009 fills
+``search_terms`` (``WHERE`` and ``GROUP BY 1, 2`` follow)."""
+_TERMS_UPSERT = "INSERT INTO search_terms (lexeme, weight, docs)"
+_TERMS_ADD = "ON CONFLICT (lexeme, weight) DO UPDATE SET docs = search_terms.docs + excluded.docs"
 
 
 def _add_lengths(conn: PgConnection, change: dict[str, int]) -> None:
@@ -307,6 +334,7 @@ def rebuild_index(store: Store, config: Config | None = None, *, progress: Progr
         with _transaction(conn):
             conn.execute("SELECT pg_advisory_xact_lock(?)", (_LOCK_KEY,))
             conn.execute("DELETE FROM search_docs")
+            conn.execute("DELETE FROM search_terms")
             conn.execute("DELETE FROM search_dirty")
             conn.execute("DELETE FROM search_meta WHERE key IN ('generation', ?) OR key LIKE 'embed_checked:%'",
                          (pgrescore.LENGTHS_KEY,))
@@ -345,12 +373,19 @@ def indexed_count(conn: PgConnection, state: tuple[str, str]) -> int:
     return _df_cache[key]
 
 
-def doc_frequencies(conn: PgConnection, state: tuple[str, str], queries: Sequence[str]) -> list[int]:
-    """Items holding each concept (a ``tsquery`` literal), cached until the index changes; the
-    uncached ones counted by one statement (each count a GIN lookup)."""
+def doc_frequencies(conn: PgConnection, state: tuple[str, str], groups: Sequence[Group]) -> list[int]:
+    """Items holding each concept, cached until the index changes: a one-word concept's count is
+    in ``search_terms``; the others (synonyms, phrases) are counted by the GIN index, all in one
+    statement."""
     if len(_df_cache) > 4096:
         _df_cache.clear()
-    missing = sorted({q for q in queries if (*state, q) not in _df_cache})
+    queries = [group_query(g) or "" for g in groups]
+    words = [_lone_word(g) for g in groups]
+    single = pgrescore.field_frequencies(conn, state, [w for w in words if w])
+    for query, word in zip(queries, words, strict=True):
+        if word:
+            _df_cache[(*state, query)] = single[word]["*"]
+    missing = sorted({q for q in queries if q and (*state, q) not in _df_cache})
     if missing:
         sql = " UNION ALL ".join(
             "SELECT ?::int, count(*) FROM search_docs WHERE words @@ ?::tsquery" for _ in missing
@@ -358,13 +393,19 @@ def doc_frequencies(conn: PgConnection, state: tuple[str, str], queries: Sequenc
         params = [value for at, query in enumerate(missing) for value in (at, query)]
         for at, count in conn.execute(sql, params).fetchall():
             _df_cache[(*state, missing[at])] = int(count)
-    return [_df_cache[(*state, q)] for q in queries]
+    return [_df_cache[(*state, q)] if q else 0 for q in queries]
+
+
+def _lone_word(group: Group) -> str | None:
+    """The concept's lexeme when it is one word of one form, else None."""
+    forms = {tuple(lexeme(w) for w in form if w) for form in group.forms}
+    forms.discard(())
+    return next(iter(forms))[0] if len(forms) == 1 and len(next(iter(forms))) == 1 else None
 
 
 def doc_frequency(conn: PgConnection, group: Group) -> int:
     """Items holding the concept, cached until the index changes."""
-    query = group_query(group)
-    return doc_frequencies(conn, _state(conn), [query])[0] if query else 0
+    return doc_frequencies(conn, _state(conn), [group])[0]
 
 
 def _rank_weights(config: Config | None) -> list[float]:
@@ -408,7 +449,7 @@ def ranking(conn: PgConnection, compiled: CompiledQuery, config: Config | None, 
     state = _state(conn)
     total = max(indexed_count(conn, state), 1)
     weights = _rank_weights(config)
-    idfs = [idf_weight(total, df) for df in doc_frequencies(conn, state, [q for _g, q in concepts])]
+    idfs = [idf_weight(total, df) for df in doc_frequencies(conn, state, [g for g, _q in concepts])]
     terms: list[str] = []
     term_params: list[Any] = []
     for idf, (_group, query) in zip(idfs, concepts, strict=True):

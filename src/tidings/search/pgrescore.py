@@ -7,8 +7,9 @@ concept per field, adds the fields up by their weights and adds the presence bon
 does the same over the few hundred candidates the tsvector query returns, from the segmented
 fields ``search_docs`` keeps, so both stores rank alike.
 
-Document frequencies per field come from weight-restricted tsqueries (``'word':A`` is the title);
-summary and note share weight B, tags and author weight D, so those pairs share one frequency.
+Document frequencies per field are the counts ``search_terms`` keeps per lexeme and weight (``A``
+is the title); summary and note share weight B, tags and author weight D, so those pairs share one
+frequency.
 """
 
 from __future__ import annotations
@@ -79,33 +80,21 @@ def _field_df(conn: Any, state: tuple[str, str], word: str, field: str) -> int:
     return field_frequencies(conn, state, [word])[word][field]
 
 
-_WEIGHTS = sorted(set(FIELD_CLASS.values()))
-
-
 def field_frequencies(conn: Any, state: tuple[str, str], words: Sequence[str]) -> dict[str, dict[str, int]]:
-    """Each word's document frequency in each field, the ones not yet cached read by one statement.
-
-    A weight-restricted match (``'word':A``) is checked row by row (the GIN index holds no weights),
-    so a common word costs a visit to each of its rows: one pass per word counts all four weights in
-    those rows at once, instead of one pass per word and weight."""
+    """Each word's document frequency in each field (``search_terms``, kept by every index batch:
+    migration 0009), the ones not yet cached read by one statement."""
     if len(_cache) > 20_000:
         _cache.clear()
     missing = sorted({w for w in words if ("df", *state, w, "A") not in _cache})
     if missing:
-        counts = ", ".join(
-            f"count(*) FILTER (WHERE words @@ (?::text || ':{weight}')::tsquery)" for weight in _WEIGHTS
-        )
-        sql = " UNION ALL ".join(
-            f"SELECT ?::int, {counts} FROM search_docs WHERE words @@ ?::tsquery" for _ in missing
-        )
-        params: list[Any] = []
-        for at, word in enumerate(missing):
-            params += [at, *[quoted(word)] * len(_WEIGHTS), quoted(word)]
-        for at, *found in conn.execute(sql, params).fetchall():
-            for weight, count in zip(_WEIGHTS, found, strict=True):
-                _cache[("df", *state, missing[at], weight)] = int(count)
+        found = {(lexeme, weight): docs for lexeme, weight, docs in conn.execute(
+            "SELECT lexeme, weight, docs FROM search_terms WHERE lexeme = ANY(?)", (missing,)).fetchall()}
+        for word in missing:
+            for weight in {*FIELD_CLASS.values(), "*"}:
+                _cache[("df", *state, word, weight)] = int(found.get((word, weight), 0))
     return {
-        w: {name: _cache[("df", *state, w, weight)] for name, weight in FIELD_CLASS.items()} for w in words
+        w: {name: _cache[("df", *state, w, weight)] for name, weight in (*FIELD_CLASS.items(), ("*", "*"))}
+        for w in words
     }
 
 
