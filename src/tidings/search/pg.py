@@ -196,16 +196,18 @@ def _ensure_schema(conn: PgConnection, signature: str) -> None:
 def tsvector_literal(fields: dict[str, str]) -> str:
     """The ``tsvector`` of an item's segmented free-word fields: every word a lexeme at its
     position, with its field's weight. A gap between fields keeps a phrase inside one field."""
-    return _literal(_positions(fields))
+    return _literal(_positions(fields)[0])
 
 
 def _literal(positions: dict[str, list[str]]) -> str:
     return " ".join(f"{_quoted(token)}:{','.join(at)}" for token, at in positions.items())
 
 
-def _positions(fields: dict[str, str]) -> dict[str, list[str]]:
-    """Each lexeme of the fields with its positions and weights (``12A``), as the tsvector holds them."""
+def _positions(fields: dict[str, str]) -> tuple[dict[str, list[str]], dict[str, set[str]]]:
+    """Each lexeme of the fields with its positions and weights (``12A``), as the tsvector holds
+    them; and per weight, the lexemes holding it there (what ``search_terms`` counts)."""
     positions: dict[str, list[str]] = {}
+    held: dict[str, set[str]] = {weight: set() for _name, weight in _WEIGHTED}
     size = 0
     position = 1
     for name, weight in _WEIGHTED:
@@ -222,9 +224,10 @@ def _positions(fields: dict[str, str]) -> dict[str, list[str]]:
                 at = positions[token] = []
             if len(at) < _MAX_POSITIONS:
                 at.append(f"{min(position, _MAX_POSITION)}{weight}")
+                held[weight].add(token)
             position += 1
         position += 1
-    return positions
+    return positions, held
 
 
 def _form_query(form: Sequence[str], joined: str = " <-> ") -> str | None:
@@ -287,20 +290,22 @@ def _write_batch(conn: PgConnection, ids: list[int], seqs: list[int]) -> None:
     conn.execute("DELETE FROM search_docs WHERE item_id = ANY(?)", (ids,))
     rows = []
     lengths = {name: -int(n) for name, n in zip(pgrescore.FIELD_CLASS, removed, strict=True)}
-    terms: Counter[tuple[str, str]] = Counter()
+    terms: dict[str, Counter[str]] = {weight: Counter() for weight in ("*", *pgrescore.FIELD_CLASS.values())}
     for item_id, doc in docs.items():
         fields = dict(zip(_FIELD_ORDER, _fts_row(doc), strict=True))
-        positions = _positions(fields)
+        positions, held = _positions(fields)
         rows.append((item_id, now, _item_date(doc["published"], doc["week"], doc["seen"]),
                      *(fields[name] for name in _FIELD_ORDER), _literal(positions)))
         for name in lengths:
             lengths[name] += pgrescore.word_count(fields[name])
-        terms.update((token, weight) for token, at in positions.items()
-                     for weight in {"*", *(place[-1] for place in at)})
+        terms["*"].update(positions.keys())  # the keys: a mapping would add its values
+        for weight, tokens in held.items():
+            terms[weight].update(tokens)
     _add_lengths(conn, lengths)
-    if terms:
-        conn.execute(f"{_TERMS_UPSERT} SELECT * FROM unnest(?::text[], ?::text[], ?::int[]) {_TERMS_ADD}",
-                     ([t for t, _w in terms], [w for _t, w in terms], list(terms.values())))
+    for weight, counts in terms.items():  # as JSON: psycopg builds a large array param in Python
+        if counts:
+            conn.execute(f"{_TERMS_UPSERT} SELECT key, ?, value::int FROM json_each_text(?::json) {_TERMS_ADD}",
+                         (weight, json.dumps(counts, ensure_ascii=False)))
     if rows:
         conn.raw.cursor().executemany(
             "INSERT INTO search_docs (item_id, indexed_at, item_date, title, summary, text, note, tags, author, "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -98,11 +99,29 @@ def field_frequencies(conn: Any, state: tuple[str, str], words: Sequence[str]) -
     }
 
 
-def _count(words: Sequence[str], form: Sequence[str]) -> int:
-    n = len(form)
-    if n == 1:
-        return words.count(form[0])
-    return sum(1 for i in range(len(words) - n + 1) if tuple(words[i : i + n]) == tuple(form))
+class _FieldWords:
+    """A segmented field's lexemes: how many, and how often a form occurs. Each distinct word is
+    stemmed once (a long text repeats most of its words), the lexemes in order only for a phrase
+    whose words the field all holds."""
+
+    def __init__(self, value: str | None) -> None:
+        self._words = (value or "").split(" ")
+        raw = Counter(self._words)
+        self.length = len(self._words) - raw.pop("", 0)
+        self._lexemes: Counter[str] = Counter()
+        for word, n in raw.items():
+            self._lexemes[lexeme(word)] += n
+        self._sequence: list[str] | None = None
+
+    def count(self, form: Sequence[str]) -> int:
+        if len(form) == 1:
+            return self._lexemes[form[0]]
+        if not all(self._lexemes[token] for token in form):
+            return 0
+        if self._sequence is None:
+            self._sequence = [lexeme(w) for w in self._words if w]
+        n, words = len(form), self._sequence
+        return sum(1 for i in range(len(words) - n + 1) if tuple(words[i : i + n]) == tuple(form))
 
 
 def rescore(
@@ -131,18 +150,17 @@ def rescore(
     ).fetchall()
     scored: list[tuple[int, float]] = []
     for item_id, *values in rows:
-        words = {name: [lexeme(w) for w in (value or "").split(" ") if w]
-                 for name, value in zip(FIELD_CLASS, values, strict=True)}
+        words = {name: _FieldWords(value) for name, value in zip(FIELD_CLASS, values, strict=True)}
         score = 0.0
         for group_forms, group_bonus in zip(forms, bonus, strict=True):
             concept = 0.0
             held = False
             for name in fields:
                 field_words = words[name]
-                norm = K1 * (1 - B + B * len(field_words) / average[name])
+                norm = K1 * (1 - B + B * field_words.length / average[name])
                 best = 0.0
                 for form in group_forms:
-                    tf = _count(field_words, form) if form else 0
+                    tf = field_words.count(form) if form else 0
                     if tf:
                         held = True
                         best = max(best, idf[(name, form)] * tf * (K1 + 1) / (tf + norm))
