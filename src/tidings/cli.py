@@ -139,9 +139,10 @@ class State:
             from . import load_config
 
             self._config = load_config(self.config_path)
-            from .textutil import add_user_words
+            if self._config.user_dictionary:  # the segmenter's module (its regexes) loads only when needed
+                from .textutil import add_user_words
 
-            add_user_words(self._config.user_dictionary)
+                add_user_words(self._config.user_dictionary)
         return self._config
 
     @property
