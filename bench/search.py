@@ -51,9 +51,10 @@ from tidings import collect
 from tidings.config import Config
 from tidings.search import evaluate as searcheval
 from tidings.search.engine import FIELDS
+from tidings.search.hits import field_weights
 from tidings.search.index import rebuild_index
 from tidings.search.query import Filters, filter_sql, parse_query
-from tidings.search.rank import field_weights, rank, search
+from tidings.search.rank import rank, search
 from tidings.store import Store, open_store
 
 REPO = Path(__file__).resolve().parents[1]

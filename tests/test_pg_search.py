@@ -26,10 +26,12 @@ from tidings.search import evaluate as searcheval
 from tidings.search import pg as pgsearch
 from tidings.search import pgrescore
 from tidings.search.ask import ask
-from tidings.search.index import SearchError, connect, index_stats
+from tidings.search.hits import SearchResult, embedder_from_config
+from tidings.search.index import index_stats
 from tidings.search.pg import tsvector_literal
 from tidings.search.query import compile_query
-from tidings.search.rank import SearchResult, embedder_from_config, rank, search, update_embeddings
+from tidings.search.rank import rank, search, update_embeddings
+from tidings.search.storage import SearchError, connect
 from tidings.store import Item, ItemTag, Store, open_store
 
 REPO = Path(__file__).resolve().parents[1]

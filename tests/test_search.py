@@ -21,10 +21,12 @@ from sqlalchemy import select, text
 from tidings.config import Config
 from tidings.search import evaluate as searcheval
 from tidings.search.ask import Answer, Citation, DraftAnswer, Passage, ask, chunk, sentences_of
-from tidings.search.index import TRIGGERS, SearchError, connect, index_stats, refresh_index
+from tidings.search.hits import SearchResult, embedder_from_config, rrf
+from tidings.search.index import TRIGGERS, index_stats, refresh_index
 from tidings.search.query import Filters, parse_query, query_groups
-from tidings.search.rank import SearchResult, embedder_from_config, rrf, search, update_embeddings
+from tidings.search.rank import search, update_embeddings
 from tidings.search.segment import normalize, segment, segmenter_signature
+from tidings.search.storage import SearchError, connect
 from tidings.store import Item, ItemTag, Store, open_store
 
 REPO = Path(__file__).resolve().parents[1]

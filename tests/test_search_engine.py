@@ -23,8 +23,9 @@ from corpusdb import run_cli
 from sqlalchemy import select, text
 
 from tidings.config import Config
-from tidings.search.index import connect, current_engine, index_stats, refresh_index
+from tidings.search.index import current_engine, index_stats, refresh_index
 from tidings.search.rank import rank, search
+from tidings.search.storage import connect
 from tidings.store import Item, ItemTag, Store, open_store
 
 CONFIG = Config()

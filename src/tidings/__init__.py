@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from .records import DigestDoc, ItemRecord
     from .search.archive import ArchiveAnswer
     from .search.ask import Answer
+    from .search.hits import SearchResult
     from .search.query import Filters
-    from .search.rank import SearchResult
     from .sources.urlcheck import FetchPolicy
     from .stages.classify import Classifier
     from .store import Store

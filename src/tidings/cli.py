@@ -1274,8 +1274,9 @@ def index_cmd(
 
         tidings index --rebuild --embed
     """
+    from .search.hits import embedder_from_config
     from .search.index import index_stats, rebuild_index, refresh_index
-    from .search.rank import embedder_from_config, update_embeddings
+    from .search.rank import update_embeddings
 
     st = state(ctx)
     with bar(st, "index") as progress:

@@ -29,10 +29,11 @@ from ..config import Config
 from ..errors import TidingsError
 from ..store import Store
 from ..textutil import CJK_CHAR_RE, has_cjk, is_chinese
-from .index import connect
+from .hits import Embedder, idf_weight
 from .query import QUERY_STOPWORDS, Filters, Group
-from .rank import Embedder, doc_frequency, idf_weight, search
+from .rank import doc_frequency, search
 from .segment import segment, segmented
+from .storage import connect
 
 log = logging.getLogger(__name__)
 

@@ -38,11 +38,13 @@ from ..llm.gateway import LLM, usage_rows
 from ..store import Item, ItemUrl, Store
 from ..textutil import STOPWORDS
 from .ask import Answer, ask
-from .index import connect, refresh_index
+from .hits import embedder_from_config
+from .index import refresh_index
 from .query import Filters, date_bound, filter_sql, parse_query
-from .rank import embedder_from_config, search
+from .rank import search
 from .rewrite import can_rewrite
 from .segment import segment
+from .storage import connect
 
 SPLITS = ("calibration", "heldout")
 

@@ -17,25 +17,20 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from ..config import Config
-from ..errors import TidingsError
 from ..store import Store
 from .engine import FIELDS, EngineIndex, engine_for, fresh_engine, new_index_id
-from .segment import prepare, segmented, segmenter_signature
+from .segment import prepare, segmenter_signature
+from .storage import SearchError, _fts_row, _item_date, _load_docs, connect, meta, set_meta, write
 
 log = logging.getLogger(__name__)
 
 __all__ = ["FIELDS", "SearchError", "connect", "current_engine", "ensure_schema", "index_stats", "meta", "rebuild_index",
            "refresh_index", "write"]
-
-
-class SearchError(TidingsError):
-    exit_code = 2
 
 
 # The live definitions of the queue triggers. Migration 0002 holds a frozen copy; a later
@@ -67,59 +62,6 @@ TRIGGERS: dict[str, str] = {
 _BATCH = 100
 
 
-def _dialect_title(store: Store) -> str:
-    return {"postgresql": "PostgreSQL"}.get(store.engine.dialect.name, store.engine.dialect.name)
-
-
-@contextmanager
-def connect(store: Store) -> Iterator[sqlite3.Connection]:
-    """The store's own DB-API connection (from its pool): FTS5 SQL is raw SQL anyway."""
-    if store.engine.dialect.name == "postgresql":
-        from .pg import connect as pg_connect  # the SQL both stores share, with ``?`` placeholders
-
-        with pg_connect(store) as pg_conn:
-            yield pg_conn  # type: ignore[misc]
-        return
-    if store.engine.dialect.name != "sqlite":
-        raise SearchError(f"search on {_dialect_title(store)}: not yet (search needs a SQLite store, with FTS5, for now)")
-    raw = store.engine.raw_connection()
-    try:
-        conn = raw.driver_connection
-        assert isinstance(conn, sqlite3.Connection)
-        yield conn
-    finally:
-        raw.close()
-
-
-@contextmanager
-def write(conn: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction, taken up front (BEGIN IMMEDIATE) so that what we read in it is what
-    we write back: no other writer can slip in between. busy_timeout makes us wait our turn."""
-    own = not conn.in_transaction
-    if own:
-        conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        if own:
-            conn.commit()
-    except BaseException:
-        if own:
-            conn.rollback()
-        raise
-
-
-def meta(conn: sqlite3.Connection, key: str) -> str | None:
-    row = conn.execute("SELECT value FROM search_meta WHERE key = ?", (key,)).fetchone()
-    return row[0] if row else None
-
-
-def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
-    conn.execute(
-        "INSERT INTO search_meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        (key, value),
-    )
-
-
 def ensure_schema(conn: sqlite3.Connection, signature: str) -> EngineIndex:
     """Check the search tables and triggers exist, the index was built by this segmenter, and the
     engine index beside the store matches it (else everything is queued again); returns the engine
@@ -139,7 +81,7 @@ def ensure_schema(conn: sqlite3.Connection, signature: str) -> EngineIndex:
             log.info("search: the engine index does not match the store; it is built again")
             engine = fresh_engine(conn)
             index_id = new_index_id()
-            _set_meta(conn, "engine_id", index_id)
+            set_meta(conn, "engine_id", index_id)
             engine.write_marker(index_id, meta(conn, "generation") or "0")
         for name in missing:
             log.warning("search: trigger %s was missing (a table was rebuilt?); re-creating it", name)
@@ -148,7 +90,7 @@ def ensure_schema(conn: sqlite3.Connection, signature: str) -> EngineIndex:
             log.info("search: segmenter changed; the index will be rebuilt")
         if lost or missing or stale:
             conn.execute("INSERT INTO search_dirty (item_id) SELECT id FROM items")
-        _set_meta(conn, "segmenter", signature)
+        set_meta(conn, "segmenter", signature)
     _follow(engine, conn)
     return engine
 
@@ -166,59 +108,6 @@ def _follow(engine: EngineIndex, conn: sqlite3.Connection) -> None:
     if generation != engine.seen_generation:
         engine.reload()
         engine.seen_generation = generation
-
-
-def _item_date(published: str | None, first_week: str | None, seen: str | None) -> str | None:
-    """The date --since/--until compare: published, else the week of the first digest listing the
-    item (what a curator remembers), else when tidings first saw it."""
-    for value in (published, first_week, seen):
-        if value:
-            return str(value)[:10]
-    return None
-
-
-def _load_docs(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    marks = ",".join("?" * len(ids))
-    rows = conn.execute(
-        "SELECT id, kind, title, summary, text, note, author, author_handle, section, published_at, seen_at "
-        f"FROM items WHERE id IN ({marks}) AND duplicate_of_id IS NULL",
-        list(ids),
-    ).fetchall()
-    docs: dict[int, dict[str, Any]] = {}
-    for r in rows:
-        docs[r[0]] = {
-            "kind": r[1], "title": r[2], "summary": r[3], "text": r[4], "note": r[5],
-            "author": " ".join(x for x in (r[6], r[7]) if x), "sections": [r[8]] if r[8] else [],
-            "published": r[9], "seen": r[10], "tags": [], "week": None,
-        }
-    for item_id, tag in conn.execute(f"SELECT item_id, tag FROM item_tags WHERE item_id IN ({marks})", list(ids)):
-        if item_id in docs:
-            docs[item_id]["tags"].append(tag)
-    for item_id, week, section in conn.execute(
-        "SELECT e.item_id, d.week, e.section FROM digest_entries e JOIN digests d ON d.id = e.digest_id "
-        f"WHERE e.item_id IN ({marks}) ORDER BY d.week",
-        list(ids),
-    ):
-        doc = docs.get(item_id)
-        if doc is None:
-            continue
-        doc["week"] = doc["week"] or week
-        if section and section not in doc["sections"]:
-            doc["sections"].append(section)
-    return docs
-
-
-def _fts_row(doc: dict[str, Any]) -> list[str]:
-    return [
-        segmented(doc["title"]),
-        segmented(doc["summary"]),
-        segmented(doc["text"]),
-        segmented(doc["note"]),
-        segmented(" ; ".join(doc["tags"])),
-        segmented(doc["author"]),
-        segmented(" ; ".join(doc["sections"])),
-        segmented(doc["kind"]),
-    ]
 
 
 Progress = Callable[[int, int, str], None]
@@ -313,7 +202,7 @@ def rebuild_index(store: Store, config: Config | None = None, *, progress: Progr
             conn.execute("INSERT INTO search_dirty (item_id) SELECT id FROM items")
             engine = fresh_engine(conn)
             index_id = new_index_id()
-            _set_meta(conn, "engine_id", index_id)
+            set_meta(conn, "engine_id", index_id)
             engine.write_marker(index_id, "0")
     refresh_index(store, config, progress=progress)
     with connect(store) as conn:

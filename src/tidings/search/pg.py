@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -43,11 +42,7 @@ from ..config import Config
 from ..store import Store
 from . import pgrescore
 from .engine import FIELDS
-from .index import SearchError, _fts_row, _item_date, _load_docs
-from .pgrescore import lexeme
-from .pgrescore import quoted as _quoted
-from .query import CompiledQuery, Group, filter_sql
-from .rank import (
+from .hits import (
     PRESENCE_BONUS,
     Embedder,
     SearchHit,
@@ -55,13 +50,17 @@ from .rank import (
     _load_items,
     blend,
     by_recency,
+    embed_indexed,
     field_weights,
     idf_weight,
-    update_embeddings,
     vector_ranking,
 )
+from .pgrescore import lexeme
+from .pgrescore import quoted as _quoted
+from .query import CompiledQuery, Group, filter_sql
 from .segment import prepare, segment, segmenter_signature
 from .snippets import SNIPPET_COLUMNS, _wanted_forms, build_snippet, mark_words
+from .storage import PgConnection, SearchError, _fts_row, _item_date, _load_docs, connect, meta, set_meta
 
 log = logging.getLogger(__name__)
 
@@ -92,63 +91,11 @@ _RANK_NORMALIZATION = 1 | 32
 # reaches), with their tsvector weight. Section and kind are filters only, as on SQLite.
 _WEIGHTED = (("title", "A"), ("summary", "B"), ("note", "B"), ("tags", "D"), ("author", "D"), ("text", "C"))
 _FIELD_ORDER = ("title", "summary", "text", "note", "tags", "author", "section", "kind")
-"""The order of :func:`.index._fts_row`'s fields (and of ``search_docs``' text columns)."""
+"""The order of :func:`.storage._fts_row`'s fields (and of ``search_docs``' text columns)."""
 
 
 def is_postgres(store: Store) -> bool:
     return store.engine.dialect.name == "postgresql"
-
-
-class PgConnection:
-    """The store's psycopg connection behind the SQLite connection's ``execute(sql, params)`` with
-    ``?`` placeholders, so the plain SQL that both stores share (the items, ``search_docs``)
-    runs unchanged. A plain read of FTS5's segmented columns by rowid reads the same columns of
-    ``search_docs`` (the evaluation's plain-BM25 baseline does that); FTS5 queries (MATCH) have no
-    PostgreSQL meaning and are refused with a clear error."""
-
-    _SQLITE_ONLY = re.compile(r"\b(sqlite_master|PRAGMA|MATCH)\b", re.IGNORECASE)
-
-    def __init__(self, raw: Any) -> None:
-        self.raw = raw
-        self._writing = False
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        if self._SQLITE_ONLY.search(sql):
-            raise SearchError("this search feature needs a SQLite store (FTS5); on PostgreSQL it is not available yet")
-        if sql.strip().upper() == "BEGIN IMMEDIATE":  # index.write: psycopg begins on the first statement
-            self._writing = True
-            return self.raw.cursor()
-        if "search_fts" in sql:
-            sql = re.sub(r"\browid\b", "item_id", sql.replace("search_fts", "search_docs"))
-        cursor = self.raw.cursor()
-        cursor.execute(sql.replace("%", "%%").replace("?", "%s"), list(params))
-        return cursor
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self.raw.cursor().executemany(sql.replace("%", "%%").replace("?", "%s"), [list(r) for r in rows])
-
-    @property
-    def in_transaction(self) -> bool:
-        """Whether :func:`.index.write` has begun a transaction (psycopg is always in one after a
-        read; what matters to ``write`` is whether an outer ``write`` will commit)."""
-        return self._writing
-
-    def commit(self) -> None:
-        self._writing = False
-        self.raw.commit()
-
-    def rollback(self) -> None:
-        self._writing = False
-        self.raw.rollback()
-
-
-@contextmanager
-def connect(store: Store) -> Iterator[PgConnection]:
-    raw = store.engine.raw_connection()
-    try:
-        yield PgConnection(raw.driver_connection)
-    finally:
-        raw.close()  # the pool rolls back whatever was left open
 
 
 @contextmanager
@@ -161,31 +108,21 @@ def _transaction(conn: PgConnection) -> Iterator[None]:
         raise
 
 
-def _meta(conn: PgConnection, key: str) -> str | None:
-    row = conn.execute("SELECT value FROM search_meta WHERE key = ?", (key,)).fetchone()
-    return row[0] if row else None
-
-
-def _set_meta(conn: PgConnection, key: str, value: str) -> None:
-    conn.execute("INSERT INTO search_meta (key, value) VALUES (?, ?) "
-                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
-
-
 def _ensure_schema(conn: PgConnection, signature: str) -> None:
     """The tables exist, and the index was built by this segmenter (else everything is queued again)."""
     found = conn.execute("SELECT to_regclass('search_docs') IS NOT NULL").fetchone()[0]
     conn.rollback()
     if not found:
         raise SearchError("the store has no search index (migration 0006 did not run)")
-    if _meta(conn, "segmenter") == signature:
+    if meta(conn, "segmenter") == signature:
         conn.rollback()
         return
     with _transaction(conn):
         conn.execute("SELECT pg_advisory_xact_lock(?)", (_LOCK_KEY,))
-        if _meta(conn, "segmenter") != signature:
+        if meta(conn, "segmenter") != signature:
             log.info("search: segmenter changed; the index will be rebuilt")
             conn.execute("INSERT INTO search_dirty (item_id) SELECT id FROM items")
-            _set_meta(conn, "segmenter", signature)
+            set_meta(conn, "segmenter", signature)
 
 
 # ------------------------------------------------------------------------------------------
@@ -327,8 +264,8 @@ _TERMS_ADD = "ON CONFLICT (lexeme, weight) DO UPDATE SET docs = search_terms.doc
 
 def _add_lengths(conn: PgConnection, change: dict[str, int]) -> None:
     """Keep the per-field word totals (BM25's average lengths) in step with ``search_docs``."""
-    sums = json.loads(_meta(conn, pgrescore.LENGTHS_KEY) or "{}")
-    _set_meta(conn, pgrescore.LENGTHS_KEY, json.dumps({name: int(sums.get(name, 0)) + n for name, n in change.items()}))
+    sums = json.loads(meta(conn, pgrescore.LENGTHS_KEY) or "{}")
+    set_meta(conn, pgrescore.LENGTHS_KEY, json.dumps({name: int(sums.get(name, 0)) + n for name, n in change.items()}))
 
 
 def rebuild_index(store: Store, config: Config | None = None, *, progress: Progress | None = None) -> int:
@@ -367,7 +304,7 @@ _df_cache: dict[tuple[str, str, str], int] = {}
 
 def _state(conn: PgConnection) -> tuple[str, str]:
     """The index's identity for caching: the database and its generation (bumped by every index write)."""
-    return (str(conn.raw.info.dsn), _meta(conn, "generation") or "0")
+    return (str(conn.raw.info.dsn), meta(conn, "generation") or "0")
 
 
 def indexed_count(conn: PgConnection, state: tuple[str, str]) -> int:
@@ -563,7 +500,7 @@ def _vector(
     if embedder is None or not compiled.parsed.text.strip():
         return []
     try:
-        update_embeddings(store, embedder, config)
+        embed_indexed(store, embedder, config)
         allowed = None
         if not compiled.parsed.filters.empty() or compiled.parsed.phrases or compiled.parsed.excludes:
             allowed = set(filtered_ids(conn, compiled, config, None))

@@ -6,175 +6,41 @@ found out about it."""
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import logging
-import math
 import sqlite3
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any, Protocol
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
 
 from ..config import Config
-from ..errors import TidingsError
-from ..records import ItemView
-from ..store import Item, Store
+from ..store import Store
 from .colloquial import with_colloquial
-from .engine import WORD_FIELDS, EngineIndex
-from .index import FIELDS, SearchError, connect, current_engine, meta, refresh_index, write
+from .engine import FIELDS, WORD_FIELDS, EngineIndex
+from .hits import (
+    PRESENCE_BONUS,
+    Embedder,
+    SearchHit,
+    SearchResult,
+    _load_items,
+    blend,
+    by_recency,
+    embed_indexed,
+    embedder_from_config,
+    field_weights,
+    idf_weight,
+    vector_ranking,
+)
+from .index import current_engine, refresh_index
 from .query import CompiledQuery, Filters, Group, compile_query, filter_sql
 from .segment import segment
-from .snippets import SNIPPET_COLUMNS, build_snippet, highlights
+from .snippets import build_snippet, highlights
+from .storage import SearchError, connect, meta
 
 log = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------------------------------
 # Embeddings (hybrid search)
 # ------------------------------------------------------------------------------------------
-
-
-class Embedder(Protocol):
-    """Anything that turns texts into vectors. ``model`` keys the cache."""
-
-    model: str
-
-    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
-
-
-@dataclass
-class LLMEmbedder:
-    """The ``embed`` route of the model gateway (``tidings.llm.gateway``): an OpenAI-compatible endpoint
-    (OpenAI, llama.cpp server, Ollama, vLLM …) or an in-process GGUF model."""
-
-    llm: Any
-    model: str
-
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        try:
-            return [_pool(v) for v in self.llm.embed(list(texts))]
-        except TidingsError as exc:
-            raise SearchError(f"embedding with {self.model} failed: {exc}") from exc
-
-    def close(self) -> None:
-        self.llm.close()
-
-
-def _pool(vector: Any) -> list[float]:
-    """One vector per text. llama.cpp's server returns one vector per *token* for a model without
-    a pooling head (a chat model such as SmolLM2); their mean is the usual sentence embedding."""
-    if vector and isinstance(vector[0], list | tuple):
-        import numpy as np
-
-        return [float(x) for x in np.asarray(vector, dtype=np.float32).mean(axis=0)]
-    return [float(x) for x in vector]
-
-
-def embedder_from_config(config: Config | None, store: Store | None = None) -> Embedder | None:
-    """The embedder ``routes.embed`` names, or None (BM25 alone) when none is configured.
-
-    Only an explicit ``embed`` route counts: the gateway's fallback to the default model would
-    send embedding requests to a chat-only model."""
-    name = getattr(config.routes, "embed", None) if config is not None else None
-    if not name or name not in config.models:  # type: ignore[union-attr]
-        return None
-    from ..llm.gateway import LLM, model_id
-
-    assert config is not None
-    return LLMEmbedder(LLM(config, store), model_id(config.models[name]))
-
-
-def embed_text(title: str | None, summary: str | None, note: str | None, text: str | None, limit: int) -> str:
-    parts = [p.strip() for p in (title, summary, note, text) if p and p.strip()]
-    return "\n".join(parts)[:limit]
-
-
-def _unit(vector: Sequence[float]) -> bytes:
-    import numpy as np
-
-    v = np.asarray(vector, dtype=np.float32)
-    norm = float(np.linalg.norm(v))
-    return (v / norm if norm else v).tobytes()
-
-
-def update_embeddings(store: Store, embedder: Embedder, config: Config | None = None) -> int:
-    """Embed indexed items that have no vector for this model, or whose text changed since.
-
-    Vectors are keyed by a hash of the embedded text, so each item is embedded once per model and
-    again only when its title, summary, note or text changes. Returns how many were computed."""
-    refresh_index(store, config)  # what is embedded is what is indexed, as of now
-    limit = config.search.embed_max_chars if config else 512
-    with connect(store) as conn:
-        marker_key = f"embed_checked:{embedder.model}"
-        checked = meta(conn, marker_key) or ""
-        rows = conn.execute(
-            "SELECT i.id, i.title, i.summary, i.note, substr(i.text, 1, ?), e.content_hash, d.indexed_at "
-            "FROM search_docs d JOIN items i ON i.id = d.item_id "
-            "LEFT JOIN embeddings e ON e.item_id = i.id AND e.model = ? "
-            "WHERE e.id IS NULL OR d.indexed_at > ?",
-            (limit, embedder.model, checked),
-        ).fetchall()
-        todo: list[tuple[int, str, str]] = []
-        newest = checked
-        for item_id, title, summary, note, text, old_hash, indexed_at in rows:
-            newest = max(newest, indexed_at)
-            content = embed_text(title, summary, note, text, limit)
-            digest = hashlib.sha256(f"{limit}\n{content}".encode()).hexdigest()
-            if content and digest != old_hash:
-                todo.append((item_id, digest, content))
-        for start in range(0, len(todo), 16):  # small requests: a local CPU server is slow per call
-            batch = todo[start : start + 16]
-            vectors = embedder.embed([c for _i, _h, c in batch])
-            with write(conn):
-                conn.executemany(
-                    "INSERT INTO embeddings (item_id, model, content_hash, vector) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT(item_id, model) DO UPDATE SET content_hash = excluded.content_hash, "
-                    "vector = excluded.vector",
-                    [(i, embedder.model, h, _unit(v)) for (i, h, _c), v in zip(batch, vectors, strict=True)],
-                )
-        with write(conn):
-            conn.execute(
-                "INSERT INTO search_meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (marker_key, newest),
-            )
-    if todo:
-        log.info("search: embedded %d item(s) with %s", len(todo), embedder.model)
-    return len(todo)
-
-
-def vector_ranking(
-    conn: sqlite3.Connection, embedder: Embedder, query_text: str, allowed: set[int] | None, limit: int
-) -> list[tuple[int, float]]:
-    """Items by cosine similarity to the query (brute force: a personal archive is small)."""
-    import numpy as np
-
-    rows = conn.execute(
-        "SELECT e.item_id, e.vector FROM embeddings e JOIN search_docs d ON d.item_id = e.item_id "
-        "WHERE e.model = ?",
-        (embedder.model,),
-    ).fetchall()
-    if allowed is not None:
-        rows = [r for r in rows if r[0] in allowed]
-    if not rows:
-        return []
-    query_vec = np.frombuffer(_unit(embedder.embed([query_text])[0]), dtype=np.float32)
-    ids = [r[0] for r in rows]
-    matrix = np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
-    if matrix.shape[1] != query_vec.shape[0]:
-        raise SearchError("cached embeddings have another dimension than the model's; run tidings index --rebuild")
-    sims = matrix @ query_vec
-    order = np.argsort(-sims)[:limit]
-    return [(ids[i], float(sims[i])) for i in order]
-
-
-def rrf(rankings: Sequence[Sequence[int]], k: int = 60) -> dict[int, float]:
-    """Reciprocal rank fusion: score(d) = Σ 1 / (k + rank(d)), ranks from 1."""
-    scores: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, item_id in enumerate(ranking, start=1):
-            scores[item_id] = scores.get(item_id, 0.0) + 1.0 / (k + rank)
-    return scores
 
 
 # ------------------------------------------------------------------------------------------
@@ -184,9 +50,16 @@ def rrf(rankings: Sequence[Sequence[int]], k: int = 60) -> dict[int, float]:
 _df_cache: dict[tuple[str, str], int] = {}
 
 
+def update_embeddings(store: Store, embedder: Embedder, config: Config | None = None) -> int:
+    """Bring the index up to date, then embed the indexed items that have no vector for this model,
+    or whose text changed since (:func:`.hits.embed_indexed`). Returns how many were computed."""
+    refresh_index(store, config)
+    return embed_indexed(store, embedder, config)
+
+
 def doc_frequency(conn: sqlite3.Connection, group: Group) -> int:
     """Items containing the group, cached until the index changes (counting walks posting lists)."""
-    if not isinstance(conn, sqlite3.Connection):  # a PostgreSQL store's connection (index.connect)
+    if not isinstance(conn, sqlite3.Connection):  # a PostgreSQL store's connection (storage.connect)
         from . import pg
 
         return pg.doc_frequency(conn, group)
@@ -199,24 +72,6 @@ def doc_frequency(conn: sqlite3.Connection, group: Group) -> int:
             "SELECT count(*) FROM search_fts WHERE search_fts MATCH ?", (group.fts(),)
         ).fetchone()[0]
     return _df_cache[key]
-
-
-def idf_weight(total: int, df: int) -> float:
-    return math.log(1.0 + (total - df + 0.5) / (df + 0.5))
-
-
-def field_weights(config: Config | None) -> list[float]:
-    configured = config.search.weights if config else {}
-    # Tuned on the calibration halves of evals/queries.jsonl and evals/natural.jsonl (issue 16): with
-    # coordination doing the balancing, a heavy title weight (it was 10) let a title holding one
-    # common word outrank the item that answers a question in its body (natural r@5 0.66 -> 0.89).
-    defaults = {"title": 1.0, "summary": 1.0, "text": 1.0, "note": 1.0, "tags": 1.0, "author": 1.0,
-                "section": 0.3, "kind": 0.3}
-    return [float(configured.get(f, defaults[f])) for f in FIELDS]
-
-
-PRESENCE_BONUS = 3.0
-"""Coordination: each concept an item holds adds this times the concept's IDF to its score."""
 
 
 def engine_query(engine: EngineIndex, groups: Sequence[Group], weights: Sequence[float],
@@ -343,83 +198,9 @@ def _filtered_ids(
     return [r[0] for r in conn.execute(sql, args + ([limit] if limit else []))]
 
 
-def _recency_factor(item_date: str | None, newest: date | None, config: Config | None) -> float:
-    if not item_date or newest is None:
-        return 1.0
-    weight = config.search.recency_weight if config else 0.3
-    half_life = config.search.recency_half_life_days if config else 180.0
-    try:
-        age = max(0, (newest - date.fromisoformat(item_date[:10])).days)
-    except ValueError:
-        return 1.0
-    return 1.0 + weight * 0.5 ** (age / half_life)
-
-
 # ------------------------------------------------------------------------------------------
 # Search
 # ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class SearchHit:
-    """One result: the item as every interface shows it, plus what this search found out about it."""
-
-    item: ItemView
-    """Made by ``Item.view(with_text=False)``: a hit never carries the full text (see :func:`_hits`)."""
-    score: float
-    snippet: str
-    """A window of the best-matching field, matched words between MARK_OPEN and MARK_CLOSE."""
-    date: str | None
-    """The date ``since:``/``until:`` compare (published, else first digest week, else first seen)."""
-    bm25_rank: int | None = None
-    vector_rank: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``search --json`` object. Its keys and their order are a published interface (scripts
-        pipe it to jq), so they stay as they were before hits carried an ItemView."""
-        item = self.item
-        return {
-            "id": item.id, "url": item.url, "title": item.title, "score": self.score, "snippet": self.snippet,
-            "section": item.section, "tags": list(item.tags), "author": item.byline,
-            "author_handle": item.author_handle, "published_at": _stored_iso(item.published_at),
-            "date": self.date, "kind": item.kind, "bm25_rank": self.bm25_rank, "vector_rank": self.vector_rank,
-        }
-
-
-def _stored_iso(moment: datetime | None) -> str | None:
-    """ISO 8601 with microseconds, as SQLite stores the column (``2023-12-11T00:00:00.000000``):
-    what ``search --json`` has always printed, unlike ``items --json``'s shorter form."""
-    return moment.isoformat(timespec="microseconds") if moment else None
-
-
-@dataclass
-class SearchResult:
-    hits: list[SearchHit]
-    mode: str
-    """``bm25``, ``hybrid`` or ``filter`` (no words: filtered items, newest first)."""
-    compiled: CompiledQuery
-
-
-def blend(
-    compiled: CompiledQuery, bm25: list[tuple[int, float]], vector: list[tuple[int, float]],
-    filtered: Callable[[], list[int]], config: Config | None,
-) -> tuple[str, list[tuple[int, float]]]:
-    """The ranking mode and the scored ids, the same on both stores: BM25 fused with the embeddings by
-    reciprocal rank when there are any, BM25 alone for words, and for filters alone the matching items
-    (``filtered``, asked only then) unscored."""
-    if vector:
-        fused = rrf([[i for i, _ in bm25], [i for i, _ in vector]], k=config.search.rrf_k if config else 60)
-        return "hybrid", sorted(fused.items(), key=lambda kv: -kv[1])
-    if compiled.match:
-        return "bm25", bm25
-    ids = filtered() if not compiled.parsed.text.strip() else []
-    return "filter", [(i, 0.0) for i in ids]
-
-
-def by_recency(scored: list[tuple[int, float]], dates: dict[int, str | None], newest: date | None,
-               config: Config | None) -> list[tuple[int, float]]:
-    """``scored`` re-weighted by how recent each item is (``--recent``), best first."""
-    return sorted(((i, s * _recency_factor(dates.get(i), newest, config)) for i, s in scored), key=lambda kv: -kv[1])
 
 
 def search(
@@ -442,10 +223,10 @@ def search(
         refresh_index(store, config)
     compiled = compile_query(query, with_colloquial(config), filters)
     if config is not None and (config.search.rewrite if rewrite is None else rewrite) and compiled.parsed.text.strip():
-        from .rewrite import search_rewritten  # it imports this module, so only when asked for, as pg
+        from .rewrite import search_rewritten  # the gateway loads only when rewriting is asked for
 
         return search_rewritten(store, query, compiled, config=config, filters=filters, limit=limit, recent=recent,
-                                embedder=embedder, hybrid=hybrid)
+                                embedder=embedder, hybrid=hybrid, search=search)
     own_embedder = None
     if hybrid and embedder is None:
         embedder = own_embedder = embedder_from_config(config, store)
@@ -497,7 +278,7 @@ def _search(
         vector: list[tuple[int, float]] = []
         if embedder is not None and compiled.parsed.text.strip():
             try:
-                update_embeddings(store, embedder, config)
+                embed_indexed(store, embedder, config)
                 allowed = None
                 if clauses or compiled.constraint or compiled.exclude:
                     allowed = set(_filtered_ids(conn, compiled, clauses, params, None))
@@ -568,72 +349,3 @@ def _hits(
     return hits
 
 
-_VIEW_COLUMNS = (
-    "id", "url", "title", "extra", "summary", "summary_origin", "section", "section_confidence", "section_origin",
-    "kind", "author", "author_handle", "category", "note", "language", "published_at", "seen_at", "status", "error",
-    "error_reason",
-)
-"""The ``items`` columns an :class:`ItemView` is made of (with its URLs, tags and links): what
-:func:`_load_items` reads, besides the snippet fields."""
-
-
-def _load_items(store: Store, ids: list[int]) -> dict[int, tuple[ItemView, tuple[str | None, ...]]]:
-    """Each item's view (as ``Item.view(with_text=False)`` makes it), and its snippet fields
-    (:data:`SNIPPET_COLUMNS`, the text among them).
-
-    Two plain queries on the store's DB-API connection, whatever the number of hits: the columns,
-    then the URLs, tags and links in one ``UNION ALL`` (each in its relationship's order, by row
-    id). Loading ``Item`` objects through the ORM cost about half of a whole search, and SQLAlchemy
-    Core still most of a millisecond; each value goes through its column type's own result
-    processor (dates, JSON), so the views equal the ORM's. ``tests/test_search_engine.py`` checks
-    every hit's view against ``Item.view()``."""
-    if not ids:
-        return {}
-    marks = ",".join("?" * len(ids))
-    with connect(store) as conn:
-        cursor = conn.execute(f"SELECT {', '.join(_VIEW_READ)} FROM items WHERE id IN ({marks})", ids)
-        processors = _processors(store.engine.dialect, tuple(d[1] for d in cursor.description))
-        rows = [
-            dict(zip(_VIEW_READ, (convert(v) if convert else v for convert, v in zip(processors, row, strict=True)),
-                     strict=True))
-            for row in cursor.fetchall()
-        ]
-        related: dict[int, dict[str, list[str]]] = {row["id"]: {"urls": [], "tags": [], "links": []} for row in rows}
-        for item_id, kind, value, _row_id in conn.execute(
-            f"SELECT item_id, 'urls', url, id FROM item_urls WHERE item_id IN ({marks}) UNION ALL "
-            f"SELECT item_id, 'tags', tag, id FROM item_tags WHERE item_id IN ({marks}) UNION ALL "
-            f"SELECT item_id, 'links', url, id FROM item_links WHERE item_id IN ({marks}) ORDER BY 4",
-            [*ids, *ids, *ids],
-        ).fetchall():
-            if item_id in related:
-                related[item_id][kind].append(value)
-    loaded = {}
-    for row in rows:
-        lists = related[row["id"]]
-        view = ItemView(
-            id=row["id"], url=row["url"], link=lists["urls"][0] if lists["urls"] else row["url"], urls=lists["urls"],
-            title=row["title"], title_derived=bool((row["extra"] or {}).get("title_derived")),
-            summary=row["summary"], summary_origin=row["summary_origin"], section=row["section"],
-            section_confidence=row["section_confidence"], section_origin=row["section_origin"], tags=lists["tags"],
-            kind=row["kind"], author=row["author"], author_handle=row["author_handle"], category=row["category"],
-            note=row["note"], links=lists["links"], language=row["language"], published_at=row["published_at"],
-            seen_at=row["seen_at"], status=row["status"], error=row["error"], error_reason=row["error_reason"],
-            text=None,
-        )
-        loaded[row["id"]] = (view, tuple(row[name] for name in SNIPPET_COLUMNS))
-    return loaded
-
-
-_VIEW_READ = tuple(dict.fromkeys((*_VIEW_COLUMNS, *SNIPPET_COLUMNS)))
-
-
-@functools.cache
-def _processors(dialect: Any, type_codes: tuple[Any, ...]) -> tuple[Callable[[Any], Any] | None, ...]:
-    """For each column of :data:`_VIEW_READ`, its type's result processor on this dialect and driver
-    type: what SQLAlchemy applies to the same raw value (a SQLite date string becomes a
-    ``datetime``, JSON text a dict, PostgreSQL's offset is dropped)."""
-    columns = Item.__table__.c
-    return tuple(
-        columns[name].type.dialect_impl(dialect).result_processor(dialect, code)
-        for name, code in zip(_VIEW_READ, type_codes, strict=True)
-    )

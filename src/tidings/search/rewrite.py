@@ -1,7 +1,7 @@
 """Query rewriting through the model gateway (issue 16.2): with a model configured and
 ``[search] rewrite = true``, a query's free words go to the model once for a few alternative
 phrasings (the technical terms a colloquial question means, in Chinese and English); the query and
-each phrasing are searched alike and their rankings fused by reciprocal rank (:func:`rank.rrf`), the
+each phrasing are searched alike and their rankings fused by reciprocal rank (:func:`.hits.rrf`), the
 query's own ranking counted twice (:data:`ORIGINAL_WEIGHT`, :data:`FUSION_K`).
 
 The question is data, never instructions: it sits in a fenced ``<question>`` block under the data
@@ -12,15 +12,15 @@ phrasing's search. Answers are cached in the store's ``llm_calls`` (the gateway'
 repeated query costs no tokens. Any model failure (none configured, unreachable, budget spent,
 output never valid) searches without rewriting and logs one warning line.
 
-:func:`rank.search` calls :func:`search_rewritten`; this module imports ``rank`` and is imported
-by it only inside that call, as ``pg`` is."""
+:func:`.rank.search` calls :func:`search_rewritten` and hands it the plain search to run for the
+query and each phrasing, so this module sits beside the ranking, not above it."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -31,8 +31,8 @@ from ..errors import LLMBadOutput, TidingsError
 from ..llm.gateway import LLM, Message
 from ..llm.tasks import _json_text, data_rule, fence
 from ..store import Store
+from .hits import Embedder, SearchHit, SearchResult, embedder_from_config, rrf
 from .query import CompiledQuery, EmptyQuery, Filters
-from .rank import Embedder, SearchHit, SearchResult, embedder_from_config, rrf, search
 
 log = logging.getLogger(__name__)
 
@@ -219,9 +219,11 @@ def search_rewritten(
     recent: bool,
     embedder: Embedder | None,
     hybrid: bool,
+    search: Callable[..., SearchResult],
 ) -> SearchResult:
-    """The query and its phrasings searched alike (same filters, phrases, exclusions, recency and
-    embeddings) and fused; the plain search when the model gives no phrasing."""
+    """The query and its phrasings searched alike by ``search`` (:func:`.rank.search`: same filters,
+    phrases, exclusions, recency and embeddings) and fused; the plain search when the model gives
+    no phrasing."""
     alternatives = rewrite_query(store, compiled.parsed.text, config)
     own_embedder = None
     if hybrid and embedder is None:  # one embedder for all the searches, not one each
