@@ -1,7 +1,9 @@
 """Search and ask over the store, one module per concept, each importing only those above it:
 
-``segment`` (words of mixed Chinese/English text) ← ``index`` (FTS5 table and change queue) ←
-``query`` (parsing, concept groups, filter SQL) ← ``snippets`` (highlighted windows) ← ``rank``
-(BM25, coordination, embeddings, RRF, recency; ``search`` and its hits) ← ``ask`` (answers with
-verified citations) ← ``evaluate`` (recall, MRR and ask figures on labelled queries).
+``segment`` (words of mixed Chinese/English text) ← ``query`` (parsing, concept groups, filter SQL)
+← ``snippets`` (highlighted windows) ← ``storage`` (the connection on either store, the documents
+indexed) ← ``hits`` (hits and their views, weights, fusion, recency, embeddings) ← ``pg``
+(PostgreSQL's index and ranking) ← ``index`` (FTS5, tantivy and the change queue) ← ``rewrite``
+(query rewriting) ← ``rank`` (BM25 and coordination; ``search``) ← ``ask`` (answers with verified
+citations) ← ``evaluate`` (recall, MRR and ask figures on labelled queries).
 """
