@@ -533,3 +533,47 @@ def test_hybrid_with_a_real_embedding_endpoint(embedding_server: str, tmp_path: 
         assert_verified(st, answer)
     finally:
         st.close()
+
+
+def test_an_asymmetric_embedding_model_embeds_the_query_through_its_own_route(tmp_path: Path, corpus_dir: Path) -> None:
+    """e5 models embed a query ("query: …") unlike a document ("passage: …"); an OpenAI-compatible
+    e5 server names the two sides as two models. ``routes.embed_query`` sends the query to the
+    query side, the documents still go through ``routes.embed``; unset, the query goes as a document."""
+    from loopback import LoopbackServer, Reply
+
+    seen: list[tuple[str, list[str]]] = []
+
+    def embeddings(request: object) -> Reply:
+        body = json.loads(request.body)  # type: ignore[attr-defined]
+        texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
+        seen.append((body["model"], texts))
+        # The query side points at the MoE note; as a passage the same words point elsewhere.
+        vectors = [[1.0, 0.0] if (body["model"] == "e5-query") == ("MoE" in t) else [0.0, 1.0] for t in texts]
+        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+        return Reply(200, json.dumps({"object": "list", "data": data, "model": body["model"],
+                                      "usage": {"prompt_tokens": 1, "total_tokens": 1}}).encode(),
+                     {"Content-Type": "application/json"})
+
+    db = tmp_path / "notes.db"
+    run_cli(db, "import", str(corpus_dir / "notes"))
+    st = open_store(db)
+    with st.engine.begin() as conn:
+        conn.execute(text("DELETE FROM items WHERE title NOT IN ('MoE', 'Transformer 理解', 'GPT-5 发布')"))
+    try:
+        with LoopbackServer({"/v1/embeddings": embeddings}) as server:
+            base = server.url("/v1")
+            models = {"e5p": {"provider": "openai", "model": "e5-passage", "base_url": base},
+                      "e5q": {"provider": "openai", "model": "e5-query", "base_url": base}}
+            config = Config.model_validate({"models": models, "routes": {"embed": "e5p", "embed_query": "e5q"}})
+            result = search(st, "混合专家", config=config)
+            assert result.mode == "hybrid"
+            by_vector = sorted((h for h in result.hits if h.vector_rank), key=lambda h: h.vector_rank or 0)
+            assert by_vector[0].item.title == "MoE"
+            assert seen[-1] == ("e5-query", ["混合专家"])
+            assert {model for model, _ in seen[:-1]} == {"e5-passage"} and sum(len(t) for _, t in seen[:-1]) == 3
+            seen.clear()
+            plain = Config.model_validate({"models": models, "routes": {"embed": "e5p"}})
+            search(st, "混合专家", config=plain)
+            assert seen == [("e5-passage", ["混合专家"])]  # the documents are cached; the query goes as one
+    finally:
+        st.close()

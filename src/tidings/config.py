@@ -222,6 +222,10 @@ class RoutesConfig(Strict):
     translate: str | None = None
     ask: str | None = None
     embed: str | None = None
+    embed_query: str | None = None
+    """The model that embeds a search query, when queries are embedded unlike documents (e5 models
+    read "query: " and "passage: " differently; an OpenAI-compatible e5 server names the two
+    ``e5-query`` and ``e5-passage``). Unset: queries go through ``embed`` like the documents."""
 
 
 class LLMConfig(Strict):

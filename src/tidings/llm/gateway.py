@@ -715,9 +715,10 @@ class LLM:
             self._record(key, task, route.model, prompt_version, completion, ms)
             return Answer(completion.text, route.model, False, completion.tokens_in, completion.tokens_out, ms, key)
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Embeddings from the ``embed`` route (cached by the caller, in the embeddings table)."""
-        route = self._require("embed")
+    def embed(self, texts: Sequence[str], *, task: str = "embed") -> list[list[float]]:
+        """Embeddings from the ``embed`` route, or another (``embed_query``: the query's side of an
+        asymmetric model); cached by the caller, in the embeddings table."""
+        route = self._require(task)
         provider = self.provider(route.name)
         embed = getattr(provider, "embed", None)
         if embed is None:

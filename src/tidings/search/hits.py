@@ -41,19 +41,33 @@ class Embedder(Protocol):
 @dataclass
 class LLMEmbedder:
     """The ``embed`` route of the model gateway (``tidings.llm.gateway``): an OpenAI-compatible endpoint
-    (OpenAI, llama.cpp server, Ollama, vLLM …) or an in-process GGUF model."""
+    (OpenAI, llama.cpp server, Ollama, vLLM …) or an in-process GGUF model. A query goes through
+    ``query_task`` (``embed_query`` when configured: an e5 model embeds queries unlike passages)."""
 
     llm: Any
     model: str
+    query_task: str = "embed"
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return self._embed(texts, "embed")
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._embed([text], self.query_task)[0]
+
+    def _embed(self, texts: Sequence[str], task: str) -> list[list[float]]:
         try:
-            return [_pool(v) for v in self.llm.embed(list(texts))]
+            return [_pool(v) for v in self.llm.embed(list(texts), task=task)]
         except TidingsError as exc:
             raise SearchError(f"embedding with {self.model} failed: {exc}") from exc
 
     def close(self) -> None:
         self.llm.close()
+
+
+def query_vector(embedder: Embedder, text: str) -> list[float]:
+    """The query's vector: the embedder's query side when it has one, else as a document."""
+    embed_query = getattr(embedder, "embed_query", None)
+    return embed_query(text) if embed_query is not None else embedder.embed([text])[0]
 
 
 def _pool(vector: Any) -> list[float]:
@@ -77,7 +91,9 @@ def embedder_from_config(config: Config | None, store: Store | None = None) -> E
     from ..llm.gateway import LLM, model_id
 
     assert config is not None
-    return LLMEmbedder(LLM(config, store), model_id(config.models[name]))
+    query_route = config.routes.embed_query
+    query_task = "embed_query" if query_route and query_route in config.models else "embed"
+    return LLMEmbedder(LLM(config, store), model_id(config.models[name]), query_task)
 
 
 def embed_text(title: str | None, summary: str | None, note: str | None, text: str | None, limit: int) -> str:
@@ -108,7 +124,7 @@ def vector_ranking(
         rows = [r for r in rows if r[0] in allowed]
     if not rows:
         return []
-    query_vec = np.frombuffer(_unit(embedder.embed([query_text])[0]), dtype=np.float32)
+    query_vec = np.frombuffer(_unit(query_vector(embedder, query_text)), dtype=np.float32)
     ids = [r[0] for r in rows]
     matrix = np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
     if matrix.shape[1] != query_vec.shape[0]:
