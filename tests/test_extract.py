@@ -568,3 +568,30 @@ def test_a_redirect_stub_is_set_aside_and_a_refreshing_article_is_kept() -> None
     page = (f"<html><head><title>新闻</title><meta http-equiv='refresh' content='300'></head>"
             f"<body><article><h1>新闻</h1>{prose}</article></body></html>")
     assert "第3段" in extract(page.encode(), url="https://news.example/a").text
+
+
+def test_hidden_dialogs_menus_and_popups_are_not_the_article() -> None:
+    """A page built by mdBook carries a keyboard-shortcut help and a theme picker that its stylesheet
+    hides; on a chapter index with little text of its own, the help ("Press ← or → to navigate
+    between chapters …") became the digest summary. Dialogs, menus and pop-ups are chrome; the
+    article around them keeps every paragraph."""
+    from tidings.stages.extract import extract
+
+    chrome = (
+        "<div id='mdbook-help-container'><div id='mdbook-help-popup'><h2>Keyboard shortcuts</h2>"
+        "<p>Press <kbd>←</kbd> or <kbd>→</kbd> to navigate between chapters</p>"
+        "<p>Press <kbd>S</kbd> or <kbd>/</kbd> to search in the book</p></div></div>"
+        "<ul id='theme-list' class='theme-popup' role='menu'><li>Light</li><li>Rust</li><li>Coal</li></ul>"
+        "<dialog><p>Subscribe to our newsletter for weekly updates about everything we publish.</p></dialog>"
+        "<div role='dialog' aria-modal='true'><p>Please log in to continue reading this article today.</p></div>"
+    )
+    prose = "".join(f"<p>Paragraph {n}: the 2024 edition changes how temporaries in tail expressions are dropped, "
+                    "which fixes a class of borrow errors that surprised many users.</p>" for n in range(6))
+    page = f"<html><head><title>Tail expressions</title></head><body>{chrome}<main><h1>Tail expressions</h1>{prose}</main></body></html>"
+    text = extract(page.encode(), url="https://docs.example/edition/tail.html").text
+    assert "Paragraph 5" in text and "Paragraph 0" in text
+    for leaked in ("Press", "Coal", "newsletter", "log in"):
+        assert leaked not in text
+    # An article whose own container is named like a pop-up's is not a pop-up: only its chrome goes.
+    gallery = f"<html><body><div class='no-popup'><h1>Tail expressions</h1>{prose}</div></body></html>"
+    assert "Paragraph 5" in extract(gallery.encode(), url="https://docs.example/edition/g.html").text

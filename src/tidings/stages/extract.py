@@ -166,6 +166,14 @@ _NOISE_XPATH = "//script|//style|//noscript|//template|//svg|//iframe"
 # they are a run of "1 2 3 ... 127" in front of the code.
 _GUTTER_XPATH = ("//td[contains(concat(' ', @class, ' '), ' gutter ')] | //*[contains(@class,'line-numbers-rows')]"
                  " | //*[contains(@class,'hljs-ln-numbers')] | //ul[contains(@class,'pre-numbering')]")
+# Dialogs, menus and pop-ups a stylesheet keeps hidden until asked for: a keyboard-shortcut help
+# (mdBook's "Press ← or → to navigate between chapters"), a theme picker, a newsletter or login box.
+# As text they read like prose, and on a page with little text of its own they became its summary.
+_POPUP_XPATH = ("//dialog | //*[@role='dialog' or @role='alertdialog' or @aria-modal='true' or @role='menu']"
+                " | //*[self::div or self::section or self::aside or self::ul or self::ol or self::nav]"
+                "[contains(translate(@id, 'POPUP', 'popup'), 'popup') or contains(translate(@class, 'POPUP', 'popup'), 'popup')]"
+                # a container named so ("no-popup", "popup-gallery") that holds the article is not chrome
+                "[not(.//article or .//main or .//h1)]")
 
 
 _NOISE_IN = "." + _NOISE_XPATH.replace("|//", "|.//")  # the noise inside one element
@@ -646,8 +654,9 @@ def extract(content: bytes | str, url: str | None = None, content_type: str | No
     tree = _parse(html)
     if tree is None:
         raise ExtractError(where, "no_article", "not an HTML page")
-    for gutter in _xpath(_GUTTER_XPATH)(tree):
-        gutter.drop_tree()
+    for chrome in (*_xpath(_GUTTER_XPATH)(tree), *_xpath(_POPUP_XPATH)(tree)):
+        if chrome.getparent() is not None:  # not inside one dropped already
+            chrome.drop_tree()
     moved_to = _refresh_target(tree)
     if moved_to is not None:
         raise NoArticleError(where, f"a redirect page: it sends the reader on to {moved_to}",
