@@ -144,6 +144,23 @@ def test_the_default_week_is_the_current_one(client: TestClient) -> None:
     assert f"Week ending {current.isoformat()}" in client.get("/week").text
 
 
+def test_the_this_week_link_names_the_week_it_opens(client: TestClient, store: Store) -> None:
+    """``/week`` opens the default week of ``run`` and ``digest`` (curate.default_week): with a
+    candidate seen today that is the week under way, not the last one ended. The "this week (…)"
+    link on another week's page named the last week ended while leading to the other."""
+    from tidings.store import ItemStatus
+
+    [item_id] = pipeline.ingest(store, [ItemRecord(url="https://example.com/today", title="今天的文章")],
+                                source_kind="test", locator="web").item_ids
+    with store.session() as session:
+        item = session.get(Item, item_id)
+        assert item is not None
+        item.status, item.text, item.summary = ItemStatus.EXTRACTED, "今天的正文。" * 20, "今天的摘要。"
+    opened = curate.default_week(store, Config())
+    assert f"Week ending {opened.isoformat()}" in client.get("/week").text
+    assert f'<a href="/week">this week ({opened.isoformat()})</a>' in client.get(f"/week?week={WEEK}").text
+
+
 def test_not_found_pages(client: TestClient) -> None:
     for url in ("/item/999999", "/digest/2030-01-06", "/digest/not-a-date", "/jobs/nope", "/jobs/nope.json",
                 "/no/such/page"):

@@ -96,7 +96,8 @@ def week_page(request: Request, week: date, *, status: int = 200, errors: dict[F
         set_aside=set_aside,
         errors=errors or {}, values=values or {}, notice=notice,
         job_views=[(j, web_jobs.job_rows(store, j)) for j in jobs.for_week(week)],
-        refused=refused or [], current=current_week(config), prev_week=week - timedelta(days=7),
+        # The week /week opens (run's and digest's default), so the link names the week it leads to.
+        refused=refused or [], current=curate.default_week(store, config), prev_week=week - timedelta(days=7),
         next_week=week + timedelta(days=7),
     )
 
