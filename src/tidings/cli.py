@@ -1738,6 +1738,10 @@ def run_cli(argv: list[str] | None = None) -> int:
 
 
 def main() -> None:
+    # pydantic looks up third-party plugins (entry points of every installed distribution) before it
+    # builds the first model: 6-14 ms of every command's start, for plugins tidings never uses.
+    # PYDANTIC_DISABLE_PLUGINS="" in the environment turns them back on.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     sys.exit(run_cli())
 
 
