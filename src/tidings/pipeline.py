@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, and_, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from .config import Config
 from .errors import FetchError, UsageError
@@ -185,7 +185,9 @@ def _fetchable(url: str) -> bool:
 
 def pending_fetch(session: Session, *, retry_failed: bool = False, item_ids: Iterable[int] | None = None) -> list[Item]:
     """Items still to fetch: new ones, and those whose last failure was transient (a re-run retries them).
-    ``item_ids`` limits them in the query (a queue job's one item: not every pending item loaded)."""
+    ``item_ids`` limits them in the query (a queue job's one item: not every pending item loaded).
+    Their URLs come with them (:func:`fetch_url_of` reads them): a chunk of items per query, not one
+    query per item, which was minutes for a large backlog."""
     retry = and_(Item.status == ItemStatus.ERROR, Item.error_transient.is_(True))
     if retry_failed:
         retry = Item.status == ItemStatus.ERROR
@@ -194,7 +196,7 @@ def pending_fetch(session: Session, *, retry_failed: bool = False, item_ids: Ite
     )
     if item_ids is not None:
         query = query.where(Item.id.in_(list(item_ids)))
-    return list(session.scalars(query.order_by(Item.id)))
+    return list(session.scalars(query.options(selectinload(Item.urls)).order_by(Item.id)))
 
 
 def fetch_url_of(item: Item) -> str:

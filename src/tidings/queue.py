@@ -169,16 +169,8 @@ def stage_job(
 
 
 def _pending_fetch(session: Session, *, force: bool, on_disk: bool) -> list[int]:
-    """The items the fetch stage selects now whose pages are files (``on_disk``), or the others. Their
-    URLs are read a chunk of items per query: one query per item was minutes for a large backlog."""
-    from sqlalchemy import select
-    from sqlalchemy.orm import selectinload
-
-    pending = pipeline.pending_fetch(session, retry_failed=force)
-    for start in range(0, len(pending), REPORT_CHUNK):
-        chunk = [item.id for item in pending[start : start + REPORT_CHUNK]]
-        session.scalars(select(Item).where(Item.id.in_(chunk)).options(selectinload(Item.urls))).all()
-    return [item.id for item in pending if _on_disk(item) == on_disk]
+    """The items the fetch stage selects now whose pages are files (``on_disk``), or the others."""
+    return [item.id for item in pipeline.pending_fetch(session, retry_failed=force) if _on_disk(item) == on_disk]
 
 
 def _on_disk(item: Item) -> bool:
