@@ -595,3 +595,17 @@ def test_hidden_dialogs_menus_and_popups_are_not_the_article() -> None:
     # An article whose own container is named like a pop-up's is not a pop-up: only its chrome goes.
     gallery = f"<html><body><div class='no-popup'><h1>Tail expressions</h1>{prose}</div></body></html>"
     assert "Paragraph 5" in extract(gallery.encode(), url="https://docs.example/edition/g.html").text
+
+
+def test_an_underscore_inside_an_identifier_does_not_split_the_title(corpus_dir: Path) -> None:
+    """"_" separates a Chinese site's <title> parts ("…新台阶_科技_腾讯网"), but "no_std" is one word: the
+    embedded Rust book's page came out titled "no - std" in the new-user walk."""
+    from tidings.stages.extract import extract
+
+    prose = "".join(f"<p>Paragraph {n}: a no_std crate links against core only, so it runs on bare metal.</p>"
+                    for n in range(6))
+    page = (f"<html><head><title>no_std - The Embedded Rust Book</title></head><body><main>{prose}</main>"
+            "</body></html>")
+    assert extract(page.encode(), url="https://docs.example/no-std.html").title == "no_std"
+    qq = corpus_dir / "html" / "utf8-bytes_declared-gb2312_qq-tech.html"
+    assert extract(qq.read_bytes(), url="https://tech.qq.com/a").title == "DeepMind新电脑已可利用记忆自学 人工智能迈上新台阶"

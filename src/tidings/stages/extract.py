@@ -479,7 +479,9 @@ def _site_body(site: _Site, tree: HtmlElement) -> list[HtmlElement]:
 # --- title, date, text ---------------------------------------------------------------------------
 
 _BYLINE = re.compile(r"^(?:view all posts by|posts by|posted by|written by|by|作者\s*[:：]?)\s+", re.I)
-_TITLE_SEP = re.compile(r"\s+[-–—|·»]\s+|\s*[|｜]\s*|\s*_\s*")
+# "_" separates "标题_科技_腾讯网" and "技巧!_前端小智-CSDN博客", but not the parts of an identifier
+# ("no_std - The Embedded Rust Book", "static_mut_refs"): between two ASCII word characters it is one.
+_TITLE_SEP = re.compile(r"\s+[-–—|·»]\s+|\s*[|｜]\s*|\s+_\s*|\s*_\s+|(?<![A-Za-z0-9_])_|_(?![A-Za-z0-9_])")
 
 
 def _title_parts(title: str) -> list[str]:
