@@ -25,7 +25,7 @@ from ..config import Config
 from ..store import Store
 from .engine import FIELDS, EngineIndex, engine_for, fresh_engine, new_index_id
 from .segment import prepare, segmenter_signature
-from .storage import SearchError, _fts_row, _item_date, _load_docs, connect, meta, set_meta, write
+from .storage import SearchError, connect, fts_row, item_date, load_docs, meta, set_meta, write
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +144,8 @@ def refresh_index(store: Store, config: Config | None = None, *, progress: Progr
                 )]
                 if not ids:
                     break
-                docs = _load_docs(conn, ids)
-                rows = {item_id: _fts_row(doc) for item_id, doc in docs.items()}
+                docs = load_docs(conn, ids)
+                rows = {item_id: fts_row(doc) for item_id, doc in docs.items()}
                 with engine.replacing(ids, rows) as commit_engine:  # tantivy indexes while SQLite writes
                     _write_batch(conn, ids, docs, rows, now)
                     generation = meta(conn, "generation") or "0"
@@ -171,7 +171,7 @@ def _write_batch(
     )
     conn.executemany(
         "INSERT INTO search_docs (item_id, indexed_at, item_date) VALUES (?, ?, ?)",
-        [(item_id, now, _item_date(d["published"], d["week"], d["seen"])) for item_id, d in docs.items()],
+        [(item_id, now, item_date(d["published"], d["week"], d["seen"])) for item_id, d in docs.items()],
     )
     conn.execute(f"DELETE FROM search_dirty WHERE item_id IN ({marks})", ids)
     # Any change of the index bumps the generation: cached counts and the engine's marker follow it.

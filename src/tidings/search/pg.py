@@ -60,7 +60,7 @@ from .pgrescore import quoted as _quoted
 from .query import CompiledQuery, Group, filter_sql
 from .segment import prepare, segment, segmenter_signature
 from .snippets import SNIPPET_COLUMNS, _wanted_forms, build_snippet, mark_words
-from .storage import PgConnection, SearchError, _fts_row, _item_date, _load_docs, connect, meta, set_meta
+from .storage import PgConnection, SearchError, connect, fts_row, item_date, load_docs, meta, set_meta
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ _RANK_NORMALIZATION = 1 | 32
 # reaches), with their tsvector weight. Section and kind are filters only, as on SQLite.
 _WEIGHTED = (("title", "A"), ("summary", "B"), ("note", "B"), ("tags", "D"), ("author", "D"), ("text", "C"))
 _FIELD_ORDER = ("title", "summary", "text", "note", "tags", "author", "section", "kind")
-"""The order of :func:`.storage._fts_row`'s fields (and of ``search_docs``' text columns)."""
+"""The order of :func:`.storage.fts_row`'s fields (and of ``search_docs``' text columns)."""
 
 
 def is_postgres(store: Store) -> bool:
@@ -219,7 +219,7 @@ def refresh_index(store: Store, config: Config | None = None, *, progress: Progr
 
 
 def _write_batch(conn: PgConnection, ids: list[int], seqs: list[int]) -> None:
-    docs = _load_docs(conn, ids)  # type: ignore[arg-type]  # the same SQL on both stores
+    docs = load_docs(conn, ids)  # type: ignore[arg-type]  # the same SQL on both stores
     now = datetime.now(UTC).isoformat()
     removed = conn.execute(pgrescore.length_sums_sql() + " WHERE item_id = ANY(?)", (ids,)).fetchone()
     conn.execute(f"{_TERMS_UPSERT} SELECT lexeme, weight, -count FROM ({TERM_COUNTS} "
@@ -229,9 +229,9 @@ def _write_batch(conn: PgConnection, ids: list[int], seqs: list[int]) -> None:
     lengths = {name: -int(n) for name, n in zip(pgrescore.FIELD_CLASS, removed, strict=True)}
     terms: dict[str, Counter[str]] = {weight: Counter() for weight in ("*", *pgrescore.FIELD_CLASS.values())}
     for item_id, doc in docs.items():
-        fields = dict(zip(_FIELD_ORDER, _fts_row(doc), strict=True))
+        fields = dict(zip(_FIELD_ORDER, fts_row(doc), strict=True))
         positions, held = _positions(fields)
-        rows.append((item_id, now, _item_date(doc["published"], doc["week"], doc["seen"]),
+        rows.append((item_id, now, item_date(doc["published"], doc["week"], doc["seen"]),
                      *(fields[name] for name in _FIELD_ORDER), _literal(positions)))
         for name in lengths:
             lengths[name] += pgrescore.word_count(fields[name])

@@ -78,7 +78,7 @@ def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
     )
 
 
-def _item_date(published: str | None, first_week: str | None, seen: str | None) -> str | None:
+def item_date(published: str | None, first_week: str | None, seen: str | None) -> str | None:
     """The date --since/--until compare: published, else the week of the first digest listing the
     item (what a curator remembers), else when tidings first saw it."""
     for value in (published, first_week, seen):
@@ -87,7 +87,7 @@ def _item_date(published: str | None, first_week: str | None, seen: str | None) 
     return None
 
 
-def _load_docs(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+def load_docs(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     marks = ",".join("?" * len(ids))
     rows = conn.execute(
         "SELECT id, kind, title, summary, text, note, author, author_handle, section, published_at, seen_at "
@@ -118,7 +118,7 @@ def _load_docs(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, dict[s
     return docs
 
 
-def _fts_row(doc: dict[str, Any]) -> list[str]:
+def fts_row(doc: dict[str, Any]) -> list[str]:
     return [
         segmented(doc["title"]),
         segmented(doc["summary"]),
