@@ -10,10 +10,12 @@ names used only in annotations are imported under ``TYPE_CHECKING``.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
 import sys
+import types
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -1708,13 +1710,85 @@ def _need_queue(st: State) -> None:
                          "a SQLite store runs its stages in-process")
 
 
+def app_for(argv: list[str]) -> typer.Typer:
+    """The app that runs ``argv``: when it names one command or group of :data:`app`, a copy of
+    ``app`` holding only that one. Typer turns the signature of every command it holds into click
+    parameters on every run (18 ms for them all); a command needs its own and the root options.
+    The root's help, shell completion and a name that is no command (its "did you mean") get the
+    whole app."""
+    if os.environ.get("_TIDINGS_COMPLETE"):
+        return app
+    name = command_name(argv, root_value_options())
+    commands = [info for info in app.registered_commands if command_info_name(info) == name]
+    groups = [info for info in app.registered_groups if info.name == name]
+    if not commands and not groups:
+        return app
+    return app_holding(commands, groups)
+
+
+def app_holding(commands: list[Any], groups: list[Any]) -> typer.Typer:
+    """A copy of :data:`app` (its root options and settings) with only these commands and groups."""
+    from copy import copy
+
+    pruned = copy(app)
+    pruned.registered_commands = commands
+    pruned.registered_groups = groups
+    return pruned
+
+
+def command_info_name(info: Any) -> str:
+    from typer.main import get_command_name
+
+    return info.name or get_command_name(info.callback.__name__)
+
+
+def root_value_options() -> set[str]:
+    """The root options that take a value (``--db PATH``), from the root's own click command."""
+    from typer.main import get_command
+
+    root = get_command(app_holding([], []))
+    return {name for param in root.params if isinstance(param, TyperOption) and not param.is_flag
+            and not param.count for name in param.opts}
+
+
+# The root options after which argv asks no command of anything: the root's help and completion.
+ROOT_ONLY_OPTIONS = {"-h", "--help", "--install-completion", "--show-completion"}
+
+
+def command_name(argv: list[str], value_options: set[str]) -> str | None:
+    """The command ``argv`` names (its first argument that is not a root option or an option's
+    value), as click reads it; None when a root-only option comes first or there is none."""
+    takes_value = False
+    for index, token in enumerate(argv):
+        if takes_value:
+            takes_value = False
+        elif token == "--":
+            return argv[index + 1] if index + 1 < len(argv) else None
+        elif token.startswith("--"):
+            option, has_value, _ = token.partition("=")
+            if option in ROOT_ONLY_OPTIONS:
+                return None
+            takes_value = option in value_options and not has_value
+        elif token.startswith("-") and token != "-":  # short options, perhaps several: -vq, -vvh
+            for position, letter in enumerate(token[1:], start=2):
+                if f"-{letter}" in ROOT_ONLY_OPTIONS:
+                    return None
+                if f"-{letter}" in value_options:
+                    takes_value = position == len(token)  # else the rest of the token is the value
+                    break
+        else:
+            return token
+    return None
+
+
 def run_cli(argv: list[str] | None = None) -> int:
     """Run one command; our errors become a message and an exit code, never a traceback."""
     # Typer vendors its own click: its exception classes are the ones raised here.
     from typer._click import exceptions as click_errors
 
+    args = sys.argv[1:] if argv is None else argv
     try:
-        code = app(args=argv, prog_name="tidings", standalone_mode=False)
+        code = app_for(args)(args=args, prog_name="tidings", standalone_mode=False)
     except TidingsError as exc:
         from rich.markup import escape  # messages name config keys like [models.NAME]: not markup
 
@@ -1737,11 +1811,109 @@ def run_cli(argv: list[str] | None = None) -> int:
     return code if isinstance(code, int) else 0
 
 
+# Modules that a library module the CLI loads imports at its top for a feature no command uses
+# there, with the names it takes from them (none: ``import module``); see DeferringFinder.
+# Together they cost more than the rest of ``tidings --help`` or ``config show``:
+DEFERRED_IMPORTS: dict[str, dict[str, tuple[str, ...]]] = {
+    # typer's rich help: Markdown renders rich_markup_mode="markdown" (ours is "rich"), Traceback a
+    # crash under -vv; with markdown-it and pygments they are 40 ms of every `--help`.
+    "typer.rich_utils": {"rich.markdown": ("Markdown",), "rich.traceback": ("Traceback",)},
+    # pydantic's plugin lookup calls entry_points only when plugins are on (main turns them off):
+    # importlib.metadata is 12 ms of every command that builds a model or parses an option.
+    "pydantic.plugin._loader": {"importlib.metadata": ("entry_points",)},
+    # pydantic.types imports secrets and never uses it; with hmac and OpenSSL's hashes that is 5 ms.
+    "pydantic.types": {"secrets": ()},
+}
+
+
+class DeferredModule(types.ModuleType):
+    """What a deferred module's importer finds while it runs: the stand-ins of the names it takes
+    (and nothing else, so an unlisted name fails loudly). Once the importer has run, any other
+    attribute read through it is the real module's."""
+
+    def __getattr__(self, name: str) -> Any:
+        if sys.modules.get(self.__name__) is self:
+            raise AttributeError(f"{self.__name__}.{name} is not among the names deferred")
+        return getattr(importlib.import_module(self.__name__), name)
+
+
+class Deferred(type):
+    """The type of a stand-in for a name a module imports: calling the stand-in, or reading an
+    attribute of it, imports the real module and goes to the real object. A stand-in is a class so
+    that annotations such as ``Markdown | Text`` still evaluate."""
+
+    def real(cls) -> Any:
+        module = importlib.import_module(cls.__module__)
+        if isinstance(module, DeferredModule):  # its importer uses it at once: it cannot be deferred
+            raise ImportError(f"{cls.__module__}.{cls.__name__} is used while its importer runs")
+        return getattr(module, cls.__name__)
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        return cls.real()(*args, **kwargs)
+
+    def __getattr__(cls, name: str) -> Any:
+        if name.startswith("__"):  # protocol look-ups (copy, typing, inspect) must not import anything
+            raise AttributeError(name)
+        return getattr(cls.real(), name)
+
+
+class DeferringLoader:
+    """Runs a module's loader while ``sys.modules`` holds stand-in modules for the imports in
+    ``deferred`` (those not imported already), then takes the stand-ins out again: the module
+    keeps its stand-in names, and any later import of those modules is the real one."""
+
+    def __init__(self, loader: Any, deferred: dict[str, tuple[str, ...]]) -> None:
+        self.loader = loader
+        self.deferred = deferred
+
+    def create_module(self, spec: Any) -> Any:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        stand_ins: dict[str, Any] = {}
+        for name, attributes in self.deferred.items():
+            if name not in sys.modules:
+                stand_in = stand_ins[name] = DeferredModule(name)
+                for attribute in attributes:
+                    setattr(stand_in, attribute, Deferred(attribute, (), {"__module__": name}))
+        sys.modules.update(stand_ins)
+        try:
+            self.loader.exec_module(module)
+        finally:
+            for name, stand_in in stand_ins.items():
+                if sys.modules.get(name) is stand_in:
+                    del sys.modules[name]
+
+    def __getattr__(self, name: str) -> Any:  # get_source, get_filename...: tracebacks show the real file
+        return getattr(self.loader, name)
+
+
+class DeferringFinder:
+    """A ``sys.meta_path`` finder that imports each module of ``table`` (by default
+    :data:`DEFERRED_IMPORTS`) with its imports there deferred to their first use; it finds
+    nothing else."""
+
+    def __init__(self, table: dict[str, dict[str, tuple[str, ...]]] | None = None) -> None:
+        self.table = DEFERRED_IMPORTS if table is None else table
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        deferred = self.table.get(fullname)
+        if deferred is None:
+            return None
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(fullname, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = DeferringLoader(spec.loader, deferred)
+        return spec
+
+
 def main() -> None:
     # pydantic looks up third-party plugins (entry points of every installed distribution) before it
     # builds the first model: 6-14 ms of every command's start, for plugins tidings never uses.
     # PYDANTIC_DISABLE_PLUGINS="" in the environment turns them back on.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    sys.meta_path.insert(0, DeferringFinder())
     sys.exit(run_cli())
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -303,6 +302,8 @@ def load_config(path: Path | None) -> Config:
         if not default.exists():
             return Config()
         path = default
+    import tomllib  # here, not at the top: its regexes cost 5 ms of every command that reads no file
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
