@@ -13,7 +13,7 @@ import logging
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -245,6 +245,40 @@ def fast_tokenize(
     return _segment(text, "fast", lowercase=lowercase, drop_stopwords=drop_stopwords, normalized=normalized)
 
 
+# The summarizer's form of each word jieba gives (lower-cased; "" for punctuation and stop words),
+# remembered: a page repeats most of its words, and a dictionary look-up is a fraction of the
+# checks it stands for (filter, lower(), stop list), which were a third of tokenizing a sentence.
+class _RankedForms(dict[str, str]):
+    def __missing__(self, word: str) -> str:
+        keep = word.isalnum() or _WORD_CHAR_RE.search(word) is not None
+        form = word.lower() if keep else ""
+        if form in STOPWORDS:
+            form = ""
+        self[word] = form
+        return form
+
+
+_ranked_forms = _RankedForms()
+_RANKED_FORMS_MAX = 200_000
+
+
+def _compound_terms(text: str) -> list[re.Match[str]]:
+    """The compound tech terms of ``text`` ("Node.js", "C++", "gpt-4o"), which are kept whole."""
+    # Without a connector anywhere in the text no word is a compound term: skip the word scan.
+    if not _COMPOUND_RE.search(text):
+        return []
+    return [m for m in LATIN_WORD_RE.finditer(text) if _COMPOUND_RE.search(m.group())]
+
+
+def _around(text: str, compounds: list[re.Match[str]]) -> Iterator[tuple[str, str | None]]:
+    """The text between compound terms, each with the term that follows it (None after the last)."""
+    pos = 0
+    for m in compounds:
+        yield text[pos : m.start()], m.group()
+        pos = m.end()
+    yield text[pos:], None
+
+
 def _segment(
     text: str, segmenter: str | None, *, lowercase: bool, drop_stopwords: bool, normalized: bool = False
 ) -> list[str]:
@@ -255,21 +289,24 @@ def _segment(
     tokens: list[str] = []
     if has_cjk(text):
         cut = _get_fast_segmenter().cut if segmenter == "fast" else _get_tokenizer().lcut
-        # Without a connector anywhere in the text no word is a compound term: skip the word scan.
-        if lowercase and drop_stopwords and not _COMPOUND_RE.search(text):
-            # The summarizer's case, for every sentence it ranks: filter (_is_token, inlined), lower-case
-            # and drop stopwords in one pass over the words, as the general path below does in three.
-            search = _WORD_CHAR_RE.search
-            return [low for w in cut(text)
-                    if (w.isalnum() or search(w) is not None) and (low := w.lower()) not in STOPWORDS]
-        pos = 0
-        for m in LATIN_WORD_RE.finditer(text) if _COMPOUND_RE.search(text) else ():
-            if not _COMPOUND_RE.search(m.group()):
-                continue
-            tokens.extend([w for w in cut(text[pos : m.start()]) if _is_token(w)])
-            tokens.append(m.group())
-            pos = m.end()
-        tokens.extend([w for w in cut(text[pos:]) if _is_token(w)])
+        compounds = _compound_terms(text)
+        if lowercase and drop_stopwords:
+            # The summarizer's case, for every sentence it ranks: filter, lower-case and drop stop
+            # words in one look-up per word.
+            forms = _ranked_forms
+            if len(forms) > _RANKED_FORMS_MAX:
+                forms.clear()  # a bound on memory; the common words come back at once
+            if not compounds:
+                return [form for w in cut(text) if (form := forms[w])]
+            for piece, compound in _around(text, compounds):
+                tokens.extend([form for w in cut(piece) if (form := forms[w])])
+                if compound and (form := forms[compound]):
+                    tokens.append(form)
+            return tokens
+        for piece, compound in _around(text, compounds):
+            tokens.extend([w for w in cut(piece) if _is_token(w)])
+            if compound:
+                tokens.append(compound)
     else:
         tokens = LATIN_WORD_RE.findall(text)
     if lowercase and drop_stopwords:
