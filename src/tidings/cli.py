@@ -1786,9 +1786,9 @@ def run_cli(argv: list[str] | None = None) -> int:
     # Typer vendors its own click: its exception classes are the ones raised here.
     from typer._click import exceptions as click_errors
 
-    args = sys.argv[1:] if argv is None else argv
     try:
-        code = app_for(args)(args=args, prog_name="tidings", standalone_mode=False)
+        command_app = app_for(sys.argv[1:] if argv is None else argv)
+        code = command_app(args=argv, prog_name="tidings", standalone_mode=False)
     except TidingsError as exc:
         from rich.markup import escape  # messages name config keys like [models.NAME]: not markup
 
