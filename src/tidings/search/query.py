@@ -260,14 +260,25 @@ def _synonym_sets(config: Config | None) -> list[list[list[str]]]:
     return out
 
 
-_synonym_cache: dict[str, list[list[list[str]]]] = {}
+_synonym_cache: dict[str, tuple[list[list[list[str]]], dict[str, list[tuple[int, list[list[str]]]]]]] = {}
+
+
+def _synonyms(config: Config | None) -> tuple[list[list[list[str]]], dict[str, list[tuple[int, list[list[str]]]]]]:
+    """The segmented synonym sets, and each form's (length, set) under its first word, in the sets'
+    order: a query word is looked up there instead of compared with every form of every set."""
+    key = segmenter_signature(config) + json.dumps(config.search.synonyms if config else [], ensure_ascii=False)
+    if key not in _synonym_cache:
+        sets = _synonym_sets(config)
+        by_first: dict[str, list[tuple[int, list[list[str]]]]] = {}
+        for forms in sets:
+            for form in forms:
+                by_first.setdefault(form[0], []).append((len(form), forms))
+        _synonym_cache[key] = (sets, by_first)
+    return _synonym_cache[key]
 
 
 def synonym_sets(config: Config | None) -> list[list[list[str]]]:
-    key = segmenter_signature(config) + json.dumps(config.search.synonyms if config else [], ensure_ascii=False)
-    if key not in _synonym_cache:
-        _synonym_cache[key] = _synonym_sets(config)
-    return _synonym_cache[key]
+    return _synonyms(config)[0]
 
 
 def _is_single_cjk(token: str) -> bool:
@@ -278,16 +289,14 @@ def query_groups(text: str, config: Config | None = None) -> list[Group]:
     """The free words of a query as concept groups: segmented like the index, question words and
     stop words dropped (unless nothing else is left), synonym sets expanded."""
     tokens = [w for w, _s, _e in segment(text)]
-    sets = synonym_sets(config)
+    by_first = _synonyms(config)[1]
     groups: list[Group] = []
     i = 0
     while i < len(tokens):
         best: tuple[int, list[list[str]]] | None = None
-        for forms in sets:
-            for form in forms:
-                n = len(form)
-                if n and tokens[i : i + n] == form and (best is None or n > best[0]):
-                    best = (n, forms)
+        for n, forms in by_first.get(tokens[i], ()):  # the longest form wins; on a tie the first set
+            if (best is None or n > best[0]) and tokens[i : i + n] in forms:
+                best = (n, forms)
         if best is not None:
             n, forms = best
             groups.append(Group(" ".join(tokens[i : i + n]), [list(f) for f in forms]))

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date
 from typing import Any
 
 from ..config import Config
 from ..store import Store
 from .colloquial import with_colloquial
-from .engine import FIELDS, WORD_FIELDS, EngineIndex
+from .engine import FIELDS, WORD_FIELDS, EngineIndex, compound_term, date_number
 from .hits import (
     PRESENCE_BONUS,
     Embedder,
@@ -30,7 +30,7 @@ from .hits import (
     idf_weight,
     vector_ranking,
 )
-from .index import current_engine, refresh_index
+from .index import compound_forms, current_engine, refresh_index
 from .query import CompiledQuery, Filters, Group, compile_query, filter_sql
 from .segment import segment
 from .snippets import build_snippet, highlights
@@ -75,7 +75,7 @@ def doc_frequency(conn: sqlite3.Connection, group: Group) -> int:
 
 
 def engine_query(engine: EngineIndex, groups: Sequence[Group], weights: Sequence[float],
-                 presence_bonus: float = PRESENCE_BONUS) -> Any | None:
+                 presence_bonus: float = PRESENCE_BONUS, compounds: Collection[tuple[str, ...]] = ()) -> Any | None:
     """The tantivy query for the query's concepts, scored in one pass.
 
     A concept scores, in each field, the best of its forms (a synonym set counts once, not once per
@@ -87,7 +87,11 @@ def engine_query(engine: EngineIndex, groups: Sequence[Group], weights: Sequence
     the post about Mixtral's router). The FTS5 ranking re-weighed its top 100 by the IDF-weighted
     share of concepts present, one query per concept (Lucene's classic factor); the constant
     bonus ranks the calibration questions as well (natural r@5 0.89 both, old set 1.00 both; MRR
-    0.75 against 0.78 and 0.95 both) in one query instead of one per concept."""
+    0.75 against 0.78 and 0.95 both) in one query instead of one per concept.
+
+    A multi-word form among ``compounds`` (:func:`.index.compound_forms`, indexed as one word each)
+    is a term query on its compound word, boosted by the sum of its words' IDF over the compound's
+    own: the score of the phrase query, at the cost of one term (no positions read)."""
     import tantivy
 
     Query, Occur = tantivy.Query, tantivy.Occur
@@ -98,11 +102,8 @@ def engine_query(engine: EngineIndex, groups: Sequence[Group], weights: Sequence
         for name, weight in zip(FIELDS, weights, strict=True):
             if weight <= 0 or name not in WORD_FIELDS:
                 continue
-            forms = [
-                Query.term_query(engine.schema, name, engine.term(form[0])) if len(form) == 1
-                else Query.phrase_query(engine.schema, name, [engine.term(w) for w in form])
-                for form in group.forms if form
-            ]
+            forms = [q for q in (_form_query(engine, name, form, compounds, total) for form in group.forms if form)
+                     if q is not None]
             if not forms:
                 continue
             best = forms[0] if len(forms) == 1 else Query.disjunction_max_query(forms)
@@ -117,6 +118,26 @@ def engine_query(engine: EngineIndex, groups: Sequence[Group], weights: Sequence
     return Query.boolean_query(concepts) if concepts else None
 
 
+def _form_query(engine: EngineIndex, name: str, form: Sequence[str], compounds: Collection[tuple[str, ...]],
+                total: int) -> Any | None:
+    """One form of a concept in one field: a term, a phrase, or a compound word scored as its phrase
+    (None: the compound is in no item's field)."""
+    import tantivy
+
+    Query = tantivy.Query
+    terms = [engine.term(w) for w in form]
+    if len(terms) == 1:
+        return Query.term_query(engine.schema, name, terms[0])
+    if tuple(terms) not in compounds:
+        return Query.phrase_query(engine.schema, name, terms)
+    compound = engine.term(compound_term(terms))
+    df = engine.field_frequency(name, compound)
+    if not df:
+        return None
+    phrase_idf = sum(idf_weight(total, engine.field_frequency(name, t)) for t in terms)
+    return Query.boost_query(Query.term_query(engine.schema, name, compound), phrase_idf / idf_weight(total, df))
+
+
 _MAX_CONCEPTS = 64
 """A pasted page as a query ranks by its first 64 concepts: the engine query stays bounded."""
 _OVERFETCH = 10
@@ -126,13 +147,18 @@ restricted to the filtered items themselves (a scan of the items the filters sel
 
 
 def _engine_ranking(
-    conn: sqlite3.Connection, engine: EngineIndex, compiled: CompiledQuery, clauses: list[str],
-    params: list[Any], weights: list[float], limit: int,
+    conn: sqlite3.Connection, engine: EngineIndex, compiled: CompiledQuery, config: Config | None,
+    weights: list[float], limit: int,
 ) -> list[tuple[int, float]]:
     phrases = [Group(p, [[w for w, _s, _e in segment(p)]]) for p in compiled.parsed.phrases]
-    query = engine_query(engine, [*compiled.groups, *phrases][:_MAX_CONCEPTS], weights)
+    query = engine_query(engine, [*compiled.groups, *phrases][:_MAX_CONCEPTS], weights,
+                         compounds=frozenset(compound_forms(config)))
     if query is None:
         return []
+    filters = compiled.parsed.filters
+    query = _with_engine_filters(query, engine, filters)
+    # The rest of the filters (authors, tags and sections match parts of names) are SQL.
+    clauses, params = filter_sql(Filters(authors=filters.authors, tags=filters.tags, sections=filters.sections), config)
     if not (clauses or compiled.constraint or compiled.exclude):
         return _indexed(conn, engine.search(query, limit))
     passing: set[int] = set()
@@ -148,6 +174,25 @@ def _engine_ranking(
     # A narrow filter (an author, a kind) over a common query: restrict the engine to its items.
     allowed = _filtered_ids(conn, compiled, clauses, params, None, ordered=False)
     return engine.search(_restricted(query, engine, allowed), limit) if allowed else []
+
+
+def _with_engine_filters(query: Any, engine: EngineIndex, filters: Filters) -> Any:
+    """``query`` restricted by the filters the engine itself can check: ``kind:`` (the whole value)
+    and ``since:``/``until:`` (a range over the item's date), each scoring nothing, so the hits
+    keep their scores."""
+    import tantivy
+
+    Query, Occur = tantivy.Query, tantivy.Occur
+    required = []
+    if filters.kinds:
+        kinds = [Query.term_query(engine.schema, "kind", kind.lower(), index_option="basic") for kind in filters.kinds]
+        required.append(kinds[0] if len(kinds) == 1 else Query.boolean_query([(Occur.Should, k) for k in kinds]))
+    if filters.since or filters.until:
+        required.append(Query.range_query(engine.schema, "date", tantivy.FieldType.Integer,
+                                          date_number(filters.since), date_number(filters.until)))
+    if not required:
+        return query
+    return Query.boolean_query([(Occur.Must, query), *((Occur.Must, Query.const_score_query(r, 0.0)) for r in required)])
 
 
 def _restricted(query: Any, engine: EngineIndex, ids: Sequence[int]) -> Any:
@@ -260,8 +305,7 @@ def rank(
 
         return pg.rank(store, compiled, config, limit)
     with connect(store) as conn:
-        clauses, params = filter_sql(compiled.parsed.filters, config)
-        return _engine_ranking(conn, current_engine(conn), compiled, clauses, params, field_weights(config), limit)
+        return _engine_ranking(conn, current_engine(conn), compiled, config, field_weights(config), limit)
 
 
 def _search(
@@ -274,7 +318,7 @@ def _search(
         clauses, params = filter_sql(compiled.parsed.filters, config)
         bm25: list[tuple[int, float]] = []
         if compiled.match:
-            bm25 = _engine_ranking(conn, engine, compiled, clauses, params, field_weights(config), depth)
+            bm25 = _engine_ranking(conn, engine, compiled, config, field_weights(config), depth)
         vector: list[tuple[int, float]] = []
         if embedder is not None and compiled.parsed.text.strip():
             try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import re
 import sqlite3
+from collections.abc import Iterator
 
 from .query import CompiledQuery, phrase_expr
 from .segment import MAX_INDEXED_CHARS, normalize, segment
@@ -33,40 +34,61 @@ def _wanted_forms(compiled: CompiledQuery) -> list[tuple[str, ...]]:
     return [tuple(_stem(w) for w in form) for form in forms if form]
 
 
-def mark_words(segmented_text: str, forms: list[tuple[str, ...]]) -> str:
-    """``segmented_text`` with every occurrence of a form wrapped in the highlight markers, the way
-    FTS5's ``highlight()`` marks a match: words compare after stemming (porter's job there), and a
-    multi-word form must occur as consecutive words.
+class FormFinder:
+    """Finds the occurrences of a set of (stemmed) forms in segmented text. Words compare after
+    stemming, and a multi-word form must occur as consecutive words.
 
     A regular expression finds the candidate words (a form's first word as it is, or an ASCII word
     sharing its first two letters, which stemming may turn into it); only those are stemmed and
-    compared, instead of every word of a long text in a Python loop."""
+    compared, instead of every word of a long text in a Python loop. Made once per set of forms (a
+    query's, or the index's compound forms) and used on every field."""
+
+    def __init__(self, forms: tuple[tuple[str, ...], ...]) -> None:
+        firsts = frozenset(form[0] for form in forms)
+        self.prefixes = frozenset(first[:2] for first in firsts if first.isascii())
+        self.by_first: dict[str, list[tuple[str, ...]]] = {}
+        for form in dict.fromkeys(forms):
+            self.by_first.setdefault(form[0], []).append(form)
+        self.candidates = _candidates(firsts, self.prefixes)
+
+    def _stemmed(self, word: str) -> str:
+        return word if not word.isascii() or word[:2] not in self.prefixes else _stem(word)
+
+    def occurrences(self, segmented_text: str) -> Iterator[tuple[int, tuple[str, ...], list[str]]]:
+        """Each occurrence: where it starts, the form, and its words as they stand in the text."""
+        for match in self.candidates.finditer(segmented_text):
+            first = self._stemmed(match.group())
+            forms = self.by_first.get(first)
+            if forms is None:
+                continue
+            longest = max(len(form) for form in forms)
+            following = segmented_text[match.end() + 1 :].split(" ", longest - 1)[: longest - 1] if longest > 1 else []
+            for form in forms:
+                n = len(form)
+                if n > 1 and (len(following) < n - 1 or tuple(self._stemmed(w) for w in following[: n - 1]) != form[1:]):
+                    continue
+                yield match.start(), form, [match.group(), *following[: n - 1]]
+
+    def found(self, segmented_text: str) -> list[tuple[str, ...]]:
+        """The forms ``segmented_text`` holds, once per occurrence, in order."""
+        return [form for _at, form, _words in self.occurrences(segmented_text)] if segmented_text else []
+
+
+@functools.lru_cache(maxsize=256)
+def _finder(forms: tuple[tuple[str, ...], ...]) -> FormFinder:
+    return FormFinder(forms)
+
+
+def mark_words(segmented_text: str, forms: list[tuple[str, ...]]) -> str:
+    """``segmented_text`` with every occurrence of a form (:class:`FormFinder`) wrapped in the
+    highlight markers, the way FTS5's ``highlight()`` marks a match (porter stems there)."""
     if not segmented_text or not forms:
         return segmented_text or ""
-    firsts = {form[0] for form in forms}
-    prefixes = {first[:2] for first in firsts if first.isascii()}
-    by_first: dict[str, list[tuple[str, ...]]] = {}
-    for form in forms:
-        by_first.setdefault(form[0], []).append(form)
-
-    def stemmed(word: str) -> str:
-        return word if not word.isascii() or word[:2] not in prefixes else _stem(word)
-
     marked: dict[int, int] = {}  # start -> end of each marked word
-    for match in _candidates(frozenset(firsts), frozenset(prefixes)).finditer(segmented_text):
-        first = stemmed(match.group())
-        if first not in by_first:
-            continue
-        longest = max(len(form) for form in by_first[first])
-        following = segmented_text[match.end() + 1 :].split(" ", longest - 1)[: longest - 1] if longest > 1 else []
-        for form in by_first[first]:
-            n = len(form)
-            if n > 1 and (len(following) < n - 1 or tuple(stemmed(w) for w in following[: n - 1]) != form[1:]):
-                continue
-            at = match.start()
-            for word in (match.group(), *following[: n - 1]):
-                marked[at] = at + len(word)
-                at += len(word) + 1
+    for at, _form, words in _finder(tuple(forms)).occurrences(segmented_text):
+        for word in words:
+            marked[at] = at + len(word)
+            at += len(word) + 1
     if not marked:
         return segmented_text
     pieces: list[str] = []
