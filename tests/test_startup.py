@@ -106,7 +106,7 @@ try:
     1 / 0
 except ZeroDivisionError as exc:
     assert isinstance(rich_utils.get_traceback(exc, DeveloperExceptionConfig(), []), Traceback)
-assert list(loader.get_plugins()) == []  # plugins on (no PYDANTIC_DISABLE_PLUGINS): entry points read
+plugins = list(loader.get_plugins())  # plugins on (no PYDANTIC_DISABLE_PLUGINS): the real entry points
 assert "importlib.metadata" in sys.modules
 assert len(pydantic.types.secrets.token_hex(4)) == 8
 print("ok")
