@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import chain
+from operator import mul
 
 import numpy as np
 
@@ -251,6 +252,7 @@ def _prose_of(sentences: Iterable[str]) -> list[str]:
     return [s for s in sentences if _is_prose(s)]
 
 
+@lru_cache(maxsize=4096)  # has_prose, summarize and _is_junk ask about the same sentences
 def _is_prose(sentence: str) -> bool:
     words = count_word_chars(sentence)
     return words >= 2 and words >= 0.5 * len(sentence.replace(" ", "")) and not _looks_like_code(sentence)
@@ -281,10 +283,8 @@ def _is_junk(sentence: str, chinese: bool, max_len: int) -> bool:
         return True  # it announces what follows (a listing, a command): alone in a summary it says nothing
     # (Most sentences hold no address: a substring test spares them the regex.)
     visible = _URL_RE.sub("", sentence) if "://" in sentence or "www." in sentence.lower() else sentence
-    words = count_word_chars(visible)
     if chinese:
-        cjk = count_chars(CJK_RUN_RE, visible)
-        if cjk < 6 and words < 20:
+        if count_chars(CJK_RUN_RE, visible) < 6 and count_word_chars(visible) < 20:
             return True
     elif len(visible.split()) < 5:
         return True
@@ -292,7 +292,11 @@ def _is_junk(sentence: str, chinese: bool, max_len: int) -> bool:
         return True  # an English line with no closing punctuation: a heading, label or caption
     if _CAPTION_RE.match(sentence):
         return True
-    if words < 0.5 * len(sentence.replace(" ", "")):
+    if visible is sentence:
+        # What is left to ask is whether it reads as prose, which summarize() has asked already:
+        # past the checks above it has at least two word characters, the one extra condition there.
+        return not _is_prose(sentence)
+    if count_word_chars(visible) < 0.5 * len(sentence.replace(" ", "")):
         return True  # mostly punctuation, symbols or URL
     return _looks_like_code(sentence)
 
@@ -343,7 +347,8 @@ def _pagerank(weights: np.ndarray, personalization: np.ndarray) -> np.ndarray:
 
 
 def _length(counts: Counter[str]) -> float:
-    return math.sqrt(sum(v * v for v in counts.values()))
+    values = counts.values()
+    return math.sqrt(sum(map(mul, values, values)))  # integers: exact, as a generator's sum was
 
 
 def _cosine(
