@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ FIELDS = ("title", "summary", "text", "note", "tags", "author", "section", "kind
 WORD_FIELDS = ("title", "summary", "text", "note", "tags", "author")
 """The fields free words match: section and kind are reached only by ``section:`` and ``kind:``
 filters (issue 16.3), as in the FTS5 match expressions."""
-ENGINE_VERSION = "3"
+ENGINE_VERSION = "4"
 """Bumped whenever the schema below changes: an index of another version is built again."""
 _MARKER = "tidings-index.json"
 _WRITER_HEAP = 64_000_000
@@ -62,6 +62,10 @@ def _schema() -> Any:
     # field. A date filter checked by SQL on the engine's hits had to widen to thousands of hits when
     # the range was narrow (a month of three years: 47 ms at 100k items).
     builder.add_integer_field("date", stored=False, indexed=True, fast=True)
+    # author: compares the handle whole and the name by SQL's LIKE (query.filter_sql): the handle
+    # lower-cased as SQLite does, the name as it is; the names are few, and matched in Python.
+    builder.add_text_field("author_name", stored=False, tokenizer_name="raw", index_option="basic")
+    builder.add_text_field("author_handle", stored=False, tokenizer_name="raw", index_option="basic")
     for name in FIELDS:
         if name == "kind":  # reached only by kind:, which compares the whole value (SQL's kind IN (...))
             builder.add_text_field(name, stored=False, tokenizer_name="raw", index_option="basic")
@@ -83,6 +87,47 @@ def _analyzer() -> Any:
     return tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).filter(tantivy.Filter.stemmer("english")).build()
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_lower(value: str) -> str:
+    """``value`` lower-cased in ASCII only, as SQLite's ``lower()`` does."""
+    return value.translate(_ASCII_LOWER)
+
+
+class EngineDoc(NamedTuple):
+    """What the engine indexes of one item."""
+
+    fields: Sequence[str]
+    """The segmented fields, in :data:`FIELDS` order (:func:`.storage.fts_row`)."""
+    compounds: Sequence[str]
+    """Per field, the :func:`compound_term` of each multi-word synonym form it holds, once per occurrence."""
+    date: str | None
+    """The item's date (ISO, :func:`.storage.item_date`), for since:/until:."""
+    author: str | None
+    handle: str | None
+
+    def document(self, item_id: int) -> Any:
+        import tantivy
+
+        doc = tantivy.Document()
+        doc.add_integer("id", item_id)
+        day = date_number(self.date)
+        if day is not None:
+            doc.add_integer("date", day)
+        for name, value in zip(FIELDS, self.fields, strict=True):
+            if value:
+                doc.add_text(name, value)
+        for name, value in zip(FIELDS, self.compounds, strict=False):
+            if value:  # a second value of the field: its words count in the field's length, as in FTS5's
+                doc.add_text(name, value)
+        if self.author:
+            doc.add_text("author_name", self.author)
+        if self.handle:
+            doc.add_text("author_handle", ascii_lower(self.handle))
+        return doc
+
+
 class EngineIndex:
     """One store's tantivy index: on disk beside a file store, in memory for an in-memory one."""
 
@@ -96,6 +141,7 @@ class EngineIndex:
         self._searcher: Any = None
         self._doc_frequencies: dict[tuple[tuple[str, ...], ...], int] = {}
         self._field_frequencies: dict[tuple[str, str], int] = {}
+        self._author_names: list[str] | None = None
         self._memory_marker: dict[str, str] = {}
         self.seen_generation: str | None = None
         if path is None:
@@ -163,16 +209,13 @@ class EngineIndex:
 
     @contextmanager
     def replacing(
-        self, ids: Sequence[int], rows: dict[int, Sequence[str]], dates: dict[int, str | None] | None = None,
-        compounds: dict[int, Sequence[str]] | None = None, *, clear: bool = False,
+        self, ids: Sequence[int], docs: dict[int, EngineDoc], *, clear: bool = False
     ) -> Iterator[Callable[[], None]]:
-        """Delete ``ids`` (or everything, with ``clear``) and add ``rows`` (item id -> segmented
-        fields) with their ``dates`` (ISO, for date filters) and ``compounds`` (per field, the
-        :func:`compound_term` of each multi-word synonym form it holds), in one tantivy commit, made when the block calls what it is given (left uncalled,
-        or on an error, nothing is committed). The documents go to tantivy's indexing thread on
+        """Delete ``ids`` (or everything, with ``clear``) and add ``docs``, in one tantivy commit,
+        made when the block calls what it is given (left uncalled, or on an error, nothing is
+        committed). The documents go to tantivy's indexing thread on
         entry, so their indexing (a quarter of a rebuild's time at 100k items) runs in Rust while the
         block does the SQLite side of the same batch, instead of after it."""
-        import tantivy
 
         writer = self.index.writer(heap_size=_WRITER_HEAP, num_threads=1)
         committed = False
@@ -188,19 +231,8 @@ class EngineIndex:
             else:
                 for item_id in ids:
                     writer.delete_documents_by_term("id", item_id)
-            for item_id, fields in rows.items():
-                doc = tantivy.Document()
-                doc.add_integer("id", item_id)
-                day = date_number((dates or {}).get(item_id))
-                if day is not None:
-                    doc.add_integer("date", day)
-                for name, value in zip(FIELDS, fields, strict=True):
-                    if value:
-                        doc.add_text(name, value)
-                for name, value in zip(FIELDS, (compounds or {}).get(item_id, ()), strict=False):
-                    if value:  # a second value of the field: its words count in the field's length
-                        doc.add_text(name, value)
-                writer.add_document(doc)
+            for item_id, engine_doc in docs.items():
+                writer.add_document(engine_doc.document(item_id))
             yield commit
             if not committed:
                 writer.rollback()
@@ -221,6 +253,7 @@ class EngineIndex:
         self._searcher = None
         self._doc_frequencies = {}  # they belong to the index state just left
         self._field_frequencies = {}
+        self._author_names = None
 
     @property
     def searcher(self) -> Any:
@@ -241,6 +274,12 @@ class EngineIndex:
         # which differs between an index built in batches and the same index rebuilt.
         found.sort(key=lambda hit: (-hit[1], hit[0]))
         return found
+
+    def author_names(self) -> list[str]:
+        """Every author name the index holds (a term of ``author_name``), kept until the next reload."""
+        if self._author_names is None:
+            self._author_names = [term for term, _count in self.searcher.terms_with_prefix("author_name", "")]
+        return self._author_names
 
     def num_docs(self) -> int:
         return int(self.searcher.num_docs)

@@ -28,6 +28,7 @@ from .colloquial import with_colloquial
 from .engine import (
     FIELDS,
     WORD_FIELDS,
+    EngineDoc,
     EngineIndex,
     compound_term,
     engine_for,
@@ -223,8 +224,12 @@ def refresh_index(store: Store, config: Config | None = None, *, progress: Progr
                 docs = load_docs(conn, ids)
                 rows = {item_id: fts_row(doc) for item_id, doc in docs.items()}
                 dates = {item_id: item_date(d["published"], d["week"], d["seen"]) for item_id, d in docs.items()}
-                compounds = {item_id: finder.row(row) for item_id, row in rows.items()}
-                with engine.replacing(ids, rows, dates, compounds) as commit_engine:  # tantivy indexes while SQLite writes
+                engine_docs = {
+                    item_id: EngineDoc(row, finder.row(row), dates[item_id], docs[item_id]["author_name"],
+                                       docs[item_id]["author_handle"])
+                    for item_id, row in rows.items()
+                }
+                with engine.replacing(ids, engine_docs) as commit_engine:  # tantivy indexes while SQLite writes
                     _write_batch(conn, ids, rows, dates, now)
                     generation = meta(conn, "generation") or "0"
                     commit_engine()

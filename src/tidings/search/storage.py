@@ -98,7 +98,8 @@ def load_docs(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, dict[st
     for r in rows:
         docs[r[0]] = {
             "kind": r[1], "title": r[2], "summary": r[3], "text": r[4], "note": r[5],
-            "author": " ".join(x for x in (r[6], r[7]) if x), "sections": [r[8]] if r[8] else [],
+            "author": " ".join(x for x in (r[6], r[7]) if x), "author_name": r[6], "author_handle": r[7],
+            "sections": [r[8]] if r[8] else [],
             "published": r[9], "seen": r[10], "tags": [], "week": None,
         }
     for item_id, tag in conn.execute(f"SELECT item_id, tag FROM item_tags WHERE item_id IN ({marks})", list(ids)):
