@@ -1879,10 +1879,19 @@ class DeferringLoader:
         sys.modules.update(stand_ins)
         try:
             self.loader.exec_module(module)
+        except (ImportError, AttributeError):
+            # A release of the library that uses more of a deferred module than the table lists:
+            # import it as it is written, at the old cost, rather than fail every command.
+            self._remove(stand_ins)
+            self.loader.exec_module(module)
         finally:
-            for name, stand_in in stand_ins.items():
-                if sys.modules.get(name) is stand_in:
-                    del sys.modules[name]
+            self._remove(stand_ins)
+
+    @staticmethod
+    def _remove(stand_ins: dict[str, Any]) -> None:
+        for name, stand_in in stand_ins.items():
+            if sys.modules.get(name) is stand_in:
+                del sys.modules[name]
 
     def __getattr__(self, name: str) -> Any:  # get_source, get_filename...: tracebacks show the real file
         return getattr(self.loader, name)
