@@ -11,7 +11,7 @@ import math
 import re
 import struct
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # datasketch pulls in scipy (~2 s): imported only when finger
     import numpy as np
     from datasketch import LeanMinHash, MinHash, MinHashLSH
 
-from ..textutil import joined_shingle_units, normalize_text, normalize_whitespace, shingle_units
+from ..textutil import joined_shingle_units, normalize_text, shingle_units
 from ..textutil import nfkc as to_nfkc
 
 __all__ = [
@@ -315,18 +315,25 @@ def fingerprint_bytes(text: str | None, *, nfkc: bool = False) -> bytes | None:
 # The cost is what changes: every shingle's hash comes from prefix sums over the encoded text, in a
 # few numpy passes, and the permutations are drawn once per process, not once per page.
 
-_ROWS_PER_BLOCK = 4096  # shingles per numpy block: bounds memory (4096 × 128 × 4 bytes) on huge texts
+_BLOCK = 512
+"""Shingles per numpy block: one block of every permutation of them is 128 × 512 × 4 bytes, cache-sized."""
 _permutations: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _perms() -> tuple[np.ndarray, np.ndarray]:
+    """datasketch's permutations a and b, each repeated along a row per permutation (128 × :data:`_BLOCK`):
+    with both operands contiguous, numpy multiplies and adds in its vector loops; a column of factors
+    broadcast along the rows made it copy each factor out first, and cost three times as much."""
     global _permutations
     if _permutations is None:
         import numpy as np
         from datasketch import MinHash  # the very draw datasketch makes, so the values cannot drift
 
         a, b = MinHash(num_perm=NUM_PERM, seed=_SEED, scheme=_DATASKETCH_SCHEME[_SCHEME]).permutations
-        _permutations = (np.ascontiguousarray(a, dtype=np.uint32), np.ascontiguousarray(b, dtype=np.uint32))
+        _permutations = tuple(  # type: ignore[assignment]
+            np.repeat(np.asarray(v, dtype=np.uint32).reshape(-1, 1), _BLOCK, axis=1) for v in (a, b)
+        )
+    assert _permutations is not None
     return _permutations
 
 
@@ -334,6 +341,10 @@ POLY_BASE = 0x100000001B3
 """The base P of the shingle hash (FNV's 64-bit prime; any odd number has an inverse mod 2⁶⁴)."""
 _POLY_INVERSE = pow(POLY_BASE, -1, 1 << 64)
 _MASK64 = (1 << 64) - 1
+_CACHED_POWERS = 1 << 16
+"""Pᵏ and P⁻ᵏ are kept for texts of up to this many bytes (1 MiB for both tables): every page needs
+them, and their running products cannot be vectorised."""
+_power_tables: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def poly_hash32(data: bytes) -> int:
@@ -350,6 +361,28 @@ def poly_hash32(data: bytes) -> int:
     total = (total * 0xC4CEB9FE1A85EC53) & _MASK64
     total ^= total >> 33
     return total & 0xFFFFFFFF
+
+
+def _powers(length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pᵏ and P⁻ᵏ mod 2⁶⁴ for k < ``length`` (at least; uint64), from the tables when they are long enough."""
+    global _power_tables
+    if length > _CACHED_POWERS:
+        return _power_series(length)
+    if _power_tables is None:
+        _power_tables = _power_series(_CACHED_POWERS)
+    return _power_tables
+
+
+def _power_series(length: int) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
+    tables = np.empty((2, max(length, 1)), dtype=np.uint64)
+    tables[:, 0] = 1
+    tables[0, 1:] = POLY_BASE
+    tables[1, 1:] = _POLY_INVERSE
+    with np.errstate(over="ignore"):
+        np.cumprod(tables, axis=1, out=tables)  # uint64 products wrap: mod 2⁶⁴
+    return tables[0], tables[1]
 
 
 def _shingle_bounds(joined: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -375,20 +408,18 @@ def _poly_shingle_hashes(joined: bytes) -> np.ndarray:
     import numpy as np
 
     starts, ends = _shingle_bounds(joined)
-    values = np.frombuffer(joined, dtype=np.uint8).astype(np.uint64) + np.uint64(1)
-    powers = np.empty(len(joined), dtype=np.uint64)
-    powers[0] = 1
+    size = len(joined)
+    powers, inverse = _powers(size)
+    terms = np.frombuffer(joined, dtype=np.uint8).astype(np.uint64)
+    prefix = np.zeros(size + 1, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        powers[1:] = POLY_BASE
-        np.cumprod(powers, out=powers)
-        prefix = np.zeros(len(joined) + 1, dtype=np.uint64)
-        np.cumsum(values * powers, out=prefix[1:])
-        del values
-        inverse = np.empty(len(joined), dtype=np.uint64)
-        inverse[0] = 1
-        inverse[1:] = _POLY_INVERSE
-        np.cumprod(inverse, out=inverse)
-        h = (prefix[ends] - prefix[starts]) * inverse[starts]
+        terms += np.uint64(1)
+        terms *= powers[:size]
+        np.cumsum(terms, out=prefix[1:])
+        del terms
+        h = prefix[ends]
+        h -= prefix[starts]
+        h *= inverse[starts]
         h ^= h >> np.uint64(33)
         h *= np.uint64(0xFF51AFD7ED558CCD)
         h ^= h >> np.uint64(33)
@@ -402,31 +433,53 @@ def _fingerprint_values(text: str | None, *, nfkc: bool = False) -> np.ndarray |
     if not text:
         return None
     normalized = text if nfkc else to_nfkc(text)
-    if len(normalize_whitespace(normalized)) < MIN_FINGERPRINT_CHARS:  # == len(normalize_text(text))
+    # len(normalize_text(text)), as normalize_whitespace has it: re's \s is str.isspace, as split()'s
+    # is; collapsing whitespace only shortens, so a text already too short needs no collapsing.
+    if len(normalized) < MIN_FINGERPRINT_CHARS or len(" ".join(normalized.split())) < MIN_FINGERPRINT_CHARS:
         return None
     joined = joined_shingle_units(normalized).encode("utf-8")
     if not joined:
         return None
     import numpy as np
 
-    hashed = _poly_shingle_hashes(joined)
+    hashed = _fmix32(_poly_shingle_hashes(joined))
     a, b = _perms()
     values = np.full(NUM_PERM, np.iinfo(np.uint32).max, dtype=np.uint32)
-    for start in range(0, len(hashed), _ROWS_PER_BLOCK):
-        hv = _fmix32(hashed[start : start + _ROWS_PER_BLOCK])[:, None]
-        np.minimum(values, (hv * a + b).min(axis=0), out=values)  # uint32 arithmetic wraps: mod 2³²
+    block = np.empty((NUM_PERM, _BLOCK), dtype=np.uint32)  # one row per permutation, one column per shingle
+    for shingle_block in _full_blocks(hashed):
+        np.multiply(a, shingle_block, out=block)  # uint32 arithmetic wraps: mod 2³²
+        block += b
+        np.minimum(values, block.min(axis=1), out=values)
     return values
 
 
-def _fmix32(hv: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 32-bit finalizer, as datasketch applies it before the affine32 permutations."""
+def _full_blocks(hashed: np.ndarray) -> Iterator[np.ndarray]:
+    """``hashed`` in runs of exactly :data:`_BLOCK` values that together hold every value: the last run
+    overlaps the one before it, and a text with fewer shingles repeats its first. A minimum does not
+    change when a value is seen twice, and full-width blocks keep every operand contiguous."""
     import numpy as np
 
-    hv = hv ^ (hv >> np.uint32(16))
-    hv = hv * np.uint32(0x85EBCA6B)
-    hv = hv ^ (hv >> np.uint32(13))
-    hv = hv * np.uint32(0xC2B2AE35)
-    return hv ^ (hv >> np.uint32(16))
+    if len(hashed) < _BLOCK:
+        padded = np.full(_BLOCK, hashed[0], dtype=np.uint32)
+        padded[: len(hashed)] = hashed
+        yield padded
+        return
+    for start in range(0, len(hashed) - _BLOCK, _BLOCK):
+        yield hashed[start : start + _BLOCK]
+    yield hashed[len(hashed) - _BLOCK :]
+
+
+def _fmix32(hv: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finalizer, as datasketch applies it before the affine32 permutations
+    (in place: ``hv`` is the caller's scratch)."""
+    import numpy as np
+
+    hv ^= hv >> np.uint32(16)
+    hv *= np.uint32(0x85EBCA6B)
+    hv ^= hv >> np.uint32(13)
+    hv *= np.uint32(0xC2B2AE35)
+    hv ^= hv >> np.uint32(16)
+    return hv
 
 
 def minhash_to_bytes(m: MinHash) -> bytes:
