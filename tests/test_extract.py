@@ -597,6 +597,26 @@ def test_hidden_dialogs_menus_and_popups_are_not_the_article() -> None:
     assert "Paragraph 5" in extract(gallery.encode(), url="https://docs.example/edition/g.html").text
 
 
+def test_a_menu_bar_heading_does_not_lead_the_text() -> None:
+    """mdBook's menu bar holds the book's name as an <h1>; on a chapter with a sentence of its own
+    ("Design Patterns" of the embedded Rust book, in the new-user walk) the text, and so the summary,
+    began "The Embedded Rust Book Design Patterns …". A menu bar or toolbar is chrome; a page whose
+    article sits inside an element with such a class keeps it."""
+    from tidings.stages.extract import extract
+
+    said = "This chapter aims to collect various useful design patterns for embedded Rust."
+    page = ("<html><head><title>Design Patterns - The Embedded Rust Book</title></head><body>"
+            "<div id='mdbook-menu-bar' class='menu-bar sticky'><h1 class='menu-title'>The Embedded Rust Book</h1>"
+            "<div role='toolbar'><button>Print this book</button></div></div>"
+            f"<main><h1>Design Patterns</h1><p>{said}</p></main></body></html>")
+    found = extract(page.encode(), url="https://docs.example/embedded/design-patterns/")
+    assert found.title == "Design Patterns"
+    assert "The Embedded Rust Book" not in found.text and "Print" not in found.text
+    assert said in found.text
+    wrapped = f"<html><body><div class='menubar'><main><h1>Design Patterns</h1><p>{said}</p><p>{said}</p></main></div></body></html>"
+    assert said in extract(wrapped.encode(), url="https://docs.example/embedded/w.html").text
+
+
 def test_an_underscore_inside_an_identifier_does_not_split_the_title(corpus_dir: Path) -> None:
     """"_" separates a Chinese site's <title> parts ("…新台阶_科技_腾讯网"), but "no_std" is one word: the
     embedded Rust book's page came out titled "no - std" in the new-user walk."""

@@ -173,7 +173,13 @@ _POPUP_XPATH = ("//dialog | //*[@role='dialog' or @role='alertdialog' or @aria-m
                 " | //*[self::div or self::section or self::aside or self::ul or self::ol or self::nav]"
                 "[contains(translate(@id, 'POPUP', 'popup'), 'popup') or contains(translate(@class, 'POPUP', 'popup'), 'popup')]"
                 # a container named so ("no-popup", "popup-gallery") that holds the article is not chrome
-                "[not(.//article or .//main or .//h1)]")
+                "[not(.//article or .//main or .//h1)]"
+                # A menu bar or toolbar: mdBook's carries the book's name as an <h1> ("The Embedded Rust
+                # Book"), which led the text and the summary of every chapter with little text of its own.
+                " | //*[self::div or self::nav or self::header][@role='toolbar' or @role='menubar'"
+                " or contains(concat(' ', translate(@class, 'MENUBAR', 'menubar'), ' '), ' menu-bar ')"
+                " or contains(concat(' ', translate(@class, 'MENUBAR', 'menubar'), ' '), ' menubar ')]"
+                "[not(.//article or .//main)]")
 
 
 _NOISE_IN = "." + _NOISE_XPATH.replace("|//", "|.//")  # the noise inside one element
