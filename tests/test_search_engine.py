@@ -23,8 +23,10 @@ from corpusdb import run_cli
 from sqlalchemy import select, text
 
 from tidings.config import Config
+from tidings.search.colloquial import with_colloquial
 from tidings.search.index import current_engine, index_stats, refresh_index
-from tidings.search.rank import rank, search
+from tidings.search.query import Filters, filter_sql
+from tidings.search.rank import engine_query, rank, search
 from tidings.search.storage import connect
 from tidings.store import Item, ItemTag, Store, open_store
 
@@ -304,3 +306,70 @@ def test_hit_views_equal_item_view_on_both_stores(db_url: str) -> None:
         assert shown["quorvex 0"].published_at == datetime(2024, 2, 29, 13, 5, 7, 123456)
     finally:
         store.close()
+
+
+def _sql_selection(store: Store, filters: Filters) -> set[int]:
+    """The indexed items ``query.filter_sql`` selects: what the engine's own filters must equal."""
+    clauses, params = filter_sql(filters, CONFIG)
+    with connect(store) as conn:
+        return {r[0] for r in conn.execute(
+            "SELECT search_docs.item_id FROM search_docs JOIN items ON items.id = search_docs.item_id WHERE "
+            + " AND ".join(clauses), params)}
+
+
+@pytest.mark.parametrize("filters", [
+    Filters(authors=["dotey"]), Filters(authors=["@DOTEY"]), Filters(authors=["宝玉"]), Filters(authors=["a"]),
+    Filters(authors=["_"]), Filters(authors=["Barret_China", "karpathy"]), Filters(authors=["k%y"]),
+    Filters(authors=["nobody-at-all"]), Filters(kinds=["note"]), Filters(kinds=["POST", "blog"]),
+    Filters(since="2023-12-10"), Filters(until="2023-11-30"), Filters(since="2023-12-01", until="2023-12-09"),
+    Filters(since="2024-03-01", until="2024-03-31"), Filters(authors=["dotey"], until="2023-12-20", kinds=["post"]),
+], ids=repr)
+def test_engine_filters_select_what_the_sql_filters_select(scratch: Store, filters: Filters) -> None:
+    """``author:``, ``kind:`` and ``since:``/``until:`` are checked by the engine (issue 16, speed),
+    with SQL's own semantics (a handle equal in ASCII lower case, a name ``LIKE`` the value, wildcards
+    included): over a word most items hold, the ranked hits are exactly the items the SQL selects
+    among those holding it, in the order of the unfiltered ranking."""
+    word = "的"  # in nearly every Chinese post and note
+    everything = rank(scratch, word, config=CONFIG, limit=100_000)
+    expected = [i for i, _s in everything if i in _sql_selection(scratch, filters)]
+    filtered = rank(scratch, word, config=CONFIG, filters=filters, limit=100_000)
+    assert [i for i, _s in filtered] == expected
+    assert dict(filtered) == {i: s for i, s in everything if i in set(expected)}  # the filters score nothing
+    if filters.authors != ["nobody-at-all"] and filters.since != "2024-03-01":
+        assert expected  # the case tests something
+
+
+def test_a_synonym_phrase_is_scored_as_one_compound_word(scratch: Store) -> None:
+    """A multi-word form of a synonym set (大 模型, large language model) is also indexed as one word and
+    queried as a term boosted to its phrase's score: the ranking equals the phrase queries' (within
+    the compound's place in the field's length), and a configured set with a new multi-word form
+    re-indexes (the index signature changes) so its compound is found."""
+    from tidings.search.hits import field_weights
+    from tidings.search.index import compound_forms, index_signature
+    from tidings.search.query import compile_query
+
+    query = "大模型 幻觉 vector database"
+    assert ids_for(scratch, query)
+    with connect(scratch) as conn:
+        engine = current_engine(conn)
+        groups = compile_query(query, with_colloquial(CONFIG)).groups
+        compounds = frozenset(compound_forms(CONFIG))
+        assert any(len(form) > 1 for g in groups for form in g.forms)
+        as_compounds = engine.search(engine_query(engine, groups, field_weights(CONFIG), compounds=compounds), 20)
+        as_phrases = engine.search(engine_query(engine, groups, field_weights(CONFIG)), 20)
+    assert [i for i, _s in as_compounds][:5] == [i for i, _s in as_phrases][:5]
+    phrase_score = dict(as_phrases)
+    for item_id, score in as_compounds:
+        if item_id in phrase_score:
+            assert score == pytest.approx(phrase_score[item_id], rel=0.05)
+
+    custom = Config.model_validate({"search": {"synonyms": [["zorvex quantum", "qz-drive"]]}})
+    assert index_signature(custom) != index_signature(CONFIG)
+    with scratch.session() as session:
+        session.add(Item(url="https://example.org/zq", title="The zorvex quantum engine", kind="article",
+                         status="extracted"))
+    assert ids_for(scratch, "qz-drive") == []  # the default synonyms do not know it
+    assert [h.item.title for h in search(scratch, "qz-drive", config=custom).hits] == ["The zorvex quantum engine"]
+    with connect(scratch) as conn:
+        engine = current_engine(conn)
+        assert engine.field_frequency("title", engine.term("zorvex_quantum")) == 1

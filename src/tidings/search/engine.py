@@ -346,9 +346,17 @@ def engine_path(conn: sqlite3.Connection) -> Path | None:
     return Path(f"{path}.search") if path else None
 
 
+_resolved: dict[Path, str] = {}
+
+
 def _key(conn: sqlite3.Connection) -> tuple[str, Path | None]:
     path = engine_path(conn)
-    return (str(path.resolve()) if path is not None else f"memory:{id(conn)}"), path
+    if path is None:
+        return f"memory:{id(conn)}", None
+    resolved = _resolved.get(path)
+    if resolved is None:  # resolving walks the path's links on disk: once per path, not per search
+        resolved = _resolved[path] = str(path.resolve())
+    return resolved, path
 
 
 def engine_for(conn: sqlite3.Connection) -> EngineIndex:

@@ -15,6 +15,7 @@ raw writes and writes from other processes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -141,11 +142,15 @@ def compound_forms(config: Config | None) -> tuple[tuple[str, ...], ...]:
     return _compound_cache[key]
 
 
+@functools.cache
+def _forms_signature(forms: tuple[tuple[str, ...], ...]) -> str:
+    return hashlib.sha1(json.dumps(forms, ensure_ascii=False).encode()).hexdigest()[:8]
+
+
 def index_signature(config: Config | None) -> str:
     """What the index depends on: the segmenter and the compound words (a configured synonym set with
     a multi-word form changes what the engine indexes); a change re-indexes everything."""
-    compounds = hashlib.sha1(json.dumps(compound_forms(config), ensure_ascii=False).encode()).hexdigest()[:8]
-    return f"{segmenter_signature(config)}+{compounds}"
+    return f"{segmenter_signature(config)}+{_forms_signature(compound_forms(config))}"
 
 
 class CompoundFinder:
@@ -208,10 +213,10 @@ def refresh_index(store: Store, config: Config | None = None, *, progress: Progr
     done = 0
     with connect(store) as conn:
         engine = ensure_schema(conn, index_signature(config))
-        finder = CompoundFinder(compound_forms(config))
         total = conn.execute("SELECT count(DISTINCT item_id) FROM search_dirty").fetchone()[0]
         if not total:
             return 0
+        finder = CompoundFinder(compound_forms(config))
         now = datetime.now(UTC).isoformat()
         batch = _BULK_BATCH if total >= _BULK_FROM else _BATCH
         while True:

@@ -103,8 +103,7 @@ def engine_query(engine: EngineIndex, groups: Sequence[Group], weights: Sequence
         for name, weight in zip(FIELDS, weights, strict=True):
             if weight <= 0 or name not in WORD_FIELDS:
                 continue
-            forms = [q for q in (_form_query(engine, name, form, compounds, total) for form in group.forms if form)
-                     if q is not None]
+            forms = [_form_query(engine, name, form, compounds, total) for form in group.forms if form]
             if not forms:
                 continue
             best = forms[0] if len(forms) == 1 else Query.disjunction_max_query(forms)
@@ -120,21 +119,21 @@ def engine_query(engine: EngineIndex, groups: Sequence[Group], weights: Sequence
 
 
 def _form_query(engine: EngineIndex, name: str, form: Sequence[str], compounds: Collection[tuple[str, ...]],
-                total: int) -> Any | None:
-    """One form of a concept in one field: a term, a phrase, or a compound word scored as its phrase
-    (None: the compound is in no item's field)."""
+                total: int) -> Any:
+    """One form of a concept in one field: a term, a phrase, or a compound word scored as its phrase.
+    A compound no item's field holds is asked as the phrase: an index built before a configured
+    synonym set changed (searched without a refresh) still finds the words; on a current index the
+    phrase finds nothing either, and the fields where a compound never occurs are the short ones."""
     import tantivy
 
     Query = tantivy.Query
     terms = [engine.term(w) for w in form]
     if len(terms) == 1:
         return Query.term_query(engine.schema, name, terms[0])
-    if tuple(terms) not in compounds:
+    df = engine.field_frequency(name, engine.term(compound_term(terms))) if tuple(terms) in compounds else 0
+    if not df:
         return Query.phrase_query(engine.schema, name, terms)
     compound = engine.term(compound_term(terms))
-    df = engine.field_frequency(name, compound)
-    if not df:
-        return None
     phrase_idf = sum(idf_weight(total, engine.field_frequency(name, t)) for t in terms)
     return Query.boost_query(Query.term_query(engine.schema, name, compound), phrase_idf / idf_weight(total, df))
 

@@ -9,6 +9,7 @@ query word and an indexed word always compare equal.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -144,8 +145,12 @@ def segmented(text: str | None) -> str:
 
 def segmenter_signature(config: Config | None) -> str:
     """Identifies how text is segmented: a change of version or user dictionary re-indexes."""
-    words = sorted(set(config.user_dictionary)) if config else []
-    return hashlib.sha1(json.dumps([SEGMENTER_VERSION, words], ensure_ascii=False).encode()).hexdigest()[:16]
+    return _signature(tuple(sorted(set(config.user_dictionary))) if config else ())
+
+
+@functools.lru_cache(maxsize=64)
+def _signature(words: tuple[str, ...]) -> str:
+    return hashlib.sha1(json.dumps([SEGMENTER_VERSION, list(words)], ensure_ascii=False).encode()).hexdigest()[:16]
 
 
 def prepare(config: Config | None) -> None:

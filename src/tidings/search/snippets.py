@@ -124,48 +124,30 @@ def highlights(conn: sqlite3.Connection, ids: list[int], compiled: CompiledQuery
     }
 
 
-def _marked_words(highlighted: str) -> list[tuple[str, bool]]:
-    """Words of a highlight() result, each with whether any of it lies between the markers.
-    (A phrase match is one marked span over several words.) Walks words, not characters: a
-    blog post's text column is tens of thousands of characters."""
-    words: list[tuple[str, bool]] = []
-    inside = False
-    for raw in highlighted.split(" "):
-        if not raw:
-            continue
-        if _OPEN not in raw and _CLOSE not in raw:
-            words.append((raw, inside))
-            continue
-        marked = inside
-        for ch in raw:
-            if ch == _OPEN:
-                inside = True
-            elif ch == _CLOSE:
-                inside = False
-            elif inside:
-                marked = True
-        words.append((raw.replace(_OPEN, "").replace(_CLOSE, ""), marked))
-    return words
+_MARKED_RE = re.compile(f"{_OPEN}([^{_CLOSE}]*){_CLOSE}")
+"""A marked run of :func:`mark_words`' output (it marks word by word, never part of a word)."""
 
 
 def matched_spans(original: str, highlighted: str) -> list[tuple[int, int]]:
-    """Offsets in ``original`` of the words FTS5 marked. The indexed words are, in order,
-    substrings of the normalized original, so a forward search aligns them without re-running
-    the segmenter. Words after the last marked one are not walked: they add no span."""
+    """Offsets in ``original`` of the words :func:`mark_words` marked. The indexed words are, in
+    order, substrings of the normalized original, so a forward search aligns them without
+    re-running the segmenter. Words after the last marked one are not walked: they add no span.
+    The walk is the cost of a long text's snippet (one ``find`` a word), so it is kept tight."""
     norm, origin = normalize(original[:MAX_INDEXED_CHARS])
     spans: list[tuple[int, int]] = []
     pos = 0
-    for word, marked in _marked_words(highlighted[: highlighted.rfind(_CLOSE) + 1]):
-        at = norm.find(word, pos)
-        if at < 0:
-            return spans  # the index is out of date for this text; keep what aligned
-        end = at + len(word)
-        pos = end
-        if marked:
-            if origin is None:
-                spans.append((at, end))
-            else:
-                spans.append((origin[at], origin[end - 1] + 1))
+    find = norm.find
+    for index, piece in enumerate(_MARKED_RE.split(highlighted[: highlighted.rfind(_CLOSE) + 1])):
+        marked = index % 2 == 1  # split() alternates unmarked text and the marked runs
+        for word in piece.split(" "):
+            if not word:
+                continue
+            at = find(word, pos)
+            if at < 0:
+                return spans  # the index is out of date for this text; keep what aligned
+            pos = at + len(word)
+            if marked:
+                spans.append((at, pos) if origin is None else (origin[at], origin[pos - 1] + 1))
     return spans
 
 
@@ -235,22 +217,20 @@ def build_snippet(
     than their synonyms, and render a highlighted window of it."""
     order = (1, 2, 3, 0)
     typed = _typed_stems(compiled)
-    best: tuple[int, int, int, list[tuple[int, int]]] | None = None
+    best: tuple[int, int, int] | None = None
     for rank, col in enumerate(order):
-        original = originals[col]
-        if not original:
+        if not originals[col] or not highlighted or not highlighted[col] or _OPEN not in highlighted[col]:
             continue
-        if highlighted and highlighted[col] and _OPEN in highlighted[col]:
-            spans = matched_spans(original, highlighted[col])
-        else:
-            spans = []
-        words = {original[a:b].lower() for a, b in spans}
+        # The marked words as indexed (the original's words normalized): only the chosen field's
+        # marks are aligned back onto its text, the costly part for a long text.
+        words = {w for run in _MARKED_RE.findall(highlighted[col]) for w in run.split(" ") if w}
         distinct, literal = len(words), sum(_stem(w) in typed for w in words)
         if distinct and (best is None or (distinct, literal, -rank) > (best[0], best[1], -best[2])):
-            best = (distinct, literal, rank, spans)
+            best = (distinct, literal, rank)
     if best is not None:
         col = order[best[2]]
-        return render_snippet(originals[col] or "", best[3], width)
+        assert highlighted is not None
+        return render_snippet(originals[col] or "", matched_spans(originals[col] or "", highlighted[col]), width)
     for col in order:  # nothing highlighted (a tag or author matched): the start of the best field
         original = originals[col]
         if original:
