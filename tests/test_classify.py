@@ -212,3 +212,20 @@ def test_scores_equal_the_scanning_rules_on_the_corpus(corpus_dir: Path, clf: Ke
     for text in texts + tricky:
         for field in (text, text[:300]):
             assert clf.scores(field, field, field, None) == scanning.scores(field, field, field, None), field[:80]
+
+
+def test_the_quick_lowering_equals_str_lower_and_the_full_anchor_check() -> None:
+    """``_lowered`` lowers by bytes and skips the anchor check when no character outside ASCII has a
+    case: on every BMP character (alone and inside Chinese text), astral ones and lone surrogates it
+    gives what ``str.lower`` and the character-by-character check give."""
+    from tidings.stages.classify import _lowered, _needles_anchor_matches
+
+    samples = [chr(code) for code in range(0x10000)] + ["\U00010400", "\U0001e900", "𠀀", "\udc80x"]
+    quick = 0
+    for char in samples:
+        for text in (char, f"大模型{char}LLM推理", f"Go{char}"):
+            lowered, anchored = _lowered(text)
+            assert lowered == text.lower(), repr(text)
+            assert anchored == _needles_anchor_matches(text, text.lower()), repr(text)
+            quick += anchored
+    assert quick > 100_000  # the quick path was taken, not only the full check

@@ -134,7 +134,41 @@ def _keyword_pattern(keyword: str) -> re.Pattern[str]:
 
 
 _ASCII_LETTERS = re.compile(r"[A-Za-z]+")
-_ASCII_RUNS = re.compile(r"[a-z0-9]+")
+_cased_re: re.Pattern[str] | None = None
+
+
+def _cased_outside_ascii() -> re.Pattern[str]:
+    """One character between U+0080 and U+FFFF that ``lower()`` or ``upper()`` changes: in one set
+    of the Basic Multilingual Plane, which ``re`` looks up in a table (with a character beyond it in
+    the set, ``re`` would try each of its ranges in turn). Found once per process, some 15 ms."""
+    global _cased_re
+    if _cased_re is None:
+        ranges: list[list[int]] = []
+        for code in range(0x80, 0x10000):
+            char = chr(code)
+            if char.lower() != char or char.upper() != char:
+                if ranges and ranges[-1][1] == code - 1:
+                    ranges[-1][1] = code
+                else:
+                    ranges.append([code, code])
+        _cased_re = re.compile("[" + "".join(f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges) + "]")
+    return _cased_re
+
+
+def _lowered(folded: str) -> tuple[str, bool]:
+    """``folded.lower()``, and whether every keyword match starts where the lowered text holds its
+    needle (see :func:`_needles_anchor_matches`). Without a cased character outside ASCII, lowering
+    is ASCII's alone, which the bytes' ``lower()`` does in one pass (``str.lower`` looks up every
+    character's case), and the needles anchor the matches. A text with a character beyond U+FFFF
+    (two UTF-16 units) is checked character by character, as before."""
+    if folded.isascii():
+        return folded.lower(), True
+    in_bmp = len(folded.encode("utf-16-le", "surrogatepass")) == 2 * len(folded)
+    if in_bmp and _cased_outside_ascii().search(folded) is None:
+        # surrogatepass: a lone surrogate (a page decoded with surrogateescape) round-trips as it is
+        return folded.encode("utf-8", "surrogatepass").lower().decode("utf-8", "surrogatepass"), True
+    lowered = folded.lower()
+    return lowered, _needles_anchor_matches(folded, lowered)
 
 
 def _needles_anchor_matches(folded: str, lowered: str) -> bool:
@@ -148,6 +182,18 @@ def _needles_anchor_matches(folded: str, lowered: str) -> bool:
         return True
     rest = _ASCII_LETTERS.sub("", folded)
     return len(lowered) == len(folded) and rest.lower() == rest == rest.upper()
+
+
+# Bytes of ASCII letters and digits stay, every other byte becomes a space (see :func:`_ascii_words`).
+_ALNUM_BYTES = bytes(c if chr(c).isascii() and chr(c).isalnum() else 32 for c in range(256))
+
+
+def _ascii_words(lowered: str) -> str:
+    """The distinct runs of ASCII letters and digits in ``lowered``, joined by NULs: what a needle of
+    ASCII letters and digits must stand in. By bytes (a non-ASCII character encodes to "?", then a
+    space): C loops over the field instead of a regex match per run."""
+    runs = lowered.encode("ascii", "replace").translate(_ALNUM_BYTES).split()
+    return "\x00".join({run.decode("ascii") for run in runs})
 
 
 def _anchored_matches(rule: _Rule, folded: str, lowered: str) -> list[tuple[int, int]]:
@@ -211,23 +257,24 @@ class KeywordClassifier:
                 needle = _fold(kw).lower().split()[0]
                 alnum = needle.isascii() and needle.isalnum()
                 self._rules.append(_Rule(idx, kw, _keyword_pattern(kw), needle, alnum))
+        self._alnum_rules = [rule for rule in self._rules if rule.alnum_needle]
+        self._other_rules = [rule for rule in self._rules if not rule.alnum_needle]
         hints = DEFAULT_DOMAIN_HINTS if domain_hints is None else domain_hints
         index = {name: i for i, name in enumerate(self.sections)}
         self._hints = {host.lower().lstrip("."): index[name] for host, name in hints.items() if name in index}
 
     def _field_scores(self, value: str, weight: float, scores: list[float]) -> None:
         folded = _fold(value)
-        lowered = folded.lower()
         # Where a keyword can only match where its needle stands, jump from needle to needle instead
         # of letting each pattern scan the whole field (most of the classifier's time went there).
-        anchored = _needles_anchor_matches(folded, lowered)
+        lowered, anchored = _lowered(folded)
         matches: list[tuple[int, int, int]] = []  # start, end, section
-        words = "\x00".join(set(_ASCII_RUNS.findall(lowered)))
-        for rule in self._rules:
-            # An alphanumeric ASCII needle stands inside one run of ASCII letters and digits: the
-            # distinct runs are a far shorter haystack than the field (a few words in Chinese text).
-            if rule.needle not in (words if rule.alnum_needle else lowered):
-                continue
+        # An alphanumeric ASCII needle stands inside one run of ASCII letters and digits: the
+        # distinct runs are a far shorter haystack than the field (a few words in Chinese text).
+        words = _ascii_words(lowered)
+        present = [rule for rule in self._alnum_rules if rule.needle in words]
+        present += [rule for rule in self._other_rules if rule.needle in lowered]
+        for rule in present:
             if anchored:
                 matches.extend((start, end, rule.section) for start, end in _anchored_matches(rule, folded, lowered))
             else:
