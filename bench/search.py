@@ -20,7 +20,8 @@ tidings' ``p50_ms``/``p95_ms`` time ``search.rank.search`` whole (query parsing,
 the items' views and snippets: what a user waits for); ``rank_p50_ms``/``rank_p95_ms`` time
 ``search.rank.rank`` (the ranking alone, as the engines are timed). Every latency also comes as
 process CPU time (``cpu_p50_ms``, ``cpu_p95_ms``, ``rank_cpu_…``), steadier than the wall clock when
-other processes share the cores; the JSON also gives the load average at the start and the end.
+other processes share the cores, and so does the build (``build_cpu_items_per_s``: the process's CPU,
+all its threads: tantivy indexes in its own); the JSON also gives the load average at the start and the end.
 
 It reports index build items/s, query latency p50 / p95 (ms) and recall@10 on the labelled
 queries (both halves of evals/queries.jsonl and evals/natural.jsonl) for each, in the same run.
@@ -118,12 +119,12 @@ def add_filler(db: Path, n: int, seed: int = 11) -> int:
 # --- the baseline: FTS5 with its default tokenizer --------------------------------------------
 
 
-def build_baseline(db: Path) -> float:
-    """Index the raw text with FTS5's default tokenizer; returns items/s."""
+def build_baseline(db: Path) -> tuple[float, float]:
+    """Index the raw text with FTS5's default tokenizer; returns items/s by the wall clock and by CPU time."""
     with sqlite3.connect(db) as conn:
         conn.execute("DROP TABLE IF EXISTS baseline_fts")
         conn.execute(BASELINE_SCHEMA)
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         tags: dict[int, list[str]] = {}
         for item_id, tag in conn.execute("SELECT item_id, tag FROM item_tags"):
             tags.setdefault(item_id, []).append(tag)
@@ -137,7 +138,7 @@ def build_baseline(db: Path) -> float:
             [(r[0], r[1], r[2], r[3], r[4], " ".join(tags.get(r[0], [])), r[5], r[6], r[7]) for r in rows],
         )
         conn.commit()
-        return len(rows) / (time.perf_counter() - started)
+        return len(rows) / (time.perf_counter() - started), len(rows) / (time.process_time() - started_cpu)
 
 
 @dataclass
@@ -283,9 +284,10 @@ def measure_engine(name: str, make: Any, rows: list[tuple[Any, ...]], db: Path, 
     import logging
 
     logging.getLogger("bm25s").setLevel(logging.WARNING)
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     engine = make(rows)
     build = len(rows) / (time.perf_counter() - started)
+    build_cpu = len(rows) / (time.process_time() - started_cpu)
     allowed = allowed_ids(db, queries)
     tokens = {q.query: query_tokens(q.query) for q in queries}
 
@@ -297,7 +299,8 @@ def measure_engine(name: str, make: Any, rows: list[tuple[Any, ...]], db: Path, 
         return Result([Hit(BaselineItem(i)) for i in ids])
 
     return {
-        "items": len(rows), "build_items_per_s": round(build, 1), **latencies(run, queries, repeat),
+        "items": len(rows), "build_items_per_s": round(build, 1), "build_cpu_items_per_s": round(build_cpu, 1),
+        **latencies(run, queries, repeat),
         "recall@10": searcheval.evaluate_search(store, queries, split="all", search_fn=as_result)["recall@10"],
     }
 
@@ -333,14 +336,16 @@ def measure(base_db: Path, size: int, workdir: Path, config: Config, queries: li
     log(f"[{size}] {added} synthetic items added")
     store = open_store(db)
     try:
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         indexed = rebuild_index(store, config)
         build = indexed / (time.perf_counter() - started)
+        build_cpu = indexed / (time.process_time() - started_cpu)
         log(f"[{size}] tidings index: {indexed} items, {build:.0f} items/s")
         ranking = latencies(lambda q: rank(store, q.query, config=config, filters=q.filters, limit=10), queries, repeat)
         ours = {
             "items": indexed,
             "build_items_per_s": round(build, 1),
+            "build_cpu_items_per_s": round(build_cpu, 1),
             **latencies(lambda q: search(store, q.query, config=config, filters=q.filters, limit=10), queries, repeat),
             "rank_p50_ms": ranking["p50_ms"], "rank_p95_ms": ranking["p95_ms"],
             "rank_cpu_p50_ms": ranking["cpu_p50_ms"], "rank_cpu_p95_ms": ranking["cpu_p95_ms"],
@@ -351,7 +356,7 @@ def measure(base_db: Path, size: int, workdir: Path, config: Config, queries: li
                    for name, make in (("tantivy", TantivyEngine), ("bm25s", Bm25sEngine))}
         for name, figures in engines.items():
             log(f"[{size}] {name} {figures}")
-        baseline_build = build_baseline(db)
+        baseline_build, baseline_build_cpu = build_baseline(db)
         log(f"[{size}] baseline index: {baseline_build:.0f} items/s")
         with sqlite3.connect(db) as conn:
             def base(q: searcheval.LabelledQuery) -> Result:
@@ -360,6 +365,7 @@ def measure(base_db: Path, size: int, workdir: Path, config: Config, queries: li
             baseline = {
                 "items": indexed,
                 "build_items_per_s": round(baseline_build, 1),
+                "build_cpu_items_per_s": round(baseline_build_cpu, 1),
                 **latencies(base, queries, repeat),
                 "recall@10": searcheval.evaluate_search(
                     store, queries, split="all",
