@@ -224,6 +224,31 @@ class _Rule:
     """A lower-cased piece the keyword can't match without: a cheap substring test first."""
     alnum_needle: bool = False
     """The needle is ASCII letters and digits only (then the field's ASCII words suffice to find it)."""
+    literal: bool = False
+    """The keyword is its needle, matched as it stands: no letter with a case, no space, no edge to
+    check (no ASCII letter or digit at either end), as most Chinese keywords are."""
+
+
+def _is_literal(keyword: str) -> bool:
+    kw = _fold(keyword.strip())
+    return (
+        kw == kw.lower() == kw.upper()
+        and not any(ch.isspace() for ch in kw)
+        and not _ASCII_WORD.match(kw[0])
+        and not _ASCII_WORD.match(kw[-1])
+    )
+
+
+def _literal_matches(rule: _Rule, lowered: str) -> list[tuple[int, int]]:
+    """:func:`_anchored_matches` of a literal rule: each of its needle's occurrences is a match, and
+    the next one is looked for from where it ends, as finditer does."""
+    found: list[tuple[int, int]] = []
+    needle, size = rule.needle, len(rule.needle)
+    pos = lowered.find(needle)
+    while pos >= 0:
+        found.append((pos, pos + size))
+        pos = lowered.find(needle, pos + size)
+    return found
 
 
 class KeywordClassifier:
@@ -256,7 +281,7 @@ class KeywordClassifier:
             for kw in dict.fromkeys(k for k in section.keywords if k and k.strip()):
                 needle = _fold(kw).lower().split()[0]
                 alnum = needle.isascii() and needle.isalnum()
-                self._rules.append(_Rule(idx, kw, _keyword_pattern(kw), needle, alnum))
+                self._rules.append(_Rule(idx, kw, _keyword_pattern(kw), needle, alnum, _is_literal(kw)))
         self._alnum_rules = [rule for rule in self._rules if rule.alnum_needle]
         self._other_rules = [rule for rule in self._rules if not rule.alnum_needle]
         hints = DEFAULT_DOMAIN_HINTS if domain_hints is None else domain_hints
@@ -268,7 +293,8 @@ class KeywordClassifier:
         # Where a keyword can only match where its needle stands, jump from needle to needle instead
         # of letting each pattern scan the whole field (most of the classifier's time went there).
         lowered, anchored = _lowered(folded)
-        matches: list[tuple[int, int, int]] = []  # start, end, section
+        # (start - end, start, section, end): sorted as they stand, longest first, then leftmost
+        matches: list[tuple[int, int, int, int]] = []
         # An alphanumeric ASCII needle stands inside one run of ASCII letters and digits: the
         # distinct runs are a far shorter haystack than the field (a few words in Chinese text).
         words = _ascii_words(lowered)
@@ -276,17 +302,18 @@ class KeywordClassifier:
         present += [rule for rule in self._other_rules if rule.needle in lowered]
         for rule in present:
             if anchored:
-                matches.extend((start, end, rule.section) for start, end in _anchored_matches(rule, folded, lowered))
+                found = _literal_matches(rule, lowered) if rule.literal else _anchored_matches(rule, folded, lowered)
+                matches.extend((start - end, start, rule.section, end) for start, end in found)
             else:
-                matches.extend((m.start(), m.end(), rule.section) for m in rule.pattern.finditer(folded))
+                matches.extend((m.start() - m.end(), m.start(), rule.section, m.end()) for m in rule.pattern.finditer(folded))
         # Longest first, then leftmost; a match inside an already claimed span is dropped.
-        matches.sort(key=lambda m: (-(m[1] - m[0]), m[0], m[2]))
+        matches.sort()
         hits: dict[int, int] = {}
         claimed: list[tuple[int, int]] = []
         # Which positions some claimed span covers: a match with an end outside every span cannot lie
         # inside one, and most matches are such; only the others are checked against the spans.
         covered = bytearray(len(folded))
-        for start, end, section in matches:
+        for _, start, section, end in matches:
             if covered[start] and covered[end - 1] and any(start >= a and end <= b for a, b in claimed):
                 continue
             claimed.append((start, end))
