@@ -428,75 +428,81 @@ def _poly_shingle_hashes(joined: bytes) -> np.ndarray:
     return h.astype(np.uint32)  # the low 32 bits
 
 
-# Code points of the CJK units (textutil's _CJK_RANGES; tests/test_dedupe.py checks the joined units
-# against textutil's on the corpus), and the classes of ASCII characters in LATIN_WORD_RE's words.
+# What each UTF-16 code unit is to textutil's shingle units: CJK ranges as its _CJK_RANGES, ASCII
+# classes as in its LATIN_WORD_RE (tests/test_dedupe.py checks the joined units against textutil's).
+_SEPARATOR, _WORD, _CONNECTOR, _TAIL, _CJK, _LATIN_BEYOND_ASCII = range(6)
 _CJK_BOUNDS = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x3040, 0x30FF), (0xAC00, 0xD7AF))
-_WORD, _CONNECTOR, _TAIL = 1, 2, 3
-_ASCII_CLASSES = bytes(
-    _WORD if chr(c).isascii() and (chr(c).isalnum() or chr(c) == "_")
-    else _CONNECTOR if chr(c) in ".'-" else _TAIL if chr(c) in "+#" else 0
-    for c in range(128)
-)
+_unit_classes: np.ndarray | None = None
+_ASCII_LOWER = bytes(range(128)).lower()
+
+
+def _classes() -> np.ndarray:
+    """The class of every BMP code point (a surrogate, half of a character beyond it, separates:
+    no unit lies beyond the BMP), made once per process."""
+    global _unit_classes
+    if _unit_classes is None:
+        import numpy as np
+
+        table = np.zeros(0x10000, dtype=np.uint8)
+        for low, high in _CJK_BOUNDS:
+            table[low : high + 1] = _CJK
+        table[0xC0:0x250] = _LATIN_BEYOND_ASCII  # LATIN_WORD_RE's letters whose lower() may grow
+        table[list(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")] = _WORD
+        table[list(b".'-")] = _CONNECTOR
+        table[list(b"+#")] = _TAIL
+        _unit_classes = table
+    return _unit_classes
 
 
 def _joined_units(normalized: str) -> bytes:
     """``joined_shingle_units(normalized).encode()``: in numpy when every Latin letter is ASCII (one
-    regex match and one string per unit was a third of a fingerprint's cost), by textutil otherwise."""
+    regex match and one string per unit was a third of a fingerprint's cost), by textutil otherwise.
+
+    LATIN_WORD_RE's words: word characters, joined by one connector ('.', "'", '-', '+', '#')
+    standing between two of them, then the run of '+' and '#' right after the word ("C++", "C#"),
+    unless that run is one joining '+' or '#'."""
     import numpy as np
 
     if not normalized:
         return b""
-    points = np.frombuffer(normalized.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    if ((points >= 0xC0) & (points <= 0x24F)).any():  # Latin-1 and Extended-A/B letters: lower() may grow them
+    units = np.frombuffer(normalized.encode("utf-16-le", "surrogatepass"), dtype=np.uint16)
+    classes = _classes()[units]
+    if (classes == _LATIN_BEYOND_ASCII).any():
         return joined_shingle_units(normalized).encode("utf-8")
-    classes = np.frombuffer(_ASCII_CLASSES, dtype=np.uint8)[np.minimum(points, 127)]
-    classes[points > 127] = 0
     word = classes == _WORD
-    cjk = np.zeros(len(points), dtype=bool)
-    for low, high in _CJK_BOUNDS:
-        cjk |= (points >= low) & (points <= high)
-    word_before, word_after = _shifted(word, 1), _shifted(word, -1)
-    # LATIN_WORD_RE: word characters, joined by one connector between two of them, and a word's run
-    # of "+" / "#" right after it ("C++", "C#") unless that run is one joining "+" or "#".
-    joiner = (classes >= _CONNECTOR) & word_before & word_after
     tailish = classes == _TAIL
-    run_start = tailish & ~_shifted(tailish, 1)
-    run_id = np.cumsum(run_start)
-    attached = np.zeros(int(run_id[-1]) + 1, dtype=bool)
-    attached[run_id[run_start & word_before]] = True
-    tail = tailish & attached[run_id] & ~joiner
-    unit_start = (word & ~_shifted(word | joiner, 1)) | cjk
-    kept = word | joiner | tail | cjk
-    return _utf8_units(points[kept], unit_start[kept], cjk[kept])
+    joiner = np.zeros(len(units), dtype=bool)
+    joiner[1:-1] = ((classes[1:-1] == _CONNECTOR) | tailish[1:-1]) & word[:-2] & word[2:]
+    in_word = word | joiner
+    unit_start = classes == _CJK
+    kept = in_word | unit_start
+    unit_start[0] |= word[0]
+    unit_start[1:] |= word[1:] & ~in_word[:-1]
+    if tailish.any():
+        run_start = tailish.copy()
+        run_start[1:] &= ~tailish[:-1]
+        run_id = np.cumsum(run_start)
+        attached = np.zeros(int(run_id[-1]) + 1, dtype=bool)
+        attached[run_id[1:][run_start[1:] & word[:-1]]] = True
+        kept |= tailish & attached[run_id]
+    return _utf8_units(units[kept], unit_start[kept], classes[kept] == _CJK)
 
 
-def _shifted(flags: np.ndarray, by: int) -> np.ndarray:
-    """``flags`` moved ``by`` places later (earlier when negative), False where nothing moved in."""
-    import numpy as np
-
-    out = np.zeros(len(flags), dtype=bool)
-    if by > 0:
-        out[by:] = flags[:-by]
-    else:
-        out[:by] = flags[-by:]
-    return out
-
-
-def _utf8_units(points: np.ndarray, unit_start: np.ndarray, cjk: np.ndarray) -> bytes:
+def _utf8_units(units: np.ndarray, unit_start: np.ndarray, cjk: np.ndarray) -> bytes:
     """The kept characters, ASCII lower-cased, a space before each unit but the first, in UTF-8: an
     ASCII character is one byte, a CJK one (U+3040…U+FAFF) three."""
     import numpy as np
 
-    if not len(points):
+    if not len(units):
         return b""
-    points = points + ((points >= 65) & (points <= 90)).astype(np.uint32) * np.uint32(32)
     unit_start[0] = False
     size = 1 + 2 * cjk.astype(np.intp) + unit_start
     first_byte = np.cumsum(size) - size + unit_start
     out = np.empty(int(first_byte[-1] + size[-1] - unit_start[-1]), dtype=np.uint8)
     out[first_byte[unit_start] - 1] = 32
-    out[first_byte[~cjk]] = points[~cjk]
-    wide, at = points[cjk], first_byte[cjk]
+    narrow = ~cjk
+    out[first_byte[narrow]] = np.frombuffer(_ASCII_LOWER, dtype=np.uint8)[units[narrow]]
+    wide, at = units[cjk], first_byte[cjk]
     out[at] = 0xE0 | (wide >> 12)
     out[at + 1] = 0x80 | ((wide >> 6) & 0x3F)
     out[at + 2] = 0x80 | (wide & 0x3F)
