@@ -120,16 +120,23 @@ def _load_cut() -> Callable[[str, bool], list[str]]:
 
 
 def segmented(text: str | None) -> str:
-    """The form stored in the index: words joined by single spaces.
+    """The form stored in the index: words joined by single spaces (:func:`segmented_words`)."""
+    return " ".join(segmented_words(text))
+
+
+def segmented_words(text: str | None) -> list[str]:
+    """The words the index stores for ``text``.
 
     The same words as :func:`segment`, without the offsets: the index build segments every field of
     every item, so this path calls jieba-rs's ``cut`` once per CJK run and the regex's ``findall``
     between runs instead of walking generators of tuples (about 3× faster)."""
     if not text:
-        return ""
+        return []
     norm, _ = normalize(text[:MAX_INDEXED_CHARS])
-    if _mixed_words is not None or not has_cjk(norm):
-        return " ".join(w for w, _s, _e in _segment_normalized(norm))
+    if not has_cjk(norm):
+        return _WORD_RE.findall(norm)  # what _segment_normalized does without CJK, in one call
+    if _mixed_words is not None:
+        return [w for w, _s, _e in _segment_normalized(norm)]
     cut = _cut or _load_cut()
     words: list[str] = []
     pos = 0
@@ -140,7 +147,7 @@ def segmented(text: str | None) -> str:
         words.extend(cut(m.group(), True))
         pos = m.end()
     words.extend(_WORD_RE.findall(norm, pos))
-    return " ".join(words)
+    return words
 
 
 def segmenter_signature(config: Config | None) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import TidingsError
 from ..store import Store
-from .segment import segmented
+from .segment import segmented_words
 
 
 class SearchError(TidingsError):
@@ -120,15 +120,21 @@ def load_docs(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, dict[st
 
 
 def fts_row(doc: dict[str, Any]) -> list[str]:
+    """The item's fields as the index stores them (words joined by spaces), in FTS5's column order."""
+    return [" ".join(words) for words in field_words(doc)]
+
+
+def field_words(doc: dict[str, Any]) -> list[list[str]]:
+    """The item's fields as lists of segmented words, in FTS5's column order (:func:`fts_row`)."""
     return [
-        segmented(doc["title"]),
-        segmented(doc["summary"]),
-        segmented(doc["text"]),
-        segmented(doc["note"]),
-        segmented(" ; ".join(doc["tags"])),
-        segmented(doc["author"]),
-        segmented(" ; ".join(doc["sections"])),
-        segmented(doc["kind"]),
+        segmented_words(doc["title"]),
+        segmented_words(doc["summary"]),
+        segmented_words(doc["text"]),
+        segmented_words(doc["note"]),
+        segmented_words(" ; ".join(doc["tags"])),
+        segmented_words(doc["author"]),
+        segmented_words(" ; ".join(doc["sections"])),
+        segmented_words(doc["kind"]),
     ]
 
 
