@@ -229,3 +229,17 @@ def test_the_quick_lowering_equals_str_lower_and_the_full_anchor_check() -> None
             assert anchored == _needles_anchor_matches(text, text.lower()), repr(text)
             quick += anchored
     assert quick > 100_000  # the quick path was taken, not only the full check
+
+
+def test_needles_hidden_by_overlapping_ones_are_found_in_long_fields() -> None:
+    """A long field's needles come from one scan, which sees only one of two overlapping needles; the
+    needles that can start inside a found one are searched for too, so the scores stay those of the
+    scanning rules (here "模型推理" and "型推" only ever stand inside or across "大模型" / "推理")."""
+    sections = [SectionConfig(name="A", keywords=["大模型", "推理", "ſpring"]),
+                SectionConfig(name="B", keywords=["模型推理", "型推", "理论", "spring"])]
+    rules = KeywordClassifier(sections, "F")
+    scanning = _ScanningClassifier(sections, "F")
+    for text in ("大模型推理论" * 100, "我们用大模型推理。" * 60, "ſpring 大模型推" * 50):
+        assert len(text) >= 400
+        assert rules.scores(None, None, text, None) == scanning.scores(None, None, text, None)
+    assert rules.scores(None, None, "大模型推理论" * 100, None)["B"] > 0  # the hidden needles counted

@@ -244,6 +244,17 @@ def _is_literal(keyword: str) -> bool:
     )
 
 
+_SCAN_CHARS = 400
+"""From this length on, a field's needles other than ASCII words are found by one scan (see
+``KeywordClassifier.__init__``); below it a substring test each costs less."""
+
+
+def _can_start_inside(needle: str, found: str) -> bool:
+    """Whether ``needle`` can start at some character of an occurrence of ``found`` and agree with it
+    where the two overlap (it may run on past its end)."""
+    return any(found[k : k + len(needle)] == needle[: len(found) - k] for k in range(len(found)))
+
+
 def _literal_matches(rule: _Rule, lowered: str) -> list[tuple[int, int]]:
     """:func:`_anchored_matches` of a literal rule: each of its needle's occurrences is a match, and
     the next one is looked for from where it ends, as finditer does."""
@@ -289,6 +300,14 @@ class KeywordClassifier:
                 self._rules.append(_Rule(idx, kw, _keyword_pattern(kw), needle, alnum, _is_literal(kw)))
         self._alnum_rules = [rule for rule in self._rules if rule.alnum_needle]
         self._other_rules = [rule for rule in self._rules if not rule.alnum_needle]
+        # One scan for all the other needles at once finds those a long field holds, but not those
+        # that only stand overlapping another's match; each needle found therefore brings along the
+        # needles that can start inside it, and only those are searched for one by one.
+        others = sorted({rule.needle for rule in self._other_rules}, key=lambda n: (-len(n), n))
+        self._other_scan = re.compile("|".join(map(re.escape, others))) if others else None
+        self._overlapping = {
+            found: frozenset(n for n in others if n != found and _can_start_inside(n, found)) for found in others
+        }
         hints = DEFAULT_DOMAIN_HINTS if domain_hints is None else domain_hints
         index = {name: i for i, name in enumerate(self.sections)}
         self._hints = {host.lower().lstrip("."): index[name] for host, name in hints.items() if name in index}
@@ -304,7 +323,13 @@ class KeywordClassifier:
         # distinct runs are a far shorter haystack than the field (a few words in Chinese text).
         words = _ascii_words(lowered)
         present = [rule for rule in self._alnum_rules if rule.needle in words]
-        present += [rule for rule in self._other_rules if rule.needle in lowered]
+        if self._other_scan is not None and len(lowered) >= _SCAN_CHARS:
+            found = set(self._other_scan.findall(lowered))
+            maybe = set().union(*(self._overlapping[n] for n in found)) - found
+            present += [rule for rule in self._other_rules if rule.needle in found or (
+                rule.needle in maybe and rule.needle in lowered)]
+        else:
+            present += [rule for rule in self._other_rules if rule.needle in lowered]
         for rule in present:
             if anchored:
                 found = _literal_matches(rule, lowered) if rule.literal else _anchored_matches(rule, folded, lowered)
