@@ -245,8 +245,35 @@ def _is_literal(keyword: str) -> bool:
 
 
 _SCAN_CHARS = 400
-"""From this length on, a field's needles other than ASCII words are found by one scan (see
-``KeywordClassifier.__init__``); below it a substring test each costs less."""
+"""From this length on, a field's needles other than ASCII words are found by one scan
+(:class:`_NeedleScan`); below it a substring test each costs less. The needles of ASCII letters and
+digits are tested one by one against the field's few distinct ASCII words (a scan for them all was
+slower: every letter starts some needle)."""
+
+
+class _NeedleScan:
+    """The rules whose needle a text holds, by one regex scan for all the needles at once. A scan sees
+    only one of two overlapping needles, so each needle found brings along the needles that can start
+    inside it, and only those are searched for one by one."""
+
+    def __init__(self, rules: Sequence[_Rule]) -> None:
+        self.rules: dict[str, list[_Rule]] = {}
+        for rule in rules:
+            self.rules.setdefault(rule.needle, []).append(rule)
+        needles = sorted(self.rules, key=lambda n: (-len(n), n))
+        self.scan = re.compile("|".join(map(re.escape, needles))) if needles else None
+        self.overlapping = {
+            found: frozenset(n for n in needles if n != found and _can_start_inside(n, found)) for found in needles
+        }
+
+    def rules_in(self, text: str) -> list[_Rule]:
+        if self.scan is None:
+            return []
+        found = set(self.scan.findall(text))
+        maybe = set().union(*(self.overlapping[n] for n in found)) - found
+        return [rule for n in found for rule in self.rules[n]] + [
+            rule for n in maybe if n in text for rule in self.rules[n]
+        ]
 
 
 def _can_start_inside(needle: str, found: str) -> bool:
@@ -300,14 +327,7 @@ class KeywordClassifier:
                 self._rules.append(_Rule(idx, kw, _keyword_pattern(kw), needle, alnum, _is_literal(kw)))
         self._alnum_rules = [rule for rule in self._rules if rule.alnum_needle]
         self._other_rules = [rule for rule in self._rules if not rule.alnum_needle]
-        # One scan for all the other needles at once finds those a long field holds, but not those
-        # that only stand overlapping another's match; each needle found therefore brings along the
-        # needles that can start inside it, and only those are searched for one by one.
-        others = sorted({rule.needle for rule in self._other_rules}, key=lambda n: (-len(n), n))
-        self._other_scan = re.compile("|".join(map(re.escape, others))) if others else None
-        self._overlapping = {
-            found: frozenset(n for n in others if n != found and _can_start_inside(n, found)) for found in others
-        }
+        self._other_needles = _NeedleScan(self._other_rules)
         hints = DEFAULT_DOMAIN_HINTS if domain_hints is None else domain_hints
         index = {name: i for i, name in enumerate(self.sections)}
         self._hints = {host.lower().lstrip("."): index[name] for host, name in hints.items() if name in index}
@@ -323,11 +343,8 @@ class KeywordClassifier:
         # distinct runs are a far shorter haystack than the field (a few words in Chinese text).
         words = _ascii_words(lowered)
         present = [rule for rule in self._alnum_rules if rule.needle in words]
-        if self._other_scan is not None and len(lowered) >= _SCAN_CHARS:
-            found = set(self._other_scan.findall(lowered))
-            maybe = set().union(*(self._overlapping[n] for n in found)) - found
-            present += [rule for rule in self._other_rules if rule.needle in found or (
-                rule.needle in maybe and rule.needle in lowered)]
+        if len(lowered) >= _SCAN_CHARS:
+            present += self._other_needles.rules_in(lowered)
         else:
             present += [rule for rule in self._other_rules if rule.needle in lowered]
         for rule in present:
