@@ -243,3 +243,22 @@ def test_needles_hidden_by_overlapping_ones_are_found_in_long_fields() -> None:
         assert len(text) >= 400
         assert rules.scores(None, None, text, None) == scanning.scores(None, None, text, None)
     assert rules.scores(None, None, "大模型推理论" * 100, None)["B"] > 0  # the hidden needles counted
+
+
+def test_rules_pickled_before_their_index_still_score_the_same(clf: KeywordClassifier) -> None:
+    """Stored section models pickle the rules with them. A pickle made before the rules were indexed
+    by kind (no ``_alnum_rules``, ``_other_rules``, ``_other_needles``, no ``literal`` on a rule)
+    loads into rules that score as new ones do."""
+    import pickle
+
+    old_state = {k: v for k, v in clf.__dict__.items() if k not in ("_alnum_rules", "_other_rules", "_other_needles")}
+    old_state["_rules"] = [type(r)(r.section, r.keyword, r.pattern, r.needle, r.alnum_needle) for r in clf._rules]
+    for rule in old_state["_rules"]:
+        del rule.__dict__["literal"]  # as an older _Rule was pickled: the field did not exist
+    old = KeywordClassifier.__new__(KeywordClassifier)
+    old.__dict__.update(old_state)
+    loaded = pickle.loads(pickle.dumps(old))
+    text = "我们用大模型推理，Kubernetes 上的 Go 服务。" * 30
+    for title, summary, body in [("大模型推理", None, None), ("GraphRAG 与 vLLM", text[:200], text), (None, None, text)]:
+        assert loaded.scores(title, summary, body, None) == clf.scores(title, summary, body, None)
+    assert any(rule.literal for rule in loaded._rules)

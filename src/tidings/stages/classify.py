@@ -325,12 +325,24 @@ class KeywordClassifier:
                 needle = _fold(kw).lower().split()[0]
                 alnum = needle.isascii() and needle.isalnum()
                 self._rules.append(_Rule(idx, kw, _keyword_pattern(kw), needle, alnum, _is_literal(kw)))
-        self._alnum_rules = [rule for rule in self._rules if rule.alnum_needle]
-        self._other_rules = [rule for rule in self._rules if not rule.alnum_needle]
-        self._other_needles = _NeedleScan(self._other_rules)
+        self._index_rules()
         hints = DEFAULT_DOMAIN_HINTS if domain_hints is None else domain_hints
         index = {name: i for i, name in enumerate(self.sections)}
         self._hints = {host.lower().lstrip("."): index[name] for host, name in hints.items() if name in index}
+
+    def _index_rules(self) -> None:
+        self._alnum_rules = [rule for rule in self._rules if rule.alnum_needle]
+        self._other_rules = [rule for rule in self._rules if not rule.alnum_needle]
+        self._other_needles = _NeedleScan(self._other_rules)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Stored section models hold the rules pickled (``SectionFeatures.rules``): one pickled before
+        the rules were indexed by kind gets its index, and its literal keywords, made here."""
+        self.__dict__.update(state)
+        if "_other_needles" not in state:
+            for rule in self._rules:
+                rule.literal = _is_literal(rule.keyword)
+            self._index_rules()
 
     def _field_scores(self, value: str, weight: float, scores: list[float]) -> None:
         folded = _fold(value)
