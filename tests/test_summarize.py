@@ -417,3 +417,33 @@ def test_a_sentence_that_announces_what_follows_is_not_a_summary() -> None:
             "Its output can be tested too, because code examples in the docs are compiled and run. "
             "Documentation tests keep examples and code from drifting apart over the years.")
     assert not summarize(text, english_sentences=3).rstrip().endswith(":")
+
+
+def test_a_rust_macro_mid_sentence_does_not_end_it() -> None:
+    """Rust names macros with a "!" ("macro_rules!", "println!"); in the new-user walk "Macros are created
+    using the macro_rules! macro." became the fragment "Macros are created using the macro_rules!" in a
+    summary. An English sentence after "!" or "?" starts with a capital; one that does still splits."""
+    assert split_sentences("Macros are created using the macro_rules! macro. So why are macros useful?") == [
+        "Macros are created using the macro_rules! macro.",
+        "So why are macros useful?",
+    ]
+    assert split_sentences("It works! Does it? Yes!") == ["It works!", "Does it?", "Yes!"]
+    assert split_sentences("真的吗？是的！") == ["真的吗？", "是的！"]
+
+
+def test_a_condition_opening_a_block_is_code_not_a_summary_sentence() -> None:
+    """Rust by Example's panic page: 'if beverage == "lemonade" { panic!' ended a summary in the walk."""
+    from tidings.stages.summarize import _looks_like_code
+
+    # The sentence splitter cuts the line after "panic!": the piece before it must read as code.
+    assert split_sentences('if beverage == "lemonade" { panic!("AAAaaaaa!!!!"); }')[0] == 'if beverage == "lemonade" { panic!'
+    assert _looks_like_code('if beverage == "lemonade" { panic!')
+    assert _looks_like_code("while n != 0 { n -= 1")
+    assert not _looks_like_code("The operator == compares two values, and != is its negation.")
+    text = (
+        "The simplest error handling mechanism we will see is panic. It prints an error message, starts "
+        "unwinding the stack, and usually exits the program.\n"
+        'if beverage == "lemonade" { panic!("AAAaaaaa!!!!"); }\n'
+        "The first call to drink works. The second call panics, and the program ends there.\n"
+    )
+    assert "lemonade" not in summarize(text, title="panic")

@@ -99,6 +99,11 @@ def _split_line(line: str) -> list[str]:
                 continue  # "a?b", "Yes!No"
             if before and not (is_word_char(before) or before in _CLOSERS):
                 continue  # "!=" style operators and "(!x)"
+            rest = line[end:].lstrip()
+            if rest[:1].isascii() and rest[:1].islower() and "." not in run:
+                # An English sentence after "!" or "?" starts with a capital: "using the macro_rules!
+                # macro" and "println! prints" name Rust macros mid-sentence.
+                continue
         while end < len(line) and line[end] in _CLOSERS:
             end += 1
         piece = line[begin:end].strip()
@@ -224,6 +229,8 @@ _CODE_SHAPE_RE = re.compile(
     r"(?:^|[;)}]\s*)//\s|^[\w.$]+\s*\(.*\)\s*;?$|^\s*(?:/\*|\*/|\*\s*@\w)|\*/\s*$"
     # A compiler's or linter's report: its gutter, arrows and labelled notes ("= note:", "error[E0382]:").
     r"|^\s*(?:\||-->|=\s*(?:note|help):|(?:error|warning)(?:\[\w+\])?:)"
+    # A condition opening a block: "if beverage == "lemonade" {", "while n != 0 {".
+    r"|(?:==|!=|<=|>=)\s*\S+\s*\{"
 )
 # A caption that ran into the text: "Listing 8-3: Using the push method ...", "图 2：架构".
 _CAPTION_RE = re.compile(r"^(?:Listing|Figure|Fig\.|Table|Example|图|表|代码|清单)\s*[\dA-Z][\d.-]*\s*[:：]")
