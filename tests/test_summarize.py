@@ -447,3 +447,19 @@ def test_a_condition_opening_a_block_is_code_not_a_summary_sentence() -> None:
         "The first call to drink works. The second call panics, and the program ends there.\n"
     )
     assert "lemonade" not in summarize(text, title="panic")
+
+
+def test_an_english_summary_does_not_open_mid_argument() -> None:
+    """A sentence that leans on the one before it ("However, …", "This will …") ranks below one that stands
+    alone: Rust by Example's macros page was summarized "However, unlike macros in C …" in the walk.
+    The text's first sentence may lean on nothing, so it keeps its weight."""
+    text = (
+        "Welcome to the tour of this chapter of the book. "
+        "However, Rust macros are expanded into abstract syntax trees, so Rust macros avoid the precedence bugs "
+        "of C macros. "
+        "Rust macros are written with macro_rules, and Rust macros expand into abstract syntax trees at compile "
+        "time. "
+        "They give Rust macros hygiene, so Rust macros never capture the names of the code around them."
+    )
+    summary = summarize(text, title="Rust macros", english_sentences=2)
+    assert summary.startswith("Rust macros are written"), summary

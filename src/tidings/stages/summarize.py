@@ -212,6 +212,15 @@ class _Candidate:
         self.norm = _length(self.counts)
 
 
+# An English sentence that opens by leaning on the one before it ("However, …", "This will …", "They …")
+# reads as the middle of an argument when a summary shows it without that sentence.
+_LEANS_BACK_RE = re.compile(
+    r"^(?:However|But|And|Or|So|Also|Thus|Hence|Therefore|Furthermore|Moreover|Instead|Otherwise|Still|Yet|"
+    r"Besides|Likewise|Similarly|This|That|These|Those|It|They|Such)\b"
+)
+_LEANS_BACK = 0.6
+
+
 def _weight(sentence: str, chinese: bool) -> float:
     """Down-weights for sentences that are probably not prose."""
     if chinese and sentence[-1] not in _CJK_JOIN_END and sentence[-1] not in "!?.":
@@ -439,7 +448,10 @@ def _candidates(sentences: list[str], chinese: bool, max_len: int, title_key: st
         seen.add(key)  # an exact repeat keeps only its first occurrence
         tokens = fast_tokenize(normal, drop_stopwords=True, normalized=True)
         if tokens:
-            cands.append(_Candidate(i, s, tokens, _weight(s, chinese)))
+            weight = _weight(s, chinese)
+            if not chinese and i > 0 and _LEANS_BACK_RE.match(s):
+                weight *= _LEANS_BACK
+            cands.append(_Candidate(i, s, tokens, weight))
     return cands
 
 
