@@ -577,3 +577,27 @@ def test_an_asymmetric_embedding_model_embeds_the_query_through_its_own_route(tm
             assert seen == [("e5-passage", ["混合专家"])]  # the documents are cached; the query goes as one
     finally:
         st.close()
+
+
+def test_a_snippet_shows_the_query_words_not_one_word_inflected_in_a_listing() -> None:
+    """Rust by Example's "Borrowing" page, searched for "borrow checker" in the new-user walk: the snippet
+    was a code listing that says borrow, borrows and borrowed (three "words") rather than the sentence
+    that says "borrow checker". Words count by stem, and the window keeps some context before its
+    first match instead of starting on it."""
+    from tidings.search.snippets import render_snippet
+
+    prose = "Instead of passing objects by value, the compiler statically guarantees (via its borrow checker) "
+    code = "fn borrow_i32(borrowed_i32: &i32) { } // borrows an i32 and the borrow ends here " * 2
+    original = "Borrowing. " + prose + "that references are valid. " + ("x " * 200) + code
+    words = ("borrow", "checker", "borrowed", "borrows")
+    spans: list[tuple[int, int]] = []
+    for word in words:
+        start = original.find(word)
+        while start >= 0:
+            if not original[start + len(word) : start + len(word) + 1].isalpha():
+                spans.append((start, start + len(word)))
+            start = original.find(word, start + 1)
+    snippet = render_snippet(original, sorted(spans), 120)
+    assert "**borrow checker**" in snippet, snippet
+    assert "statically guarantees" in snippet  # context before the match, from a word boundary
+    assert "borrow_i32" not in snippet

@@ -178,17 +178,24 @@ def render_snippet(original: str, spans: list[tuple[int, int]], width: int) -> s
     if not spans:
         body = _clean(original).strip()
         return body[:width] + ("…" if len(body) > width else "")
+    # Words count by their stem: a listing that says "borrow", "borrows" and "borrowed" shows one
+    # query word, not three, and must not win over the sentence that shows "borrow checker".
+    stems = [_stem(original[a:b].lower()) for a, b in spans]
     best_i, best_score = 0, -1.0
     for i, (s, _e) in enumerate(spans):
-        inside = [original[a:b].lower() for a, b in spans[i:] if b <= s + width]
+        inside = [stem for (_a, b), stem in zip(spans[i:], stems[i:], strict=True) if b <= s + width]
         score = len(set(inside)) + 0.01 * len(inside)
         if score > best_score:
             best_i, best_score = i, score
     first = spans[best_i][0]
     start = max(0, first - width // 4)
-    # Start at a word or line boundary rather than mid-word when one is close.
-    boundary = max(original.rfind(c, max(0, start - 12), first) for c in " \n，。,.；;：:、")
-    if boundary >= 0 and boundary < first:
+    # Start at a word or line boundary close to that point rather than mid-word, keeping the quarter
+    # window of context before the first match (the nearest boundary to the match left none).
+    marks = " \n，。,.；;：:、"
+    boundary = max(original.rfind(c, max(0, start - 12), start + 1) for c in marks)
+    if boundary < 0:
+        boundary = min((i for i in (original.find(c, start, first) for c in marks) if i >= 0), default=-1)
+    if 0 <= boundary < first:
         start = boundary + 1
     end = min(len(original), start + width)
     inside = [(max(a, start), min(b, end)) for a, b in spans if b > start and a < end]
@@ -224,7 +231,8 @@ def build_snippet(
         # The marked words as indexed (the original's words normalized): only the chosen field's
         # marks are aligned back onto its text, the costly part for a long text.
         words = {w for run in _MARKED_RE.findall(highlighted[col]) for w in run.split(" ") if w}
-        distinct, literal = len(words), sum(_stem(w) in typed for w in words)
+        stems = {_stem(w) for w in words}  # "borrows" and "borrowed" are one word shown
+        distinct, literal = len(stems), sum(stem in typed for stem in stems)
         if distinct and (best is None or (distinct, literal, -rank) > (best[0], best[1], -best[2])):
             best = (distinct, literal, rank)
     if best is not None:
