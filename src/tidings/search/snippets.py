@@ -157,6 +157,7 @@ def _fallback_spans(original: str, compiled: CompiledQuery) -> list[tuple[int, i
     return [(s, e) for w, s, e in segment(original[:20_000]) if (w,) in wanted]
 
 
+@functools.lru_cache(maxsize=8192)  # a snippet stems every match of its field; the words repeat
 def _stem(word: str) -> str:
     from .engine import stem  # the engine's English stemmer: "embeddings" and "embedding" agree
 
