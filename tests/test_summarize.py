@@ -463,3 +463,13 @@ def test_an_english_summary_does_not_open_mid_argument() -> None:
     )
     summary = summarize(text, title="Rust macros", english_sentences=2)
     assert summary.startswith("Rust macros are written"), summary
+
+
+def test_an_english_line_ending_in_a_call_or_a_bracket_label_is_not_a_sentence() -> None:
+    from tidings.stages.summarize import _is_junk
+
+    assert _is_junk("Ignore the failed items with filter_map()", False, 600)
+    assert _is_junk("Python 3.6.5 (default, May 11 2018, 13:30:17)", False, 600)
+    # A sentence closed inside its brackets is a sentence.
+    assert not _is_junk("Dagger can run in any CI environment (as long as that CI can run a container.)", False, 600)
+    assert not _is_junk("It wraps your pipeline steps and actions into a container (see the guide!)", False, 600)

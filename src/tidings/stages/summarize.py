@@ -306,6 +306,8 @@ def _is_junk(sentence: str, chinese: bool, max_len: int) -> bool:
         return True
     elif sentence[-1] not in _CJK_JOIN_END and sentence[-1] not in ".!?:;)\"'’”":
         return True  # an English line with no closing punctuation: a heading, label or caption
+    elif sentence.endswith(")") and sentence[-2:-1] not in (".", "!", "?", ")", "”", '"'):
+        return True  # "Ignore the failed items with filter_map()": a heading naming a call, no sentence
     if _CAPTION_RE.match(sentence):
         return True
     if visible is sentence:
