@@ -473,3 +473,17 @@ def test_an_english_line_ending_in_a_call_or_a_bracket_label_is_not_a_sentence()
     # A sentence closed inside its brackets is a sentence.
     assert not _is_junk("Dagger can run in any CI environment (as long as that CI can run a container.)", False, 600)
     assert not _is_junk("It wraps your pipeline steps and actions into a container (see the guide!)", False, 600)
+
+
+def test_a_short_chapter_is_summarized_by_what_follows_its_title() -> None:
+    """The embedded Rust book's "Design Patterns" page is its heading and one sentence; the summary read
+    "Design Patterns This chapter aims …", repeating the title the digest prints beside it."""
+    text = "Design Patterns\n\nThis chapter aims to collect various useful design patterns for embedded Rust."
+    assert summarize(text, title="Design Patterns") == (
+        "This chapter aims to collect various useful design patterns for embedded Rust."
+    )
+    assert summarize("Design Patterns", title="Design Patterns") == "Design Patterns"  # nothing else to say
+    # Where nothing ranks (labels only), the fallback leaves the title out too.
+    assert summarize("Rust 2024\nInfo\nRFC #3501\nRelease version 1.85.0", title="Rust 2024") == (
+        "Info RFC #3501 Release version 1.85.0"
+    )

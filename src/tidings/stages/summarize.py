@@ -484,14 +484,19 @@ def summarize(
     limit = max_chars if chinese else _ENGLISH_LENGTH_FACTOR * max_chars
     if not prose:
         return ""  # code, markup or navigation only: no summary beats a summary of markup
+    title_key = normalize_text(title).rstrip("。.!?！？") if title else None
     flat = normalize_whitespace(text)
     if len(flat) <= limit and len(prose) == len(sentences) and (chinese or len(sentences) <= english_sentences):
+        # A short text that opens with its own title (a chapter page: "Design Patterns", then one
+        # sentence) is summarized by what follows the title: the reader sees the title beside it.
+        if len(sentences) > 1 and title_key and normalize_text(sentences[0]).rstrip("。.!?！？") == title_key:
+            return normalize_whitespace(text[text.find(sentences[0]) + len(sentences[0]) :])
         return flat
 
-    title_key = normalize_text(title).rstrip("。.!?！？") if title else None
     cands = _candidates(sentences, chinese, _ENGLISH_LENGTH_FACTOR * max_chars, title_key)
     if not cands:
-        return _fallback("\n".join(prose), limit)
+        untitled = [s for s in prose if normalize_text(s).rstrip("。.!?！？") != title_key]
+        return _fallback("\n".join(untitled or prose), limit)
 
     order = _rank(cands, title)
     picked: list[_Candidate] = []
