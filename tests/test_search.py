@@ -601,3 +601,22 @@ def test_a_snippet_shows_the_query_words_not_one_word_inflected_in_a_listing() -
     assert "**borrow checker**" in snippet, snippet
     assert "statically guarantees" in snippet  # context before the match, from a word boundary
     assert "borrow_i32" not in snippet
+
+
+@pytest.mark.parametrize("command", [["eval", "search"], ["eval", "search", "--queries", "evals/natural.jsonl"],
+                                     ["eval", "ask"]])
+def test_eval_on_a_store_without_the_labelled_items_says_what_to_import(tmp_path: Path, command: list[str]) -> None:
+    """`tidings eval search` in a store without the corpus stopped with "internal error: ValueError: max()
+    arg is an empty sequence", and `eval ask` printed refusal 1.0 and false refusals 1.0 as if measured."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]  # the default query files are relative to the checkout
+    result = subprocess.run(
+        [sys.executable, "-c", "from tidings.cli import main; main()", "--db", str(tmp_path / "empty.db"), *command],
+        capture_output=True, text=True, cwd=repo, timeout=300, check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    said = " ".join(result.stderr.split())
+    assert "nothing to evaluate" in said and "tidings import --format digest" in said, said
+    assert "internal error" not in said and "Traceback" not in said

@@ -150,6 +150,25 @@ def resolve_expected(store: Store, spec: Sequence[dict[str, str]]) -> set[int]:
     return ids
 
 
+CORPUS_IMPORT = (
+    "tidings import --format digest ../shared/corpus/digests && tidings import ../shared/corpus/social "
+    "../shared/corpus/notes && tidings import --format blog ../shared/corpus/blog"
+)
+
+
+def require_labelled_items(store: Store, queries: Sequence[LabelledQuery]) -> None:
+    """A usage error when the store holds none of the items the queries expect: the labelled sets
+    name items of the shared corpus, and figures over a store without them (every answer "missed",
+    every refusal "right") would read as results."""
+    expecting = [q for q in queries if q.expect]
+    if not expecting or any(resolve_expected(store, q.expect) for q in expecting):
+        return
+    raise UsageError(
+        f"nothing to evaluate: this store holds none of the items the {len(expecting)} labelled questions "
+        f"expect (they are labelled on the shared corpus; import it into this store first: {CORPUS_IMPORT})"
+    )
+
+
 @dataclass
 class SearchOutcome:
     id: str
@@ -317,6 +336,7 @@ def compare_search(
     tidings beside plain BM25 (:class:`PlainBM25`) on the calibration and the held-out half. With a
     model configured, each half also has a row per :func:`model_variants` (the configured one is
     ``tidings``)."""
+    require_labelled_items(store, queries)
     variants = model_variants(config, store, hybrid)
     embeds = any(v.hybrid for v in variants)
     rewrite_on = bool(config and config.search.rewrite)
@@ -454,6 +474,7 @@ def evaluate_ask(
 
     Each question is answered once with refusal off (threshold 0) and the threshold is applied
     afterwards: refusal is a pure function of the confidence, so this equals re-running ask."""
+    require_labelled_items(store, queries)
     cal = run_ask(store, _split_filter(queries, "calibration"), config=config, hybrid=hybrid)
     held = run_ask(store, _split_filter(queries, "heldout"), config=config, hybrid=hybrid)
     calibrated = calibrate_threshold(cal) if cal else None
