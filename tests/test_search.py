@@ -620,3 +620,16 @@ def test_eval_on_a_store_without_the_labelled_items_says_what_to_import(tmp_path
     said = " ".join(result.stderr.split())
     assert "nothing to evaluate" in said and "tidings import --format digest" in said, said
     assert "internal error" not in said and "Traceback" not in said
+
+
+def test_eval_archive_on_an_empty_store_is_a_usage_error(tmp_path: Path) -> None:
+    """Over no items every count is 0 on both sides: "exact match 1.0" measured nothing."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-c", "from tidings.cli import main; main()", "--db", str(tmp_path / "empty.db"), "eval",
+         "archive"], capture_output=True, text=True, cwd=repo, timeout=300, check=False,
+    )
+    assert result.returncode == 2 and "nothing to evaluate" in result.stderr, result.stderr

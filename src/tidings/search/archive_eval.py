@@ -110,6 +110,11 @@ def evaluate_archive(
     path = store_file(store).resolve()
     conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
     conn.create_function("host", 1, _host, deterministic=True)
+    if not conn.execute("SELECT 1 FROM items LIMIT 1").fetchone():
+        conn.close()
+        # Over no items every count is 0 and every list empty on both sides: a match of nothing.
+        raise UsageError("nothing to evaluate: the store holds no items (the archive questions are labelled "
+                         "on the shared corpus; see the README's evaluation store)")
     outcomes: list[Outcome] = []
     try:
         for q in questions:
