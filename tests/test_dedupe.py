@@ -404,20 +404,3 @@ def test_the_dedupe_stage_recomputes_old_fingerprints_from_the_text(tmp_path: Pa
         assert items["zhihu"].duplicate_of_id == ids["juejin"]
         assert items["juejin"].duplicate_of_id is None and items["wechat"].duplicate_of_id is None
 
-
-def test_the_units_joined_in_numpy_equal_textutils(corpus_dir: Path) -> None:
-    """The fingerprint's units (dedupe._joined_units, numpy) are textutil's joined_shingle_units, byte
-    for byte: on the corpus, the edge texts, and random texts dense with connectors, tails ("C++",
-    "a++b"), CJK next to Latin, characters outside the BMP and Latin letters beyond ASCII."""
-    import random
-
-    from tidings.stages.dedupe import _joined_units
-    from tidings.textutil import joined_shingle_units, nfkc
-
-    pieces = [*"abXY09_.+#'-中文ひカ한 \t，。ＡΣσ½\u00a0", "À", "é", "\U00020000", "Node.js", "C++", "a++b", "c#", "x.", "'a'"]
-    rng = random.Random(3)
-    texts = _corpus_texts(corpus_dir) + _EDGE_TEXTS
-    texts += ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 40))) for _ in range(5000)]
-    for text in texts:
-        normalized = nfkc(text)
-        assert _joined_units(normalized) == joined_shingle_units(normalized).encode("utf-8"), normalized[:80]

@@ -428,87 +428,6 @@ def _poly_shingle_hashes(joined: bytes) -> np.ndarray:
     return h.astype(np.uint32)  # the low 32 bits
 
 
-# What each UTF-16 code unit is to textutil's shingle units: CJK ranges as its _CJK_RANGES, ASCII
-# classes as in its LATIN_WORD_RE (tests/test_dedupe.py checks the joined units against textutil's).
-_SEPARATOR, _WORD, _CONNECTOR, _TAIL, _CJK, _LATIN_BEYOND_ASCII = range(6)
-_CJK_BOUNDS = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x3040, 0x30FF), (0xAC00, 0xD7AF))
-_unit_classes: np.ndarray | None = None
-_ASCII_LOWER = bytes(range(128)).lower()
-
-
-def _classes() -> np.ndarray:
-    """The class of every BMP code point (a surrogate, half of a character beyond it, separates:
-    no unit lies beyond the BMP), made once per process."""
-    global _unit_classes
-    if _unit_classes is None:
-        import numpy as np
-
-        table = np.zeros(0x10000, dtype=np.uint8)
-        for low, high in _CJK_BOUNDS:
-            table[low : high + 1] = _CJK
-        table[0xC0:0x250] = _LATIN_BEYOND_ASCII  # LATIN_WORD_RE's letters whose lower() may grow
-        table[list(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")] = _WORD
-        table[list(b".'-")] = _CONNECTOR
-        table[list(b"+#")] = _TAIL
-        _unit_classes = table
-    return _unit_classes
-
-
-def _joined_units(normalized: str) -> bytes:
-    """``joined_shingle_units(normalized).encode()``: in numpy when every Latin letter is ASCII (one
-    regex match and one string per unit was a third of a fingerprint's cost), by textutil otherwise.
-
-    LATIN_WORD_RE's words: word characters, joined by one connector ('.', "'", '-', '+', '#')
-    standing between two of them, then the run of '+' and '#' right after the word ("C++", "C#"),
-    unless that run is one joining '+' or '#'."""
-    import numpy as np
-
-    if not normalized:
-        return b""
-    units = np.frombuffer(normalized.encode("utf-16-le", "surrogatepass"), dtype=np.uint16)
-    classes = _classes()[units]
-    if (classes == _LATIN_BEYOND_ASCII).any():
-        return joined_shingle_units(normalized).encode("utf-8")
-    word = classes == _WORD
-    tailish = classes == _TAIL
-    joiner = np.zeros(len(units), dtype=bool)
-    joiner[1:-1] = ((classes[1:-1] == _CONNECTOR) | tailish[1:-1]) & word[:-2] & word[2:]
-    in_word = word | joiner
-    unit_start = classes == _CJK
-    kept = in_word | unit_start
-    unit_start[0] |= word[0]
-    unit_start[1:] |= word[1:] & ~in_word[:-1]
-    if tailish.any():
-        run_start = tailish.copy()
-        run_start[1:] &= ~tailish[:-1]
-        run_id = np.cumsum(run_start)
-        attached = np.zeros(int(run_id[-1]) + 1, dtype=bool)
-        attached[run_id[1:][run_start[1:] & word[:-1]]] = True
-        kept |= tailish & attached[run_id]
-    return _utf8_units(units[kept], unit_start[kept], classes[kept] == _CJK)
-
-
-def _utf8_units(units: np.ndarray, unit_start: np.ndarray, cjk: np.ndarray) -> bytes:
-    """The kept characters, ASCII lower-cased, a space before each unit but the first, in UTF-8: an
-    ASCII character is one byte, a CJK one (U+3040…U+FAFF) three."""
-    import numpy as np
-
-    if not len(units):
-        return b""
-    unit_start[0] = False
-    size = 1 + 2 * cjk.astype(np.intp) + unit_start
-    first_byte = np.cumsum(size) - size + unit_start
-    out = np.empty(int(first_byte[-1] + size[-1] - unit_start[-1]), dtype=np.uint8)
-    out[first_byte[unit_start] - 1] = 32
-    narrow = ~cjk
-    out[first_byte[narrow]] = np.frombuffer(_ASCII_LOWER, dtype=np.uint8)[units[narrow]]
-    wide, at = units[cjk], first_byte[cjk]
-    out[at] = 0xE0 | (wide >> 12)
-    out[at + 1] = 0x80 | ((wide >> 6) & 0x3F)
-    out[at + 2] = 0x80 | (wide & 0x3F)
-    return out.tobytes()
-
-
 def _fingerprint_values(text: str | None, *, nfkc: bool = False) -> np.ndarray | None:
     """The 128 MinHash values (uint32) of ``text``, or None where :func:`fingerprint` gives None."""
     if not text:
@@ -518,7 +437,7 @@ def _fingerprint_values(text: str | None, *, nfkc: bool = False) -> np.ndarray |
     # is; collapsing whitespace only shortens, so a text already too short needs no collapsing.
     if len(normalized) < MIN_FINGERPRINT_CHARS or len(" ".join(normalized.split())) < MIN_FINGERPRINT_CHARS:
         return None
-    joined = _joined_units(normalized)
+    joined = joined_shingle_units(normalized).encode("utf-8")
     if not joined:
         return None
     import numpy as np
