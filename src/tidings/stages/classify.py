@@ -134,46 +134,7 @@ def _keyword_pattern(keyword: str) -> re.Pattern[str]:
 
 
 _ASCII_LETTERS = re.compile(r"[A-Za-z]+")
-_cased_re: re.Pattern[str] | None = None
-
-
-def _cased_outside_ascii() -> re.Pattern[str]:
-    """One character between U+0080 and U+FFFF that ``lower()`` or ``upper()`` changes: in one set
-    of the Basic Multilingual Plane, which ``re`` looks up in a table (with a character beyond it in
-    the set, ``re`` would try each of its ranges in turn). Found once per process, a few ms: a block
-    of 256 that ``lower()`` and ``upper()`` leave alone as a whole is skipped (most of the BMP)."""
-    global _cased_re
-    if _cased_re is None:
-        ranges: list[list[int]] = []
-        for block in range(0, 0x10000, 256):
-            chars = "".join(map(chr, range(max(block, 0x80), block + 256)))
-            if chars.lower() == chars == chars.upper():
-                continue
-            for char in chars:
-                if char.lower() != char or char.upper() != char:
-                    code = ord(char)
-                    if ranges and ranges[-1][1] == code - 1:
-                        ranges[-1][1] = code
-                    else:
-                        ranges.append([code, code])
-        _cased_re = re.compile("[" + "".join(f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges) + "]")
-    return _cased_re
-
-
-def _lowered(folded: str) -> tuple[str, bool]:
-    """``folded.lower()``, and whether every keyword match starts where the lowered text holds its
-    needle (see :func:`_needles_anchor_matches`). Without a cased character outside ASCII, lowering
-    is ASCII's alone, which the bytes' ``lower()`` does in one pass (``str.lower`` looks up every
-    character's case), and the needles anchor the matches. A text with a character beyond U+FFFF
-    (two UTF-16 units) is checked character by character, as before."""
-    if folded.isascii():
-        return folded.lower(), True
-    in_bmp = len(folded.encode("utf-16-le", "surrogatepass")) == 2 * len(folded)
-    if in_bmp and _cased_outside_ascii().search(folded) is None:
-        # surrogatepass: a lone surrogate (a page decoded with surrogateescape) round-trips as it is
-        return folded.encode("utf-8", "surrogatepass").lower().decode("utf-8", "surrogatepass"), True
-    lowered = folded.lower()
-    return lowered, _needles_anchor_matches(folded, lowered)
+_ASCII_RUNS = re.compile(r"[a-z0-9]+")
 
 
 def _needles_anchor_matches(folded: str, lowered: str) -> bool:
@@ -187,18 +148,6 @@ def _needles_anchor_matches(folded: str, lowered: str) -> bool:
         return True
     rest = _ASCII_LETTERS.sub("", folded)
     return len(lowered) == len(folded) and rest.lower() == rest == rest.upper()
-
-
-# Bytes of ASCII letters and digits stay, every other byte becomes a space (see :func:`_ascii_words`).
-_ALNUM_BYTES = bytes(c if chr(c).isascii() and chr(c).isalnum() else 32 for c in range(256))
-
-
-def _ascii_words(lowered: str) -> str:
-    """The distinct runs of ASCII letters and digits in ``lowered``, joined by NULs: what a needle of
-    ASCII letters and digits must stand in. By bytes (a non-ASCII character encodes to "?", then a
-    space): C loops over the field instead of a regex match per run."""
-    runs = lowered.encode("ascii", "replace").translate(_ALNUM_BYTES).split()
-    return "\x00".join({run.decode("ascii") for run in runs})
 
 
 def _anchored_matches(rule: _Rule, folded: str, lowered: str) -> list[tuple[int, int]]:
@@ -229,69 +178,6 @@ class _Rule:
     """A lower-cased piece the keyword can't match without: a cheap substring test first."""
     alnum_needle: bool = False
     """The needle is ASCII letters and digits only (then the field's ASCII words suffice to find it)."""
-    literal: bool = False
-    """The keyword is its needle, matched as it stands: no letter with a case, no space, no edge to
-    check (no ASCII letter or digit at either end), as most Chinese keywords are."""
-
-
-def _is_literal(keyword: str) -> bool:
-    kw = _fold(keyword.strip())
-    return (
-        kw == kw.lower() == kw.upper()
-        and not any(ch.isspace() for ch in kw)
-        and not _ASCII_WORD.match(kw[0])
-        and not _ASCII_WORD.match(kw[-1])
-    )
-
-
-_SCAN_CHARS = 400
-"""From this length on, a field's needles other than ASCII words are found by one scan
-(:class:`_NeedleScan`); below it a substring test each costs less. The needles of ASCII letters and
-digits are tested one by one against the field's few distinct ASCII words (a scan for them all was
-slower: every letter starts some needle)."""
-
-
-class _NeedleScan:
-    """The rules whose needle a text holds, by one regex scan for all the needles at once. A scan sees
-    only one of two overlapping needles, so each needle found brings along the needles that can start
-    inside it, and only those are searched for one by one."""
-
-    def __init__(self, rules: Sequence[_Rule]) -> None:
-        self.rules: dict[str, list[_Rule]] = {}
-        for rule in rules:
-            self.rules.setdefault(rule.needle, []).append(rule)
-        needles = sorted(self.rules, key=lambda n: (-len(n), n))
-        self.scan = re.compile("|".join(map(re.escape, needles))) if needles else None
-        self.overlapping = {
-            found: frozenset(n for n in needles if n != found and _can_start_inside(n, found)) for found in needles
-        }
-
-    def rules_in(self, text: str) -> list[_Rule]:
-        if self.scan is None:
-            return []
-        found = set(self.scan.findall(text))
-        maybe = set().union(*(self.overlapping[n] for n in found)) - found
-        return [rule for n in found for rule in self.rules[n]] + [
-            rule for n in maybe if n in text for rule in self.rules[n]
-        ]
-
-
-def _can_start_inside(needle: str, found: str) -> bool:
-    """Whether ``needle`` can start at some character of an occurrence of ``found`` and agree with it
-    where the two overlap (it may run on past its end)."""
-    return any(found[k : k + len(needle)] == needle[: len(found) - k] for k in range(len(found)))
-
-
-def _literal_matches(rule: _Rule, lowered: str) -> list[tuple[int, int]]:
-    """:func:`_anchored_matches` of a literal rule: each of its needle's occurrences is a match, and
-    the next one is looked for from where it ends, as finditer does."""
-    found: list[tuple[int, int]] = []
-    needle, size = rule.needle, len(rule.needle)
-    pos = lowered.find(needle)
-    while pos >= 0:
-        found.append((pos, pos + size))
-        pos = lowered.find(needle, pos + size)
-    return found
 
 
 class KeywordClassifier:
@@ -324,55 +210,36 @@ class KeywordClassifier:
             for kw in dict.fromkeys(k for k in section.keywords if k and k.strip()):
                 needle = _fold(kw).lower().split()[0]
                 alnum = needle.isascii() and needle.isalnum()
-                self._rules.append(_Rule(idx, kw, _keyword_pattern(kw), needle, alnum, _is_literal(kw)))
-        self._index_rules()
+                self._rules.append(_Rule(idx, kw, _keyword_pattern(kw), needle, alnum))
         hints = DEFAULT_DOMAIN_HINTS if domain_hints is None else domain_hints
         index = {name: i for i, name in enumerate(self.sections)}
         self._hints = {host.lower().lstrip("."): index[name] for host, name in hints.items() if name in index}
 
-    def _index_rules(self) -> None:
-        self._alnum_rules = [rule for rule in self._rules if rule.alnum_needle]
-        self._other_rules = [rule for rule in self._rules if not rule.alnum_needle]
-        self._other_needles = _NeedleScan(self._other_rules)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Stored section models hold the rules pickled (``SectionFeatures.rules``): one pickled before
-        the rules were indexed by kind gets its index, and its literal keywords, made here."""
-        self.__dict__.update(state)
-        if "_other_needles" not in state:
-            for rule in self._rules:
-                rule.literal = _is_literal(rule.keyword)
-            self._index_rules()
-
     def _field_scores(self, value: str, weight: float, scores: list[float]) -> None:
         folded = _fold(value)
+        lowered = folded.lower()
         # Where a keyword can only match where its needle stands, jump from needle to needle instead
         # of letting each pattern scan the whole field (most of the classifier's time went there).
-        lowered, anchored = _lowered(folded)
-        # (start - end, start, section, end): sorted as they stand, longest first, then leftmost
-        matches: list[tuple[int, int, int, int]] = []
-        # An alphanumeric ASCII needle stands inside one run of ASCII letters and digits: the
-        # distinct runs are a far shorter haystack than the field (a few words in Chinese text).
-        words = _ascii_words(lowered)
-        present = [rule for rule in self._alnum_rules if rule.needle in words]
-        if len(lowered) >= _SCAN_CHARS:
-            present += self._other_needles.rules_in(lowered)
-        else:
-            present += [rule for rule in self._other_rules if rule.needle in lowered]
-        for rule in present:
+        anchored = _needles_anchor_matches(folded, lowered)
+        matches: list[tuple[int, int, int]] = []  # start, end, section
+        words = "\x00".join(set(_ASCII_RUNS.findall(lowered)))
+        for rule in self._rules:
+            # An alphanumeric ASCII needle stands inside one run of ASCII letters and digits: the
+            # distinct runs are a far shorter haystack than the field (a few words in Chinese text).
+            if rule.needle not in (words if rule.alnum_needle else lowered):
+                continue
             if anchored:
-                found = _literal_matches(rule, lowered) if rule.literal else _anchored_matches(rule, folded, lowered)
-                matches.extend((start - end, start, rule.section, end) for start, end in found)
+                matches.extend((start, end, rule.section) for start, end in _anchored_matches(rule, folded, lowered))
             else:
-                matches.extend((m.start() - m.end(), m.start(), rule.section, m.end()) for m in rule.pattern.finditer(folded))
+                matches.extend((m.start(), m.end(), rule.section) for m in rule.pattern.finditer(folded))
         # Longest first, then leftmost; a match inside an already claimed span is dropped.
-        matches.sort()
+        matches.sort(key=lambda m: (-(m[1] - m[0]), m[0], m[2]))
         hits: dict[int, int] = {}
         claimed: list[tuple[int, int]] = []
         # Which positions some claimed span covers: a match with an end outside every span cannot lie
         # inside one, and most matches are such; only the others are checked against the spans.
         covered = bytearray(len(folded))
-        for _, start, section, end in matches:
+        for start, end, section in matches:
             if covered[start] and covered[end - 1] and any(start >= a and end <= b for a, b in claimed):
                 continue
             claimed.append((start, end))
