@@ -37,7 +37,7 @@ from .engine import (
     new_index_id,
     stem,
 )
-from .query import synonym_sets
+from .query import synonym_sets, synonyms_key
 from .segment import prepare, segmenter_signature
 from .storage import SearchError, connect, field_words, item_date, load_docs, meta, set_meta, write
 
@@ -134,7 +134,7 @@ def compound_forms(config: Config | None) -> tuple[tuple[str, ...], ...]:
     A question about 大模型 expands to 大 模型, 大 语言 模型 and large language model(s): as phrase
     queries in six fields, each scored and then checked again for the presence bonus, they read the
     positions of some of the archive's commonest words (p95 5 ms of ranking at 100k items)."""
-    key = segmenter_signature(config) + json.dumps(config.search.synonyms if config else [], ensure_ascii=False)
+    key = synonyms_key(config)
     if key not in _compound_cache:
         sets = synonym_sets(with_colloquial(config))
         _compound_cache[key] = tuple(sorted({tuple(stem(w) for w in form) for forms in sets for form in forms

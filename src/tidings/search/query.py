@@ -260,13 +260,19 @@ def _synonym_sets(config: Config | None) -> list[list[list[str]]]:
     return out
 
 
+def synonyms_key(config: Config | None) -> str:
+    """What the segmented synonym sets depend on (the segmenter and the configured sets): the key of
+    every cache built from them."""
+    return segmenter_signature(config) + json.dumps(config.search.synonyms if config else [], ensure_ascii=False)
+
+
 _synonym_cache: dict[str, tuple[list[list[list[str]]], dict[str, list[tuple[int, list[list[str]]]]]]] = {}
 
 
 def _synonyms(config: Config | None) -> tuple[list[list[list[str]]], dict[str, list[tuple[int, list[list[str]]]]]]:
     """The segmented synonym sets, and each form's (length, set) under its first word, in the sets'
     order: a query word is looked up there instead of compared with every form of every set."""
-    key = segmenter_signature(config) + json.dumps(config.search.synonyms if config else [], ensure_ascii=False)
+    key = synonyms_key(config)
     if key not in _synonym_cache:
         sets = _synonym_sets(config)
         by_first: dict[str, list[tuple[int, list[list[str]]]]] = {}
