@@ -30,31 +30,22 @@ def run_main(*args: str, cwd: Path) -> tuple[int, str, set[str]]:
         "from tidings.cli import main\n"
         "main()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env=ENV,
-        check=False,
-    )
+    done = _python(probe, *args, cwd=cwd)
     assert "MODULES " in done.stderr, done.stderr
     return done.returncode, done.stdout, set(json.loads(done.stderr.rsplit("MODULES ", 1)[1]))
 
 
 def run_python(code: str, cwd: Path) -> str:
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env=ENV,
-        check=False,
-    )
+    done = _python(code, cwd=cwd)
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def _python(code: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python -c CODE ARGS…`` in a fresh interpreter, with the test environment."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120, cwd=cwd, env=ENV, check=False
+    )
 
 
 # Imported at the top of typer's help renderer and pydantic, for what tidings never uses there.
