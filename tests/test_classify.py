@@ -212,3 +212,17 @@ def test_scores_equal_the_scanning_rules_on_the_corpus(corpus_dir: Path, clf: Ke
     for text in texts + tricky:
         for field in (text, text[:300]):
             assert clf.scores(field, field, field, None) == scanning.scores(field, field, field, None), field[:80]
+
+
+def test_a_lexers_tokens_are_not_an_ai_article(clf: KeywordClassifier) -> None:
+    """The Rust Reference's "Procedural macros" page (new-user walk) says "token" thirty times, as a
+    lexer does, and was filed under AI: "token" alone names lexer, auth and LLM tokens alike, and is not
+    an AI keyword; the page's Rust is what files it."""
+    text = ("Procedural macros allow creating syntax extensions as execution of a function. A procedural macro "
+            "in Rust operates on a TokenStream: the token trees of its input. Each token is an identifier, a "
+            "literal or a punctuation token, and the macro returns a new stream of token trees. ") * 6
+    prediction = clf.predict("Procedural macros", text[:200], text, None)
+    assert prediction.section == "⭐️ Go & 云原生 & Rust 相关", prediction
+    # An article about an LLM's tokens still is one: its other words say so.
+    llm = "大模型推理的 token 成本越来越低，长上下文和 KV cache 让每个 token 更便宜。"
+    assert clf.predict("大模型的 token 成本", llm, llm, None).section == "🌟 AI 相关"

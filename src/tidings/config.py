@@ -20,7 +20,7 @@ DEFAULT_SECTIONS: list[dict[str, Any]] = [
             "AI", "LLM", "GPT", "大模型", "模型", "Agent", "RAG", "Transformer", "Llama", "Qwen", "DeepSeek",
             "Mixtral", "OpenAI", "Claude", "Gemini", "prompt", "提示词", "微调", "向量", "embedding", "推理",
             "训练", "多模态", "Diffusion", "机器学习", "深度学习", "神经网络", "LoRA", "ChatGPT", "AIGC",
-            "智能体", "Copilot", "Sora", "token", "量化", "对齐", "RLHF", "MoE", "Hugging",
+            "智能体", "Copilot", "Sora", "量化", "对齐", "RLHF", "MoE", "Hugging",
             "Coze", "扣子", "Ollama", "Anthropic", "Kimi", "Grok", "Mistral", "Stable Diffusion", "文生图", "NLP",
             "知识图谱", "AGI", "论文",
         ],
