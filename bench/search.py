@@ -51,8 +51,7 @@ from typing import Any
 from tidings import collect
 from tidings.config import Config
 from tidings.search import evaluate as searcheval
-from tidings.search.engine import FIELDS
-from tidings.search.hits import field_weights
+from tidings.search.engine import FIELDS, field_weights
 from tidings.search.index import rebuild_index
 from tidings.search.query import Filters, filter_sql, parse_query
 from tidings.search.rank import rank, search

@@ -1,4 +1,4 @@
-"""The search engine (tantivy beside the store) stays consistent with the store: edits, deletes and
+"""The search engine (segments of numpy arrays beside the store) stays consistent with the store: edits, deletes and
 tag changes show up in the next search, a rebuild gives the same results, a run killed in the
 middle of indexing resumes, a lost or stale engine directory is rebuilt, and a change made by
 another process is seen. All on the real store, with the social and notes corpora imported
@@ -23,10 +23,9 @@ from corpusdb import run_cli
 from sqlalchemy import select, text
 
 from tidings.config import Config
-from tidings.search.colloquial import with_colloquial
 from tidings.search.index import current_engine, index_stats, refresh_index
 from tidings.search.query import Filters, filter_sql
-from tidings.search.rank import engine_query, rank, search
+from tidings.search.rank import rank, search
 from tidings.search.storage import connect
 from tidings.store import Item, ItemTag, Store, open_store
 
@@ -68,7 +67,7 @@ def ids_for(store: Store, query: str) -> list[int]:
 
 def engine_docs(store: Store) -> int:
     with connect(store) as conn:
-        return current_engine(conn).num_docs()
+        return current_engine(conn, CONFIG).num_docs()
 
 
 def live_items(store: Store) -> int:
@@ -241,22 +240,22 @@ def test_hits_carry_each_items_own_view(scratch: Store) -> None:
     assert search(scratch, "Genie 3.0", config=CONFIG, limit=10).hits[0].to_json()["published_at"] is not None
 
 
-def test_the_kept_searcher_and_counts_follow_a_new_item(scratch: Store) -> None:
-    """The engine keeps one searcher and its concepts' document counts per index state: an item
-    added after the first search is found by the next one, and counted."""
-    assert ids_for(scratch, "Mixtral 路由")  # the searcher and the counts are taken now
+def test_the_kept_reader_and_counts_follow_a_new_item(scratch: Store) -> None:
+    """The engine keeps one reader and its terms' document counts per index state: an item added
+    after the first search is found by the next one, and counted."""
+    assert ids_for(scratch, "Mixtral 路由")  # the reader and the counts are taken now
     with connect(scratch) as conn:
-        before = current_engine(conn).doc_frequency([["mixtral"]])
-        assert current_engine(conn).doc_frequency([["plumbixel"]]) == 0
+        before = current_engine(conn, CONFIG).reader.frequency("mixtral")
+        assert current_engine(conn, CONFIG).reader.frequency("plumbixel") == 0
     with scratch.session() as session:
-        words = "Mixtral plumbixel"  # in every field: the count is the largest of any one field's
+        words = "Mixtral plumbixel"  # in every field: still one document
         session.add(Item(url="https://example.org/plumbixel", title=words, summary=words, text=words, note=words,
                          author=words, kind="article", status="extracted"))
     hits = search(scratch, "plumbixel", config=CONFIG).hits
     assert [h.item.title for h in hits] == ["Mixtral plumbixel"]
     with connect(scratch) as conn:
-        assert current_engine(conn).doc_frequency([["plumbixel"]]) == 1
-        assert current_engine(conn).doc_frequency([["mixtral"]]) == before + 1
+        assert current_engine(conn, CONFIG).reader.frequency("plumbixel") == 1
+        assert current_engine(conn, CONFIG).reader.frequency("mixtral") == before + 1
 
 
 def test_snippet_marks_follow_stems_phrases_and_whole_words() -> None:
@@ -339,29 +338,36 @@ def test_engine_filters_select_what_the_sql_filters_select(scratch: Store, filte
         assert expected  # the case tests something
 
 
-def test_a_synonym_phrase_is_scored_as_one_compound_word(scratch: Store) -> None:
-    """A multi-word form of a synonym set (大 模型, large language model) is also indexed as one word and
-    queried as a term boosted to its phrase's score: the ranking equals the phrase queries' (within
-    the compound's place in the field's length), and a configured set with a new multi-word form
-    re-indexes (the index signature changes) so its compound is found."""
-    from tidings.search.hits import field_weights
+def test_a_synonym_phrase_is_indexed_as_one_compound_word(scratch: Store) -> None:
+    """A multi-word form of a synonym set (大 模型, large language model) is also indexed as one word:
+    the items holding the compound are exactly those where the form's words stand one after another
+    in a word field (stemmed, as the engine compares words), and a configured set with a new
+    multi-word form re-indexes (the index signature changes) so its compound is found."""
+    from tidings.search.engine import FIELDS, WORD_FIELDS, compound_term, stem
     from tidings.search.index import compound_forms, index_signature
-    from tidings.search.query import compile_query
 
-    query = "大模型 幻觉 vector database"
-    assert ids_for(scratch, query)
+    assert ids_for(scratch, "大模型 幻觉 vector database")  # indexes the copy
     with connect(scratch) as conn:
-        engine = current_engine(conn)
-        groups = compile_query(query, with_colloquial(CONFIG)).groups
-        compounds = frozenset(compound_forms(CONFIG))
-        assert any(len(form) > 1 for g in groups for form in g.forms)
-        as_compounds = engine.search(engine_query(engine, groups, field_weights(CONFIG), compounds=compounds), 20)
-        as_phrases = engine.search(engine_query(engine, groups, field_weights(CONFIG)), 20)
-    assert [i for i, _s in as_compounds][:5] == [i for i, _s in as_phrases][:5]
-    phrase_score = dict(as_phrases)
-    for item_id, score in as_compounds:
-        if item_id in phrase_score:
-            assert score == pytest.approx(phrase_score[item_id], rel=0.05)
+        reader = current_engine(conn, CONFIG).reader
+        rows = conn.execute(f"SELECT rowid, {', '.join(WORD_FIELDS)} FROM search_fts").fetchall()
+    assert len(WORD_FIELDS) < len(FIELDS)
+    found = 0
+    for form in [("大", "模型"), ("large", "language", "model"), ("ai", "agent")]:
+        stems = tuple(stem(w) for w in form)
+        assert stems in compound_forms(CONFIG)
+        compound = {int(reader.ids[p]) for positions, _i in reader.postings(stem(compound_term(stems)))
+                    for p in positions}
+        consecutive = set()
+        for item_id, *fields in rows:
+            for value in fields:
+                words = [stem(w) for w in (value or "").split(" ")]
+                if any(tuple(words[i : i + len(stems)]) == stems for i in range(len(words))):
+                    consecutive.add(item_id)
+        assert compound == consecutive, form
+        found += len(compound)
+        held, _count = reader.conjunction(list(stems))  # every word somewhere: a superset
+        assert compound <= {int(reader.ids[p]) for positions, _i in held for p in positions}
+    assert found > 10
 
     custom = Config.model_validate({"search": {"synonyms": [["zorvex quantum", "qz-drive"]]}})
     assert index_signature(custom) != index_signature(CONFIG)
@@ -371,5 +377,4 @@ def test_a_synonym_phrase_is_scored_as_one_compound_word(scratch: Store) -> None
     assert ids_for(scratch, "qz-drive") == []  # the default synonyms do not know it
     assert [h.item.title for h in search(scratch, "qz-drive", config=custom).hits] == ["The zorvex quantum engine"]
     with connect(scratch) as conn:
-        engine = current_engine(conn)
-        assert engine.field_frequency("title", engine.term("zorvex_quantum")) == 1
+        assert current_engine(conn, custom).reader.frequency("zorvex_quantum") == 1

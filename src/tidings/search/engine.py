@@ -1,22 +1,38 @@
-"""The ranking engine: tantivy (Rust, in-process), its index in a directory beside the store file.
+"""The ranking engine: impact-ordered postings in numpy arrays, in a directory beside the store file.
 
-Why tantivy: FTS5's ``bm25()`` scores every row that matches an OR query before ``ORDER BY ...
-LIMIT`` can cut, so a question made of common words walks most of the archive (issue 16: p95 140 ms
-at 100k items). tantivy skips whole blocks of postings that cannot reach the top k (block-max
-WAND), runs in the process (no service to start), and keeps fields apart, so the title still weighs
-more than the body. The FTS5 table stays: it holds the segmented text that snippets and ``ask``
-read, and it answers the exact-phrase and exclusion constraints.
+Why this engine (issue 16): a search ranks by BM25 per field, the fields summed with their weights,
+each concept (a word or a synonym set) scoring the best of its forms, plus a constant bonus for
+holding the concept at all (the coordination, :mod:`.rank`). tantivy ran that as nested queries and
+had to evaluate every concept twice for the bonus (p95 3.5 ms at 100k items, ten times its own
+plain queries). Here every posting already holds its document's score for the term, the fields'
+BM25 summed with their weights (an *impact*, as in impact-ordered indexes and bm25s), so a concept
+is one scatter of a few arrays into a score vector, the bonus is added to the same entries, and the
+top k is one ``argpartition``: ~0.35 ms p50 at 100k items with the query parsing, and recall@10 of
+the labelled queries a little above tantivy's nested query (``bench/search.py``).
 
-The text is segmented by tidings (:mod:`.segment`) and handed over as words joined by spaces;
-tantivy's ``whitespace`` tokenizer only splits on those spaces, so a query word and an indexed word
-compare equal exactly as they do in FTS5.
+Layout (``<store>.search/``): *segments*, each an immutable directory of ``.npy`` arrays and a JSON
+file, and ``tidings-index.json``, the manifest naming the live segments with the store's index
+``generation`` they match. Like Lucene's segments:
 
-Consistency with the store: the directory holds ``tidings-index.json`` with an id and the store's
-index ``generation`` (``search_meta``) it matches. :mod:`.index` writes a batch to tantivy and
-commits it *before* the SQLite transaction that clears the batch from the ``search_dirty`` queue
-commits; a crash in between leaves the items queued, and indexing them again is idempotent (delete
-by id, add). Any mismatch of id or generation (the directory deleted, copied from elsewhere, or
-older than the store) re-queues every item.
+- every batch of :func:`.index.refresh_index` writes one segment with its documents' raw term
+  frequencies per field, and lists the ids it touched: a document of an older segment whose id a
+  newer segment touched is dead (changed or deleted);
+- a *base* segment also holds its impacts, computed with its own statistics (documents, average
+  field lengths, document frequencies); a newer segment's impacts are computed when it is loaded,
+  with the base's statistics, so its few documents score as if they had been in the base;
+- when the newer segments hold more documents than the base, or there are more than
+  :data:`_MAX_SEGMENTS`, they are merged into a new base (the statistics made current); a rebuild
+  ends with one base (:meth:`EngineIndex.optimize`).
+
+Consistency with the store, as before: :mod:`.index` writes a batch's segment and the manifest
+*before* the SQLite transaction that clears the batch from the ``search_dirty`` queue commits; a
+crash in between leaves the items queued, and indexing them again supersedes them. Any mismatch of
+id, version or generation (the directory deleted, copied from elsewhere, older than the store)
+re-queues every item. Segments are written under new names and never changed, and the manifest is
+replaced atomically, so a reader in another process sees the old state or the new one.
+
+The field weights are part of the impacts: :func:`.index.index_signature` holds them, and a change
+of ``search.weights`` re-indexes.
 """
 
 from __future__ import annotations
@@ -24,6 +40,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
+import os
 import shutil
 import sqlite3
 import threading
@@ -31,8 +49,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..config import Config
 
 log = logging.getLogger(__name__)
 
@@ -41,37 +64,28 @@ FIELDS = ("title", "summary", "text", "note", "tags", "author", "section", "kind
 WORD_FIELDS = ("title", "summary", "text", "note", "tags", "author")
 """The fields free words match: section and kind are reached only by ``section:`` and ``kind:``
 filters (issue 16.3), as in the FTS5 match expressions."""
-ENGINE_VERSION = "4"
-"""Bumped whenever the schema below changes: an index of another version is built again."""
+ENGINE_VERSION = "5"
+"""Bumped whenever the layout below changes: an index of another version is built again."""
 _MARKER = "tidings-index.json"
-_WRITER_HEAP = 64_000_000
+K1, B = 1.2, 0.75
+"""BM25's parameters, as tantivy and FTS5 use them."""
+_MAX_SEGMENTS = 8
+"""More newer segments than this are merged into the base: each costs a few array calls per query word."""
+_MERGE_SHARE = 0.25
+"""Newer segments scored with the base's statistics drift from what a rebuild would score; past this
+share of the base's documents the base is merged again (the base grows by a quarter at least each time)."""
+_TF_MAX = np.iinfo(np.uint16).max
 
 
-_TOKENIZER = "tidings"
-"""Split on the spaces tidings put between words, then stem English words (Snowball), as FTS5's
-``porter`` does for the same text: "embeddings" finds "embedding". Words of other scripts pass
-through the stemmer unchanged."""
-
-
-def _schema() -> Any:
-    import tantivy
-
-    builder = tantivy.SchemaBuilder()
-    builder.add_integer_field("id", stored=False, indexed=True, fast=True)
-    # The item's date (:func:`.storage.item_date`) as YYYYMMDD, for since:/until: as a range over a fast
-    # field. A date filter checked by SQL on the engine's hits had to widen to thousands of hits when
-    # the range was narrow (a month of three years: 47 ms at 100k items).
-    builder.add_integer_field("date", stored=False, indexed=True, fast=True)
-    # author: compares the handle whole and the name by SQL's LIKE (query.filter_sql): the handle
-    # lower-cased as SQLite does, the name as it is; the names are few, and matched in Python.
-    builder.add_text_field("author_name", stored=False, tokenizer_name="raw", index_option="basic")
-    builder.add_text_field("author_handle", stored=False, tokenizer_name="raw", index_option="basic")
-    for name in FIELDS:
-        if name == "kind":  # reached only by kind:, which compares the whole value (SQL's kind IN (...))
-            builder.add_text_field(name, stored=False, tokenizer_name="raw", index_option="basic")
-        else:
-            builder.add_text_field(name, stored=False, tokenizer_name=_TOKENIZER, index_option="position")
-    return builder.build()
+def field_weights(config: Config | None) -> list[float]:
+    """Each field's weight (:data:`FIELDS` order): ``search.weights`` over the defaults."""
+    configured = config.search.weights if config else {}
+    # Tuned on the calibration halves of evals/queries.jsonl and evals/natural.jsonl (issue 16): with
+    # coordination doing the balancing, a heavy title weight (it was 10) let a title holding one
+    # common word outrank the item that answers a question in its body (natural r@5 0.66 -> 0.89).
+    defaults = {"title": 1.0, "summary": 1.0, "text": 1.0, "note": 1.0, "tags": 1.0, "author": 1.0,
+                "section": 0.3, "kind": 0.3}
+    return [float(configured.get(f, defaults[f])) for f in FIELDS]
 
 
 def date_number(value: str | None) -> int | None:
@@ -81,18 +95,35 @@ def date_number(value: str | None) -> int | None:
     return int(value[:4] + value[5:7] + value[8:10])
 
 
-def _analyzer() -> Any:
-    import tantivy
-
-    return tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).filter(tantivy.Filter.stemmer("english")).build()
-
-
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 def ascii_lower(value: str) -> str:
     """``value`` lower-cased in ASCII only, as SQLite's ``lower()`` does."""
     return value.translate(_ASCII_LOWER)
+
+
+_shared_analyzer: Any = None
+
+
+@functools.lru_cache(maxsize=262_144)
+def stem(word: str) -> str:
+    """``word`` as the index stores it: English stemmed (Snowball, through tantivy's analyzer, the
+    same stemmer FTS5's ``porter`` approximates and PostgreSQL's index is given), anything else as it is."""
+    global _shared_analyzer
+    if _shared_analyzer is None:
+        import tantivy
+
+        _shared_analyzer = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).filter(
+            tantivy.Filter.stemmer("english")).build()
+    analyzed = _shared_analyzer.analyze(word)
+    return analyzed[0] if analyzed else word
+
+
+def compound_term(stemmed_form: Sequence[str]) -> str:
+    """The one word a multi-word synonym form is also indexed as (its stemmed words joined by ``_``,
+    which no segmented word holds between letters): a query scores it as the phrase, without positions."""
+    return "_".join(stemmed_form)
 
 
 class EngineDoc(NamedTuple):
@@ -107,95 +138,466 @@ class EngineDoc(NamedTuple):
     author: str | None
     handle: str | None
 
-    def document(self, item_id: int) -> Any:
-        import tantivy
 
-        doc = tantivy.Document()
-        doc.add_integer("id", item_id)
-        day = date_number(self.date)
-        if day is not None:
-            doc.add_integer("date", day)
-        for name, value in zip(FIELDS, self.fields, strict=True):
-            if value:
-                doc.add_text(name, value)
-        for name, value in zip(FIELDS, self.compounds, strict=False):
-            if value:  # a second value of the field: its words count in the field's length, as in FTS5's
-                doc.add_text(name, value)
-        if self.author:
-            doc.add_text("author_name", self.author)
-        if self.handle:
-            doc.add_text("author_handle", ascii_lower(self.handle))
-        return doc
+class _Vocabulary(dict[str, int]):
+    """Word -> number, numbering a new word as it is first asked for (``map(vocab.__getitem__, …)``
+    stays in C for the words already seen)."""
+
+    def __missing__(self, word: str) -> int:
+        number = self[word] = len(self)
+        return number
+
+
+# ------------------------------------------------------------------------------------------
+# Segments
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Segment:
+    """One batch's documents, immutable once written. Postings are (term, document) pairs sorted by
+    term then document, with the term's frequency in each word field (``tf``, [pairs, fields])."""
+
+    name: str
+    ids: np.ndarray  # int64 [n]: item ids
+    dates: np.ndarray  # int32 [n]: YYYYMMDD, 0 without a date
+    kinds: np.ndarray  # int32 [n]: index into kind_names
+    authors: np.ndarray  # int32 [n]: index into author_names (-1: none)
+    handles: np.ndarray  # int32 [n]: index into handle_names (-1: none)
+    lengths: np.ndarray  # float32 [fields, n]: words per field (compounds included)
+    terms: list[str]  # the segment's terms (stemmed), numbered by position
+    indptr: np.ndarray  # int64 [terms + 1]
+    docs: np.ndarray  # int32 [pairs]
+    tf: np.ndarray  # uint16 [pairs, fields]
+    touched: np.ndarray  # int64: every item id this batch indexed or removed
+    kind_names: list[str]
+    author_names: list[str]
+    handle_names: list[str]
+    impacts: np.ndarray | None = None  # float32 [pairs]: a base's scores, with its own statistics
+    stats: dict[str, Any] | None = None  # a base's: documents, average lengths, df per field [fields, terms]
+
+    _ARRAYS = ("ids", "dates", "kinds", "authors", "handles", "lengths", "indptr", "docs", "tf", "touched")
+
+    def save(self, directory: Path) -> None:
+        tmp = directory.with_name(directory.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name in self._ARRAYS:
+            np.save(tmp / f"{name}.npy", getattr(self, name))
+        if self.impacts is not None and self.stats is not None:
+            np.save(tmp / "impacts.npy", self.impacts)
+            np.save(tmp / "df.npy", self.stats["df"])
+        meta = {"terms": self.terms, "kind_names": self.kind_names, "author_names": self.author_names,
+                "handle_names": self.handle_names,
+                "stats": None if self.stats is None else {"documents": self.stats["documents"],
+                                                          "average": self.stats["average"]}}
+        (tmp / "segment.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        tmp.rename(directory)
+
+    @classmethod
+    def load(cls, directory: Path) -> Segment:
+        meta = json.loads((directory / "segment.json").read_text(encoding="utf-8"))
+        arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in cls._ARRAYS}
+        stats = None
+        impacts = None
+        if meta["stats"] is not None:
+            impacts = np.load(directory / "impacts.npy", mmap_mode="r")
+            stats = {**meta["stats"], "df": np.load(directory / "df.npy", mmap_mode="r")}
+        return cls(name=directory.name, terms=meta["terms"], kind_names=meta["kind_names"],
+                   author_names=meta["author_names"], handle_names=meta["handle_names"], impacts=impacts,
+                   stats=stats, **arrays)
+
+
+def _codes(values: Sequence[str | None]) -> tuple[np.ndarray, list[str]]:
+    names: dict[str, int] = {}
+    codes = [-1 if v is None else names.setdefault(v, len(names)) for v in values]
+    return np.array(codes, dtype=np.int32), list(names)
+
+
+def build_segment(name: str, touched: Sequence[int], docs: dict[int, EngineDoc]) -> Segment:
+    """A segment of ``docs`` (in item order), touching ``touched``: word -> term by :func:`stem`,
+    each word field's words and compound words counted per document."""
+    ids = sorted(docs)
+    n = len(ids)
+    nfields = len(WORD_FIELDS)
+    words = _Vocabulary()
+    codes: list[int] = []
+    counts: list[int] = []  # words per (document, field), in that order
+    lengths = np.zeros((nfields, n), dtype=np.float32)
+    for position, item_id in enumerate(ids):
+        doc = docs[item_id]
+        for f in range(nfields):
+            text = doc.fields[f]
+            compound = doc.compounds[f] if f < len(doc.compounds) else ""
+            field_words = (text.split(" ") if text else []) + (compound.split(" ") if compound else [])
+            codes.extend(map(words.__getitem__, field_words))
+            counts.append(len(field_words))
+            lengths[f, position] = len(field_words)
+    # The words' terms: each distinct word stemmed once.
+    term_numbers = _Vocabulary()
+    word_term = np.fromiter((term_numbers[stem(w)] for w in words), dtype=np.int64, count=len(words))
+    terms = list(term_numbers)
+    token_terms = word_term[np.array(codes, dtype=np.int64)] if codes else np.zeros(0, dtype=np.int64)
+    per_slot = np.array(counts, dtype=np.int64)
+    slots = np.arange(n * nfields, dtype=np.int64)
+    token_docs = np.repeat(slots // nfields, per_slot)
+    token_fields = np.repeat(slots % nfields, per_slot)
+    keys, tf_counts = np.unique((token_terms * max(n, 1) + token_docs) * nfields + token_fields, return_counts=True)
+    pairs = keys // nfields
+    first = np.ones(len(pairs), dtype=bool)
+    first[1:] = pairs[1:] != pairs[:-1]
+    row = np.cumsum(first) - 1
+    unique_pairs = pairs[first]
+    tf = np.zeros((len(unique_pairs), nfields), dtype=np.uint16)
+    tf[row, keys % nfields] = np.minimum(tf_counts, _TF_MAX)
+    pair_terms = unique_pairs // max(n, 1)
+    indptr = np.zeros(len(terms) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pair_terms, minlength=len(terms)), out=indptr[1:])
+    kinds, kind_names = _codes([(docs[i].fields[FIELDS.index("kind")] or "").lower() for i in ids])
+    authors, author_names = _codes([docs[i].author or None for i in ids])
+    handles, handle_names = _codes([ascii_lower(docs[i].handle) if docs[i].handle else None for i in ids])
+    dates = np.array([date_number(docs[i].date) or 0 for i in ids], dtype=np.int32)
+    return Segment(name=name, ids=np.array(ids, dtype=np.int64), dates=dates, kinds=kinds, authors=authors,
+                   handles=handles, lengths=lengths, terms=terms, indptr=indptr,
+                   docs=(unique_pairs % max(n, 1)).astype(np.int32), tf=tf,
+                   touched=np.array(sorted(set(touched)), dtype=np.int64), kind_names=kind_names,
+                   author_names=author_names, handle_names=handle_names)
+
+
+def _document_frequencies(segment: Segment) -> np.ndarray:
+    """Per word field and term, how many of the segment's documents hold the term there ([fields, terms])."""
+    pair_terms = np.repeat(np.arange(len(segment.terms)), np.diff(np.asarray(segment.indptr)))
+    tf = np.asarray(segment.tf)
+    return np.stack([np.bincount(pair_terms[tf[:, f] > 0], minlength=len(segment.terms))
+                     for f in range(len(WORD_FIELDS))]) if len(segment.terms) else np.zeros((len(WORD_FIELDS), 0), np.int64)
+
+
+def _impacts(segment: Segment, documents: int, average: Sequence[float], df: np.ndarray,
+             weights: Sequence[float]) -> np.ndarray:
+    """Each posting's score: the fields' BM25 (``df``: per field, the document frequency of each of the
+    segment's terms) times the fields' weights, summed."""
+    counts = np.diff(np.asarray(segment.indptr))
+    pair_terms = np.repeat(np.arange(len(segment.terms)), counts)
+    docs = np.asarray(segment.docs)
+    tf_all = np.asarray(segment.tf)
+    lengths = np.asarray(segment.lengths)
+    total = np.zeros(len(docs), dtype=np.float32)
+    for f, weight in enumerate(weights[: len(WORD_FIELDS)]):
+        if weight <= 0 or not len(docs):
+            continue
+        tf = tf_all[:, f].astype(np.float32)
+        if not tf.any():
+            continue
+        idf = np.log1p((documents - df[f] + 0.5) / (df[f] + 0.5)).astype(np.float32)
+        norm = K1 * (1 - B + B * lengths[f][docs] / max(average[f], 1e-9))
+        total += weight * idf[pair_terms] * (tf * (K1 + 1) / (tf + norm))
+    return total
+
+
+def merge_segments(name: str, segments: Sequence[Segment], live: Sequence[np.ndarray], weights: Sequence[float],
+                   *, base: bool = True) -> Segment:
+    """One segment of the live documents of ``segments`` (``live``: each segment's live mask), in item
+    order: a base, its impacts computed with its own statistics; or (``base=False``, newer segments
+    merged among themselves) one that still touches every id they touched, so what they superseded in
+    the base stays superseded."""
+    nfields = len(WORD_FIELDS)
+    vocabulary = _Vocabulary()
+    kind_vocab, author_vocab, handle_vocab = _Vocabulary(), _Vocabulary(), _Vocabulary()
+    ids_parts, date_parts, kind_parts, author_parts, handle_parts, length_parts = [], [], [], [], [], []
+    term_parts, doc_parts, tf_parts = [], [], []
+    for segment, mask in zip(segments, live, strict=True):
+        keep = np.flatnonzero(mask)
+        if not len(keep):
+            continue
+        ids_parts.append(np.asarray(segment.ids)[keep])
+        date_parts.append(np.asarray(segment.dates)[keep])
+        kind_parts.append(_recode(np.asarray(segment.kinds)[keep], segment.kind_names, kind_vocab))
+        author_parts.append(_recode(np.asarray(segment.authors)[keep], segment.author_names, author_vocab))
+        handle_parts.append(_recode(np.asarray(segment.handles)[keep], segment.handle_names, handle_vocab))
+        length_parts.append(np.asarray(segment.lengths)[:, keep])
+        term_map = np.fromiter((vocabulary[t] for t in segment.terms), dtype=np.int64, count=len(segment.terms))
+        pair_terms = np.repeat(np.arange(len(segment.terms)), np.diff(np.asarray(segment.indptr)))
+        docs = np.asarray(segment.docs)
+        alive = mask[docs]
+        term_parts.append(term_map[pair_terms[alive]])
+        doc_parts.append(ids_parts[-1][np.searchsorted(keep, docs[alive])])  # item ids for now
+        tf_parts.append(np.asarray(segment.tf)[alive])
+    ids = np.concatenate(ids_parts) if ids_parts else np.zeros(0, np.int64)
+    order = np.argsort(ids, kind="stable")
+    ids = ids[order]
+    n = len(ids)
+    doc_ids = np.concatenate(doc_parts) if doc_parts else np.zeros(0, np.int64)
+    positions = np.searchsorted(ids, doc_ids)
+    pair_terms = np.concatenate(term_parts) if term_parts else np.zeros(0, np.int64)
+    tf = np.concatenate(tf_parts) if tf_parts else np.zeros((0, nfields), np.uint16)
+    by_key = np.argsort(pair_terms * max(n, 1) + positions, kind="stable")
+    indptr = np.zeros(len(vocabulary) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pair_terms, minlength=len(vocabulary)), out=indptr[1:])
+
+    def ordered(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+        return np.concatenate(parts)[order] if parts else np.zeros(0, dtype)
+
+    merged = Segment(
+        name=name, ids=ids, dates=ordered(date_parts, np.int32), kinds=ordered(kind_parts, np.int32),
+        authors=ordered(author_parts, np.int32), handles=ordered(handle_parts, np.int32),
+        lengths=np.concatenate(length_parts, axis=1)[:, order] if length_parts else np.zeros((nfields, 0), np.float32),
+        terms=list(vocabulary), indptr=indptr, docs=positions[by_key].astype(np.int32), tf=tf[by_key],
+        touched=ids.copy() if base else np.unique(np.concatenate([np.asarray(s.touched) for s in segments])),
+        kind_names=list(kind_vocab), author_names=list(author_vocab), handle_names=list(handle_vocab),
+    )
+    if not base:
+        return merged
+    df = _document_frequencies(merged)
+    average = [float(merged.lengths[f].sum()) / max(n, 1) for f in range(nfields)]
+    merged.stats = {"documents": n, "average": average, "df": df}
+    merged.impacts = _impacts(merged, n, average, df, weights)
+    return merged
+
+
+def _recode(codes: np.ndarray, names: list[str], vocabulary: _Vocabulary) -> np.ndarray:
+    mapping = np.array([vocabulary[name] for name in names] + [-1], dtype=np.int32)
+    return mapping[codes]  # -1 (no value) indexes the appended -1
+
+
+# ------------------------------------------------------------------------------------------
+# Reading: the live documents of all segments as one score vector
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Part:
+    segment: Segment
+    offset: int
+    terms: dict[str, int]
+    impacts: np.ndarray
+    indptr: np.ndarray
+    docs: np.ndarray
+
+
+class Reader:
+    """The live state of one manifest: every segment's documents at an offset of one score vector."""
+
+    def __init__(self, segments: Sequence[Segment], weights: Sequence[float]) -> None:
+        self.segments = list(segments)
+        self.parts: list[_Part] = []
+        base = next((s for s in segments if s.stats is not None), None)
+        offset = 0
+        for segment in segments:
+            terms = {t: i for i, t in enumerate(segment.terms)}
+            if segment.impacts is not None and segment is base:
+                impacts = np.asarray(segment.impacts)
+            else:
+                impacts = _impacts(segment, *_statistics_for(segment, base), weights)
+            # Plain arrays over the mapped files (a memmap's slicing goes through Python), the positions as
+            # numpy's own index type: gathering and scattering by int32 converts them first, 2.5x slower.
+            self.parts.append(_Part(segment, offset, terms, np.asarray(impacts), np.asarray(segment.indptr),
+                                    np.asarray(segment.docs).astype(np.intp)))
+            offset += len(segment.ids)
+        self.size = offset
+        self.live = np.ones(offset, dtype=bool)
+        for later, part in enumerate(self.parts):
+            for newer in self.parts[later + 1 :]:
+                touched = np.asarray(newer.segment.touched)
+                if len(touched):
+                    ids = np.asarray(part.segment.ids)
+                    self.live[part.offset : part.offset + len(ids)] &= ~np.isin(ids, touched)
+        self.dead = np.flatnonzero(~self.live)
+        self.ids = np.concatenate([np.asarray(p.segment.ids) for p in self.parts]) if self.parts else np.zeros(0, np.int64)
+        self._frequencies: dict[str, int] = {}
+        self._author_names: list[str] | None = None
+
+    def num_docs(self) -> int:
+        return int(self.size - len(self.dead))
+
+    def postings(self, term: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The term's (positions in the score vector, impacts), one pair per segment that holds it."""
+        found = []
+        for part in self.parts:
+            number = part.terms.get(term)
+            if number is None:
+                continue
+            start, end = part.indptr[number : number + 2].tolist()
+            docs = part.docs[start:end]
+            found.append((docs + part.offset if part.offset else docs, part.impacts[start:end]))
+        return found
+
+    def conjunction(self, terms: Sequence[str]) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+        """The documents holding every one of ``terms``, each scoring the sum of their impacts (per
+        segment), and how many they are."""
+        found = []
+        for part in self.parts:
+            numbers = [part.terms.get(t) for t in terms]
+            if any(n is None for n in numbers):
+                continue
+            indptr, docs = part.indptr, part.docs
+            spans = [(int(indptr[n]), int(indptr[n + 1])) for n in numbers]  # type: ignore[index]
+            common = docs[spans[0][0] : spans[0][1]]
+            for start, end in spans[1:]:
+                common = np.intersect1d(common, docs[start:end], assume_unique=True)
+            if not len(common):
+                continue
+            total = np.zeros(len(common), dtype=np.float32)
+            for start, end in spans:
+                total += part.impacts[start:end][np.searchsorted(docs[start:end], common)]
+            found.append((common + part.offset, total))
+        return found, sum(len(c) for c, _t in found)
+
+    def frequency(self, term: str) -> int:
+        """How many documents hold ``term`` in any word field (dead ones included: they are few)."""
+        cached = self._frequencies.get(term)
+        if cached is None:
+            cached = 0
+            for part in self.parts:
+                number = part.terms.get(term)
+                if number is not None:
+                    cached += int(part.indptr[number + 1] - part.indptr[number])
+            if len(self._frequencies) > 200_000:
+                self._frequencies = {}
+            self._frequencies[term] = cached
+        return cached
+
+    def author_names(self) -> list[str]:
+        if self._author_names is None:
+            self._author_names = sorted({n for p in self.parts for n in p.segment.author_names})
+        return self._author_names
+
+    def mask(self, kinds: Sequence[str] = (), since: int | None = None, until: int | None = None,
+             authors: Sequence[str] | None = None, handles: Sequence[str] | None = None) -> np.ndarray:
+        """The live documents passing ``kind:``/date/author filters (``authors``/``handles``: the
+        names and lower-cased handles that pass; None: no author filter)."""
+        keep = self.live.copy()
+        for part in self.parts:
+            s = part.segment
+            window = slice(part.offset, part.offset + len(s.ids))
+            if kinds:
+                wanted = [i for i, name in enumerate(s.kind_names) if name in {k.lower() for k in kinds}]
+                keep[window] &= np.isin(np.asarray(s.kinds), wanted)
+            if since is not None:
+                keep[window] &= (np.asarray(s.dates) >= since) & (np.asarray(s.dates) > 0)
+            if until is not None:
+                keep[window] &= (np.asarray(s.dates) <= until) & (np.asarray(s.dates) > 0)
+            if authors is not None or handles is not None:
+                named = [i for i, name in enumerate(s.author_names) if name in set(authors or ())]
+                handled = [i for i, name in enumerate(s.handle_names) if name in set(handles or ())]
+                keep[window] &= np.isin(np.asarray(s.authors), named) | np.isin(np.asarray(s.handles), handled)
+        return keep
+
+    def top(self, scores: np.ndarray, limit: int, keep: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """The ``limit`` best ``(item id, score)`` of a score vector (dead documents, and those
+        ``keep`` leaves out, set to zero in it), equal scores in item order."""
+        if len(self.dead):
+            scores[self.dead] = 0.0
+        if keep is not None:
+            scores[~keep] = 0.0
+        if not self.size or limit <= 0:
+            return []
+        # A few more than asked for, so that equal scores at the cut are ordered by item, not by
+        # where the documents sit in the segments (which differs between an index built in batches
+        # and the same index rebuilt).
+        held = (scores > 0).nonzero()[0]
+        k = min(limit + 8, len(held))
+        if not k:
+            return []
+        chosen = scores[held]
+        if k < len(held):
+            # argpartition of the negated scores: partitioning for the largest k from the top end is
+            # many times slower in numpy when many scores are equal.
+            within = np.argpartition(-chosen, k - 1)[:k]
+            held, chosen = held[within], chosen[within]
+        best = held
+        found = [(int(i), float(score)) for i, score in zip(self.ids[best].tolist(), chosen.tolist(), strict=True)
+                 if score > 0]
+        found.sort(key=lambda hit: (-hit[1], hit[0]))
+        return found[:limit]
+
+
+def _statistics_for(segment: Segment, base: Segment | None) -> tuple[int, list[float], np.ndarray]:
+    """The statistics a newer segment is scored with: the base's documents and average lengths, and
+    per term the base's document frequency plus the segment's own."""
+    own = _document_frequencies(segment)
+    if base is None or base.stats is None:
+        documents = len(segment.ids)
+        average = [float(np.asarray(segment.lengths)[f].sum()) / max(documents, 1) for f in range(len(WORD_FIELDS))]
+        return documents, average, own
+    base_terms = {t: i for i, t in enumerate(base.terms)}
+    base_df = np.asarray(base.stats["df"])
+    known = np.array([base_terms.get(t, -1) for t in segment.terms], dtype=np.int64)
+    df = own.copy()
+    hit = known >= 0
+    if hit.any():
+        df[:, hit] += base_df[:, known[hit]]
+    base_documents = int(base.stats["documents"])
+    documents = base_documents + len(segment.ids)
+    lengths = np.asarray(segment.lengths)
+    average = [(float(a) * base_documents + float(lengths[f].sum())) / max(documents, 1)
+               for f, a in enumerate(base.stats["average"])]
+    return documents, average, df
+
+
+# ------------------------------------------------------------------------------------------
+# The index on disk (or in memory)
+# ------------------------------------------------------------------------------------------
 
 
 class EngineIndex:
-    """One store's tantivy index: on disk beside a file store, in memory for an in-memory one."""
+    """One store's engine index: segments on disk beside a file store, in memory for an in-memory one."""
 
-    def __init__(self, path: Path | None) -> None:
-        import tantivy
-
+    def __init__(self, path: Path | None, weights: Sequence[float] | None = None) -> None:
         self.path = path
-        self.schema = _schema()
-        self.analyzer = _analyzer()
-        self._terms: dict[str, str] = {}
-        self._searcher: Any = None
-        self._doc_frequencies: dict[tuple[tuple[str, ...], ...], int] = {}
-        self._field_frequencies: dict[tuple[str, str], int] = {}
-        self._author_names: list[str] | None = None
-        self._memory_marker: dict[str, str] = {}
+        self.weights = list(weights) if weights is not None else [1.0] * len(WORD_FIELDS)
+        self._memory: dict[str, Segment] = {}
+        self._memory_marker: dict[str, Any] = {}
+        self._pending: list[str] | None = None
+        self._reader: Reader | None = None
         self.seen_generation: str | None = None
+        self.deferring_merges = False
+        self._marker_cache: tuple[tuple[int, int, int], dict[str, Any]] | None = None
         if path is None:
-            self.index = tantivy.Index(self.schema)
-            self.index.register_tokenizer(_TOKENIZER, self.analyzer)
             return
         marker = self._read_marker()
         if marker.get("version") != ENGINE_VERSION and path.exists():
-            _remove_index_dir(path)  # another schema: rebuilt from the store (its marker no longer matches)
+            _remove_index_dir(path)  # another layout: rebuilt from the store (its marker no longer matches)
         path.mkdir(parents=True, exist_ok=True)
-        try:
-            self.index = tantivy.Index(self.schema, path=str(path), reuse=True)
-        except ValueError:
-            log.warning("search: the index in %s could not be opened; it is built again", path)
-            _remove_index_dir(path)
-            path.mkdir(parents=True)
-            self.index = tantivy.Index(self.schema, path=str(path), reuse=True)
-        self.index.register_tokenizer(_TOKENIZER, self.analyzer)
 
-    def term(self, word: str) -> str:
-        """A query word as the index stores it (stemmed as the fields' tokenizer stems)."""
-        term = self._terms.get(word)
-        if term is None:
-            analyzed = self.analyzer.analyze(word)
-            term = analyzed[0] if analyzed else word
-            if len(self._terms) > 50_000:
-                self._terms.clear()
-            self._terms[word] = term
-        return term
+    # --- the manifest that ties the index to the store ---------------------------------------
 
-    # --- the marker that ties the index to the store ---------------------------------------
-
-    def _read_marker(self) -> dict[str, str]:
+    def _read_marker(self) -> dict[str, Any]:
+        """The manifest as on disk now; parsed again only when its file changed (every search checks it)."""
         if self.path is None:
             return dict(self._memory_marker)
+        marker = self.path / _MARKER
         try:
-            data = json.loads((self.path / _MARKER).read_text(encoding="utf-8"))
+            status = os.stat(marker)
+            seen = (status.st_ino, status.st_mtime_ns, status.st_size)
+            if self._marker_cache is not None and self._marker_cache[0] == seen:
+                return dict(self._marker_cache[1])
+            data = json.loads(marker.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
-        return data if isinstance(data, dict) else {}
+        if not isinstance(data, dict):
+            return {}
+        self._marker_cache = (seen, data)
+        return dict(data)
 
     def write_marker(self, index_id: str, generation: str) -> None:
-        marker = {"version": ENGINE_VERSION, "id": index_id, "generation": generation}
+        """Make the segments written since (or the current ones) the index's state at ``generation``."""
+        segments = self._pending if self._pending is not None else self._read_marker().get("segments", [])
+        marker = {"version": ENGINE_VERSION, "id": index_id, "generation": generation, "segments": segments}
+        self._pending = None
         if self.path is None:
             self._memory_marker = marker
-            return
-        tmp = self.path / (_MARKER + ".tmp")
-        tmp.write_text(json.dumps(marker), encoding="utf-8")
-        tmp.replace(self.path / _MARKER)  # atomic: a reader sees the old marker or the new one
+            self._memory = {name: self._memory[name] for name in segments if name in self._memory}
+        else:
+            tmp = self.path / (_MARKER + f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(marker), encoding="utf-8")
+            tmp.replace(self.path / _MARKER)  # atomic: a reader sees the old manifest or the new one
+            self._remove_unlisted(set(segments))
+        self.reload()
 
     def matches(self, index_id: str | None, generation: str | None) -> bool:
         """Whether this index holds what the store's index generation says.
 
-        One generation ahead also matches: that batch reached tantivy but its SQLite transaction
+        One generation ahead also matches: that batch reached the engine but its SQLite transaction
         did not commit (a crash, or another process still committing it), so its items are still
         queued and indexing them again makes both sides equal."""
         marker = self._read_marker()
@@ -211,129 +613,106 @@ class EngineIndex:
     def replacing(
         self, ids: Sequence[int], docs: dict[int, EngineDoc], *, clear: bool = False
     ) -> Iterator[Callable[[], None]]:
-        """Delete ``ids`` (or everything, with ``clear``) and add ``docs``, in one tantivy commit,
-        made when the block calls what it is given (left uncalled, or on an error, nothing is
-        committed). The documents go to tantivy's indexing thread on
-        entry, so their indexing (a quarter of a rebuild's time at 100k items) runs in Rust while the
-        block does the SQLite side of the same batch, instead of after it."""
-
-        writer = self.index.writer(heap_size=_WRITER_HEAP, num_threads=1)
-        committed = False
+        """Supersede ``ids`` (or everything, with ``clear``) with ``docs``: the segment is built on
+        entry and written when the block calls what it is given; :meth:`write_marker` then makes it
+        live. Left uncalled, or on an error, nothing is written."""
+        segment = build_segment(_segment_name(), ids, docs)
+        listed = [] if clear else list(self._read_marker().get("segments", []))
 
         def commit() -> None:
-            nonlocal committed
-            writer.commit()
-            committed = True
+            self._store(segment)
+            self._pending = self._merged([*listed, segment.name])
 
-        try:
-            if clear:
-                writer.delete_all_documents()
-            else:
-                for item_id in ids:
-                    writer.delete_documents_by_term("id", item_id)
-            for item_id, engine_doc in docs.items():
-                writer.add_document(engine_doc.document(item_id))
-            yield commit
-            if not committed:
-                writer.rollback()
-        except BaseException:
-            if not committed:
-                writer.rollback()
-            raise
-        finally:
-            writer.wait_merging_threads()  # releases the writer's lock on the directory
-            if committed:
-                self.reload()
+        yield commit
+
+    def optimize(self) -> None:
+        """Merge every segment into one base (the end of a rebuild); the manifest keeps its id and generation."""
+        marker = self._read_marker()
+        names = list(marker.get("segments", []))
+        if len(names) > 1 or (names and self._load(names[0]).stats is None):
+            self._pending = [self._merge(names)]
+            self.write_marker(marker.get("id", ""), marker.get("generation", "0"))
+
+    def _merged(self, names: list[str]) -> list[str]:
+        """The segments after the merge policy: newer segments holding more than
+        :data:`_MERGE_SHARE` of the base's documents are merged with it into a new base (the
+        statistics made current); more than :data:`_MAX_SEGMENTS` newer ones are merged among
+        themselves. While :attr:`deferring_merges` (a rebuild or a large refresh, which end with
+        :meth:`optimize`) segments only pile up."""
+        if len(names) < 2 or self.deferring_merges:
+            return names
+        base = self._load(names[0])
+        newer = sum(len(self._load(n).ids) for n in names[1:])
+        if base.stats is None or newer > len(base.ids) * _MERGE_SHARE:
+            return [self._merge(names)]
+        if len(names) - 1 > _MAX_SEGMENTS:
+            return [names[0], self._merge(names[1:], base=False)]
+        return names
+
+    def _merge(self, names: Sequence[str], *, base: bool = True) -> str:
+        segments = [self._load(n) for n in names]
+        reader = Reader(segments, self.weights)
+        masks = [reader.live[p.offset : p.offset + len(p.segment.ids)] for p in reader.parts]
+        merged = merge_segments(_segment_name(), segments, masks, self.weights, base=base)
+        self._store(merged)
+        return merged.name
+
+    def _store(self, segment: Segment) -> None:
+        if self.path is None:
+            self._memory[segment.name] = segment
+        else:
+            segment.save(self.path / segment.name)
+
+    def _load(self, name: str) -> Segment:
+        if self.path is None:
+            return self._memory[name]
+        return Segment.load(self.path / name)
+
+    def _remove_unlisted(self, listed: set[str]) -> None:
+        """Segments no manifest lists any more (merged, or left by a run killed before its manifest).
+        Another process's reader keeps the files it has mapped; one that reads the old manifest
+        afterwards finds a segment gone and reads the manifest again (:meth:`reader`)."""
+        assert self.path is not None
+        for entry in self.path.iterdir():
+            if entry.is_dir() and entry.name.startswith("seg-") and entry.name not in listed:
+                shutil.rmtree(entry, ignore_errors=True)
 
     # --- reading ---------------------------------------------------------------------------
 
     def reload(self) -> None:
-        """See the last commit (this process's or another's)."""
-        self.index.reload()
-        self._searcher = None
-        self._doc_frequencies = {}  # they belong to the index state just left
-        self._field_frequencies = {}
-        self._author_names = None
+        """See the last manifest (this process's or another's)."""
+        self._reader = None
 
     @property
-    def searcher(self) -> Any:
-        """One searcher per index state: taking one per call costs more than small queries do."""
-        if self._searcher is None:
-            self._searcher = self.index.searcher()
-        return self._searcher
-
-    def search(self, query: Any, limit: int) -> list[tuple[int, float]]:
-        searcher = self.searcher
-        hits = searcher.search(query, limit, count=False).hits
-        if not hits:
-            return []
-        ids = searcher.fast_field_values("id", [address for _score, address in hits])
-        found = [(int(item_id), float(score)) for (score, _address), item_id in zip(hits, ids, strict=True)
-                 if item_id is not None]
-        # Equal scores in item order: the engine orders them by where the documents sit in its segments,
-        # which differs between an index built in batches and the same index rebuilt.
-        found.sort(key=lambda hit: (-hit[1], hit[0]))
-        return found
-
-    def author_names(self) -> list[str]:
-        """Every author name the index holds (a term of ``author_name``), kept until the next reload."""
-        if self._author_names is None:
-            self._author_names = [term for term, _count in self.searcher.terms_with_prefix("author_name", "")]
-        return self._author_names
+    def reader(self) -> Reader:
+        """One reader per index state: loading one per call costs more than queries do."""
+        if self._reader is None:
+            for attempt in range(5):
+                names = self._read_marker().get("segments", [])
+                try:
+                    self._reader = Reader([self._load(n) for n in names], self.weights)
+                    break
+                except (FileNotFoundError, KeyError):
+                    if attempt == 4:
+                        raise
+                    time.sleep(0.02 * (attempt + 1))  # a merge replaced them after the manifest was read
+        assert self._reader is not None
+        return self._reader
 
     def num_docs(self) -> int:
-        return int(self.searcher.num_docs)
+        return self.reader.num_docs()
 
-    def doc_frequency(self, forms: Sequence[Sequence[str]]) -> int:
-        """About how many items hold any of ``forms``: the largest count of any form's rarest word
-        in any one field (exact per term and field, read from the term dictionary, no postings
-        walked). A concept that is common anywhere is common. Kept until the next :meth:`reload`
-        (about 40 term-dictionary lookups for a concept with synonyms, each crossing into Rust)."""
-        key = tuple(tuple(form) for form in forms)
-        cached = self._doc_frequencies.get(key)
-        if cached is not None:
-            return cached
-        if len(self._doc_frequencies) > 50_000:
-            self._doc_frequencies = {}
-        best = 0
-        for form in forms:
-            if not form:
-                continue
-            rarest = min(max(self.field_frequency(name, self.term(word)) for name in WORD_FIELDS) for word in form)
-            best = max(best, rarest)
-        self._doc_frequencies[key] = best
-        return best
-
-    def field_frequency(self, name: str, term: str) -> int:
-        """How many items hold ``term`` (as stored: stemmed) in field ``name``, from the term
-        dictionary; kept until the next :meth:`reload`."""
-        key = (name, term)
-        cached = self._field_frequencies.get(key)
-        if cached is None:
-            if len(self._field_frequencies) > 200_000:
-                self._field_frequencies = {}
-            cached = self._field_frequencies[key] = int(self.searcher.doc_freq(name, term))
-        return cached
+    def author_names(self) -> list[str]:
+        """Every author name the index holds, kept until the next reload."""
+        return self.reader.author_names()
 
 
-def compound_term(stemmed_form: Sequence[str]) -> str:
-    """The one word a multi-word synonym form is also indexed as (its stemmed words joined by ``_``,
-    which no segmented word holds between letters): a term query on it scores what the phrase query
-    scores, without reading positions (see :mod:`.rank`)."""
-    return "_".join(stemmed_form)
+def _segment_name() -> str:
+    return f"seg-{time.time_ns():x}-{uuid.uuid4().hex[:6]}"
 
 
-_shared_analyzer: Any = None
-
-
-@functools.lru_cache(maxsize=65536)
-def stem(word: str) -> str:
-    """``word`` as the index's tokenizer turns it (English stemmed, anything else as it is)."""
-    global _shared_analyzer
-    if _shared_analyzer is None:
-        _shared_analyzer = _analyzer()
-    analyzed = _shared_analyzer.analyze(word)
-    return analyzed[0] if analyzed else word
+def idf(total: int, df: int) -> float:
+    return math.log(1.0 + (total - df + 0.5) / (df + 0.5))
 
 
 _engines: dict[str, EngineIndex] = {}
@@ -359,31 +738,32 @@ def _key(conn: sqlite3.Connection) -> tuple[str, Path | None]:
     return resolved, path
 
 
-def engine_for(conn: sqlite3.Connection) -> EngineIndex:
-    """The store's engine index, opened once per process (tantivy readers are thread-safe)."""
+def engine_for(conn: sqlite3.Connection, weights: Sequence[float]) -> EngineIndex:
+    """The store's engine index, opened once per process and per set of field weights."""
     key, path = _key(conn)
+    key = f"{key}|{list(weights)}"
     with _lock:
         engine = _engines.get(key)
         if engine is None:
-            engine = _engines[key] = EngineIndex(path)
+            engine = _engines[key] = EngineIndex(path, weights)
     return engine
 
 
-def fresh_engine(conn: sqlite3.Connection) -> EngineIndex:
+def fresh_engine(conn: sqlite3.Connection, weights: Sequence[float]) -> EngineIndex:
     """An empty engine index in place of the store's current one (whatever state that was in)."""
     key, path = _key(conn)
     with _lock:
-        _engines.pop(key, None)
+        for stale in [k for k in _engines if k.startswith(f"{key}|")]:
+            _engines.pop(stale)
         if path is not None and path.exists():
             _remove_index_dir(path)
-        engine = _engines[key] = EngineIndex(path)
+        engine = _engines[f"{key}|{list(weights)}"] = EngineIndex(path, weights)
     return engine
 
 
 def _remove_index_dir(path: Path) -> None:
-    """Delete an index directory that tantivy may still be touching (an old handle's last merge or lock
-    file lands while the tree is removed: "Directory not empty"). A few tries; then the directory is moved
-    aside under a unique name, so the new index never starts among an old one's files."""
+    """Delete an index directory; if that fails (a file held elsewhere), move it aside under a unique
+    name first, so the new index never starts among an old one's files."""
     for attempt in range(5):
         try:
             shutil.rmtree(path)

@@ -22,7 +22,6 @@ from ..config import Config
 from ..errors import TidingsError
 from ..records import ItemView
 from ..store import Item, Store
-from .engine import FIELDS
 from .query import CompiledQuery
 from .snippets import SNIPPET_COLUMNS
 from .storage import SearchError, connect, meta, write
@@ -145,16 +144,6 @@ def rrf(rankings: Sequence[Sequence[int]], k: int = 60) -> dict[int, float]:
 
 def idf_weight(total: int, df: int) -> float:
     return math.log(1.0 + (total - df + 0.5) / (df + 0.5))
-
-
-def field_weights(config: Config | None) -> list[float]:
-    configured = config.search.weights if config else {}
-    # Tuned on the calibration halves of evals/queries.jsonl and evals/natural.jsonl (issue 16): with
-    # coordination doing the balancing, a heavy title weight (it was 10) let a title holding one
-    # common word outrank the item that answers a question in its body (natural r@5 0.66 -> 0.89).
-    defaults = {"title": 1.0, "summary": 1.0, "text": 1.0, "note": 1.0, "tags": 1.0, "author": 1.0,
-                "section": 0.3, "kind": 0.3}
-    return [float(configured.get(f, defaults[f])) for f in FIELDS]
 
 
 PRESENCE_BONUS = 3.0

@@ -33,6 +33,7 @@ from .engine import (
     EngineIndex,
     compound_term,
     engine_for,
+    field_weights,
     fresh_engine,
     new_index_id,
     stem,
@@ -74,26 +75,35 @@ TRIGGERS: dict[str, str] = {
     "INSERT INTO search_dirty (item_id) SELECT new.item_id WHERE new.item_id IS NOT NULL; END",
 }
 _BATCH = 100
+_STATE_SQL = (
+    "SELECT (SELECT value FROM search_meta WHERE key = 'segmenter'),"
+    " (SELECT value FROM search_meta WHERE key = 'engine_id'),"
+    " (SELECT value FROM search_meta WHERE key = 'generation'),"
+    " (SELECT count(*) FROM sqlite_master WHERE name IN ('search_fts', "
+    + ", ".join(f"'{name}'" for name in TRIGGERS) + "))"
+)
 
 
-def ensure_schema(conn: sqlite3.Connection, signature: str) -> EngineIndex:
-    """Check the search tables and triggers exist, the index was built by this segmenter, and the
-    engine index beside the store matches it (else everything is queued again); returns the engine
-    index, its reader current."""
+def ensure_schema(conn: sqlite3.Connection, signature: str, weights: Sequence[float]) -> EngineIndex:
+    """Check the search tables and triggers exist, the index was built by this segmenter (and these
+    field ``weights``: they are in the engine's scores), and the engine index beside the store matches
+    it (else everything is queued again); returns the engine index, its reader current."""
+    engine = engine_for(conn, weights)
+    # One statement for what every search checks first (seven took a fifth of a search at 100k items).
+    segmenter, index_id, generation, present = conn.execute(_STATE_SQL).fetchone()
+    if present == len(TRIGGERS) + 1 and segmenter == signature and engine.matches(index_id, generation):
+        _follow(engine, generation)
+        return engine
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'search_%'")}
     if "search_fts" not in names:
         raise SearchError("the store has no search index (migration 0002 did not run)")
     missing = [name for name in TRIGGERS if name not in names]
-    stale = meta(conn, "segmenter") != signature
-    engine = engine_for(conn)
-    if not missing and not stale and engine.matches(meta(conn, "engine_id"), meta(conn, "generation")):
-        _follow(engine, conn)
-        return engine
+    stale = segmenter != signature
     with write(conn):
         lost = not engine.matches(meta(conn, "engine_id"), meta(conn, "generation"))
         if lost:  # checked again under the write lock: another process may have just committed
             log.info("search: the engine index does not match the store; it is built again")
-            engine = fresh_engine(conn)
+            engine = fresh_engine(conn, weights)
             index_id = new_index_id()
             set_meta(conn, "engine_id", index_id)
             engine.write_marker(index_id, meta(conn, "generation") or "0")
@@ -105,20 +115,19 @@ def ensure_schema(conn: sqlite3.Connection, signature: str) -> EngineIndex:
         if lost or missing or stale:
             conn.execute("INSERT INTO search_dirty (item_id) SELECT id FROM items")
         set_meta(conn, "segmenter", signature)
-    _follow(engine, conn)
+    _follow(engine, meta(conn, "generation"))
     return engine
 
 
-def current_engine(conn: sqlite3.Connection) -> EngineIndex:
+def current_engine(conn: sqlite3.Connection, config: Config | None) -> EngineIndex:
     """The store's engine index as of the last committed index change (no queue drained)."""
-    engine = engine_for(conn)
-    _follow(engine, conn)
+    engine = engine_for(conn, field_weights(config))
+    _follow(engine, meta(conn, "generation"))
     return engine
 
 
-def _follow(engine: EngineIndex, conn: sqlite3.Connection) -> None:
+def _follow(engine: EngineIndex, generation: str | None) -> None:
     """Reload the engine's reader when another process (or connection) changed the index."""
-    generation = meta(conn, "generation")
     if generation != engine.seen_generation:
         engine.reload()
         engine.seen_generation = generation
@@ -148,9 +157,11 @@ def _forms_signature(forms: tuple[tuple[str, ...], ...]) -> str:
 
 
 def index_signature(config: Config | None) -> str:
-    """What the index depends on: the segmenter and the compound words (a configured synonym set with
-    a multi-word form changes what the engine indexes); a change re-indexes everything."""
-    return f"{segmenter_signature(config)}+{_forms_signature(compound_forms(config))}"
+    """What the index depends on: the segmenter, the compound words (a configured synonym set with
+    a multi-word form changes what the engine indexes) and the field weights (the engine's scores
+    hold them); a change re-indexes everything."""
+    weights = ",".join(f"{w:g}" for w in field_weights(config))
+    return f"{segmenter_signature(config)}+{_forms_signature(compound_forms(config))}+{weights}"
 
 
 class CompoundFinder:
@@ -215,37 +226,55 @@ def refresh_index(store: Store, config: Config | None = None, *, progress: Progr
     prepare(config)
     done = 0
     with connect(store) as conn:
-        engine = ensure_schema(conn, index_signature(config))
+        engine = ensure_schema(conn, index_signature(config), field_weights(config))
         total = conn.execute("SELECT count(DISTINCT item_id) FROM search_dirty").fetchone()[0]
         if not total:
             return 0
         finder = CompoundFinder(compound_forms(config))
         now = datetime.now(UTC).isoformat()
-        batch = _BULK_BATCH if total >= _BULK_FROM else _BATCH
-        while True:
+        bulk = total >= _BULK_FROM
+        batch = _BULK_BATCH if bulk else _BATCH
+        deferring = engine.deferring_merges
+        engine.deferring_merges = deferring or bulk  # a bulk refresh merges its segments once, at the end
+        try:
+            done = _drain(conn, engine, finder, batch, total, now, progress)
+        finally:
+            engine.deferring_merges = deferring
+        if bulk and not deferring:
             with write(conn):
-                ids = [r[0] for r in conn.execute(
-                    "SELECT DISTINCT item_id FROM search_dirty ORDER BY item_id LIMIT ?", (batch,)
-                )]
-                if not ids:
-                    break
-                docs = load_docs(conn, ids)
-                dates = {item_id: item_date(d["published"], d["week"], d["seen"]) for item_id, d in docs.items()}
-                rows, engine_docs = {}, {}
-                for item_id, doc in docs.items():
-                    fields = field_words(doc)  # dropped at once: a batch of word lists alive slows the GC
-                    row = rows[item_id] = [" ".join(words) for words in fields]
-                    engine_docs[item_id] = EngineDoc(row, finder.row(fields), dates[item_id], doc["author_name"],
-                                                     doc["author_handle"])
-                with engine.replacing(ids, engine_docs) as commit_engine:  # tantivy indexes while SQLite writes
-                    _write_batch(conn, ids, rows, dates, now)
-                    generation = meta(conn, "generation") or "0"
-                    commit_engine()
-                engine.write_marker(meta(conn, "engine_id") or "", generation)
-            engine.seen_generation = generation
-            done += len(ids)
-            if progress:
-                progress(min(done, total), total, "index")
+                if engine.matches(meta(conn, "engine_id"), meta(conn, "generation")):
+                    engine.optimize()
+    return done
+
+
+def _drain(conn: sqlite3.Connection, engine: EngineIndex, finder: CompoundFinder, batch: int, total: int,
+           now: str, progress: Progress | None) -> int:
+    """Index the queued items in batches of ``batch``; returns how many."""
+    done = 0
+    while True:
+        with write(conn):
+            ids = [r[0] for r in conn.execute(
+                "SELECT DISTINCT item_id FROM search_dirty ORDER BY item_id LIMIT ?", (batch,)
+            )]
+            if not ids:
+                break
+            docs = load_docs(conn, ids)
+            dates = {item_id: item_date(d["published"], d["week"], d["seen"]) for item_id, d in docs.items()}
+            rows, engine_docs = {}, {}
+            for item_id, doc in docs.items():
+                fields = field_words(doc)  # dropped at once: a batch of word lists alive slows the GC
+                row = rows[item_id] = [" ".join(words) for words in fields]
+                engine_docs[item_id] = EngineDoc(row, finder.row(fields), dates[item_id], doc["author_name"],
+                                                 doc["author_handle"])
+            with engine.replacing(ids, engine_docs) as commit_engine:
+                _write_batch(conn, ids, rows, dates, now)
+                generation = meta(conn, "generation") or "0"
+                commit_engine()
+            engine.write_marker(meta(conn, "engine_id") or "", generation)
+        engine.seen_generation = generation
+        done += len(ids)
+        if progress:
+            progress(min(done, total), total, "index")
     return done
 
 
@@ -279,8 +308,9 @@ def rebuild_index(store: Store, config: Config | None = None, *, progress: Progr
 
         return pg.rebuild_index(store, config, progress=progress)
     prepare(config)
+    weights = field_weights(config)
     with connect(store) as conn:
-        ensure_schema(conn, index_signature(config))
+        ensure_schema(conn, index_signature(config), weights)
         with write(conn):
             # Dropped and made again from its own stored definition: deleting a regular FTS5
             # table's rows un-indexes them one by one (about a second per 10k items).
@@ -291,14 +321,20 @@ def rebuild_index(store: Store, config: Config | None = None, *, progress: Progr
             conn.execute("DELETE FROM search_meta WHERE key = 'generation' OR key LIKE 'embed_checked:%'")
             conn.execute("DELETE FROM search_dirty")
             conn.execute("INSERT INTO search_dirty (item_id) SELECT id FROM items")
-            engine = fresh_engine(conn)
+            engine = fresh_engine(conn, weights)
             index_id = new_index_id()
             set_meta(conn, "engine_id", index_id)
             engine.write_marker(index_id, "0")
-    refresh_index(store, config, progress=progress)
+    engine.deferring_merges = True  # the batches pile up as segments, merged once at the end
+    try:
+        refresh_index(store, config, progress=progress)
+    finally:
+        engine.deferring_merges = False
     with connect(store) as conn:
         with write(conn):
             conn.execute("INSERT INTO search_fts (search_fts) VALUES ('optimize')")
+            if engine.matches(meta(conn, "engine_id"), meta(conn, "generation")):
+                engine.optimize()
         return conn.execute("SELECT count(*) FROM search_docs").fetchone()[0]
 
 

@@ -41,7 +41,7 @@ from typing import Any
 from ..config import Config
 from ..store import Store
 from . import pgrescore
-from .engine import FIELDS
+from .engine import FIELDS, field_weights
 from .hits import (
     PRESENCE_BONUS,
     Embedder,
@@ -51,7 +51,6 @@ from .hits import (
     blend,
     by_recency,
     embed_indexed,
-    field_weights,
     idf_weight,
     vector_ranking,
 )

@@ -13,10 +13,12 @@ from collections.abc import Collection, Sequence
 from datetime import date
 from typing import Any
 
+import numpy as np
+
 from ..config import Config
 from ..store import Store
 from .colloquial import with_colloquial
-from .engine import FIELDS, WORD_FIELDS, EngineIndex, ascii_lower, compound_term, date_number
+from .engine import EngineIndex, Reader, ascii_lower, compound_term, date_number, stem
 from .hits import (
     PRESENCE_BONUS,
     Embedder,
@@ -27,7 +29,6 @@ from .hits import (
     by_recency,
     embed_indexed,
     embedder_from_config,
-    field_weights,
     idf_weight,
     vector_ranking,
 )
@@ -75,71 +76,78 @@ def doc_frequency(conn: sqlite3.Connection, group: Group) -> int:
     return _df_cache[key]
 
 
-def engine_query(engine: EngineIndex, groups: Sequence[Group], weights: Sequence[float],
-                 presence_bonus: float = PRESENCE_BONUS, compounds: Collection[tuple[str, ...]] = ()) -> Any | None:
-    """The tantivy query for the query's concepts, scored in one pass.
+def concept_scores(reader: Reader, groups: Sequence[Group], presence_bonus: float = PRESENCE_BONUS,
+                   compounds: Collection[tuple[str, ...]] = ()) -> np.ndarray:
+    """Every document's score for the query's concepts (a vector over :attr:`.engine.Reader.ids`).
 
-    A concept scores, in each field, the best of its forms (a synonym set counts once, not once per
-    form that matches: ``disjunction_max``), times the field's weight, summed over the fields; plus
-    a constant ``presence_bonus × IDF`` for holding it at all. The concepts' scores add up.
+    A concept scores the best of its forms (a synonym set counts once, not once per form that
+    matches), each form's score being the fields' BM25 summed with their weights (the postings'
+    impacts, :mod:`.engine`), plus a constant ``presence_bonus × IDF`` for holding the concept at
+    all. The concepts' scores add up.
 
     The bonus is the coordination: BM25 alone lets a common word that fills a short field (a
     title) outweigh the rare word the user was after ("Mixtral 路由": titles about routing beat
     the post about Mixtral's router). The FTS5 ranking re-weighed its top 100 by the IDF-weighted
-    share of concepts present, one query per concept (Lucene's classic factor); the constant
-    bonus ranks the calibration questions as well (natural r@5 0.89 both, old set 1.00 both; MRR
-    0.75 against 0.78 and 0.95 both) in one query instead of one per concept.
+    share of concepts present, one query per concept (Lucene's classic factor); the constant bonus
+    ranks the calibration questions as well in one pass, and here it costs one addition to the
+    entries the concept already touched.
 
     A multi-word form among ``compounds`` (:func:`.index.compound_forms`, indexed as one word each)
-    is a term query on its compound word, boosted by the sum of its words' IDF over the compound's
-    own: the score of the phrase query, at the cost of one term (no positions read)."""
-    import tantivy
-
-    Query, Occur = tantivy.Query, tantivy.Occur
-    total = max(engine.num_docs(), 1)
-    concepts = []
+    is the compound word's postings; any other (a quoted phrase) scores the documents holding all
+    its words with the sum of their impacts, and the phrase itself is checked by FTS5
+    (:func:`_filtered_ids`)."""
+    total = max(reader.num_docs(), 1)
+    scores = np.zeros(reader.size, dtype=np.float32)
+    best: np.ndarray | None = None
     for group in groups:
-        per_field = []
-        for name, weight in zip(FIELDS, weights, strict=True):
-            if weight <= 0 or name not in WORD_FIELDS:
-                continue
-            forms = [_form_query(engine, name, form, compounds, total) for form in group.forms if form]
-            if not forms:
-                continue
-            best = forms[0] if len(forms) == 1 else Query.disjunction_max_query(forms)
-            per_field.append((Occur.Should, Query.boost_query(best, weight)))
-        if per_field:
-            concept = Query.boolean_query(per_field)
-            if presence_bonus:
-                idf = idf_weight(total, engine.doc_frequency(group.forms))
-                concept = Query.boolean_query([(Occur.Should, concept),
-                                               (Occur.Should, Query.const_score_query(concept, presence_bonus * idf))])
-            concepts.append((Occur.Should, concept))
-    return Query.boolean_query(concepts) if concepts else None
+        forms = [found for found in (_form_postings(reader, form, compounds) for form in group.forms if form)
+                 if found[0]]
+        if not forms:
+            continue
+        bonus = np.float32(presence_bonus * idf_weight(total, max(frequency for _p, frequency in forms)))
+        if len(forms) == 1:
+            for positions, impacts in forms[0][0]:  # one slice per segment: disjoint positions
+                gathered = scores[positions]
+                gathered += impacts
+                gathered += bonus
+                scores[positions] = gathered
+            continue
+        if best is None:
+            best = np.zeros(reader.size, dtype=np.float32)
+        touched = []
+        for postings, _frequency in forms:
+            for positions, impacts in postings:
+                current = best[positions]
+                np.maximum(current, impacts, out=current)
+                best[positions] = current
+                touched.append(positions)
+        # A document several forms hold is listed once per form: every copy reads the same old score
+        # and writes the same new one, so it is added once.
+        held = np.concatenate(touched)
+        gathered = best[held]
+        best[held] = 0.0
+        gathered += bonus
+        gathered += scores[held]
+        scores[held] = gathered
+    return scores
 
 
-def _form_query(engine: EngineIndex, name: str, form: Sequence[str], compounds: Collection[tuple[str, ...]],
-                total: int) -> Any:
-    """One form of a concept in one field: a term, a phrase, or a compound word scored as its phrase.
-    A compound no item's field holds is asked as the phrase: an index built before a configured
-    synonym set changed (searched without a refresh) still finds the words; on a current index the
-    phrase finds nothing either, and the fields where a compound never occurs are the short ones."""
-    import tantivy
-
-    Query = tantivy.Query
-    terms = [engine.term(w) for w in form]
+def _form_postings(reader: Reader, form: Sequence[str], compounds: Collection[tuple[str, ...]]
+                   ) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+    """One form's postings (per segment) and how many documents hold it."""
+    terms = [stem(w) for w in form]
     if len(terms) == 1:
-        return Query.term_query(engine.schema, name, terms[0])
-    df = engine.field_frequency(name, engine.term(compound_term(terms))) if tuple(terms) in compounds else 0
-    if not df:
-        return Query.phrase_query(engine.schema, name, terms)
-    compound = engine.term(compound_term(terms))
-    phrase_idf = sum(idf_weight(total, engine.field_frequency(name, t)) for t in terms)
-    return Query.boost_query(Query.term_query(engine.schema, name, compound), phrase_idf / idf_weight(total, df))
+        return reader.postings(terms[0]), reader.frequency(terms[0])
+    if tuple(terms) in compounds:
+        compound = stem(compound_term(terms))  # indexed as a word, so stemmed as one ("ai_agent" -> "ai_ag")
+        if reader.frequency(compound):
+            return reader.postings(compound), reader.frequency(compound)
+    # Not a compound, or an index built before the synonym set changed: the documents holding every word.
+    return reader.conjunction(terms)
 
 
 _MAX_CONCEPTS = 64
-"""A pasted page as a query ranks by its first 64 concepts: the engine query stays bounded."""
+"""A pasted page as a query ranks by its first 64 concepts: the ranking stays bounded."""
 _OVERFETCH = 10
 """A filtered search checks the filters on this many times ``limit`` of the engine's best hits
 (one SQL query by primary key), then on this factor more; only when too few pass is the engine
@@ -147,88 +155,60 @@ restricted to the filtered items themselves (a scan of the items the filters sel
 
 
 def _engine_ranking(
-    conn: sqlite3.Connection, engine: EngineIndex, compiled: CompiledQuery, config: Config | None,
-    weights: list[float], limit: int,
+    conn: sqlite3.Connection, engine: EngineIndex, compiled: CompiledQuery, config: Config | None, limit: int,
 ) -> list[tuple[int, float]]:
+    reader = engine.reader
     phrases = [Group(p, [[w for w, _s, _e in segment(p)]]) for p in compiled.parsed.phrases]
-    query = engine_query(engine, [*compiled.groups, *phrases][:_MAX_CONCEPTS], weights,
-                         compounds=frozenset(compound_forms(config)))
-    if query is None:
+    groups = [*compiled.groups, *phrases][:_MAX_CONCEPTS]
+    if not groups:
         return []
+    scores = concept_scores(reader, groups, compounds=frozenset(compound_forms(config)))
     filters = compiled.parsed.filters
-    authored = _authors_query(engine, filters.authors) if filters.authors else None
-    if filters.authors and authored is None:
-        return []
-    query = _with_engine_filters(query, engine, filters, authored)
+    keep = _engine_filter(reader, filters)
     # The rest of the filters (tags and sections match parts of names, phrases and exclusions FTS5) are SQL.
     clauses, params = filter_sql(Filters(tags=filters.tags, sections=filters.sections), config)
     if not (clauses or compiled.constraint or compiled.exclude):
-        return _indexed(conn, engine.search(query, limit))
+        return _indexed(conn, reader.top(scores, limit, keep))
     passing: set[int] = set()
     checked: set[int] = set()  # a wider pass checks only the hits the narrower one did not
     for width in (limit * _OVERFETCH, limit * _OVERFETCH**2, limit * _OVERFETCH**3):
-        wide = engine.search(query, width)
+        wide = reader.top(scores, width, keep)
         unchecked = [i for i, _ in wide if i not in checked]
         passing.update(_filtered_ids(conn, compiled, clauses, params, None, among=unchecked, ordered=False))
         checked.update(unchecked)
         kept = [(i, s) for i, s in wide if i in passing]
         if len(kept) >= limit or len(wide) < width:
             return kept[:limit]
-    # A narrow filter (an author, a kind) over a common query: restrict the engine to its items.
+    # A narrow filter (a tag, a section) over a common query: restrict the engine to its items.
     allowed = _filtered_ids(conn, compiled, clauses, params, None, ordered=False)
-    return engine.search(_restricted(query, engine, allowed), limit) if allowed else []
+    if not allowed:
+        return []
+    only = np.isin(reader.ids, np.array(allowed, dtype=np.int64))
+    return reader.top(scores, limit, only if keep is None else keep & only)
 
 
-def _with_engine_filters(query: Any, engine: EngineIndex, filters: Filters, authored: Any | None) -> Any:
-    """``query`` restricted by the filters the engine itself can check: ``kind:`` (the whole value),
-    ``since:``/``until:`` (a range over the item's date) and ``author:`` (``authored``, from
-    :func:`_authors_query`), each scoring nothing, so the hits keep their scores."""
-    import tantivy
+def _engine_filter(reader: Reader, filters: Filters) -> np.ndarray | None:
+    """The documents passing the filters the engine itself checks: ``kind:`` (the whole value),
+    ``since:``/``until:`` (the item's date) and ``author:``, exactly as :func:`.query.filter_sql`
+    selects them (a test compares the two); None: no such filter.
 
-    Query, Occur = tantivy.Query, tantivy.Occur
-    required = []
-    if filters.kinds:
-        kinds = [Query.term_query(engine.schema, "kind", kind.lower(), index_option="basic") for kind in filters.kinds]
-        required.append(kinds[0] if len(kinds) == 1 else Query.boolean_query([(Occur.Should, k) for k in kinds]))
-    if filters.since or filters.until:
-        required.append(Query.range_query(engine.schema, "date", tantivy.FieldType.Integer,
-                                          date_number(filters.since), date_number(filters.until)))
-    if authored is not None:
-        required.append(authored)
-    if not required:
-        return query
-    return Query.boolean_query([(Occur.Must, query), *((Occur.Must, Query.const_score_query(r, 0.0)) for r in required)])
-
-
-def _authors_query(engine: EngineIndex, authors: Sequence[str]) -> Any | None:
-    """The engine's query for an ``author:`` filter, exactly as :func:`.query.filter_sql` selects (the
-    handle equal, or the name ``LIKE`` the value: SQLite lower-cases and ignores case in ASCII only,
-    ``%`` and ``_`` are wildcards): the handles as terms, the names matched among the index's author
-    names (:meth:`.engine.EngineIndex.author_names`: a person's archive has a few hundred). None:
-    no item can pass.
-
-    Checking the filter in SQL on the engine's hits by primary key, as before, had to widen to tens
-    of thousands of hits for an author of a few items (30-50 ms a query at 100k items)."""
-    import tantivy
-
-    Query = tantivy.Query
-    names = [
-        re.compile("".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in a.lower()),
-                   re.IGNORECASE | re.ASCII | re.DOTALL)
-        for a in authors
-    ]
-    terms = [Query.term_query(engine.schema, "author_handle", handle, index_option="basic")
-             for handle in dict.fromkeys(a.lstrip("@").lower() for a in authors)]
-    terms += [Query.term_query(engine.schema, "author_name", name, index_option="basic")
-              for name in engine.author_names() if any(pattern.search(ascii_lower(name)) for pattern in names)]
-    return Query.boolean_query([(tantivy.Occur.Should, term) for term in terms]) if terms else None
-
-
-def _restricted(query: Any, engine: EngineIndex, ids: Sequence[int]) -> Any:
-    import tantivy
-
-    only = tantivy.Query.term_set_query(engine.schema, "id", list(ids))
-    return tantivy.Query.boolean_query([(tantivy.Occur.Must, query), (tantivy.Occur.Must, only)])
+    ``author:`` is the handle equal, or the name ``LIKE`` the value (SQLite lower-cases and ignores
+    case in ASCII only, ``%`` and ``_`` are wildcards), the names matched among the index's author
+    names (a person's archive has a few hundred). Checking these in SQL on the engine's hits, as
+    before, had to widen to tens of thousands of hits for an author of a few items or a month of
+    three years (30-50 ms a query at 100k items)."""
+    if not (filters.kinds or filters.since or filters.until or filters.authors):
+        return None
+    names = handles = None
+    if filters.authors:
+        patterns = [
+            re.compile("".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in a.lower()),
+                       re.IGNORECASE | re.ASCII | re.DOTALL)
+            for a in filters.authors
+        ]
+        handles = [a.lstrip("@").lower() for a in filters.authors]
+        names = [name for name in reader.author_names() if any(p.search(ascii_lower(name)) for p in patterns)]
+    return reader.mask(filters.kinds, date_number(filters.since), date_number(filters.until), names, handles)
 
 
 def _indexed(conn: sqlite3.Connection, ranked: list[tuple[int, float]]) -> list[tuple[int, float]]:
@@ -334,7 +314,7 @@ def rank(
 
         return pg.rank(store, compiled, config, limit)
     with connect(store) as conn:
-        return _engine_ranking(conn, current_engine(conn), compiled, config, field_weights(config), limit)
+        return _engine_ranking(conn, current_engine(conn, config), compiled, config, limit)
 
 
 def _search(
@@ -343,11 +323,11 @@ def _search(
 ) -> SearchResult:
     depth = max(limit * 4, 50)
     with connect(store) as conn:
-        engine = current_engine(conn)
+        engine = current_engine(conn, config)
         clauses, params = filter_sql(compiled.parsed.filters, config)
         bm25: list[tuple[int, float]] = []
         if compiled.match:
-            bm25 = _engine_ranking(conn, engine, compiled, config, field_weights(config), depth)
+            bm25 = _engine_ranking(conn, engine, compiled, config, depth)
         vector: list[tuple[int, float]] = []
         if embedder is not None and compiled.parsed.text.strip():
             try:
