@@ -405,6 +405,7 @@ class Reader:
         self.ids = np.concatenate([np.asarray(p.segment.ids) for p in self.parts]) if self.parts else np.zeros(0, np.int64)
         self._frequencies: dict[str, int] = {}
         self._author_names: list[str] | None = None
+        self._filter_columns: dict[str, Any] | None = None
 
     def num_docs(self) -> int:
         return int(self.size - len(self.dead))
@@ -461,54 +462,100 @@ class Reader:
             self._author_names = sorted({n for p in self.parts for n in p.segment.author_names})
         return self._author_names
 
-    def mask(self, kinds: Sequence[str] = (), since: int | None = None, until: int | None = None,
-             authors: Sequence[str] | None = None, handles: Sequence[str] | None = None) -> np.ndarray:
-        """The live documents passing ``kind:``/date/author filters (``authors``/``handles``: the
-        names and lower-cased handles that pass; None: no author filter)."""
-        keep = self.live.copy()
-        for part in self.parts:
-            s = part.segment
-            window = slice(part.offset, part.offset + len(s.ids))
-            if kinds:
-                wanted = [i for i, name in enumerate(s.kind_names) if name in {k.lower() for k in kinds}]
-                keep[window] &= np.isin(np.asarray(s.kinds), wanted)
-            if since is not None:
-                keep[window] &= (np.asarray(s.dates) >= since) & (np.asarray(s.dates) > 0)
-            if until is not None:
-                keep[window] &= (np.asarray(s.dates) <= until) & (np.asarray(s.dates) > 0)
-            if authors is not None or handles is not None:
-                named = [i for i, name in enumerate(s.author_names) if name in set(authors or ())]
-                handled = [i for i, name in enumerate(s.handle_names) if name in set(handles or ())]
-                keep[window] &= np.isin(np.asarray(s.authors), named) | np.isin(np.asarray(s.handles), handled)
-        return keep
+    def _columns(self) -> dict[str, Any]:
+        """The documents' filter values as arrays over the score vector, codes numbered across segments."""
+        if self._filter_columns is None:
+            kind_codes, author_codes, handle_codes = _Vocabulary(), _Vocabulary(), _Vocabulary()
+            parts = self.parts
+            self._filter_columns = {
+                "dates": np.concatenate([np.asarray(p.segment.dates) for p in parts]) if parts else np.zeros(0, np.int32),
+                "kinds": _joined([_recode(np.asarray(p.segment.kinds), p.segment.kind_names, kind_codes) for p in parts]),
+                "authors": _joined([_recode(np.asarray(p.segment.authors), p.segment.author_names, author_codes)
+                                    for p in parts]),
+                "handles": _joined([_recode(np.asarray(p.segment.handles), p.segment.handle_names, handle_codes)
+                                    for p in parts]),
+                "kind_codes": dict(kind_codes), "author_codes": dict(author_codes), "handle_codes": dict(handle_codes),
+            }
+        return self._filter_columns
 
-    def top(self, scores: np.ndarray, limit: int, keep: np.ndarray | None = None) -> list[tuple[int, float]]:
-        """The ``limit`` best ``(item id, score)`` of a score vector (dead documents, and those
-        ``keep`` leaves out, set to zero in it), equal scores in item order."""
+    def condition(self, kinds: Sequence[str] = (), since: int | None = None, until: int | None = None,
+                  authors: Sequence[str] | None = None, handles: Sequence[str] | None = None) -> Condition:
+        """Which of some positions pass ``kind:``/date/author filters (``authors``/``handles``: the
+        names and lower-cased handles that pass; None: no author filter). Checked on the documents
+        that scored, not on all: a month of three years selects a few thousand of 100k."""
+        columns = self._columns()
+        wanted_kinds = np.array([c for name, c in columns["kind_codes"].items() if name in {k.lower() for k in kinds}],
+                                dtype=np.int32)
+        named = np.array([c for name, c in columns["author_codes"].items() if name in set(authors or ())], np.int32)
+        handled = np.array([c for name, c in columns["handle_codes"].items() if name in set(handles or ())], np.int32)
+        by_author = authors is not None or handles is not None
+
+        def passing(positions: np.ndarray) -> np.ndarray:
+            ok = self.live[positions]
+            if kinds:
+                ok &= np.isin(columns["kinds"][positions], wanted_kinds)
+            if since is not None or until is not None:
+                dates = columns["dates"][positions]
+                ok &= dates > 0
+                if since is not None:
+                    ok &= dates >= since
+                if until is not None:
+                    ok &= dates <= until
+            if by_author:
+                ok &= np.isin(columns["authors"][positions], named) | np.isin(columns["handles"][positions], handled)
+            return ok
+
+        return passing
+
+    def among(self, item_ids: Sequence[int]) -> Condition:
+        """Which of some positions are documents of ``item_ids``."""
+        allowed = np.array(sorted(set(item_ids)), dtype=np.int64)
+        return lambda positions: np.isin(self.ids[positions], allowed, assume_unique=False)
+
+    def top(self, scores: np.ndarray, limit: int, conditions: Sequence[Condition] = (),
+            likely: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """The ``limit`` best ``(item id, score)`` of a score vector (dead documents set to zero in
+        it) that pass every one of ``conditions``, equal scores in item order. ``likely``: distinct
+        positions of documents likely to rank well (those holding the query's rarest concept); the
+        k-th best score among those of them that pass is a floor no document below it can pass, so
+        the search for the best is among the few above it instead of among every document that scored."""
         if len(self.dead):
             scores[self.dead] = 0.0
-        if keep is not None:
-            scores[~keep] = 0.0
         if not self.size or limit <= 0:
             return []
+
+        def passing(positions: np.ndarray) -> np.ndarray:
+            for condition in conditions:
+                positions = positions[condition(positions)]
+            return positions
+
         # A few more than asked for, so that equal scores at the cut are ordered by item, not by
         # where the documents sit in the segments (which differs between an index built in batches
         # and the same index rebuilt).
-        held = (scores > 0).nonzero()[0]
-        k = min(limit + 8, len(held))
-        if not k:
-            return []
+        k = limit + 8
+        floor = np.float32(0.0)
+        if likely is not None and len(likely) >= k:
+            sample = scores[passing(likely)]
+            if len(sample) >= k:
+                floor = np.partition(sample, len(sample) - k)[len(sample) - k]
+        held = passing((scores >= floor).nonzero()[0] if floor > 0 else (scores > 0).nonzero()[0])
         chosen = scores[held]
         if k < len(held):
             # argpartition of the negated scores: partitioning for the largest k from the top end is
             # many times slower in numpy when many scores are equal.
             within = np.argpartition(-chosen, k - 1)[:k]
             held, chosen = held[within], chosen[within]
-        best = held
-        found = [(int(i), float(score)) for i, score in zip(self.ids[best].tolist(), chosen.tolist(), strict=True)
-                 if score > 0]
+        found = list(zip(self.ids[held].tolist(), chosen.tolist(), strict=True))
         found.sort(key=lambda hit: (-hit[1], hit[0]))
         return found[:limit]
+
+
+Condition = Callable[[np.ndarray], np.ndarray]
+"""Positions in the score vector -> which of them pass (a boolean array)."""
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, np.int32)
 
 
 def _statistics_for(segment: Segment, base: Segment | None) -> tuple[int, list[float], np.ndarray]:

@@ -223,28 +223,34 @@ def refresh_index(store: Store, config: Config | None = None, *, progress: Progr
         from . import pg
 
         return pg.refresh_index(store, config, progress=progress)
-    prepare(config)
-    done = 0
     with connect(store) as conn:
-        engine = ensure_schema(conn, index_signature(config), field_weights(config))
-        total = conn.execute("SELECT count(DISTINCT item_id) FROM search_dirty").fetchone()[0]
-        if not total:
-            return 0
-        finder = CompoundFinder(compound_forms(config))
-        now = datetime.now(UTC).isoformat()
-        bulk = total >= _BULK_FROM
-        batch = _BULK_BATCH if bulk else _BATCH
-        deferring = engine.deferring_merges
-        engine.deferring_merges = deferring or bulk  # a bulk refresh merges its segments once, at the end
-        try:
-            done = _drain(conn, engine, finder, batch, total, now, progress)
-        finally:
-            engine.deferring_merges = deferring
-        if bulk and not deferring:
-            with write(conn):
-                if engine.matches(meta(conn, "engine_id"), meta(conn, "generation")):
-                    engine.optimize()
-    return done
+        return refresh_connection(conn, config, progress=progress)[0]
+
+
+def refresh_connection(conn: sqlite3.Connection, config: Config | None, *, progress: Progress | None = None
+                       ) -> tuple[int, EngineIndex]:
+    """:func:`refresh_index` on a SQLite connection the caller goes on to search with; returns how
+    many items were indexed and the engine index, its reader current."""
+    prepare(config)
+    engine = ensure_schema(conn, index_signature(config), field_weights(config))
+    total = conn.execute("SELECT count(DISTINCT item_id) FROM search_dirty").fetchone()[0]
+    if not total:
+        return 0, engine
+    finder = CompoundFinder(compound_forms(config))
+    now = datetime.now(UTC).isoformat()
+    bulk = total >= _BULK_FROM
+    batch = _BULK_BATCH if bulk else _BATCH
+    deferring = engine.deferring_merges
+    engine.deferring_merges = deferring or bulk  # a bulk refresh merges its segments once, at the end
+    try:
+        done = _drain(conn, engine, finder, batch, total, now, progress)
+    finally:
+        engine.deferring_merges = deferring
+    if bulk and not deferring:
+        with write(conn):
+            if engine.matches(meta(conn, "engine_id"), meta(conn, "generation")):
+                engine.optimize()
+    return done, engine
 
 
 def _drain(conn: sqlite3.Connection, engine: EngineIndex, finder: CompoundFinder, batch: int, total: int,
