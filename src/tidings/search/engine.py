@@ -599,6 +599,7 @@ class EngineIndex:
         self.seen_generation: str | None = None
         self.deferring_merges = False
         self._marker_cache: tuple[tuple[int, int, int], dict[str, Any]] | None = None
+        self._marker_path = "" if path is None else str(path / _MARKER)
         if path is None:
             return
         marker = self._read_marker()
@@ -612,13 +613,14 @@ class EngineIndex:
         """The manifest as on disk now; parsed again only when its file changed (every search checks it)."""
         if self.path is None:
             return dict(self._memory_marker)
-        marker = self.path / _MARKER
+        marker = self._marker_path
         try:
             status = os.stat(marker)
             seen = (status.st_ino, status.st_mtime_ns, status.st_size)
             if self._marker_cache is not None and self._marker_cache[0] == seen:
                 return dict(self._marker_cache[1])
-            data = json.loads(marker.read_text(encoding="utf-8"))
+            with open(marker, encoding="utf-8") as file:
+                data = json.load(file)
         except (OSError, ValueError):
             return {}
         if not isinstance(data, dict):
@@ -762,7 +764,7 @@ def idf(total: int, df: int) -> float:
     return math.log(1.0 + (total - df + 0.5) / (df + 0.5))
 
 
-_engines: dict[str, EngineIndex] = {}
+_engines: dict[tuple[str, tuple[float, ...]], EngineIndex] = {}
 _lock = threading.Lock()
 
 
@@ -775,24 +777,34 @@ def engine_path(conn: sqlite3.Connection) -> Path | None:
 _resolved: dict[Path, str] = {}
 
 
+_by_connection: dict[int, tuple[sqlite3.Connection, str, Path | None]] = {}
+"""Each pooled connection's engine key (the connection kept, so that its id is not another's)."""
+
+
 def _key(conn: sqlite3.Connection) -> tuple[str, Path | None]:
+    known = _by_connection.get(id(conn))
+    if known is not None and known[0] is conn:  # asking SQLite for the file and resolving it: a tenth of a search
+        return known[1], known[2]
     path = engine_path(conn)
     if path is None:
-        return f"memory:{id(conn)}", None
-    resolved = _resolved.get(path)
-    if resolved is None:  # resolving walks the path's links on disk: once per path, not per search
-        resolved = _resolved[path] = str(path.resolve())
-    return resolved, path
+        key = f"memory:{id(conn)}"
+    else:
+        key = _resolved.get(path) or _resolved.setdefault(path, str(path.resolve()))
+    if len(_by_connection) > 256:
+        _by_connection.clear()
+    _by_connection[id(conn)] = (conn, key, path)
+    return key, path
 
 
 def engine_for(conn: sqlite3.Connection, weights: Sequence[float]) -> EngineIndex:
     """The store's engine index, opened once per process and per set of field weights."""
     key, path = _key(conn)
-    key = f"{key}|{list(weights)}"
-    with _lock:
-        engine = _engines.get(key)
-        if engine is None:
-            engine = _engines[key] = EngineIndex(path, weights)
+    engine = _engines.get((key, tuple(weights)))
+    if engine is None:
+        with _lock:
+            engine = _engines.get((key, tuple(weights)))
+            if engine is None:
+                engine = _engines[(key, tuple(weights))] = EngineIndex(path, weights)
     return engine
 
 
@@ -800,11 +812,11 @@ def fresh_engine(conn: sqlite3.Connection, weights: Sequence[float]) -> EngineIn
     """An empty engine index in place of the store's current one (whatever state that was in)."""
     key, path = _key(conn)
     with _lock:
-        for stale in [k for k in _engines if k.startswith(f"{key}|")]:
+        for stale in [k for k in _engines if k[0] == key]:
             _engines.pop(stale)
         if path is not None and path.exists():
             _remove_index_dir(path)
-        engine = _engines[f"{key}|{list(weights)}"] = EngineIndex(path, weights)
+        engine = _engines[(key, tuple(weights))] = EngineIndex(path, weights)
     return engine
 
 

@@ -134,6 +134,16 @@ def _follow(engine: EngineIndex, generation: str | None) -> None:
 
 
 _compound_cache: dict[str, tuple[tuple[str, ...], ...]] = {}
+_compound_sets: dict[tuple[tuple[str, ...], ...], frozenset[tuple[str, ...]]] = {}
+
+
+def compound_set(config: Config | None) -> frozenset[tuple[str, ...]]:
+    """:func:`compound_forms` as a set, made once per set of forms (every search looks forms up in it)."""
+    forms = compound_forms(config)
+    found = _compound_sets.get(forms)
+    if found is None:
+        found = _compound_sets[forms] = frozenset(forms)
+    return found
 
 
 def compound_forms(config: Config | None) -> tuple[tuple[str, ...], ...]:
@@ -160,8 +170,12 @@ def index_signature(config: Config | None) -> str:
     """What the index depends on: the segmenter, the compound words (a configured synonym set with
     a multi-word form changes what the engine indexes) and the field weights (the engine's scores
     hold them); a change re-indexes everything."""
-    weights = ",".join(f"{w:g}" for w in field_weights(config))
-    return f"{segmenter_signature(config)}+{_forms_signature(compound_forms(config))}+{weights}"
+    return f"{segmenter_signature(config)}+{_forms_signature(compound_forms(config))}+{_weights_signature(tuple(field_weights(config)))}"
+
+
+@functools.cache
+def _weights_signature(weights: tuple[float, ...]) -> str:
+    return ",".join(f"{w:g}" for w in weights)
 
 
 class CompoundFinder:

@@ -1,9 +1,9 @@
 """Per-field BM25 over a PostgreSQL store's best candidates, scored as the SQLite side's engine scores.
 
 ``ts_rank_cd`` scores a whole document, so a word in a short title weighs what it weighs in a long
-text; tantivy (the SQLite side's engine, :func:`.rank.engine_query`) scores each field with BM25
-(k1 1.2, b 0.75, the field's own average length and document frequency), takes the best form of a
-concept per field, adds the fields up by their weights and adds the presence bonus. This module
+text; the SQLite side's engine (:func:`.rank.concept_scores`) scores each field with BM25 (k1 1.2,
+b 0.75, the field's own average length and document frequency), adds the fields up by their weights
+and a concept's distinct forms up, and adds the presence bonus. This module
 does the same over the few hundred candidates the tsvector query returns, from the segmented
 fields ``search_docs`` keeps, so both stores rank alike.
 
@@ -128,11 +128,11 @@ def rescore(
     conn: Any, state: tuple[str, str], total: int, groups: Sequence[Group], candidates: Sequence[int],
     weights: dict[str, float], presence_bonus: float, limit: int,
 ) -> list[tuple[int, float]]:
-    """``candidates`` scored as :func:`.rank.engine_query` scores items, best ``limit`` first."""
+    """``candidates`` scored as :func:`.rank.concept_scores` scores items, best ``limit`` first."""
     if not candidates:
         return []
     average = _average_lengths(conn, state)
-    forms = [[tuple(lexeme(w) for w in form if w) for form in g.forms if form] for g in groups]
+    forms = [list(dict.fromkeys(tuple(lexeme(w) for w in form if w) for form in g.forms if form)) for g in groups]
     field_frequencies(conn, state, [w for group_forms in forms for form in group_forms for w in form])
     fields = [name for name in FIELD_CLASS if weights.get(name, 0) > 0]
     idf: dict[tuple[str, tuple[str, ...]], float] = {}
@@ -141,9 +141,9 @@ def rescore(
         for name in fields:
             for form in group_forms:
                 idf[(name, form)] = sum(_idf(total, _field_df(conn, state, w, name)) for w in form)
-        # tantivy's doc_frequency: the largest count of any form's rarest word in any one field.
-        df = max((min(max(_field_df(conn, state, w, name) for name in FIELD_CLASS) for w in form)
-                  for form in group_forms if form), default=0)
+        # The concept's document frequency, as the SQLite engine counts it (the items holding a form in
+        # any field), as near as the counts per lexeme tell for a phrase: its rarest word's.
+        df = max((min(_field_df(conn, state, w, "*") for w in form) for form in group_forms if form), default=0)
         bonus.append(presence_bonus * _idf(total, df))
     rows = conn.execute(
         f"SELECT item_id, {', '.join(FIELD_CLASS)} FROM search_docs WHERE item_id = ANY(?)", (list(candidates),)
@@ -158,13 +158,13 @@ def rescore(
             for name in fields:
                 field_words = words[name]
                 norm = K1 * (1 - B + B * field_words.length / average[name])
-                best = 0.0
+                forms_score = 0.0
                 for form in group_forms:
                     tf = field_words.count(form) if form else 0
                     if tf:
                         held = True
-                        best = max(best, idf[(name, form)] * tf * (K1 + 1) / (tf + norm))
-                concept += weights[name] * best
+                        forms_score += idf[(name, form)] * tf * (K1 + 1) / (tf + norm)
+                concept += weights[name] * forms_score
             if held:
                 score += concept + group_bonus
         scored.append((int(item_id), score))

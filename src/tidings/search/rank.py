@@ -32,7 +32,7 @@ from .hits import (
     idf_weight,
     vector_ranking,
 )
-from .index import compound_forms, current_engine, refresh_connection, refresh_index
+from .index import compound_set, current_engine, refresh_connection, refresh_index
 from .query import CompiledQuery, Filters, Group, compile_query, filter_sql
 from .segment import segment
 from .snippets import build_snippet, highlights
@@ -166,7 +166,7 @@ def _engine_ranking(
     groups = [*compiled.groups, *phrases][:_MAX_CONCEPTS]
     if not groups:
         return []
-    scores, likely = concept_scores(reader, groups, compounds=frozenset(compound_forms(config)))
+    scores, likely = concept_scores(reader, groups, compounds=compound_set(config))
     filters = compiled.parsed.filters
     conditions = _engine_filter(reader, filters)
     # The rest of the filters (tags and sections match parts of names, phrases and exclusions FTS5) are SQL.
