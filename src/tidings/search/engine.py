@@ -129,8 +129,8 @@ def compound_term(stemmed_form: Sequence[str]) -> str:
 class EngineDoc(NamedTuple):
     """What the engine indexes of one item."""
 
-    fields: Sequence[str]
-    """The segmented fields, in :data:`FIELDS` order (:func:`.storage.fts_row`)."""
+    fields: Sequence[Sequence[str]]
+    """The segmented fields' words, in :data:`FIELDS` order (:func:`.storage.field_words`)."""
     compounds: Sequence[str]
     """Per field, the :func:`compound_term` of each multi-word synonym form it holds, once per occurrence."""
     date: str | None
@@ -214,54 +214,68 @@ def _codes(values: Sequence[str | None]) -> tuple[np.ndarray, list[str]]:
     return np.array(codes, dtype=np.int32), list(names)
 
 
-def build_segment(name: str, touched: Sequence[int], docs: dict[int, EngineDoc]) -> Segment:
-    """A segment of ``docs`` (in item order), touching ``touched``: word -> term by :func:`stem`,
-    each word field's words and compound words counted per document."""
-    ids = sorted(docs)
-    n = len(ids)
-    nfields = len(WORD_FIELDS)
-    words = _Vocabulary()
-    codes: list[int] = []
-    counts: list[int] = []  # words per (document, field), in that order
-    lengths = np.zeros((nfields, n), dtype=np.float32)
-    for position, item_id in enumerate(ids):
-        doc = docs[item_id]
-        for f in range(nfields):
-            text = doc.fields[f]
+class SegmentBuilder:
+    """Collects documents for one segment as they are segmented (:meth:`add`, in item order), keeping
+    only word numbers: a batch of word lists kept alive until the segment is built slows Python's
+    garbage collector (a rebuild of 100k items took 8 % longer)."""
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+        self._words = _Vocabulary()
+        self._codes: list[int] = []
+        self._counts: list[int] = []  # words per (document, word field), in that order
+        self._dates: list[int] = []
+        self._kinds: list[str] = []
+        self._authors: list[str | None] = []
+        self._handles: list[str | None] = []
+
+    def add(self, item_id: int, doc: EngineDoc) -> None:
+        if self.ids and item_id <= self.ids[-1]:
+            raise ValueError("documents are added in item order")
+        self.ids.append(item_id)
+        lookup = self._words.__getitem__
+        for f in range(len(WORD_FIELDS)):
+            field_words = doc.fields[f]
             compound = doc.compounds[f] if f < len(doc.compounds) else ""
-            field_words = (text.split(" ") if text else []) + (compound.split(" ") if compound else [])
-            codes.extend(map(words.__getitem__, field_words))
-            counts.append(len(field_words))
-            lengths[f, position] = len(field_words)
-    # The words' terms: each distinct word stemmed once.
-    term_numbers = _Vocabulary()
-    word_term = np.fromiter((term_numbers[stem(w)] for w in words), dtype=np.int64, count=len(words))
-    terms = list(term_numbers)
-    token_terms = word_term[np.array(codes, dtype=np.int64)] if codes else np.zeros(0, dtype=np.int64)
-    per_slot = np.array(counts, dtype=np.int64)
-    slots = np.arange(n * nfields, dtype=np.int64)
-    token_docs = np.repeat(slots // nfields, per_slot)
-    token_fields = np.repeat(slots % nfields, per_slot)
-    keys, tf_counts = np.unique((token_terms * max(n, 1) + token_docs) * nfields + token_fields, return_counts=True)
-    pairs = keys // nfields
-    first = np.ones(len(pairs), dtype=bool)
-    first[1:] = pairs[1:] != pairs[:-1]
-    row = np.cumsum(first) - 1
-    unique_pairs = pairs[first]
-    tf = np.zeros((len(unique_pairs), nfields), dtype=np.uint16)
-    tf[row, keys % nfields] = np.minimum(tf_counts, _TF_MAX)
-    pair_terms = unique_pairs // max(n, 1)
-    indptr = np.zeros(len(terms) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(pair_terms, minlength=len(terms)), out=indptr[1:])
-    kinds, kind_names = _codes([(docs[i].fields[FIELDS.index("kind")] or "").lower() for i in ids])
-    authors, author_names = _codes([docs[i].author or None for i in ids])
-    handles, handle_names = _codes([ascii_lower(docs[i].handle) if docs[i].handle else None for i in ids])
-    dates = np.array([date_number(docs[i].date) or 0 for i in ids], dtype=np.int32)
-    return Segment(name=name, ids=np.array(ids, dtype=np.int64), dates=dates, kinds=kinds, authors=authors,
-                   handles=handles, lengths=lengths, terms=terms, indptr=indptr,
-                   docs=(unique_pairs % max(n, 1)).astype(np.int32), tf=tf,
-                   touched=np.array(sorted(set(touched)), dtype=np.int64), kind_names=kind_names,
-                   author_names=author_names, handle_names=handle_names)
+            if compound:
+                field_words = [*field_words, *compound.split(" ")]
+            self._codes.extend(map(lookup, field_words))
+            self._counts.append(len(field_words))
+        self._dates.append(date_number(doc.date) or 0)
+        self._kinds.append(" ".join(doc.fields[FIELDS.index("kind")]).lower())
+        self._authors.append(doc.author or None)
+        self._handles.append(ascii_lower(doc.handle) if doc.handle else None)
+
+    def build(self, name: str, touched: Sequence[int]) -> Segment:
+        """The segment of the documents added, touching ``touched``: word -> term by :func:`stem`
+        (each distinct word once), each word field's words and compound words counted per document."""
+        n, nfields = len(self.ids), len(WORD_FIELDS)
+        term_numbers = _Vocabulary()
+        word_term = np.fromiter((term_numbers[stem(w)] for w in self._words), dtype=np.int64, count=len(self._words))
+        terms = list(term_numbers)
+        token_terms = word_term[np.array(self._codes, dtype=np.int64)] if self._codes else np.zeros(0, np.int64)
+        per_slot = np.array(self._counts, dtype=np.int64)
+        slots = np.arange(n * nfields, dtype=np.int64)
+        keys, tf_counts = np.unique(
+            (token_terms * max(n, 1) + np.repeat(slots // nfields, per_slot)) * nfields + np.repeat(slots % nfields, per_slot),
+            return_counts=True)
+        pairs = keys // nfields
+        first = np.ones(len(pairs), dtype=bool)
+        first[1:] = pairs[1:] != pairs[:-1]
+        unique_pairs = pairs[first]
+        tf = np.zeros((len(unique_pairs), nfields), dtype=np.uint16)
+        tf[np.cumsum(first) - 1, keys % nfields] = np.minimum(tf_counts, _TF_MAX)
+        indptr = np.zeros(len(terms) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(unique_pairs // max(n, 1), minlength=len(terms)), out=indptr[1:])
+        kinds, kind_names = _codes(self._kinds)
+        authors, author_names = _codes(self._authors)
+        handles, handle_names = _codes(self._handles)
+        return Segment(name=name, ids=np.array(self.ids, dtype=np.int64), dates=np.array(self._dates, dtype=np.int32),
+                       kinds=kinds, authors=authors, handles=handles,
+                       lengths=per_slot.reshape(n, nfields).T.astype(np.float32), terms=terms, indptr=indptr,
+                       docs=(unique_pairs % max(n, 1)).astype(np.int32), tf=tf,
+                       touched=np.array(sorted(set(touched)), dtype=np.int64), kind_names=kind_names,
+                       author_names=author_names, handle_names=handle_names)
 
 
 def _document_frequencies(segment: Segment) -> np.ndarray:
@@ -305,10 +319,13 @@ def merge_segments(name: str, segments: Sequence[Segment], live: Sequence[np.nda
     kind_vocab, author_vocab, handle_vocab = _Vocabulary(), _Vocabulary(), _Vocabulary()
     ids_parts, date_parts, kind_parts, author_parts, handle_parts, length_parts = [], [], [], [], [], []
     term_parts, doc_parts, tf_parts = [], [], []
+    offset = 0
     for segment, mask in zip(segments, live, strict=True):
         keep = np.flatnonzero(mask)
         if not len(keep):
             continue
+        local = np.cumsum(mask) - 1 + offset  # each live document's place in the concatenation
+        offset += len(keep)
         ids_parts.append(np.asarray(segment.ids)[keep])
         date_parts.append(np.asarray(segment.dates)[keep])
         kind_parts.append(_recode(np.asarray(segment.kinds)[keep], segment.kind_names, kind_vocab))
@@ -320,17 +337,24 @@ def merge_segments(name: str, segments: Sequence[Segment], live: Sequence[np.nda
         docs = np.asarray(segment.docs)
         alive = mask[docs]
         term_parts.append(term_map[pair_terms[alive]])
-        doc_parts.append(ids_parts[-1][np.searchsorted(keep, docs[alive])])  # item ids for now
+        doc_parts.append(local[docs[alive]])
         tf_parts.append(np.asarray(segment.tf)[alive])
     ids = np.concatenate(ids_parts) if ids_parts else np.zeros(0, np.int64)
-    order = np.argsort(ids, kind="stable")
-    ids = ids[order]
     n = len(ids)
-    doc_ids = np.concatenate(doc_parts) if doc_parts else np.zeros(0, np.int64)
-    positions = np.searchsorted(ids, doc_ids)
+    positions = np.concatenate(doc_parts) if doc_parts else np.zeros(0, np.int64)
     pair_terms = np.concatenate(term_parts) if term_parts else np.zeros(0, np.int64)
     tf = np.concatenate(tf_parts) if tf_parts else np.zeros((0, nfields), np.uint16)
-    by_key = np.argsort(pair_terms * max(n, 1) + positions, kind="stable")
+    if n > 1 and not (ids[1:] > ids[:-1]).all():  # batches of a refresh come in item order: usually sorted already
+        order = np.argsort(ids, kind="stable")
+        ids = ids[order]
+        place = np.empty(n, dtype=np.int64)
+        place[order] = np.arange(n)
+        positions = place[positions]
+        by_key = np.argsort(pair_terms * n + positions, kind="stable")
+    else:
+        order = np.arange(n)
+        # In item order already, each term's documents come in order within and across segments.
+        by_key = np.argsort(pair_terms, kind="stable")
     indptr = np.zeros(len(vocabulary) + 1, dtype=np.int64)
     np.cumsum(np.bincount(pair_terms, minlength=len(vocabulary)), out=indptr[1:])
 
@@ -394,13 +418,8 @@ class Reader:
                                     np.asarray(segment.docs).astype(np.intp)))
             offset += len(segment.ids)
         self.size = offset
-        self.live = np.ones(offset, dtype=bool)
-        for later, part in enumerate(self.parts):
-            for newer in self.parts[later + 1 :]:
-                touched = np.asarray(newer.segment.touched)
-                if len(touched):
-                    ids = np.asarray(part.segment.ids)
-                    self.live[part.offset : part.offset + len(ids)] &= ~np.isin(ids, touched)
+        masks = live_masks(self.segments)
+        self.live = np.concatenate(masks) if masks else np.ones(0, dtype=bool)
         self.dead = np.flatnonzero(~self.live)
         self.ids = np.concatenate([np.asarray(p.segment.ids) for p in self.parts]) if self.parts else np.zeros(0, np.int64)
         self._frequencies: dict[str, int] = {}
@@ -558,6 +577,26 @@ def _joined(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, np.int32)
 
 
+def live_masks(segments: Sequence[Segment]) -> list[np.ndarray]:
+    """Per segment, which of its documents are live: those whose id no newer segment touched (every
+    segment touches its own documents' ids, and a batch also the ids it deleted)."""
+    if not segments:
+        return []
+    touched = [np.asarray(s.touched) for s in segments]
+    ids = np.concatenate(touched)
+    numbers = np.repeat(np.arange(len(segments)), [len(t) for t in touched])
+    order = np.lexsort((numbers, ids))  # by id, then segment: an id's last entry is its newest toucher
+    ids, numbers = ids[order], numbers[order]
+    last = np.ones(len(ids), dtype=bool)
+    last[:-1] = ids[1:] != ids[:-1]
+    ids, newest = ids[last], numbers[last]
+    masks = []
+    for number, segment in enumerate(segments):
+        own = np.asarray(segment.ids)
+        masks.append(newest[np.searchsorted(ids, own)] == number if len(own) else np.ones(0, dtype=bool))
+    return masks
+
+
 def _statistics_for(segment: Segment, base: Segment | None) -> tuple[int, list[float], np.ndarray]:
     """The statistics a newer segment is scored with: the base's documents and average lengths, and
     per term the base's document frequency plus the segment's own."""
@@ -660,12 +699,12 @@ class EngineIndex:
 
     @contextmanager
     def replacing(
-        self, ids: Sequence[int], docs: dict[int, EngineDoc], *, clear: bool = False
+        self, ids: Sequence[int], docs: SegmentBuilder, *, clear: bool = False
     ) -> Iterator[Callable[[], None]]:
         """Supersede ``ids`` (or everything, with ``clear``) with ``docs``: the segment is built on
         entry and written when the block calls what it is given; :meth:`write_marker` then makes it
         live. Left uncalled, or on an error, nothing is written."""
-        segment = build_segment(_segment_name(), ids, docs)
+        segment = docs.build(_segment_name(), ids)
         listed = [] if clear else list(self._read_marker().get("segments", []))
 
         def commit() -> None:
@@ -700,9 +739,7 @@ class EngineIndex:
 
     def _merge(self, names: Sequence[str], *, base: bool = True) -> str:
         segments = [self._load(n) for n in names]
-        reader = Reader(segments, self.weights)
-        masks = [reader.live[p.offset : p.offset + len(p.segment.ids)] for p in reader.parts]
-        merged = merge_segments(_segment_name(), segments, masks, self.weights, base=base)
+        merged = merge_segments(_segment_name(), segments, live_masks(segments), self.weights, base=base)
         self._store(merged)
         return merged.name
 

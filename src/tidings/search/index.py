@@ -31,6 +31,7 @@ from .engine import (
     WORD_FIELDS,
     EngineDoc,
     EngineIndex,
+    SegmentBuilder,
     compound_term,
     engine_for,
     field_weights,
@@ -280,12 +281,13 @@ def _drain(conn: sqlite3.Connection, engine: EngineIndex, finder: CompoundFinder
                 break
             docs = load_docs(conn, ids)
             dates = {item_id: item_date(d["published"], d["week"], d["seen"]) for item_id, d in docs.items()}
-            rows, engine_docs = {}, {}
-            for item_id, doc in docs.items():
+            rows, engine_docs = {}, SegmentBuilder()
+            for item_id in sorted(docs):
+                doc = docs[item_id]
                 fields = field_words(doc)  # dropped at once: a batch of word lists alive slows the GC
-                row = rows[item_id] = [" ".join(words) for words in fields]
-                engine_docs[item_id] = EngineDoc(row, finder.row(fields), dates[item_id], doc["author_name"],
-                                                 doc["author_handle"])
+                rows[item_id] = [" ".join(words) for words in fields]
+                engine_docs.add(item_id, EngineDoc(fields, finder.row(fields), dates[item_id], doc["author_name"],
+                                                   doc["author_handle"]))
             with engine.replacing(ids, engine_docs) as commit_engine:
                 _write_batch(conn, ids, rows, dates, now)
                 generation = meta(conn, "generation") or "0"
