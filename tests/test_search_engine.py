@@ -378,3 +378,95 @@ def test_a_synonym_phrase_is_indexed_as_one_compound_word(scratch: Store) -> Non
     assert [h.item.title for h in search(scratch, "qz-drive", config=custom).hits] == ["The zorvex quantum engine"]
     with connect(scratch) as conn:
         assert current_engine(conn, custom).reader.frequency("zorvex_quantum") == 1
+
+
+def _manifest(store: Store) -> dict:
+    import json
+
+    db = Path(str(store.engine.url.database))
+    return json.loads(Path(f"{db}.search/tidings-index.json").read_text(encoding="utf-8"))
+
+
+def _segment_dirs(store: Store) -> set[str]:
+    db = Path(str(store.engine.url.database))
+    return {p.name for p in Path(f"{db}.search").iterdir() if p.is_dir()}
+
+
+def test_small_changes_pile_up_as_segments_and_merge(scratch: Store) -> None:
+    """Each refresh that indexes something writes one segment; an edited item's old document is
+    superseded (found by its new words only), a deleted one's is gone, past eight newer segments they
+    are merged among themselves, and once they hold a quarter of the base's documents they are merged
+    into a new base. Whatever the segments, merging them all ranks exactly as a rebuild does."""
+    from tidings.search import engine as engine_module
+
+    run_cli(Path(str(scratch.engine.url.database)), "index", "--rebuild")  # ends with one base
+    assert len(_manifest(scratch)["segments"]) == 1
+    with scratch.session() as session:
+        items = list(session.scalars(select(Item).where(Item.duplicate_of_id.is_(None)).order_by(Item.id)))
+        ids = [i.id for i in items]
+    counts = []
+    for n, item_id in enumerate(ids[:14]):
+        with scratch.engine.begin() as conn:
+            conn.execute(text("UPDATE items SET title = :t WHERE id = :id"), {"t": f"glimmerquad{n} edited", "id": item_id})
+        assert ids_for(scratch, f"glimmerquad{n}") == [item_id]
+        counts.append(len(_manifest(scratch)["segments"]))
+        assert set(_manifest(scratch)["segments"]) <= _segment_dirs(scratch)  # every listed segment exists
+    assert counts[:8] == list(range(2, 10))  # the base and one newer segment per change
+    assert counts[8] == 2 and counts[-1] == 2 + 5  # the ninth newer segment: all nine merged into one
+    assert max(counts) == 1 + engine_module._MAX_SEGMENTS
+    assert ids_for(scratch, "glimmerquad0") == [ids[0]]  # superseded twice over, still one document
+    with scratch.engine.begin() as conn:
+        conn.execute(text("DELETE FROM items WHERE id = :id"), {"id": ids[1]})
+    assert ids_for(scratch, "glimmerquad1") == []
+    assert engine_docs(scratch) == live_items(scratch)
+    # Enough changes to pass a quarter of the base: one new base.
+    with scratch.engine.begin() as conn:
+        conn.execute(text("UPDATE items SET note = 'zephyrine' WHERE id IN (SELECT id FROM items ORDER BY id LIMIT :n)"),
+                     {"n": len(ids) // 3})
+    assert len(ids_for(scratch, "zephyrine")) == 10
+    assert len(_manifest(scratch)["segments"]) == 1
+    incremental = ranked(scratch)
+    run_cli(Path(str(scratch.engine.url.database)), "index", "--rebuild")
+    assert ranked(scratch) == incremental
+
+
+_KILLED_MERGE = textwrap.dedent(
+    """
+    import os, signal, sys
+    from tidings.config import Config
+    from tidings.search import engine, index
+    from tidings.store import open_store
+
+    index._BATCH = index._BULK_BATCH = 40
+    original = engine.Segment.save
+
+    def save(self, directory):
+        original(self, directory)
+        if self.stats is not None:   # the merged base is on disk; the manifest does not list it yet
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    engine.Segment.save = save
+    index.rebuild_index(open_store(sys.argv[1]), Config())
+    """
+)
+
+
+def test_a_run_killed_while_merging_loses_nothing(scratch: Store) -> None:
+    """Killed after writing the merged base and before the manifest names it: the batches' segments
+    still answer every question (none is queued), and the next change removes the orphan."""
+    expected = ranked(scratch)
+    db = Path(str(scratch.engine.url.database))
+    killed = subprocess.run([sys.executable, "-c", _KILLED_MERGE, str(db)], capture_output=True, text=True,
+                            timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    listed = set(_manifest(scratch)["segments"])
+    orphans = _segment_dirs(scratch) - listed
+    assert len(listed) > 2 and orphans  # the batches' segments, and the merged base nobody lists
+    assert index_stats(scratch)["queued"] == 0
+    assert engine_docs(scratch) == index_stats(scratch)["indexed"] == live_items(scratch)
+    resumed = ranked(scratch)
+    assert {q: set(v) for q, v in resumed.items()} == {q: set(v) for q, v in expected.items()}
+    with scratch.engine.begin() as conn:
+        conn.execute(text("UPDATE items SET title = 'Genie 3.0 quaffle' WHERE title = 'Genie 3.0'"))
+    assert [h.item.title for h in search(scratch, "quaffle", config=CONFIG).hits] == ["Genie 3.0 quaffle"]
+    assert not (_segment_dirs(scratch) & orphans)
