@@ -312,7 +312,9 @@ def _search(
     store: Store, compiled: CompiledQuery, config: Config | None, embedder: Embedder | None, limit: int,
     recent: bool, refresh: bool,
 ) -> SearchResult:
-    depth = max(limit * 4, 50)
+    # Fused with embeddings or re-weighted by recency, hits from below the top ``limit`` can rise;
+    # ranked by BM25 alone, the engine's top ``limit`` is the answer.
+    depth = max(limit * 4, 50) if embedder is not None or recent else limit
     with connect(store) as conn:
         engine = refresh_connection(conn, config)[1] if refresh else current_engine(conn, config)
         clauses, params = filter_sql(compiled.parsed.filters, config)
@@ -332,7 +334,7 @@ def _search(
                 vector = []
         mode, scored = blend(compiled, bm25, vector, lambda: _filtered_ids(conn, compiled, clauses, params, depth),
                              config)
-        dates = _dates(conn, [i for i, _ in scored])
+        dates = _dates(conn, [i for i, _ in (scored if recent else scored[:limit])])
         if recent and scored:
             known = [date.fromisoformat(d[:10]) for d in dates.values() if d]
             scored = by_recency(scored, dates, _newest_date(conn) or (max(known) if known else None), config)
