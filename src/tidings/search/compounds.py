@@ -6,11 +6,13 @@ A word starts a form when it is, as it stands or stemmed, the form's first word 
 are stemmed there), and the next words must equal or stem to the form's next ones: what a phrase
 query over stemmed words matches.
 
-Most words start no form, so the walk is over the few that do: each word is classified once per
-build (a dict from word to the forms it starts), a field's words are looked up with one ``map`` in
-C, and ``itertools.compress`` hands Python only the positions that start a form. Over the 100k-item
-benchmark that is ~0.3 s of CPU against ~1.0 s for a Python loop over every word that stems each
-ASCII word again through the stemmer's cache."""
+Most words start no form, so the walk is over the few that do: each English word is stemmed once
+per build (a set of those met), the words that start a form are one small dict, a field is looked up
+in it with one ``map`` in C, and ``itertools.compress`` hands Python only the positions that start
+a form. Over the 100k-item benchmark, each field checked right after it is segmented as the build
+does, that is ~0.75 s of CPU against ~1.03 s for a Python loop over every word that calls the
+stemmer's cache for each English word (:class:`.index.CompoundFinder`); a dict of every word met
+was no faster (~0.88 s): its look-ups miss the CPU's caches."""
 
 from __future__ import annotations
 
@@ -35,17 +37,25 @@ class CompoundFinder:
     """``CompoundFinder(forms).row(fields)``: per field, the compound words of the forms it holds."""
 
     MAX_WORDS = 500_000
-    """A bound on the words classified (and kept alive) by one finder: a build over millions of items
-    starts afresh past it, at the cost of classifying the common words again."""
+    """A bound on the English words remembered as classified by one finder: a build over millions of
+    items starts afresh past it, at the cost of stemming the common words again."""
 
     def __init__(self, forms: Sequence[Form]) -> None:
         self.by_first: dict[str, list[Form]] = {}
         for form in forms:
             self.by_first.setdefault(form[0], []).append(form)
-        self._starts: dict[str, tuple[tuple[Form, str], ...]] = {}
-        """Every word met so far, with (the rest of, the compound word of) each form it starts, in
-        ``forms`` order: mostly none."""
+        self._starts: dict[str, tuple[tuple[Form, str], ...]] = {
+            first: self._entries(forms) for first, forms in self.by_first.items()
+        }
+        """The words that start a form (the forms' first words, and the English words met so far
+        that stem to one), with (the rest of, the compound word of) each form, in ``forms`` order."""
+        self._ascii_seen: set[str] = set()
+        """The English (ASCII) words met so far: each is stemmed once, to see if it starts a form."""
         self._stems = _Stems()
+
+    @staticmethod
+    def _entries(forms: list[Form]) -> tuple[tuple[Form, str], ...]:
+        return tuple((form[1:], compound_term(form)) for form in forms)
 
     def row(self, fields: Sequence[Sequence[str]]) -> list[str]:
         """Per field (in :data:`.engine.FIELDS` order, word fields only), the compound words of the
@@ -56,40 +66,36 @@ class CompoundFinder:
         ]
 
     def _field(self, words: Sequence[str]) -> str:
-        starts = self._starts
-        try:
-            forms_at = list(map(starts.__getitem__, words))
-        except KeyError:  # a word not met yet: classify the field's new words, then look up again
+        if not self._ascii_seen.issuperset(filter(str.isascii, words)):
             self._learn(words)
-            forms_at = list(map(starts.__getitem__, words))
+        starts = self._starts
         stems = self._stems
         last = len(words) - 1
         found: list[str] = []
-        for i, forms in compress(enumerate(forms_at), forms_at):
-            for rest, term in forms:
+        for i, word in compress(enumerate(words), map(starts.__contains__, words)):
+            for rest, term in starts[word]:
                 if i + len(rest) > last:
                     continue
                 j = i
                 for following in rest:  # the next words must be the form's, as they stand or stemmed
                     j += 1
-                    word = words[j]
-                    if word != following and stems[word] != following:
+                    if words[j] != following and stems[words[j]] != following:
                         break
                 else:
                     found.append(term)
         return " ".join(found)
 
     def _learn(self, words: Sequence[str]) -> None:
-        starts = self._starts
-        if len(starts) > self.MAX_WORDS:
-            starts.clear()
+        """Stems the field's English words not met yet: an inflected one may stem to a first word
+        (only English words are stemmed there; any other word starts a form only as it stands)."""
+        seen = self._ascii_seen
+        if len(seen) > self.MAX_WORDS:
+            seen.clear()
             self._stems.clear()
         by_first = self.by_first
-        for word in set(words).difference(starts):
-            if word in by_first:
-                forms = by_first[word]
-            elif word.isascii():  # an inflected English word may stem to a first word
-                forms = by_first.get(stem(word), [])
-            else:
-                forms = []
-            starts[word] = tuple((form[1:], compound_term(form)) for form in forms)
+        for word in set(filter(str.isascii, words)).difference(seen):
+            seen.add(word)
+            if word not in by_first:
+                forms = by_first.get(stem(word))
+                if forms:
+                    self._starts[word] = self._entries(forms)
