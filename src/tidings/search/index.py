@@ -26,13 +26,12 @@ from datetime import UTC, datetime
 from ..config import Config
 from ..store import Store
 from .colloquial import with_colloquial
+from .compounds import CompoundFinder
 from .engine import (
     FIELDS,
-    WORD_FIELDS,
     EngineDoc,
     EngineIndex,
     SegmentBuilder,
-    compound_term,
     engine_for,
     field_weights,
     fresh_engine,
@@ -177,47 +176,6 @@ def index_signature(config: Config | None) -> str:
 @functools.cache
 def _weights_signature(weights: tuple[float, ...]) -> str:
     return ",".join(f"{w:g}" for w in weights)
-
-
-class CompoundFinder:
-    """Finds the compound forms (:func:`compound_forms`) in an item's segmented fields, for the index
-    build: a word starts a form when it is, as it stands or stemmed, a form's first word, and the next
-    words must stem to the form's next ones (what tantivy's phrase query over stemmed words matched).
-
-    A walk over the fields' word lists as segmentation made them, each word looked up in a dict of
-    the form-starting words: over 100k items about 0.5 s of CPU, against 2.2 s for the snippets'
-    regular expression (:class:`.snippets.FormFinder`, which also stems a following word only when
-    its first two letters start some form, so it misses "memory leaks")."""
-
-    def __init__(self, forms: tuple[tuple[str, ...], ...]) -> None:
-        self.by_first: dict[str, list[tuple[str, ...]]] = {}
-        for form in forms:
-            self.by_first.setdefault(form[0], []).append(form)
-
-    def row(self, fields: Sequence[Sequence[str]]) -> list[str]:
-        """Per field (in :data:`FIELDS` order, word fields only), the compound words of the forms it
-        holds, one per occurrence (a phrase's frequency is the compound's)."""
-        return [self._field(words) if name in WORD_FIELDS and words else ""
-                for name, words in zip(FIELDS, fields, strict=True)]
-
-    def _field(self, words: Sequence[str]) -> str:
-        by_first = self.by_first
-        found = []
-        for i, word in enumerate(words):
-            if word in by_first:
-                forms = by_first[word]
-            elif word.isascii():  # an inflected English word may stem to a first word
-                forms = by_first.get(stem(word))
-                if forms is None:
-                    continue
-            else:
-                continue
-            for form in forms:
-                n = len(form)
-                following = words[i + 1 : i + n]
-                if len(following) == n - 1 and all(w == f or stem(w) == f for w, f in zip(following, form[1:], strict=True)):
-                    found.append(compound_term(form))
-        return " ".join(found)
 
 
 Progress = Callable[[int, int, str], None]
