@@ -5,8 +5,9 @@ assembled from the corpus's own text: titles spliced from two real titles, bodie
 sentences, dates spread over 2022-2024. The real items stay, so the labelled queries of
 evals/queries.jsonl still have their answers, now among 10k or 100k distractors.
 
-- tidings: ``search.index.rebuild_index`` (jieba segmentation, FTS5 with porter) and ``search.rank.search``
-  (query parsing, synonyms, BM25 with field weights, coordination, snippets, filters);
+- tidings: ``search.index.rebuild_index`` (jieba segmentation, FTS5 with porter, the engine's
+  segments merged into one base) and ``search.rank.search`` (query parsing, synonyms, BM25 with field
+  weights from the engine's impacts, coordination, filters, the hits' views and snippets);
 - baseline: SQLite FTS5 with its default tokenizer (unicode61) over the same raw text, the query
   words as typed OR-ed together, the same bm25 weights, phrases, exclusions and filters;
 - tantivy and bm25s: in-process engines over the *same segmented text* tidings stored (read back
@@ -51,10 +52,10 @@ from typing import Any
 from tidings import collect
 from tidings.config import Config
 from tidings.search import evaluate as searcheval
-from tidings.search.engine import FIELDS, field_weights
 from tidings.search.index import rebuild_index
 from tidings.search.query import Filters, filter_sql, parse_query
 from tidings.search.rank import rank, search
+from tidings.search.terms import FIELDS, field_weights
 from tidings.store import Store, open_store
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,10 +15,10 @@ import pytest
 from tidings.config import Config
 from tidings.search import segment as segment_module
 from tidings.search.compounds import CompoundFinder
-from tidings.search.engine import FIELDS, WORD_FIELDS, compound_term, stem
 from tidings.search.index import compound_forms
 from tidings.search.segment import MAX_INDEXED_CHARS, normalize, prepare, segment, segmented_words
 from tidings.search.storage import field_words, load_docs
+from tidings.search.terms import FIELDS, WORD_FIELDS, compound_term, stem
 from tidings.textutil import CJK_RUN_RE, _get_fast_segmenter
 
 CONFIG = Config()

@@ -262,8 +262,8 @@ def test_snippet_marks_follow_stems_phrases_and_whole_words() -> None:
     """``mark_words`` finds candidates by a regular expression, then stems: an inflected English word
     is marked, a multi-word form only where its words are consecutive, a word containing a form's
     word (大模型 for 大) never, and mixed-script words compare as they are."""
-    from tidings.search.engine import stem
     from tidings.search.snippets import mark_words
+    from tidings.search.terms import stem
 
     forms = [tuple(stem(w) for w in form) for form in [("embeddings",), ("大", "模型"), ("node.js",),
                                                         ("run", "fast"), ("ai芯片",)]]
@@ -343,8 +343,8 @@ def test_a_synonym_phrase_is_indexed_as_one_compound_word(scratch: Store) -> Non
     the items holding the compound are exactly those where the form's words stand one after another
     in a word field (stemmed, as the engine compares words), and a configured set with a new
     multi-word form re-indexes (the index signature changes) so its compound is found."""
-    from tidings.search.engine import FIELDS, WORD_FIELDS, compound_term, stem
     from tidings.search.index import compound_forms, index_signature
+    from tidings.search.terms import FIELDS, WORD_FIELDS, compound_term, stem
 
     assert ids_for(scratch, "大模型 幻觉 vector database")  # indexes the copy
     with connect(scratch) as conn:

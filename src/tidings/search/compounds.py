@@ -1,6 +1,6 @@
 """The compound forms (multi-word synonym forms, :func:`.index.compound_forms`) found in an item's
 segmented fields, for the index build: each occurrence is also indexed as one word
-(:func:`.engine.compound_term`).
+(:func:`.terms.compound_term`).
 
 A word starts the forms whose first word it is; an English (ASCII) word that starts none starts those
 whose first word it stems to. The next words must equal or stem to the form's next ones: what a
@@ -19,13 +19,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import compress
 
-from .engine import FIELDS, WORD_FIELDS, compound_term, stem
+from .terms import FIELDS, WORD_FIELDS, compound_term, stem
 
 Form = tuple[str, ...]
 
 
 class _Stems(dict[str, str]):
-    """:func:`.engine.stem` of each word met after a form's first word, filled as words come (a dict
+    """:func:`.terms.stem` of each word met after a form's first word, filled as words come (a dict
     hit, where the stemmer's own cache is a function call)."""
 
     def __missing__(self, word: str) -> str:
@@ -58,7 +58,7 @@ class CompoundFinder:
         return tuple((form[1:], compound_term(form)) for form in forms)
 
     def row(self, fields: Sequence[Sequence[str]]) -> list[str]:
-        """Per field (in :data:`.engine.FIELDS` order, word fields only), the compound words of the
+        """Per field (in :data:`.terms.FIELDS` order, word fields only), the compound words of the
         forms it holds, one per occurrence (a phrase's frequency is the compound's), in order."""
         return [
             self._field(words) if name in WORD_FIELDS and words else ""

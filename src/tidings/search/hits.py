@@ -1,9 +1,9 @@
 """What both stores' searches share: the hits (:class:`SearchHit`, :class:`SearchResult`) and the
-items' views they carry, the field weights and IDF, the blend of BM25 with embeddings by
+items' views they carry, IDF, the blend of BM25 with embeddings by
 reciprocal rank, the recency re-weighting, and the embeddings themselves (the ``embed`` route of
 the model gateway, cached per item and model).
 
-Below the engines: :mod:`.rank` (SQLite, tantivy) and :mod:`.pg` (PostgreSQL) both rank with
+Below the engines: :mod:`.rank` (SQLite, :mod:`.engine`) and :mod:`.pg` (PostgreSQL) both rank with
 these and build their hits with :func:`_load_items`."""
 
 from __future__ import annotations

@@ -27,20 +27,12 @@ from ..config import Config
 from ..store import Store
 from .colloquial import with_colloquial
 from .compounds import CompoundFinder
-from .engine import (
-    FIELDS,
-    EngineDoc,
-    EngineIndex,
-    SegmentBuilder,
-    engine_for,
-    field_weights,
-    fresh_engine,
-    new_index_id,
-    stem,
-)
+from .engine import EngineIndex, engine_for, fresh_engine, new_index_id
 from .query import synonym_sets, synonyms_key
 from .segment import prepare, segmenter_signature
+from .segments import EngineDoc, SegmentBuilder
 from .storage import SearchError, connect, field_words, item_date, load_docs, meta, set_meta, write
+from .terms import FIELDS, field_weights, stem
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +140,7 @@ def compound_set(config: Config | None) -> frozenset[tuple[str, ...]]:
 
 def compound_forms(config: Config | None) -> tuple[tuple[str, ...], ...]:
     """The multi-word forms of the query's synonym sets (built in, colloquial and configured), stemmed
-    word by word: the engine also indexes each occurrence as one word (:func:`.engine.compound_term`).
+    word by word: the engine also indexes each occurrence as one word (:func:`.terms.compound_term`).
 
     A question about 大模型 expands to 大 模型, 大 语言 模型 and large language model(s): as phrase
     queries in six fields, each scored and then checked again for the presence bonus, they read the

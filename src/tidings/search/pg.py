@@ -6,7 +6,7 @@ triggers in the writer's own transaction, as on SQLite) and ``search_meta``.
 
 Words: the same segmenter as on SQLite (:mod:`.segment`) cuts every field; each word becomes one
 lexeme, English words stemmed by the same Snowball stemmer the SQLite engine uses
-(:func:`.engine.stem`), anything else as it is. The ``tsvector`` is written as a literal of
+(:func:`.terms.stem`), anything else as it is. The ``tsvector`` is written as a literal of
 those lexemes with their positions and weights (title A, summary and note B, text C, tags and
 author D) rather than by ``to_tsvector('simple', …)``: the default parser would cut the
 segmenter's words again ("gpt-4o", "fine-tuning", URLs, and CJK by the database's locale), so
@@ -41,7 +41,6 @@ from typing import Any
 from ..config import Config
 from ..store import Store
 from . import pgrescore
-from .engine import FIELDS, field_weights
 from .hits import (
     PRESENCE_BONUS,
     Embedder,
@@ -60,6 +59,7 @@ from .query import CompiledQuery, Group, filter_sql
 from .segment import prepare, segment, segmenter_signature
 from .snippets import SNIPPET_COLUMNS, _wanted_forms, build_snippet, mark_words
 from .storage import PgConnection, SearchError, connect, fts_row, item_date, load_docs, meta, set_meta
+from .terms import FIELDS, field_weights
 
 log = logging.getLogger(__name__)
 

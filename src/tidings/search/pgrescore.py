@@ -20,8 +20,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from .engine import stem
 from .query import Group
+from .terms import stem
 
 K1, B = 1.2, 0.75
 FIELD_CLASS = {"title": "A", "summary": "B", "note": "B", "text": "C", "tags": "D", "author": "D"}

@@ -18,7 +18,7 @@ import numpy as np
 from ..config import Config
 from ..store import Store
 from .colloquial import with_colloquial
-from .engine import Condition, EngineIndex, Reader, ascii_lower, compound_term, date_number, stem
+from .engine import Condition, EngineIndex, Reader
 from .hits import (
     PRESENCE_BONUS,
     Embedder,
@@ -37,6 +37,7 @@ from .query import CompiledQuery, Filters, Group, compile_query, filter_sql
 from .segment import segment
 from .snippets import build_snippet, highlights
 from .storage import SearchError, connect, meta
+from .terms import ascii_lower, compound_term, date_number, stem
 
 log = logging.getLogger(__name__)
 

@@ -159,7 +159,7 @@ def _fallback_spans(original: str, compiled: CompiledQuery) -> list[tuple[int, i
 
 @functools.lru_cache(maxsize=8192)  # a snippet stems every match of its field; the words repeat
 def _stem(word: str) -> str:
-    from .engine import stem  # the engine's English stemmer: "embeddings" and "embedding" agree
+    from .terms import stem  # the engine's English stemmer: "embeddings" and "embedding" agree
 
     return stem(word)
 

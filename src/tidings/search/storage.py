@@ -3,7 +3,7 @@ PostgreSQL's behind the same ``execute`` with ``?`` placeholders), write transac
 ``search_meta`` values, and the documents an index is built from (an item's fields, tags, sections
 and first digest week, segmented).
 
-The lowest floor of ``search/``: both engines (:mod:`.index` with tantivy on SQLite, :mod:`.pg`)
+The lowest floor of ``search/``: both engines (:mod:`.index` with its numpy engine on SQLite, :mod:`.pg`)
 and the ranking above them import from here, never the other way round."""
 
 from __future__ import annotations
