@@ -25,8 +25,19 @@ COLLOQUIAL: list[list[str]] = [
 ]
 
 
+_combined: dict[int, tuple[list[list[str]], int, list[list[str]]]] = {}
+
+
 def with_colloquial(config: Config | None) -> Config:
-    """``config`` with the colloquial sets added to its ``search.synonyms`` (a copy)."""
+    """``config`` with the colloquial sets added to its ``search.synonyms`` (a copy). The combined list
+    is the same object for the same configured list (while it has as many sets), so the caches keyed
+    by it (:func:`.query.synonyms_key`) are found again at every search."""
     base = config if config is not None else Config()
-    search = base.search.model_copy(update={"synonyms": [*base.search.synonyms, *COLLOQUIAL]})
+    own = base.search.synonyms
+    known = _combined.get(id(own))
+    if known is None or known[0] is not own or known[1] != len(own):
+        if len(_combined) > 256:
+            _combined.clear()
+        known = _combined[id(own)] = (own, len(own), [*own, *COLLOQUIAL])
+    search = base.search.model_copy(update={"synonyms": known[2]})
     return base.model_copy(update={"search": search})

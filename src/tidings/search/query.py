@@ -260,10 +260,23 @@ def _synonym_sets(config: Config | None) -> list[list[list[str]]]:
     return out
 
 
+_synonym_keys: dict[int, tuple[list[list[str]], int, str, str]] = {}
+
+
 def synonyms_key(config: Config | None) -> str:
     """What the segmented synonym sets depend on (the segmenter and the configured sets): the key of
-    every cache built from them."""
-    return segmenter_signature(config) + json.dumps(config.search.synonyms if config else [], ensure_ascii=False)
+    every cache built from them. Remembered per list of sets (kept, so its id is not another's), as
+    long as it has as many sets: writing the key out took a tenth of a search at 100k items."""
+    synonyms = config.search.synonyms if config else []
+    segmenter = segmenter_signature(config)
+    known = _synonym_keys.get(id(synonyms))
+    if known is not None and known[0] is synonyms and known[1] == len(synonyms) and known[2] == segmenter:
+        return known[3]
+    key = segmenter + json.dumps(synonyms, ensure_ascii=False)
+    if len(_synonym_keys) > 256:
+        _synonym_keys.clear()
+    _synonym_keys[id(synonyms)] = (synonyms, len(synonyms), segmenter, key)
+    return key
 
 
 _synonym_cache: dict[str, tuple[list[list[list[str]]], dict[str, list[tuple[int, list[list[str]]]]]]] = {}

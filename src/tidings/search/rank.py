@@ -77,10 +77,15 @@ def doc_frequency(conn: sqlite3.Connection, group: Group) -> int:
     return _df_cache[key]
 
 
+_FLOOR_ITEMS = 32
+"""A concept held by fewer items gives no floor for a top k (their k-th best score is zero)."""
+
+
 def concept_scores(reader: Reader, groups: Sequence[Group], presence_bonus: float = PRESENCE_BONUS,
                    compounds: Collection[tuple[str, ...]] = ()) -> tuple[np.ndarray, np.ndarray | None]:
     """Every document's score for the query's concepts (a vector over :attr:`.engine.Reader.ids`),
-    and the positions of the documents holding the rarest concept (:meth:`.engine.Reader.top`'s hint).
+    and the positions of the documents holding the rarest concept that some :data:`_FLOOR_ITEMS` items
+    hold (:meth:`.engine.Reader.top`'s hint).
 
     A concept scores its forms' impacts (the fields' BM25 summed with their weights, :mod:`.engine`),
     summed over the distinct forms (``model`` and ``models`` stem alike: once), plus a constant
@@ -109,7 +114,8 @@ def concept_scores(reader: Reader, groups: Sequence[Group], presence_bonus: floa
         if not forms:
             continue
         frequency = max(frequency for _p, frequency in forms)
-        if rarest is None or frequency < rarest[0]:
+        # The rarest concept that most items in a top k hold: its items' k-th best score is a high floor.
+        if rarest is None or (frequency < rarest[0] if rarest[0] < _FLOOR_ITEMS else _FLOOR_ITEMS <= frequency):
             # The documents of the concept's commonest form: distinct, and most of the concept's.
             widest = max(forms, key=lambda found: found[1])[0]
             rarest = (frequency, [positions for positions, _i in widest])
