@@ -9,6 +9,8 @@ means hallucination, whatever the archive holds.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..config import Config
 
 COLLOQUIAL: list[list[str]] = [
@@ -25,19 +27,26 @@ COLLOQUIAL: list[list[str]] = [
 ]
 
 
-_combined: dict[int, tuple[list[list[str]], int, list[list[str]]]] = {}
+_copies: dict[int, tuple[Config, Any, list[list[str]], int, list[str], Config]] = {}
 
 
 def with_colloquial(config: Config | None) -> Config:
-    """``config`` with the colloquial sets added to its ``search.synonyms`` (a copy). The combined list
-    is the same object for the same configured list (while it has as many sets), so the caches keyed
-    by it (:func:`.query.synonyms_key`) are found again at every search."""
+    """``config`` with the colloquial sets added to its ``search.synonyms`` (a copy, for what reads
+    the synonym sets and the segmenter: every caller passes it to :mod:`.query` or
+    :func:`.index.compound_forms`). The copy is made once per config and kept while its search
+    section, synonym list (and its length) and user dictionary are the same objects: two pydantic
+    copies were a twentieth of a search at 100k items, and a new list each time defeated the caches
+    keyed by the sets (:func:`.query.synonyms_key`)."""
     base = config if config is not None else Config()
     own = base.search.synonyms
-    known = _combined.get(id(own))
-    if known is None or known[0] is not own or known[1] != len(own):
-        if len(_combined) > 256:
-            _combined.clear()
-        known = _combined[id(own)] = (own, len(own), [*own, *COLLOQUIAL])
-    search = base.search.model_copy(update={"synonyms": known[2]})
-    return base.model_copy(update={"search": search})
+    known = _copies.get(id(base))
+    if (known is not None and known[0] is base and known[1] is base.search and known[2] is own
+            and known[3] == len(own) and known[4] is base.user_dictionary):
+        return known[5]
+    search = base.search.model_copy(update={"synonyms": [*own, *COLLOQUIAL]})
+    copy = base.model_copy(update={"search": search})
+    if len(_copies) > 256:
+        _copies.clear()
+    if config is not None:  # a default made here is new every time: nothing to find again
+        _copies[id(base)] = (base, base.search, own, len(own), base.user_dictionary, copy)
+    return copy
