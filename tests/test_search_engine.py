@@ -470,3 +470,62 @@ def test_a_run_killed_while_merging_loses_nothing(scratch: Store) -> None:
         conn.execute(text("UPDATE items SET title = 'Genie 3.0 quaffle' WHERE title = 'Genie 3.0'"))
     assert [h.item.title for h in search(scratch, "quaffle", config=CONFIG).hits] == ["Genie 3.0 quaffle"]
     assert not (_segment_dirs(scratch) & orphans)
+
+
+WORDS = ["quaxel", "brindle", "vortique", "snarf", "plumbo", "zintor", "gravelle", "mottle"]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_changes_keep_the_engine_equal_to_the_store(tmp_path: Path, seed: int) -> None:
+    """Random inserts, edits, tag changes and deletes, with searches between some of them: each made-up
+    word finds exactly the items whose title or tags hold it now, whatever segments and merges the
+    changes left behind, and merging them all ranks exactly as a rebuild does."""
+    import random
+
+    rng = random.Random(seed)
+    store = open_store(tmp_path / "random.db")
+    try:
+        live: dict[int, tuple[str, list[str]]] = {}
+        for step in range(120):
+            action = rng.random()
+            if action < 0.45 or not live:
+                title = " ".join(rng.sample(WORDS, 2))
+                tags = rng.sample(WORDS, rng.randint(0, 1))
+                with store.session() as session:
+                    item = Item(url=f"https://example.org/{seed}/{step}", title=title, kind="article", status="extracted",
+                                tag_rows=[ItemTag(tag=t) for t in tags])
+                    session.add(item)
+                    session.flush()
+                    live[item.id] = (title, tags)
+            elif action < 0.7:
+                item_id = rng.choice(sorted(live))
+                title = " ".join(rng.sample(WORDS, 2))
+                with store.engine.begin() as conn:
+                    conn.execute(text("UPDATE items SET title = :t WHERE id = :id"), {"t": title, "id": item_id})
+                live[item_id] = (title, live[item_id][1])
+            elif action < 0.8:
+                item_id = rng.choice(sorted(live))
+                with store.engine.begin() as conn:
+                    conn.execute(text("DELETE FROM item_tags WHERE item_id = :id"), {"id": item_id})
+                live[item_id] = (live[item_id][0], [])
+            else:
+                item_id = rng.choice(sorted(live))
+                with store.engine.begin() as conn:
+                    conn.execute(text("DELETE FROM items WHERE id = :id"), {"id": item_id})
+                del live[item_id]
+            if rng.random() < 0.3:  # a search drains the queue: one more segment
+                word = rng.choice(WORDS)
+                found = {i for i, _s in rank(store, word, config=CONFIG, limit=1000)}
+                assert found == {i for i, (t, tags) in live.items() if word in t.split() or word in tags}, (seed, step)
+        for word in WORDS:
+            found = {i for i, _s in rank(store, word, config=CONFIG, limit=1000)}
+            assert found == {i for i, (t, tags) in live.items() if word in t.split() or word in tags}, (seed, word)
+        with connect(store) as conn:
+            current_engine(conn, CONFIG).optimize()
+            assert len(_manifest(store)["segments"]) == 1
+        merged = {w: rank(store, w, config=CONFIG, limit=1000) for w in WORDS}
+        run_cli(tmp_path / "random.db", "index", "--rebuild")
+        rebuilt = {w: rank(store, w, config=CONFIG, limit=1000) for w in WORDS}
+        assert merged == rebuilt
+    finally:
+        store.close()
