@@ -226,3 +226,12 @@ def test_a_lexers_tokens_are_not_an_ai_article(clf: KeywordClassifier) -> None:
     # An article about an LLM's tokens still is one: its other words say so.
     llm = "大模型推理的 token 成本越来越低，长上下文和 KV cache 让每个 token 更便宜。"
     assert clf.predict("大模型的 token 成本", llm, llm, None).section == "🌟 AI 相关"
+
+
+def test_rust_tooling_words_file_a_clippy_page_under_rust(clf: KeywordClassifier) -> None:
+    """Clippy's book (new-user walk, local pages without a host to hint at Rust) was filed under 其他
+    for seven of twelve pages: they say rustc, Clippy and crate, none of them a keyword then."""
+    text = ("EarlyLintPass works only on the Abstract Syntax Tree level, while LateLintPass has type information "
+            "from rustc. Clippy provides attributes that can be applied to items in a 3rd party crate. ")
+    prediction = clf.predict("Lint passes", text, text, None)
+    assert prediction.section == "⭐️ Go & 云原生 & Rust 相关", prediction

@@ -32,6 +32,7 @@ DEFAULT_SECTIONS: list[dict[str, Any]] = [
             "Istio", "eBPF", "etcd", "Helm", "Cargo", "channel", "GC", "泛型", "cloud native", "Service Mesh",
             "Gin", "Prometheus", "Grafana", "OpenTelemetry", "可观测", "Skywalking", "Ingress", "运维", "SRE", "Pod",
             "金丝雀", "灰度", "滚动发布", "Actix", "Axum", "Tokio", "pprof", "DevOps", "Serverless", "Envoy", "Wasm",
+            "rustc", "rustup", "Clippy", "crate", "crates",
         ],
     },
     {
