@@ -71,7 +71,7 @@ ENGINE_VERSION = "5"
 """Bumped whenever the layout below changes: an index of another version is built again."""
 _MARKER = "tidings-index.json"
 _MAX_SEGMENTS = 8
-"""More newer segments than this are merged into the base: each costs a few array calls per query word."""
+"""More newer segments than this are merged among themselves: each costs a few array calls per query word."""
 _MERGE_SHARE = 0.25
 """Newer segments scored with the base's statistics drift from what a rebuild would score; past this
 share of the base's documents the base is merged again (the base grows by a quarter at least each time)."""
@@ -367,7 +367,7 @@ class EngineIndex:
         """Merge every segment into one base (the end of a rebuild); the manifest keeps its id and generation."""
         marker = self._read_marker()
         names = list(marker.get("segments", []))
-        if len(names) > 1 or (names and self._load(names[0]).stats is None):
+        if len(names) > 1 or (names and not self._size(names[0])[1]):
             self._pending = [self._merge(names)]
             self.write_marker(marker.get("id", ""), marker.get("generation", "0"))
 
@@ -379,9 +379,9 @@ class EngineIndex:
         :meth:`optimize`) segments only pile up."""
         if len(names) < 2 or self.deferring_merges:
             return names
-        base = self._load(names[0])
-        newer = sum(len(self._load(n).ids) for n in names[1:])
-        if base.stats is None or newer > len(base.ids) * _MERGE_SHARE:
+        base_documents, is_base = self._size(names[0])
+        newer = sum(self._size(n)[0] for n in names[1:])
+        if not is_base or newer > base_documents * _MERGE_SHARE:
             return [self._merge(names)]
         if len(names) - 1 > _MAX_SEGMENTS:
             return [names[0], self._merge(names[1:], base=False)]
@@ -398,6 +398,13 @@ class EngineIndex:
             self._memory[segment.name] = segment
         else:
             segment.save(self.path / segment.name)
+
+    def _size(self, name: str) -> tuple[int, bool]:
+        """How many documents a segment holds, and whether it is a base, without loading its terms."""
+        if self.path is None:
+            segment = self._memory[name]
+            return len(segment.ids), segment.stats is not None
+        return Segment.size(self.path / name)
 
     def _load(self, name: str) -> Segment:
         if self.path is None:

@@ -89,6 +89,11 @@ class Segment:
         (tmp / "segment.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
         tmp.rename(directory)
 
+    @staticmethod
+    def size(directory: Path) -> tuple[int, bool]:
+        """How many documents the segment in ``directory`` holds, and whether it is a base (has impacts)."""
+        return len(np.load(directory / "ids.npy", mmap_mode="r")), (directory / "impacts.npy").exists()
+
     @classmethod
     def load(cls, directory: Path) -> Segment:
         meta = json.loads((directory / "segment.json").read_text(encoding="utf-8"))
