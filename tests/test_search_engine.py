@@ -529,3 +529,25 @@ def test_random_changes_keep_the_engine_equal_to_the_store(tmp_path: Path, seed:
         assert merged == rebuilt
     finally:
         store.close()
+
+
+def test_the_floor_from_the_rarest_concept_changes_no_top_k(scratch: Store) -> None:
+    """``Reader.top`` searches for the best only above the k-th best score of the rarest concept's
+    items: a floor, so the top k must be exactly the one found among every item that scored."""
+    from tidings.search.colloquial import with_colloquial
+    from tidings.search.index import compound_set
+    from tidings.search.query import compile_query
+    from tidings.search.rank import concept_scores
+
+    assert ids_for(scratch, "Mixtral 路由")
+    hinted = 0
+    with connect(scratch) as conn:
+        reader = current_engine(conn, CONFIG).reader
+        for query in [*QUERIES, "模型 推理 训练 数据", "的 是 在 了", "agent 工具 调用 大模型"]:
+            groups = compile_query(query, with_colloquial(CONFIG)).groups
+            for limit in (1, 10, 50):
+                scores, likely = concept_scores(reader, groups, compounds=compound_set(CONFIG))
+                with_floor = reader.top(scores.copy(), limit, likely=likely)
+                assert with_floor == reader.top(scores.copy(), limit), (query, limit)
+                hinted += likely is not None and len(likely) >= limit + 8
+    assert hinted > 10  # the floor was in play

@@ -81,6 +81,10 @@ _FLOOR_ITEMS = 32
 """A concept held by fewer items gives no floor for a top k (their k-th best score is zero)."""
 
 
+def _floor_preference(frequency: int) -> tuple[bool, int]:
+    return (frequency < _FLOOR_ITEMS, frequency if frequency >= _FLOOR_ITEMS else -frequency)
+
+
 def concept_scores(reader: Reader, groups: Sequence[Group], presence_bonus: float = PRESENCE_BONUS,
                    compounds: Collection[tuple[str, ...]] = ()) -> tuple[np.ndarray, np.ndarray | None]:
     """Every document's score for the query's concepts (a vector over :attr:`.engine.Reader.ids`),
@@ -114,8 +118,9 @@ def concept_scores(reader: Reader, groups: Sequence[Group], presence_bonus: floa
         if not forms:
             continue
         frequency = max(frequency for _p, frequency in forms)
-        # The rarest concept that most items in a top k hold: its items' k-th best score is a high floor.
-        if rarest is None or (frequency < rarest[0] if rarest[0] < _FLOOR_ITEMS else _FLOOR_ITEMS <= frequency):
+        # The rarest concept that some _FLOOR_ITEMS items hold (else the commonest): its items' k-th best
+        # score is a high floor. Any concept's items give a true floor; this only makes it higher.
+        if rarest is None or _floor_preference(frequency) < _floor_preference(rarest[0]):
             # The documents of the concept's commonest form: distinct, and most of the concept's.
             widest = max(forms, key=lambda found: found[1])[0]
             rarest = (frequency, [positions for positions, _i in widest])
