@@ -550,4 +550,4 @@ def test_the_floor_from_the_rarest_concept_changes_no_top_k(scratch: Store) -> N
                 with_floor = reader.top(scores.copy(), limit, likely=likely)
                 assert with_floor == reader.top(scores.copy(), limit), (query, limit)
                 hinted += likely is not None and len(likely) >= limit + 8
-    assert hinted > 10  # the floor was in play
+    assert hinted >= 5  # the floor was in play
