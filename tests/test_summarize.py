@@ -487,3 +487,18 @@ def test_a_short_chapter_is_summarized_by_what_follows_its_title() -> None:
     assert summarize("Rust 2024\nInfo\nRFC #3501\nRelease version 1.85.0", title="Rust 2024") == (
         "Info RFC #3501 Release version 1.85.0"
     )
+
+
+def test_a_line_ending_in_an_article_goes_on_into_a_capitalised_word() -> None:
+    """Cargo's book wraps "If the [workspace] section is added to a" / "Cargo.toml that already defines
+    a [package], …": the new-user walk's summary began "Cargo.toml that already defines …". A line
+    that ends in an article, preposition or conjunction is never a sentence's end, so it joins the next
+    line whatever its case; a line ending in any other word before a capital stays apart (a heading)."""
+    text = ("A workspace is a collection of one or more packages, called workspace members, that are managed "
+            "together.\nRoot package\nIf the [workspace] section is added to a\nCargo.toml that already defines a "
+            "[package], the package is the root package of the workspace. The workspace root is the directory "
+            "where the workspace's Cargo.toml is located.")
+    summary = summarize(text, title="Workspaces")
+    assert "If the [workspace] section is added to a Cargo.toml that already defines a [package]" in summary
+    assert not summary.startswith("Cargo.toml")
+    assert "Root package If" not in summary

@@ -139,9 +139,18 @@ def _sentences(text: str) -> Iterator[str]:
 _CONTINUES_RE = re.compile(r"[A-Za-z0-9,)'’]$")
 
 
+_DANGLING_RE = re.compile(
+    r"(?:^|\s)(?:a|an|the|to|of|in|on|at|for|with|by|from|into|onto|and|or|is|are|was|were|as|than)$",
+    re.IGNORECASE,
+)
+"""A last word no English sentence or heading ends with: the line goes on, whatever case the next
+line starts in ("… is added to a" / "Cargo.toml that already defines …", Cargo's book)."""
+
+
 def _unwrap(lines: Iterable[str]) -> Iterator[str]:
     """Re-join hard-wrapped English lines: a line that stops mid-sentence (ends in a word or a
-    comma) followed directly by one starting in lower case is the same sentence. Chinese lines are
+    comma) followed directly by one starting in lower case is the same sentence, and so is one
+    ending in an article, preposition or conjunction followed by any ASCII word. Chinese lines are
     left alone: a line without closing punctuation there is far more often a heading."""
     pending: str | None = None
     for line in lines:
@@ -150,7 +159,7 @@ def _unwrap(lines: Iterable[str]) -> Iterator[str]:
             pending is not None
             and stripped
             and stripped[0].isascii()
-            and stripped[0].islower()
+            and (stripped[0].islower() or (stripped[0].isalnum() and _DANGLING_RE.search(pending.rstrip())))
             and pending.strip()
             and _CONTINUES_RE.search(pending.rstrip())
         ):
