@@ -18,7 +18,10 @@ from .terms import FIELDS, WORD_FIELDS, ascii_lower, date_number, stem
 
 K1, B = 1.2, 0.75
 """BM25's parameters, as tantivy and FTS5 use them."""
-_TF_MAX = np.iinfo(np.uint16).max
+_TF = np.uint8
+"""A term's frequency in a field, capped at 255: BM25 saturates long before (255 occurrences score
+99.5 % of infinitely many with k1 1.2), and the frequencies are most of a segment's bytes."""
+_TF_MAX = np.iinfo(_TF).max
 
 
 class EngineDoc(NamedTuple):
@@ -63,7 +66,7 @@ class Segment:
     terms: list[str]  # the segment's terms (stemmed), numbered by position
     indptr: np.ndarray  # int64 [terms + 1]
     docs: np.ndarray  # int32 [pairs]
-    tf: np.ndarray  # uint16 [pairs, fields]
+    tf: np.ndarray  # uint8 [pairs, fields]
     touched: np.ndarray  # int64: every item id this batch indexed or removed
     kind_names: list[str]
     author_names: list[str]
@@ -163,7 +166,7 @@ class SegmentBuilder:
         first = np.ones(len(pairs), dtype=bool)
         first[1:] = pairs[1:] != pairs[:-1]
         unique_pairs = pairs[first]
-        tf = np.zeros((len(unique_pairs), nfields), dtype=np.uint16)
+        tf = np.zeros((len(unique_pairs), nfields), dtype=_TF)
         tf[np.cumsum(first) - 1, keys % nfields] = np.minimum(tf_counts, _TF_MAX)
         indptr = np.zeros(len(terms) + 1, dtype=np.int64)
         np.cumsum(np.bincount(unique_pairs // max(n, 1), minlength=len(terms)), out=indptr[1:])
@@ -243,7 +246,7 @@ def merge_segments(name: str, segments: Sequence[Segment], live: Sequence[np.nda
     n = len(ids)
     positions = np.concatenate(doc_parts) if doc_parts else np.zeros(0, np.int64)
     pair_terms = np.concatenate(term_parts) if term_parts else np.zeros(0, np.int64)
-    tf = np.concatenate(tf_parts) if tf_parts else np.zeros((0, nfields), np.uint16)
+    tf = np.concatenate(tf_parts).astype(_TF) if tf_parts else np.zeros((0, nfields), _TF)
     if n > 1 and not (ids[1:] > ids[:-1]).all():  # batches of a refresh come in item order: usually sorted already
         order = np.argsort(ids, kind="stable")
         ids = ids[order]
