@@ -67,7 +67,7 @@ def ids_for(store: Store, query: str) -> list[int]:
 
 def engine_docs(store: Store) -> int:
     with connect(store) as conn:
-        return current_engine(conn, CONFIG).num_docs()
+        return current_engine(conn, CONFIG).reader.num_docs()
 
 
 def live_items(store: Store) -> int:

@@ -98,13 +98,15 @@ class Reader:
         self.segments = list(segments)
         self.parts: list[_Part] = []
         base = next((s for s in segments if s.stats is not None), None)
+        base_terms: dict[str, int] | None = None
         offset = 0
         for segment in segments:
             terms = {t: i for i, t in enumerate(segment.terms)}
             if segment.impacts is not None and segment is base:
                 scored = np.asarray(segment.impacts)
+                base_terms = terms  # the base comes first: its numbers serve every newer segment
             else:
-                scored = impacts(segment, *statistics_for(segment, base), weights)
+                scored = impacts(segment, *statistics_for(segment, base, base_terms), weights)
             # Plain arrays over the mapped files (a memmap's slicing goes through Python), the positions as
             # numpy's own index type: gathering and scattering by int32 converts them first, 2.5x slower.
             self.parts.append(_Part(segment, offset, terms, scored, np.asarray(segment.indptr),
@@ -286,7 +288,6 @@ class EngineIndex:
         self._pending: list[str] | None = None
         self._reader: Reader | None = None
         self.seen_generation: str | None = None
-        self.deferring_merges = False
         self._marker_cache: tuple[tuple[int, int, int], dict[str, Any]] | None = None
         self._marker_path = "" if path is None else str(path / _MARKER)
         if path is None:
@@ -349,17 +350,19 @@ class EngineIndex:
 
     @contextmanager
     def replacing(
-        self, ids: Sequence[int], docs: SegmentBuilder, *, clear: bool = False
+        self, ids: Sequence[int], docs: SegmentBuilder, *, merge: bool = True
     ) -> Iterator[Callable[[], None]]:
-        """Supersede ``ids`` (or everything, with ``clear``) with ``docs``: the segment is built on
-        entry and written when the block calls what it is given; :meth:`write_marker` then makes it
-        live. Left uncalled, or on an error, nothing is written."""
+        """Supersede ``ids`` with ``docs``: the segment is built on entry and written when the block
+        calls what it is given; :meth:`write_marker` then makes it live. Left uncalled, or on an
+        error, nothing is written. Without ``merge`` (a bulk refresh, which ends with
+        :meth:`optimize`) the segments only pile up."""
         segment = docs.build(_segment_name(), ids)
-        listed = [] if clear else list(self._read_marker().get("segments", []))
+        listed = list(self._read_marker().get("segments", []))
 
         def commit() -> None:
             self._store(segment)
-            self._pending = self._merged([*listed, segment.name])
+            names = [*listed, segment.name]
+            self._pending = self._merged(names) if merge else names
 
         yield commit
 
@@ -375,9 +378,8 @@ class EngineIndex:
         """The segments after the merge policy: newer segments holding more than
         :data:`_MERGE_SHARE` of the base's documents are merged with it into a new base (the
         statistics made current); more than :data:`_MAX_SEGMENTS` newer ones are merged among
-        themselves. While :attr:`deferring_merges` (a rebuild or a large refresh, which end with
-        :meth:`optimize`) segments only pile up."""
-        if len(names) < 2 or self.deferring_merges:
+        themselves."""
+        if len(names) < 2:
             return names
         base_documents, is_base = self._size(names[0])
         newer = sum(self._size(n)[0] for n in names[1:])
@@ -442,12 +444,6 @@ class EngineIndex:
         assert self._reader is not None
         return self._reader
 
-    def num_docs(self) -> int:
-        return self.reader.num_docs()
-
-    def author_names(self) -> list[str]:
-        """Every author name the index holds, kept until the next reload."""
-        return self.reader.author_names()
 
 
 def _segment_name() -> str:

@@ -111,8 +111,11 @@ def ensure_schema(conn: sqlite3.Connection, signature: str, weights: Sequence[fl
     return engine
 
 
-def current_engine(conn: sqlite3.Connection, config: Config | None) -> EngineIndex:
-    """The store's engine index as of the last committed index change (no queue drained)."""
+def current_engine(conn: sqlite3.Connection, config: Config | None, *, refresh: bool = False) -> EngineIndex:
+    """The store's engine index as of the last committed index change, its queue drained first with
+    ``refresh`` (:func:`refresh_connection`)."""
+    if refresh:
+        return refresh_connection(conn, config)[1]
     engine = engine_for(conn, field_weights(config))
     _follow(engine, meta(conn, "generation"))
     return engine
@@ -125,17 +128,7 @@ def _follow(engine: EngineIndex, generation: str | None) -> None:
         engine.seen_generation = generation
 
 
-_compound_cache: dict[str, tuple[tuple[str, ...], ...]] = {}
-_compound_sets: dict[tuple[tuple[str, ...], ...], frozenset[tuple[str, ...]]] = {}
-
-
-def compound_set(config: Config | None) -> frozenset[tuple[str, ...]]:
-    """:func:`compound_forms` as a set, made once per set of forms (every search looks forms up in it)."""
-    forms = compound_forms(config)
-    found = _compound_sets.get(forms)
-    if found is None:
-        found = _compound_sets[forms] = frozenset(forms)
-    return found
+_compound_cache: dict[str, tuple[tuple[tuple[str, ...], ...], frozenset[tuple[str, ...]]]] = {}
 
 
 def compound_forms(config: Config | None) -> tuple[tuple[str, ...], ...]:
@@ -145,11 +138,20 @@ def compound_forms(config: Config | None) -> tuple[tuple[str, ...], ...]:
     A question about 大模型 expands to 大 模型, 大 语言 模型 and large language model(s): as phrase
     queries in six fields, each scored and then checked again for the presence bonus, they read the
     positions of some of the archive's commonest words (p95 5 ms of ranking at 100k items)."""
+    return _compounds(config)[0]
+
+
+def compound_set(config: Config | None) -> frozenset[tuple[str, ...]]:
+    """:func:`compound_forms` as a set (every search looks forms up in it)."""
+    return _compounds(config)[1]
+
+
+def _compounds(config: Config | None) -> tuple[tuple[tuple[str, ...], ...], frozenset[tuple[str, ...]]]:
     key = synonyms_key(config)
     if key not in _compound_cache:
         sets = synonym_sets(with_colloquial(config))
-        _compound_cache[key] = tuple(sorted({tuple(stem(w) for w in form) for forms in sets for form in forms
-                                             if len(form) > 1}))
+        forms = tuple(sorted({tuple(stem(w) for w in form) for forms in sets for form in forms if len(form) > 1}))
+        _compound_cache[key] = (forms, frozenset(forms))
     return _compound_cache[key]
 
 
@@ -192,10 +194,12 @@ def refresh_index(store: Store, config: Config | None = None, *, progress: Progr
         return refresh_connection(conn, config, progress=progress)[0]
 
 
-def refresh_connection(conn: sqlite3.Connection, config: Config | None, *, progress: Progress | None = None
-                       ) -> tuple[int, EngineIndex]:
+def refresh_connection(conn: sqlite3.Connection, config: Config | None, *, progress: Progress | None = None,
+                       bulk: bool | None = None) -> tuple[int, EngineIndex]:
     """:func:`refresh_index` on a SQLite connection the caller goes on to search with; returns how
-    many items were indexed and the engine index, its reader current."""
+    many items were indexed and the engine index, its reader current. A bulk refresh (``bulk``, by
+    default :data:`_BULK_FROM` queued items or more) goes in large batches whose segments are merged
+    once, at the end, instead of by the merge policy after each batch."""
     prepare(config)
     engine = ensure_schema(conn, index_signature(config), field_weights(config))
     total = conn.execute("SELECT count(DISTINCT item_id) FROM search_dirty").fetchone()[0]
@@ -203,15 +207,9 @@ def refresh_connection(conn: sqlite3.Connection, config: Config | None, *, progr
         return 0, engine
     finder = CompoundFinder(compound_forms(config))
     now = datetime.now(UTC).isoformat()
-    bulk = total >= _BULK_FROM
-    batch = _BULK_BATCH if bulk else _BATCH
-    deferring = engine.deferring_merges
-    engine.deferring_merges = deferring or bulk  # a bulk refresh merges its segments once, at the end
-    try:
-        done = _drain(conn, engine, finder, batch, total, now, progress)
-    finally:
-        engine.deferring_merges = deferring
-    if bulk and not deferring:
+    bulk = total >= _BULK_FROM if bulk is None else bulk
+    done = _drain(conn, engine, finder, _BULK_BATCH if bulk else _BATCH, total, now, progress, merge=not bulk)
+    if bulk:
         with write(conn):
             if engine.matches(meta(conn, "engine_id"), meta(conn, "generation")):
                 engine.optimize()
@@ -219,7 +217,7 @@ def refresh_connection(conn: sqlite3.Connection, config: Config | None, *, progr
 
 
 def _drain(conn: sqlite3.Connection, engine: EngineIndex, finder: CompoundFinder, batch: int, total: int,
-           now: str, progress: Progress | None) -> int:
+           now: str, progress: Progress | None, *, merge: bool) -> int:
     """Index the queued items in batches of ``batch``; returns how many."""
     done = 0
     while True:
@@ -238,7 +236,7 @@ def _drain(conn: sqlite3.Connection, engine: EngineIndex, finder: CompoundFinder
                 rows[item_id] = [" ".join(words) for words in fields]
                 engine_docs.add(item_id, EngineDoc(fields, finder.row(fields), dates[item_id], doc["author_name"],
                                                    doc["author_handle"]))
-            with engine.replacing(ids, engine_docs) as commit_engine:
+            with engine.replacing(ids, engine_docs, merge=merge) as commit_engine:
                 _write_batch(conn, ids, rows, dates, now)
                 generation = meta(conn, "generation") or "0"
                 commit_engine()
@@ -297,16 +295,9 @@ def rebuild_index(store: Store, config: Config | None = None, *, progress: Progr
             index_id = new_index_id()
             set_meta(conn, "engine_id", index_id)
             engine.write_marker(index_id, "0")
-    engine.deferring_merges = True  # the batches pile up as segments, merged once at the end
-    try:
-        refresh_index(store, config, progress=progress)
-    finally:
-        engine.deferring_merges = False
-    with connect(store) as conn:
+        refresh_connection(conn, config, progress=progress, bulk=True)  # its segments merged once, at the end
         with write(conn):
             conn.execute("INSERT INTO search_fts (search_fts) VALUES ('optimize')")
-            if engine.matches(meta(conn, "engine_id"), meta(conn, "generation")):
-                engine.optimize()
         return conn.execute("SELECT count(*) FROM search_docs").fetchone()[0]
 
 

@@ -32,7 +32,7 @@ from .hits import (
     idf_weight,
     vector_ranking,
 )
-from .index import compound_set, current_engine, refresh_connection, refresh_index
+from .index import compound_set, current_engine, refresh_index
 from .query import CompiledQuery, Filters, Group, compile_query, filter_sql
 from .segment import segment
 from .snippets import build_snippet, highlights
@@ -316,7 +316,7 @@ def rank(
             refresh_index(store, config)
         return pg.rank(store, compiled, config, limit) if compiled.match else []
     with connect(store) as conn:
-        engine = refresh_connection(conn, config)[1] if refresh else current_engine(conn, config)
+        engine = current_engine(conn, config, refresh=refresh)
         return _engine_ranking(conn, engine, compiled, config, limit) if compiled.match else []
 
 
@@ -328,7 +328,7 @@ def _search(
     # ranked by BM25 alone, the engine's top ``limit`` is the answer.
     depth = max(limit * 4, 50) if embedder is not None or recent else limit
     with connect(store) as conn:
-        engine = refresh_connection(conn, config)[1] if refresh else current_engine(conn, config)
+        engine = current_engine(conn, config, refresh=refresh)
         clauses, params = filter_sql(compiled.parsed.filters, config)
         bm25: list[tuple[int, float]] = []
         if compiled.match:

@@ -112,9 +112,9 @@ class Segment:
 
 
 def _codes(values: Sequence[str | None]) -> tuple[np.ndarray, list[str]]:
-    names: dict[str, int] = {}
-    codes = [-1 if v is None else names.setdefault(v, len(names)) for v in values]
-    return np.array(codes, dtype=np.int32), list(names)
+    """Each value's number among the distinct values (-1 for none), and those values in number order."""
+    names = Numbering()
+    return np.array([-1 if v is None else names[v] for v in values], dtype=np.int32), list(names)
 
 
 class SegmentBuilder:
@@ -181,9 +181,14 @@ class SegmentBuilder:
                        author_names=author_names, handle_names=handle_names)
 
 
+def _posting_terms(segment: Segment) -> np.ndarray:
+    """Each posting's term number (the postings are grouped by term, ``indptr`` bounding each group)."""
+    return np.repeat(np.arange(len(segment.terms)), np.diff(np.asarray(segment.indptr)))
+
+
 def _document_frequencies(segment: Segment) -> np.ndarray:
     """Per word field and term, how many of the segment's documents hold the term there ([fields, terms])."""
-    pair_terms = np.repeat(np.arange(len(segment.terms)), np.diff(np.asarray(segment.indptr)))
+    pair_terms = _posting_terms(segment)
     tf = np.asarray(segment.tf)
     return np.stack([np.bincount(pair_terms[tf[:, f] > 0], minlength=len(segment.terms))
                      for f in range(len(WORD_FIELDS))]) if len(segment.terms) else np.zeros((len(WORD_FIELDS), 0), np.int64)
@@ -193,8 +198,7 @@ def impacts(segment: Segment, documents: int, average: Sequence[float], df: np.n
              weights: Sequence[float]) -> np.ndarray:
     """Each posting's score: the fields' BM25 (``df``: per field, the document frequency of each of the
     segment's terms) times the fields' weights, summed."""
-    counts = np.diff(np.asarray(segment.indptr))
-    pair_terms = np.repeat(np.arange(len(segment.terms)), counts)
+    pair_terms = _posting_terms(segment)
     docs = np.asarray(segment.docs)
     tf_all = np.asarray(segment.tf)
     lengths = np.asarray(segment.lengths)
@@ -236,7 +240,7 @@ def merge_segments(name: str, segments: Sequence[Segment], live: Sequence[np.nda
         handle_parts.append(recode(np.asarray(segment.handles)[keep], segment.handle_names, handle_vocab))
         length_parts.append(np.asarray(segment.lengths)[:, keep])
         term_map = np.fromiter((vocabulary[t] for t in segment.terms), dtype=np.int64, count=len(segment.terms))
-        pair_terms = np.repeat(np.arange(len(segment.terms)), np.diff(np.asarray(segment.indptr)))
+        pair_terms = _posting_terms(segment)
         docs = np.asarray(segment.docs)
         alive = mask[docs]
         term_parts.append(term_map[pair_terms[alive]])
@@ -275,7 +279,7 @@ def merge_segments(name: str, segments: Sequence[Segment], live: Sequence[np.nda
     if not base:
         return merged
     df = _document_frequencies(merged)
-    average = [float(merged.lengths[f].sum()) / max(n, 1) for f in range(nfields)]
+    average = _average_lengths(merged)
     merged.stats = {"documents": n, "average": average, "df": df}
     merged.impacts = impacts(merged, n, average, df, weights)
     return merged
@@ -306,15 +310,21 @@ def live_masks(segments: Sequence[Segment]) -> list[np.ndarray]:
     return masks
 
 
-def statistics_for(segment: Segment, base: Segment | None) -> tuple[int, list[float], np.ndarray]:
+def _average_lengths(segment: Segment) -> list[float]:
+    lengths = np.asarray(segment.lengths)
+    return [float(lengths[f].sum()) / max(len(segment.ids), 1) for f in range(len(WORD_FIELDS))]
+
+
+def statistics_for(segment: Segment, base: Segment | None, base_terms: dict[str, int] | None = None
+                   ) -> tuple[int, list[float], np.ndarray]:
     """The statistics a newer segment is scored with: the base's documents and average lengths, and
-    per term the base's document frequency plus the segment's own."""
+    per term the base's document frequency plus the segment's own (``base_terms``: the base's term
+    numbers, when the caller has them already)."""
     own = _document_frequencies(segment)
     if base is None or base.stats is None:
-        documents = len(segment.ids)
-        average = [float(np.asarray(segment.lengths)[f].sum()) / max(documents, 1) for f in range(len(WORD_FIELDS))]
-        return documents, average, own
-    base_terms = {t: i for i, t in enumerate(base.terms)}
+        return len(segment.ids), _average_lengths(segment), own
+    if base_terms is None:
+        base_terms = {t: i for i, t in enumerate(base.terms)}
     base_df = np.asarray(base.stats["df"])
     known = np.array([base_terms.get(t, -1) for t in segment.terms], dtype=np.int64)
     df = own.copy()
