@@ -13,9 +13,9 @@ import logging
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     import jieba
@@ -245,21 +245,38 @@ def fast_tokenize(
     return _segment(text, "fast", lowercase=lowercase, drop_stopwords=drop_stopwords, normalized=normalized)
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Memo(dict[K, V]):
+    """``compute(key)`` for each key asked for, computed once and kept: a hit is a plain dict look-up
+    in C (``memo[key]``, ``map(memo.__getitem__, ...)``, ``str.translate(memo)``), where
+    ``functools.lru_cache`` is a Python call per key. Past ``limit`` entries it starts afresh: the
+    common keys come back at once."""
+
+    def __init__(self, compute: Callable[[K], V], limit: int | None = None) -> None:
+        super().__init__()
+        self._compute = compute
+        self._limit = limit
+
+    def __missing__(self, key: K) -> V:
+        if self._limit is not None and len(self) >= self._limit:
+            self.clear()
+        value = self[key] = self._compute(key)
+        return value
+
+
+def _ranked_form(word: str) -> str:
+    keep = word.isalnum() or _WORD_CHAR_RE.search(word) is not None
+    form = word.lower() if keep else ""
+    return "" if form in STOPWORDS else form
+
+
 # The summarizer's form of each word jieba gives (lower-cased; "" for punctuation and stop words),
 # remembered: a page repeats most of its words, and a dictionary look-up is a fraction of the
 # checks it stands for (filter, lower(), stop list), which were a third of tokenizing a sentence.
-class _RankedForms(dict[str, str]):
-    def __missing__(self, word: str) -> str:
-        keep = word.isalnum() or _WORD_CHAR_RE.search(word) is not None
-        form = word.lower() if keep else ""
-        if form in STOPWORDS:
-            form = ""
-        self[word] = form
-        return form
-
-
-_ranked_forms = _RankedForms()
-_RANKED_FORMS_MAX = 200_000
+_ranked_forms: Memo[str, str] = Memo(_ranked_form, limit=200_000)
 
 
 def _compound_terms(text: str) -> list[re.Match[str]]:
@@ -294,8 +311,6 @@ def _segment(
             # The summarizer's case, for every sentence it ranks: filter, lower-case and drop stop
             # words in one look-up per word.
             forms = _ranked_forms
-            if len(forms) > _RANKED_FORMS_MAX:
-                forms.clear()  # a bound on memory; the common words come back at once
             if not compounds:
                 return [form for w in cut(text) if (form := forms[w])]
             for piece, compound in _around(text, compounds):

@@ -19,18 +19,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import compress
 
+from ..textutil import Memo
 from .terms import FIELDS, WORD_FIELDS, compound_term, stem
 
 Form = tuple[str, ...]
-
-
-class _Stems(dict[str, str]):
-    """:func:`.terms.stem` of each word met after a form's first word, filled as words come (a dict
-    hit, where the stemmer's own cache is a function call)."""
-
-    def __missing__(self, word: str) -> str:
-        stemmed = self[word] = stem(word)
-        return stemmed
 
 
 class CompoundFinder:
@@ -51,7 +43,8 @@ class CompoundFinder:
         that stem to one), with (the rest of, the compound word of) each form, in ``forms`` order."""
         self._ascii_seen: set[str] = set()
         """The English (ASCII) words met so far: each is stemmed once, to see if it starts a form."""
-        self._stems = _Stems()
+        self._stems: Memo[str, str] = Memo(stem)
+        """The stem of each word met after a form's first word (a dict hit, where the stemmer's cache is a call)."""
 
     @staticmethod
     def _entries(forms: list[Form]) -> tuple[tuple[Form, str], ...]:

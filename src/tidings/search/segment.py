@@ -17,7 +17,7 @@ import unicodedata
 from collections.abc import Callable, Iterator
 
 from ..config import Config
-from ..textutil import CJK_CHAR_RE, add_user_words, has_cjk
+from ..textutil import CJK_CHAR_RE, Memo, add_user_words, has_cjk
 
 SEGMENTER_VERSION = "2"
 """Bumped whenever :func:`segment` changes: a store indexed with another version is re-indexed."""
@@ -47,16 +47,9 @@ def _nfkc_lower(text: str) -> str:
     return text.lower()
 
 
-class _CharFold(dict[int, str]):
-    """Each character's NFKC form, lower-cased, by code point, filled as characters come: the table
-    ``str.translate`` folds a text with character by character."""
-
-    def __missing__(self, code: int) -> str:
-        folded = self[code] = unicodedata.normalize("NFKC", chr(code)).lower()
-        return folded
-
-
-_char_fold = _CharFold()
+_char_fold: Memo[int, str] = Memo(lambda code: unicodedata.normalize("NFKC", chr(code)).lower())
+"""Each character's NFKC form, lower-cased, by code point, filled as characters come: the table
+``str.translate`` folds a text with character by character."""
 
 
 def _normalized_text(text: str) -> str:
@@ -154,20 +147,10 @@ def _load_cut() -> Callable[[str, bool], list[str]]:
     return _cut
 
 
-class _GapWords(dict[str, list[str]]):
-    """The words of the text between two CJK runs, by that text: nearly every gap is a punctuation
-    mark or a space, seen a million times over a build; a dict hit costs a fifth of ``findall``.
-    Callers copy what they get (the lists are shared)."""
-
-    MAX_SIZE = 50_000
-    """A bound on memory: the gaps holding English words vary; the punctuation comes back at once."""
-
-    def __missing__(self, gap: str) -> list[str]:
-        words = self[gap] = _WORD_RE.findall(gap)
-        return words
-
-
-_gap_words = _GapWords()
+_gap_words: Memo[str, list[str]] = Memo(_WORD_RE.findall, limit=50_000)
+"""The words of the text between two CJK runs, by that text: nearly every gap is a punctuation mark
+or a space, seen a million times over a build; a dict hit costs a fifth of ``findall``. Callers copy
+what they get (the lists are shared)."""
 _CJK_SPLIT_RE = re.compile(f"({_CJK_RUN_RE.pattern})")
 """Splits normalized text into [gap, run, gap, run, ..., gap], gaps possibly empty."""
 
@@ -182,7 +165,7 @@ def segmented_words(text: str | None) -> list[str]:
 
     The same words as :func:`segment`, without the offsets: the index build segments every field of
     every item, so this path splits the text once into CJK runs and the gaps between them, calls
-    jieba-rs's ``cut`` once per run and looks each gap's words up in :class:`_GapWords` instead of
+    jieba-rs's ``cut`` once per run and looks each gap's words up in :data:`_gap_words` instead of
     walking generators of tuples. An ASCII text (NFKC leaves it as it is, it has no CJK) is one
     ``findall``."""
     if not text:
@@ -197,8 +180,6 @@ def segmented_words(text: str | None) -> list[str]:
         return [w for w, _s, _e in _segment_normalized(norm)]
     cut = _cut or _load_cut()
     gap_words = _gap_words
-    if len(gap_words) > _GapWords.MAX_SIZE:
-        gap_words.clear()
     parts = iter(_CJK_SPLIT_RE.split(norm))
     words = list(gap_words[next(parts)])
     for run, gap in zip(parts, parts, strict=True):
