@@ -502,3 +502,13 @@ def test_a_line_ending_in_an_article_goes_on_into_a_capitalised_word() -> None:
     assert "If the [workspace] section is added to a Cargo.toml that already defines a [package]" in summary
     assert not summary.startswith("Cargo.toml")
     assert "Root package If" not in summary
+
+
+def test_a_quoted_exclamation_followed_by_a_comma_does_not_end_the_sentence() -> None:
+    """The Rust Reference's method-call page: 'The below code will print “In trait impl!”, because
+    &self methods are looked up first, …' was cut after the quote, and the new-user walk's summary
+    held the fragment ', because &self methods …'. No sentence starts with a comma."""
+    text = "The below code will print “In trait impl!”, because &self methods are looked up first. Next one."
+    assert split_sentences(text) == [
+        "The below code will print “In trait impl!”, because &self methods are looked up first.", "Next one."]
+    assert split_sentences("He said “Stop!” Then he left.") == ["He said “Stop!”", "Then he left."]

@@ -104,6 +104,10 @@ def _split_line(line: str) -> list[str]:
                 # An English sentence after "!" or "?" starts with a capital: "using the macro_rules!
                 # macro" and "println! prints" name Rust macros mid-sentence.
                 continue
+            if line[end:].lstrip(_CLOSERS).lstrip()[:1] in (",", ";", ":") and "." not in run:
+                # No sentence starts with a comma: 'will print “In trait impl!”, because …' (the Rust
+                # Reference) goes on past the quoted exclamation.
+                continue
         while end < len(line) and line[end] in _CLOSERS:
             end += 1
         piece = line[begin:end].strip()
